@@ -1,0 +1,279 @@
+//! Request and response bodies of the coordination server's REST API (`/api/v1/...`).
+//!
+//! Field names follow the product spec (`github_username`, `ssh_pubkey`, `workspace_id`, ...) so the
+//! documented contract and the wire format are the same thing.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::WorkspaceStatus;
+
+/// `GET /health`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the server answers.
+    pub status: String,
+    /// The server's version.
+    pub version: String,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error itself.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong and what to do next.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `workspace_not_found`.
+    pub code: String,
+    /// One sentence for people.
+    pub message: String,
+    /// The next step.
+    pub hint: String,
+}
+
+/// `POST /api/v1/users/register`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// GitHub login.
+    pub github_username: String,
+    /// GitHub numeric user id.
+    pub github_id: i64,
+    /// OpenSSH public key line (`ssh-ed25519 AAAA... comment`).
+    pub ssh_pubkey: String,
+    /// `SHA256:...` fingerprint of `ssh_pubkey`; checked against the key when given.
+    #[serde(default)]
+    pub ssh_pubkey_fingerprint: Option<String>,
+    /// GitHub token proving the identity (checked with `GET /user`). Not needed when the request is
+    /// made with the operator token.
+    #[serde(default)]
+    pub github_token: Option<String>,
+}
+
+/// Answer to a registration.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RegisterResponse {
+    /// GitHub login the token is bound to.
+    pub github_username: String,
+    /// Fingerprint of the registered key.
+    pub ssh_pubkey_fingerprint: String,
+    /// Bearer token for every other call. Shown once; the server keeps only its hash.
+    pub api_token: String,
+}
+
+/// The signed-in user, `GET /api/v1/users/me`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserInfo {
+    /// GitHub login.
+    pub github_username: String,
+    /// GitHub numeric user id.
+    pub github_id: i64,
+    /// Fingerprint of the registered key.
+    pub ssh_pubkey_fingerprint: String,
+}
+
+/// CPU and memory limits of a workspace container.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU count (default 2).
+    #[serde(default)]
+    pub cpu: Option<u32>,
+    /// Memory limit such as `4GB` or `512MiB` (default `4GB`).
+    #[serde(default)]
+    pub memory: Option<String>,
+}
+
+/// `POST /api/v1/workspaces/create`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspaceRequest {
+    /// Must match the token's user when given (the spec sends it; the token decides).
+    #[serde(default)]
+    pub github_username: Option<String>,
+    /// Name, unique per user: 1-40 of `a-z 0-9 -`.
+    pub workspace_name: String,
+    /// `owner/name` (resolved against the server's git base URL) or a full git URL.
+    pub repo: String,
+    /// Branch to check out; the repo's default branch when left out.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Only `lxc` today.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// LXD image alias; the node's base image when left out.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Service definitions (reserved; the services feature reads them from the repo's config).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub services: Option<serde_json::Value>,
+    /// CPU and memory limits (the spec's `providers.lxc`).
+    #[serde(default)]
+    pub resources: Option<Resources>,
+}
+
+/// Answer to a create.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateWorkspaceResponse {
+    /// `ws-...`.
+    pub workspace_id: String,
+    /// Status right after the call (usually `creating`).
+    pub status: WorkspaceStatus,
+    /// Port on the server that forwards to the workspace's sshd.
+    pub ssh_port: u16,
+    /// Where to poll for progress.
+    pub polling_url: String,
+    /// False when a workspace of that name already existed and was returned as is.
+    pub created: bool,
+}
+
+/// How to reach a workspace over SSH.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct SshInfo {
+    /// Host name or address of the server.
+    pub host: String,
+    /// Forwarded port.
+    pub port: u16,
+    /// Login user inside the workspace.
+    pub user: String,
+    /// The workspace's sshd host key (`ssh-ed25519 AAAA...`), for pinning; known once running.
+    pub host_key: Option<String>,
+    /// Ready-to-paste command.
+    pub command: String,
+}
+
+/// A service running in the workspace.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ServiceInfo {
+    /// Service name from the config.
+    pub name: String,
+    /// Port inside the workspace.
+    pub port: u16,
+    /// Port on the user's machine the CLI forwards to it.
+    pub mapped_port: Option<u16>,
+    /// `starting`, `running`, `unhealthy` or `failed`.
+    pub status: String,
+}
+
+/// The repository a workspace holds.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct RepoInfo {
+    /// Owner part of `owner/name`.
+    pub owner: String,
+    /// Repository name; also the directory under `/home/dev`.
+    pub name: String,
+    /// Clone URL.
+    pub url: String,
+    /// Checked-out branch.
+    pub branch: String,
+    /// Checked-out commit, known once cloned.
+    pub commit: Option<String>,
+    /// Absolute path of the checkout inside the workspace.
+    pub path: String,
+}
+
+/// The node a workspace lives on.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct NodeRef {
+    /// Node name.
+    pub name: String,
+    /// `ok` or `unresponsive` (no heartbeat within the timeout).
+    pub status: NodeStatus,
+}
+
+/// Liveness of a node.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    /// Connected and heartbeating.
+    Ok,
+    /// No heartbeat within the timeout, or disconnected.
+    Unresponsive,
+}
+
+/// `GET /api/v1/workspaces/{id}/status` and the items of the list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceView {
+    /// `ws-...`.
+    pub workspace_id: String,
+    /// Name given at create.
+    pub name: String,
+    /// GitHub login of the owner.
+    pub owner: String,
+    /// Lifecycle status.
+    pub status: WorkspaceStatus,
+    /// For `failed` (and an unresponsive node): what happened.
+    pub message: Option<String>,
+    /// For `failed` (and an unresponsive node): what to do next.
+    pub hint: Option<String>,
+    /// `lxc`.
+    pub provider: String,
+    /// Image the container was made from.
+    pub image: String,
+    /// SSH access.
+    pub ssh: SshInfo,
+    /// Services and their ports.
+    pub services: Vec<ServiceInfo>,
+    /// The repository.
+    pub repo: RepoInfo,
+    /// Where it runs.
+    pub node: Option<NodeRef>,
+    /// CPU and memory limits in force.
+    pub resources: Resources,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 time of the last status change.
+    pub updated_at: String,
+}
+
+/// `GET /api/v1/workspaces`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceList {
+    /// The caller's workspaces, oldest first.
+    pub workspaces: Vec<WorkspaceView>,
+}
+
+/// Answer to stop and start.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatusChange {
+    /// `ws-...`.
+    pub workspace_id: String,
+    /// Status after the call.
+    pub status: WorkspaceStatus,
+}
+
+/// Answer to a delete.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Deleted {
+    /// `ws-...`.
+    pub workspace_id: String,
+    /// Always true.
+    pub deleted: bool,
+}
+
+/// A driver node, `GET /api/v1/nodes` (operator only).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeView {
+    /// Node name.
+    pub name: String,
+    /// LXD project the node's workspaces live in.
+    pub lxd_project: String,
+    /// Liveness.
+    pub status: NodeStatus,
+    /// Workspaces placed on the node.
+    pub workspaces: u32,
+    /// RFC 3339 time of the last heartbeat.
+    pub last_heartbeat: Option<String>,
+}
+
+/// `GET /api/v1/nodes`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeList {
+    /// Every node that ever joined.
+    pub nodes: Vec<NodeView>,
+}

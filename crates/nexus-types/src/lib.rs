@@ -1,0 +1,10 @@
+//! Types shared by every Nexus role: the HTTP API's bodies, the agent protocol and the workspace state machine.
+//!
+//! The server, the agent and the CLI all compile against this crate, so a shape changes in one place only.
+
+pub mod api;
+pub mod names;
+pub mod protocol;
+pub mod state;
+
+pub use state::{Transition, TransitionError, WorkspaceStatus};

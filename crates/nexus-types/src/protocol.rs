@@ -1,0 +1,162 @@
+//! Messages between the server and a node agent over the agent's outbound WebSocket.
+//!
+//! The agent dials the server (so nodes behind NAT work) and keeps one control connection; SSH
+//! traffic goes over a separate WebSocket per TCP connection, dialed by the agent on request.
+
+use serde::{Deserialize, Serialize};
+
+/// Path of the control WebSocket.
+pub const CONNECT_PATH: &str = "/api/v1/agent/connect";
+/// Path prefix of tunnel WebSockets; the tunnel id follows.
+pub const TUNNEL_PATH: &str = "/api/v1/agent/tunnel";
+
+/// Agent → server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    /// First message after connecting.
+    Hello {
+        /// Node name, unique per server.
+        node_name: String,
+        /// LXD project this agent's workspaces live in.
+        lxd_project: String,
+        /// Agent version.
+        version: String,
+        /// Workspaces the node has, so the server can reconcile after either side restarts.
+        inventory: Vec<InventoryItem>,
+    },
+    /// Sent every heartbeat interval.
+    Heartbeat,
+    /// Progress or outcome of a command.
+    Report(Report),
+}
+
+/// A workspace container found on the node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InventoryItem {
+    /// `ws-...`.
+    pub workspace_id: String,
+    /// Whether the container is running.
+    pub running: bool,
+}
+
+/// What happened to a workspace, tagged with the generation of the command it answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// `ws-...`.
+    pub workspace_id: String,
+    /// Generation of the command this answers; the server drops reports older than its current one.
+    pub generation: i64,
+    /// The outcome.
+    pub outcome: Outcome,
+}
+
+/// Outcome of a command.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Container up, sshd answering, repo checked out.
+    Ready {
+        /// Commit checked out.
+        commit: Option<String>,
+        /// sshd's public host key line.
+        host_key: Option<String>,
+    },
+    /// Container stopped.
+    Stopped,
+    /// Container and its disk are gone.
+    Deleted,
+    /// The command failed.
+    Failed {
+        /// What happened.
+        message: String,
+        /// What to do next.
+        hint: String,
+    },
+}
+
+/// Server → agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Answer to `Hello`.
+    Welcome {
+        /// Seconds between heartbeats.
+        heartbeat_secs: u64,
+    },
+    /// Do something to a workspace.
+    Command(Command),
+    /// Connect to a workspace port and dial `TUNNEL_PATH/<tunnel_id>` to carry the bytes.
+    OpenTunnel {
+        /// Id to dial back with.
+        tunnel_id: String,
+        /// `ws-...`.
+        workspace_id: String,
+        /// Port inside the workspace (22 for sshd).
+        port: u16,
+    },
+}
+
+/// A command for one workspace.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Command {
+    /// `ws-...`; also the container name.
+    pub workspace_id: String,
+    /// Increases with every command the server issues for this workspace.
+    pub generation: i64,
+    /// What to do.
+    pub op: Op,
+}
+
+/// The operations a node performs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Make the workspace exist and run (idempotent: picks up where an earlier attempt stopped).
+    Ensure(WorkspaceSpec),
+    /// Stop the container.
+    Stop,
+    /// Remove the container and its disk.
+    Delete,
+}
+
+/// Everything a node needs to build a workspace.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkspaceSpec {
+    /// LXD image alias; empty means the node's base image.
+    pub image: String,
+    /// CPU limit.
+    pub cpu: u32,
+    /// Memory limit in LXD syntax (`4GB`).
+    pub memory: String,
+    /// The owner's `authorized_keys` line, the only key allowed in.
+    pub authorized_key: String,
+    /// Clone URL.
+    pub repo_url: String,
+    /// Directory name under `/home/dev`.
+    pub repo_dir: String,
+    /// Branch to check out.
+    pub branch: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_is_tagged() {
+        let m = ServerMessage::Command(Command { workspace_id: "ws-1".into(), generation: 3, op: Op::Stop });
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["type"], "command");
+        assert_eq!(json["op"]["op"], "stop");
+        let back: ServerMessage = serde_json::from_value(json).unwrap();
+        assert_eq!(back, m);
+        let r = AgentMessage::Report(Report {
+            workspace_id: "ws-1".into(),
+            generation: 2,
+            outcome: Outcome::Failed { message: "m".into(), hint: "h".into() },
+        });
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<AgentMessage>(&json).unwrap(), r);
+    }
+}
