@@ -1,1 +1,4 @@
-//! placeholder
+//! The Nexus command line: node set-up (`nexus node init`) and, later, the designer-facing commands.
+
+pub mod node_init;
+pub mod system;

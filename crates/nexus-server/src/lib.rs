@@ -1,1 +1,66 @@
-//! placeholder
+//! The Nexus coordination server: REST API, workspace logic, SQLite store, agent hub, SSH forwarder.
+//!
+//! Layering: `http` (parse, authorize, convert) → `app` (decisions, state machine) → `store` (SQL).
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod forwarder;
+pub mod github;
+pub mod http;
+pub mod hub;
+pub mod repo_probe;
+pub mod secret;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use app::App;
+pub use config::ServerConfig;
+pub use error::ServerError;
+
+/// The OpenAPI document of the API this server serves, pretty-printed JSON.
+pub fn openapi_json() -> String {
+    let (_, api) = http::router_and_api();
+    api.to_pretty_json().expect("the OpenAPI document serializes")
+}
+
+/// Builds the app with the real GitHub client and git prober, restores SSH listeners, and serves
+/// HTTP on `listener` until `shutdown` resolves.
+pub async fn serve(config: ServerConfig, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    let github = Box::new(github::GithubApi::new(&config.github_api_url));
+    let probe = Box::new(repo_probe::GitLsRemote { timeout: std::time::Duration::from_secs(20) });
+    let app = App::new(config, github, probe)?;
+    serve_app(app, listener, shutdown).await
+}
+
+/// Serves an already-built app (tests inject fakes this way).
+pub async fn serve_app(app: Arc<App>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    app.restore().await?;
+    let router = http::router(app);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| ServerError::Io { path: "HTTP listener".into(), source })
+}
+
+#[cfg(test)]
+mod openapi_tests {
+    /// The checked-in document must equal what the code serves. To accept a change on purpose:
+    /// `NEXUS_UPDATE_OPENAPI=1 cargo test -p nexus-server openapi`.
+    #[test]
+    fn openapi_document_matches_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/nexus.json");
+        let generated = super::openapi_json() + "\n";
+        if std::env::var_os("NEXUS_UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "openapi/nexus.json is out of date with the code; review the API change, then run \
+             `NEXUS_UPDATE_OPENAPI=1 cargo test -p nexus-server openapi` and commit the file"
+        );
+    }
+}

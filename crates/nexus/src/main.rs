@@ -1,1 +1,240 @@
-fn main() {}
+//! The `nexus` binary: one executable for every role (server, agent, node set-up, CLI).
+//!
+//! Every flag that configures a long-running role can also be set by a `NEXUS_*` environment
+//! variable; they are declared here, once, next to their flags.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "nexus", version, about = "Self-hosted remote development workspaces on LXD", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the coordination server (REST API on :3001, SSH forwarding on 2222-2299).
+    #[command(after_help = "Examples:\n  nexus server\n  nexus server --listen 127.0.0.1:3001 --data-dir ./data --ssh-port-range 2222-2229")]
+    Server(ServerArgs),
+    /// Run a node agent that drives this host's LXD for a server.
+    #[command(after_help = "Examples:\n  nexus agent --server http://staging:3001 --join-token $(cat /var/lib/nexus/join-token)\n  nexus agent --server http://127.0.0.1:3001 --join-token nxj_... --lxd-project node-b --name node-b")]
+    Agent(AgentArgs),
+    /// Driver node set-up.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Print the server's OpenAPI document.
+    Openapi,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Address the REST API listens on.
+    #[arg(long, env = "NEXUS_LISTEN", default_value = nexus_server::config::DEFAULT_LISTEN)]
+    listen: String,
+    /// Where the database and tokens live [default: /var/lib/nexus as root, else ~/.nexus/server].
+    #[arg(long, env = "NEXUS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// GitHub API base URL used to verify registrations.
+    #[arg(long, env = "NEXUS_GITHUB_API_URL", default_value = nexus_server::config::DEFAULT_GITHUB_API_URL)]
+    github_api_url: String,
+    /// Base URL that `owner/name` repos are cloned from.
+    #[arg(long, env = "NEXUS_GIT_BASE_URL", default_value = nexus_server::config::DEFAULT_GIT_BASE_URL)]
+    git_base_url: String,
+    /// Inclusive range of ports forwarded to workspaces' sshd.
+    #[arg(long, env = "NEXUS_SSH_PORT_RANGE", default_value = "2222-2299")]
+    ssh_port_range: String,
+    /// Host name users SSH to [default: the host the client used to reach the API].
+    #[arg(long, env = "NEXUS_PUBLIC_HOST")]
+    public_host: Option<String>,
+    /// Seconds without a heartbeat before a node counts as unresponsive.
+    #[arg(long, env = "NEXUS_NODE_TIMEOUT", default_value_t = 30)]
+    node_timeout: u64,
+    /// Seconds stop/start/delete wait for the node.
+    #[arg(long, env = "NEXUS_OP_TIMEOUT", default_value_t = 120)]
+    op_timeout: u64,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// Coordination server URL.
+    #[arg(long, env = "NEXUS_SERVER")]
+    server: String,
+    /// Join token from the server's `<data-dir>/join-token`.
+    #[arg(long, env = "NEXUS_JOIN_TOKEN")]
+    join_token: String,
+    /// LXD project for this node's workspaces (two agents on one host need different projects).
+    #[arg(long, env = "NEXUS_LXD_PROJECT", default_value = "nexus")]
+    lxd_project: String,
+    /// Node name, unique per server [default: the host name].
+    #[arg(long, env = "NEXUS_NODE_NAME")]
+    name: Option<String>,
+    /// Image alias workspaces launch from.
+    #[arg(long, env = "NEXUS_BASE_IMAGE", default_value = nexus_cli::node_init::BASE_ALIAS)]
+    base_image: String,
+    /// Seconds between heartbeats.
+    #[arg(long, env = "NEXUS_HEARTBEAT", default_value_t = 2)]
+    heartbeat: u64,
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Prepare this Debian/Ubuntu host as a driver node (idempotent; run as root).
+    #[command(after_help = "Examples:\n  sudo nexus node init\n  sudo nexus node init --image images:ubuntu/22.04\n  sudo nexus node init --bridge-cidr 10.99.0.1/24")]
+    Init {
+        /// Use an existing image (local alias or `remote:image`) instead of building one.
+        #[arg(long)]
+        image: Option<String>,
+        /// Address and prefix of the workspace bridge.
+        #[arg(long, default_value = "10.87.0.1/24")]
+        bridge_cidr: String,
+        /// Size of the btrfs pool's loop file.
+        #[arg(long, default_value = "30GiB")]
+        pool_size: String,
+        /// Use a `dir` pool instead of btrfs (slower container starts).
+        #[arg(long)]
+        dir_pool: bool,
+    },
+}
+
+fn default_data_dir() -> PathBuf {
+    let is_root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    match std::env::var_os("HOME") {
+        Some(home) if !is_root => PathBuf::from(home).join(".nexus/server"),
+        _ => PathBuf::from("/var/lib/nexus"),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NEXUS_LOG").unwrap_or_else(|_| "info".into());
+    let color = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(color).init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM, for a clean shutdown.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let addr = nexus_server::config::parse_listen(&args.listen).map_err(anyhow::Error::msg).context("--listen")?;
+    let ssh_ports = nexus_server::config::parse_port_range(&args.ssh_port_range).map_err(anyhow::Error::msg).context("--ssh-port-range")?;
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let mut config = nexus_server::ServerConfig::new(data_dir.clone());
+    config.github_api_url = args.github_api_url;
+    config.git_base_url = args.git_base_url;
+    config.ssh_ports = ssh_ports;
+    config.ssh_bind_ip = addr.ip();
+    config.public_host = args.public_host;
+    config.node_timeout = Duration::from_secs(args.node_timeout);
+    config.op_timeout = Duration::from_secs(args.op_timeout);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}; is another server running? (pick another with --listen)"))?;
+    let local = listener.local_addr()?;
+    // Scripts and tests read this line to learn the port when binding to :0.
+    println!("nexus server listening on http://{local}");
+    eprintln!("data dir: {}  (join token for agents: {}/join-token)", data_dir.display(), data_dir.display());
+    nexus_server::serve(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let node_name = match args.name {
+        Some(n) => n,
+        None => std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "node".into()),
+    };
+    let provider = nexus_agent::lxd::LxdProvider::new(nexus_agent::lxd::LxdProvider::default_socket(), &args.lxd_project);
+    let config = nexus_agent::AgentConfig {
+        server_url: args.server,
+        join_token: args.join_token,
+        node_name,
+        lxd_project: args.lxd_project,
+        base_image: args.base_image,
+        heartbeat: Duration::from_secs(args.heartbeat.max(1)),
+    };
+    nexus_agent::run(config, Arc::new(provider), shutdown_signal()).await?;
+    Ok(())
+}
+
+struct ConsoleProgress;
+
+impl nexus_cli::node_init::Progress for ConsoleProgress {
+    fn step(&self, what: &str) {
+        eprintln!("• {what}");
+    }
+    fn skipped(&self, _what: &str) {
+        eprintln!("  ✓ already in place");
+    }
+    fn done(&self, what: &str) {
+        eprintln!("  ✓ {what}");
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Openapi => {
+            print!("{}", nexus_server::openapi_json());
+            Ok(())
+        }
+        Command::Node(NodeCommand::Init { image, bridge_cidr, pool_size, dir_pool }) => {
+            let opts = nexus_cli::node_init::NodeInitOptions { image, bridge_cidr, pool_size, dir_pool, ..Default::default() };
+            nexus_cli::node_init::run(&nexus_cli::system::HostSystem, &opts, &ConsoleProgress)
+                .map(|()| eprintln!("node ready: start an agent with `nexus agent --server <url> --join-token <token>`"))
+                .map_err(|e| {
+                    let hint = e.hint.clone();
+                    anyhow::Error::new(e).context(format!("hint: {hint}"))
+                })
+        }
+        command => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            rt.block_on(async {
+                match command {
+                    Command::Server(args) => run_server(args).await,
+                    Command::Agent(args) => run_agent(args).await,
+                    _ => unreachable!(),
+                }
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            print_error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `error: <message>: <cause>...` then any `hint:` lines, once.
+fn print_error(e: &anyhow::Error) {
+    let mut hints = Vec::new();
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        match s.strip_prefix("hint: ") {
+            Some(h) => hints.push(h.to_string()),
+            None => parts.push(s),
+        }
+    }
+    eprintln!("error: {}", parts.join(": "));
+    for h in hints {
+        eprintln!("hint: {h}");
+    }
+}

@@ -1,0 +1,111 @@
+//! Running host commands, behind a trait so set-up logic can be unit-tested with a recording fake.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Mutex;
+
+/// What a finished command produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Exit code 0.
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// Runs programs on the host.
+pub trait System: Send + Sync {
+    /// Runs `argv` to completion with `stdin` fed in, capturing output.
+    fn run(&self, argv: &[&str], stdin: Option<&str>) -> std::io::Result<Output>;
+    /// Runs `argv` with output streaming to the terminal (long steps like apt and debootstrap).
+    fn run_visible(&self, argv: &[&str]) -> std::io::Result<i32>;
+}
+
+/// The real host.
+pub struct HostSystem;
+
+impl System for HostSystem {
+    fn run(&self, argv: &[&str], stdin: Option<&str>) -> std::io::Result<Output> {
+        use std::io::Write as _;
+        let mut cmd = std::process::Command::new(argv[0]);
+        cmd.args(&argv[1..]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        let mut child = cmd.spawn()?;
+        if let Some(input) = stdin {
+            if let Some(mut pipe) = child.stdin.take() {
+                pipe.write_all(input.as_bytes())?;
+            }
+        }
+        let out = child.wait_with_output()?;
+        Ok(Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    fn run_visible(&self, argv: &[&str]) -> std::io::Result<i32> {
+        // Child output goes to stderr so stdout stays clean for scripts.
+        let status = std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(std::io::stderr())
+            .stderr(Stdio::inherit())
+            .status()?;
+        Ok(status.code().unwrap_or(-1))
+    }
+}
+
+/// Records commands and answers from a script: the first rule whose prefix matches the command line.
+#[derive(Default)]
+pub struct FakeSystem {
+    /// (command-line prefix, answer).
+    pub rules: Vec<(String, Output)>,
+    /// Every command line run, in order.
+    pub calls: Mutex<Vec<String>>,
+    /// Inputs fed to commands, by command line.
+    pub stdin: Mutex<HashMap<String, String>>,
+}
+
+impl FakeSystem {
+    /// Adds a rule: commands starting with `prefix` exit with `code` and print `stdout`.
+    pub fn on(mut self, prefix: &str, code: i32, stdout: &str) -> Self {
+        self.rules.push((prefix.to_string(), Output { code, stdout: stdout.into(), stderr: String::new() }));
+        self
+    }
+
+    /// The command lines run so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn answer(&self, line: &str) -> Output {
+        self.rules.iter().find(|(p, _)| line.starts_with(p.as_str())).map(|(_, o)| o.clone()).unwrap_or_default()
+    }
+}
+
+impl System for FakeSystem {
+    fn run(&self, argv: &[&str], stdin: Option<&str>) -> std::io::Result<Output> {
+        let line = argv.join(" ");
+        self.calls.lock().unwrap().push(line.clone());
+        if let Some(s) = stdin {
+            self.stdin.lock().unwrap().insert(line.clone(), s.to_string());
+        }
+        Ok(self.answer(&line))
+    }
+
+    fn run_visible(&self, argv: &[&str]) -> std::io::Result<i32> {
+        let line = argv.join(" ");
+        self.calls.lock().unwrap().push(line.clone());
+        Ok(self.answer(&line).code)
+    }
+}

@@ -1,0 +1,671 @@
+//! Application logic: every decision the server makes, between the HTTP edge and the store.
+//!
+//! Handlers call one method here; methods validate, consult the state machine, write the store,
+//! and talk to node agents through the hub. Agent reports come in through [`App::on_report`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::WebSocket;
+use nexus_types::api::{
+    CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, NodeList, NodeRef, NodeStatus, NodeView,
+    RegisterRequest, RegisterResponse, RepoInfo, Resources, SshInfo, StatusChange, UserInfo, WorkspaceList,
+    WorkspaceView,
+};
+use nexus_types::names;
+use nexus_types::protocol::{Command, InventoryItem, Op, Outcome, Report, ServerMessage, WorkspaceSpec};
+use nexus_types::state::Event;
+use nexus_types::{Transition, WorkspaceStatus};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+
+use crate::config::ServerConfig;
+use crate::error::{Result, ServerError};
+use crate::github::GithubIdentity;
+use crate::hub::{Hub, TunnelError};
+use crate::repo_probe::RepoProbe;
+use crate::secret;
+use crate::store::{NewWorkspace, Store, User, WorkspaceRow};
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A registered user.
+    User(User),
+    /// Whoever holds the operator token.
+    Operator,
+}
+
+/// The server's state and logic.
+pub struct App {
+    /// The database.
+    pub store: Store,
+    /// Connected agents.
+    pub hub: Hub,
+    config: ServerConfig,
+    github: Box<dyn GithubIdentity>,
+    probe: Box<dyn RepoProbe>,
+    operator_token: String,
+    join_token: String,
+    /// Requests waiting for the node's answer to a command, keyed by (workspace, generation).
+    waiters: Mutex<HashMap<(String, i64), oneshot::Sender<Outcome>>>,
+    /// Serializes port choice + bind + insert, so two creates never pick the same port.
+    port_lock: tokio::sync::Mutex<()>,
+    listeners: Mutex<HashMap<u16, AbortHandle>>,
+}
+
+/// Path of a workspace's status endpoint.
+pub fn polling_path(id: &str) -> String {
+    format!("/api/v1/workspaces/{id}/status")
+}
+
+fn parse_memory(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+impl App {
+    /// Builds the app: opens the store, loads or creates the tokens in the data dir.
+    pub fn new(config: ServerConfig, github: Box<dyn GithubIdentity>, probe: Box<dyn RepoProbe>) -> Result<Arc<App>> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| ServerError::Io { path: config.data_dir.display().to_string(), source })?;
+        let store = Store::open(&config.db_path())?;
+        let operator_token = secret::load_or_create(&config.data_dir.join("operator-token"), "nxo_")?;
+        let join_token = secret::load_or_create(&config.data_dir.join("join-token"), "nxj_")?;
+        Ok(Arc::new(App {
+            store,
+            hub: Hub::new(config.node_timeout),
+            config,
+            github,
+            probe,
+            operator_token,
+            join_token,
+            waiters: Mutex::new(HashMap::new()),
+            port_lock: tokio::sync::Mutex::new(()),
+            listeners: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Reopens the SSH listeners of every workspace that should have one (after a restart).
+    pub async fn restore(self: &Arc<Self>) -> Result<()> {
+        let _guard = self.port_lock.lock().await;
+        for ws in self.store.all_workspaces()? {
+            if !matches!(ws.status, WorkspaceStatus::Stopped | WorkspaceStatus::Failed) {
+                if let Err(e) = self.bind_and_serve(ws.ssh_port, &ws.id).await {
+                    tracing::error!(workspace = %ws.id, port = ws.ssh_port, error = %e, "could not reopen SSH port");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- identity -------------------------------------------------------------------------------
+
+    /// Resolves a bearer token to a caller.
+    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Caller> {
+        let hint = "run `nexus ssh setup` to register and get a token, then send it as `Authorization: Bearer <token>`";
+        let Some(token) = bearer else {
+            return Err(ServerError::unauthorized("this endpoint needs an API token", hint));
+        };
+        if secret::same_secret(token, &self.operator_token) {
+            return Ok(Caller::Operator);
+        }
+        match self.store.user_by_token(&secret::hash_token(token))? {
+            Some(u) => Ok(Caller::User(u)),
+            None => Err(ServerError::unauthorized("the API token is not valid", hint)),
+        }
+    }
+
+    /// True when `token` is this server's join token.
+    pub fn is_join_token(&self, token: &str) -> bool {
+        secret::same_secret(token, &self.join_token)
+    }
+
+    /// Registers (or re-registers) a user and issues a new API token.
+    pub async fn register(&self, bearer: Option<&str>, req: RegisterRequest) -> Result<RegisterResponse> {
+        names::github_login(&req.github_username)?;
+        let key = names::ssh_public_key(&req.ssh_pubkey)?;
+        if let Some(fp) = &req.ssh_pubkey_fingerprint {
+            if fp != &key.fingerprint {
+                return Err(ServerError::bad_request(
+                    "fingerprint_mismatch",
+                    format!("ssh_pubkey_fingerprint {fp} does not match the key (its fingerprint is {})", key.fingerprint),
+                    "send the fingerprint `ssh-keygen -lf <key>.pub` prints, or leave the field out",
+                ));
+            }
+        }
+        let by_operator = bearer.is_some_and(|t| secret::same_secret(t, &self.operator_token));
+        if !by_operator {
+            let Some(gh_token) = req.github_token.as_deref().filter(|t| !t.is_empty()) else {
+                return Err(ServerError::unauthorized(
+                    "registration needs a GitHub token (github_token) to prove who you are",
+                    "run `nexus auth github` first, then `nexus ssh setup`",
+                ));
+            };
+            let Some(gh) = self.github.user(gh_token).await? else {
+                return Err(ServerError::unauthorized(
+                    "GitHub rejected the token (it is invalid, expired or revoked)",
+                    "run `nexus auth github` to sign in again",
+                ));
+            };
+            if !gh.login.eq_ignore_ascii_case(&req.github_username) || gh.id != req.github_id {
+                return Err(ServerError::unauthorized(
+                    format!(
+                        "the GitHub token belongs to {} (id {}), not {} (id {})",
+                        gh.login, gh.id, req.github_username, req.github_id
+                    ),
+                    "register as the account the token belongs to, or sign in to GitHub as the right user",
+                ));
+            }
+        }
+        let user_id = self.store.upsert_user(&req.github_username, req.github_id, &key.authorized_line, &key.fingerprint)?;
+        let api_token = secret::random_token("nxs_");
+        self.store.add_token(user_id, &secret::hash_token(&api_token))?;
+        Ok(RegisterResponse { github_username: req.github_username, ssh_pubkey_fingerprint: key.fingerprint, api_token })
+    }
+
+    /// The calling user.
+    pub fn me(&self, caller: &Caller) -> Result<UserInfo> {
+        let user = require_user(caller)?;
+        Ok(UserInfo {
+            github_username: user.github_username.clone(),
+            github_id: user.github_id,
+            ssh_pubkey_fingerprint: user.ssh_fingerprint.clone(),
+        })
+    }
+
+    // ---- workspaces -----------------------------------------------------------------------------
+
+    fn owned(&self, user: &User, id: &str) -> Result<WorkspaceRow> {
+        // Another user's workspace looks exactly like a missing one: no existence leak.
+        match self.store.workspace(id)? {
+            Some(ws) if ws.owner_id == user.id => Ok(ws),
+            _ => Err(ServerError::WorkspaceNotFound(id.to_string())),
+        }
+    }
+
+    /// Creates a workspace, or returns the caller's existing one of that name for the same repo.
+    pub async fn create(self: &Arc<Self>, caller: &Caller, req: CreateWorkspaceRequest) -> Result<CreateWorkspaceResponse> {
+        let user = require_user(caller)?;
+        if let Some(login) = &req.github_username {
+            if !login.eq_ignore_ascii_case(&user.github_username) {
+                return Err(ServerError::Forbidden {
+                    message: format!("github_username {login} does not match the token's user {}", user.github_username),
+                    hint: "leave github_username out, or use that user's token".into(),
+                });
+            }
+        }
+        names::workspace_name(&req.workspace_name)?;
+        let repo = names::repo(&req.repo, &self.config.git_base_url)?;
+        if let Some(b) = &req.branch {
+            names::branch(b)?;
+        }
+        let provider = req.provider.as_deref().unwrap_or("lxc");
+        if provider != "lxc" {
+            return Err(ServerError::bad_request(
+                "unsupported_provider",
+                format!("provider {provider:?} is not supported"),
+                "use `lxc` (or leave provider out)",
+            ));
+        }
+        let image = req.image.clone().unwrap_or_default();
+        if !image.is_empty() && !image.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/')) {
+            return Err(ServerError::bad_request(
+                "invalid_field",
+                format!("image {image:?} is not a valid image alias"),
+                "leave image out to use the node's base image",
+            ));
+        }
+        let res = req.resources.clone().unwrap_or(Resources { cpu: None, memory: None });
+        let cpu = res.cpu.unwrap_or(self.config.default_cpu);
+        if !(1..=64).contains(&cpu) {
+            return Err(ServerError::bad_request("invalid_field", format!("cpu {cpu} is out of range"), "use 1 to 64 CPUs"));
+        }
+        let memory = res.memory.unwrap_or_else(|| self.config.default_memory.clone());
+        if !parse_memory(&memory).is_some_and(|b| b >= 128 << 20) {
+            return Err(ServerError::bad_request(
+                "invalid_field",
+                format!("memory {memory:?} is not a size of at least 128MiB"),
+                "use a size like `4GB` or `512MiB`",
+            ));
+        }
+
+        if let Some(existing) = self.store.workspace_by_name(user.id, &req.workspace_name)? {
+            if existing.repo_url != repo.url {
+                return Err(ServerError::Conflict {
+                    code: "name_taken",
+                    message: format!("you already have a workspace named {} for {}", existing.name, existing.repo_url),
+                    hint: "pick another name with --name, or delete the old workspace first".into(),
+                });
+            }
+            return Ok(CreateWorkspaceResponse {
+                workspace_id: existing.id.clone(),
+                status: existing.status,
+                ssh_port: existing.ssh_port,
+                polling_url: polling_path(&existing.id),
+                created: false,
+            });
+        }
+
+        let branch = self.probe.resolve_branch(&repo.url, req.branch.as_deref()).await?;
+        let node = self.pick_node()?;
+
+        let id = format!("ws-{}", &secret::random_token("")[..12]);
+        {
+            let _guard = self.port_lock.lock().await;
+            let used = self.store.used_ports()?;
+            let (lo, hi) = self.config.ssh_ports;
+            let mut bound = None;
+            for port in (lo..=hi).filter(|p| !used.contains(p)) {
+                if let Ok(listener) = TcpListener::bind(SocketAddr::new(self.config.ssh_bind_ip, port)).await {
+                    bound = Some((port, listener));
+                    break;
+                }
+            }
+            let Some((port, listener)) = bound else {
+                return Err(ServerError::unavailable(
+                    "ssh_ports_exhausted",
+                    format!("all {} SSH ports ({lo}-{hi}) are in use", hi - lo + 1),
+                    "delete a workspace you no longer need (`nexus workspace delete <name>`), or ask the operator to widen `--ssh-port-range`",
+                ));
+            };
+            self.store.insert_workspace(&NewWorkspace {
+                id: id.clone(),
+                owner_id: user.id,
+                name: req.workspace_name.clone(),
+                image,
+                cpu,
+                memory,
+                repo_owner: repo.owner,
+                repo_name: repo.name,
+                repo_url: repo.url,
+                branch,
+                ssh_port: port,
+                node,
+            })?;
+            self.serve_listener(port, &id, listener);
+        }
+        let ws = self.store.workspace(&id)?.ok_or_else(|| ServerError::WorkspaceNotFound(id.clone()))?;
+        let status = self.dispatch_ensure(&ws)?;
+        Ok(CreateWorkspaceResponse { workspace_id: id.clone(), status, ssh_port: ws.ssh_port, polling_url: polling_path(&id), created: true })
+    }
+
+    /// The least-loaded responsive node.
+    fn pick_node(&self) -> Result<String> {
+        self.store
+            .list_nodes()?
+            .into_iter()
+            .filter(|n| self.hub.is_responsive(&n.name))
+            .min_by_key(|n| (n.workspaces, n.name.clone()))
+            .map(|n| n.name)
+            .ok_or_else(|| {
+                ServerError::unavailable(
+                    "no_nodes",
+                    "no node is available to run the workspace",
+                    "ask the operator to start a node agent (`nexus agent --server <url> --join-token <token>`), then retry",
+                )
+            })
+    }
+
+    /// Sends the ensure command for a workspace and marks it `creating` if the node took it.
+    fn dispatch_ensure(&self, ws: &WorkspaceRow) -> Result<WorkspaceStatus> {
+        if !self.send_command(ws, Op::Ensure(self.spec_of(ws)))? {
+            // Stays pending; the node gets the command when it reconnects.
+            return Ok(ws.status);
+        }
+        match ws.status.apply(Event::Dispatched) {
+            Ok(Transition::To(s)) => {
+                self.store.set_status(&ws.id, s, None, None)?;
+                Ok(s)
+            }
+            _ => Ok(ws.status),
+        }
+    }
+
+    fn spec_of(&self, ws: &WorkspaceRow) -> WorkspaceSpec {
+        WorkspaceSpec {
+            image: ws.image.clone(),
+            cpu: ws.cpu,
+            memory: ws.memory.clone(),
+            authorized_key: ws.owner_key.clone(),
+            repo_url: ws.repo_url.clone(),
+            repo_dir: ws.repo_name.clone(),
+            branch: ws.branch.clone(),
+        }
+    }
+
+    fn send_command(&self, ws: &WorkspaceRow, op: Op) -> Result<bool> {
+        let generation = self.store.next_generation(&ws.id)?;
+        let cmd = Command { workspace_id: ws.id.clone(), generation, op };
+        Ok(self.hub.send(&ws.node, ServerMessage::Command(cmd)))
+    }
+
+    fn node_unavailable(&self, ws: &WorkspaceRow) -> ServerError {
+        ServerError::unavailable(
+            "node_unresponsive",
+            format!("node {} that runs workspace {} is not responding", ws.node, ws.name),
+            "try again in a minute; if it persists, ask the operator to check `nexus agent` on that node",
+        )
+    }
+
+    /// One of the caller's workspaces.
+    pub fn view(&self, caller: &Caller, id: &str, host: &str) -> Result<WorkspaceView> {
+        let user = require_user(caller)?;
+        Ok(self.to_view(&self.owned(user, id)?, host))
+    }
+
+    /// All of the caller's workspaces.
+    pub fn list(&self, caller: &Caller, host: &str) -> Result<WorkspaceList> {
+        let user = require_user(caller)?;
+        Ok(WorkspaceList { workspaces: self.store.workspaces_of(user.id)?.iter().map(|w| self.to_view(w, host)).collect() })
+    }
+
+    fn to_view(&self, ws: &WorkspaceRow, host: &str) -> WorkspaceView {
+        let host = self.config.public_host.clone().unwrap_or_else(|| host.to_string());
+        let responsive = self.hub.is_responsive(&ws.node);
+        let (mut message, mut hint) = (ws.message.clone(), ws.hint.clone());
+        if !responsive && !matches!(ws.status, WorkspaceStatus::Stopped) && message.is_none() {
+            message = Some(format!("node {} is unresponsive (no heartbeat within {}s)", ws.node, self.config.node_timeout.as_secs()));
+            hint = Some("the workspace is unreachable until its node is back; ask the operator to check `nexus agent` there".into());
+        }
+        WorkspaceView {
+            workspace_id: ws.id.clone(),
+            name: ws.name.clone(),
+            owner: ws.owner.clone(),
+            status: ws.status,
+            message,
+            hint,
+            provider: ws.provider.clone(),
+            image: ws.image.clone(),
+            ssh: SshInfo {
+                command: format!("ssh -p {} dev@{host}", ws.ssh_port),
+                host,
+                port: ws.ssh_port,
+                user: "dev".into(),
+                host_key: ws.host_key.clone(),
+            },
+            services: Vec::new(),
+            repo: RepoInfo {
+                owner: ws.repo_owner.clone(),
+                name: ws.repo_name.clone(),
+                url: ws.repo_url.clone(),
+                branch: ws.branch.clone(),
+                commit: ws.commit.clone(),
+                path: format!("/home/dev/{}", ws.repo_name),
+            },
+            node: Some(NodeRef {
+                name: ws.node.clone(),
+                status: if responsive { NodeStatus::Ok } else { NodeStatus::Unresponsive },
+            }),
+            resources: Resources { cpu: Some(ws.cpu), memory: Some(ws.memory.clone()) },
+            created_at: ws.created_at.clone(),
+            updated_at: ws.updated_at.clone(),
+        }
+    }
+
+    /// Sends a command and waits for the node's answer to it (or the op timeout).
+    async fn send_and_wait(&self, ws: &WorkspaceRow, op: Op) -> Result<Outcome> {
+        let generation = self.store.next_generation(&ws.id)?;
+        let (tx, rx) = oneshot::channel();
+        let key = (ws.id.clone(), generation);
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), tx);
+        let cmd = Command { workspace_id: ws.id.clone(), generation, op };
+        let sent = self.hub.send(&ws.node, ServerMessage::Command(cmd));
+        let answer = if sent { tokio::time::timeout(self.config.op_timeout, rx).await.ok().and_then(|r| r.ok()) } else { None };
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        match answer {
+            Some(outcome) => Ok(outcome),
+            None if !sent => Err(self.node_unavailable(ws)),
+            None => Err(ServerError::Timeout {
+                message: format!("node {} did not answer within {}s", ws.node, self.config.op_timeout.as_secs()),
+                hint: "check `nexus workspace status` in a minute; the node may still finish the operation".into(),
+            }),
+        }
+    }
+
+    fn current_status(&self, id: &str) -> Result<StatusChange> {
+        let ws = self.store.workspace(id)?.ok_or_else(|| ServerError::WorkspaceNotFound(id.to_string()))?;
+        Ok(StatusChange { workspace_id: ws.id, status: ws.status })
+    }
+
+    /// Stops a workspace and waits for the node to confirm. Stopping a stopped one is a no-op.
+    pub async fn stop(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<StatusChange> {
+        let ws = self.owned(require_user(caller)?, id)?;
+        if ws.status == WorkspaceStatus::Stopped {
+            return Ok(StatusChange { workspace_id: ws.id, status: ws.status });
+        }
+        if !self.hub.is_responsive(&ws.node) {
+            return Err(self.node_unavailable(&ws));
+        }
+        self.send_and_wait(&ws, Op::Stop).await?;
+        self.current_status(id)
+    }
+
+    /// Starts a stopped (or retries a failed) workspace and waits until it runs or fails.
+    pub async fn start(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<StatusChange> {
+        let ws = self.owned(require_user(caller)?, id)?;
+        let to = ws.status.apply(Event::StartRequested).map_err(|e| ServerError::Conflict {
+            code: "invalid_state",
+            message: e.to_string(),
+            hint: "check `nexus workspace status`".into(),
+        })?;
+        if to == Transition::Unchanged {
+            return Ok(StatusChange { workspace_id: ws.id, status: ws.status });
+        }
+        if !self.hub.is_responsive(&ws.node) {
+            return Err(self.node_unavailable(&ws));
+        }
+        {
+            let _guard = self.port_lock.lock().await;
+            self.bind_and_serve(ws.ssh_port, &ws.id).await.map_err(|e| {
+                ServerError::unavailable(
+                    "ssh_port_busy",
+                    format!("SSH port {} of this workspace is taken by another program: {e}", ws.ssh_port),
+                    "ask the operator to free the port, then start the workspace again",
+                )
+            })?;
+        }
+        let spec = self.spec_of(&ws);
+        self.store.set_status(&ws.id, WorkspaceStatus::Creating, None, None)?;
+        self.send_and_wait(&ws, Op::Ensure(spec)).await?;
+        self.current_status(id)
+    }
+
+    /// Deletes a workspace: the node removes the container, then the record and port are freed.
+    pub async fn delete(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<Deleted> {
+        let ws = self.owned(require_user(caller)?, id)?;
+        if !self.hub.is_responsive(&ws.node) {
+            return Err(self.node_unavailable(&ws));
+        }
+        match self.send_and_wait(&ws, Op::Delete).await? {
+            Outcome::Failed { message, hint } => Err(ServerError::unavailable("delete_failed", message, hint)),
+            _ => Ok(Deleted { workspace_id: id.to_string(), deleted: true }),
+        }
+    }
+
+    /// Every node (operator only).
+    pub fn nodes(&self, caller: &Caller) -> Result<NodeList> {
+        if !matches!(caller, Caller::Operator) {
+            return Err(ServerError::Forbidden {
+                message: "listing nodes needs the operator token".into(),
+                hint: "use the token in `<data-dir>/operator-token` on the server".into(),
+            });
+        }
+        let nodes = self
+            .store
+            .list_nodes()?
+            .into_iter()
+            .map(|n| NodeView {
+                status: if self.hub.is_responsive(&n.name) { NodeStatus::Ok } else { NodeStatus::Unresponsive },
+                name: n.name,
+                lxd_project: n.lxd_project,
+                workspaces: n.workspaces,
+                last_heartbeat: n.last_heartbeat,
+            })
+            .collect();
+        Ok(NodeList { nodes })
+    }
+
+    // ---- SSH ports ------------------------------------------------------------------------------
+
+    async fn bind_and_serve(self: &Arc<Self>, port: u16, id: &str) -> std::io::Result<()> {
+        if self.listeners.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&port) {
+            return Ok(());
+        }
+        let listener = TcpListener::bind(SocketAddr::new(self.config.ssh_bind_ip, port)).await?;
+        self.serve_listener(port, id, listener);
+        Ok(())
+    }
+
+    fn serve_listener(self: &Arc<Self>, port: u16, id: &str, listener: TcpListener) {
+        let task = tokio::spawn(crate::forwarder::serve_port(self.clone(), listener, id.to_string()));
+        if let Some(old) = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).insert(port, task.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    fn close_listener(&self, port: u16) {
+        if let Some(h) = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).remove(&port) {
+            h.abort();
+        }
+    }
+
+    /// A tunnel to `port` inside a running workspace, through its node.
+    pub async fn tunnel_to(&self, id: &str, port: u16) -> std::result::Result<WebSocket, String> {
+        let ws = self.store.workspace(id).map_err(|e| e.to_string())?.ok_or("workspace is gone")?;
+        if ws.status != WorkspaceStatus::Running {
+            return Err(format!("workspace is {}", ws.status));
+        }
+        self.hub.open_tunnel(&ws.node, id, port).await.map_err(|e: TunnelError| e.to_string())
+    }
+
+    // ---- agents ---------------------------------------------------------------------------------
+
+    /// A node said hello: record it, and re-send whatever its workspaces still need.
+    pub fn on_hello(&self, node: &str, lxd_project: &str, inventory: &[InventoryItem]) -> Result<()> {
+        self.store.upsert_node(node, lxd_project)?;
+        let found: HashMap<&str, bool> = inventory.iter().map(|i| (i.workspace_id.as_str(), i.running)).collect();
+        for ws in self.store.workspaces_on(node)? {
+            match (ws.status, found.get(ws.id.as_str())) {
+                (WorkspaceStatus::Pending | WorkspaceStatus::Creating, _) => {
+                    self.dispatch_ensure(&ws)?;
+                }
+                (WorkspaceStatus::Running, None) => {
+                    self.store.set_status(
+                        &ws.id,
+                        WorkspaceStatus::Failed,
+                        Some(&format!("the container of workspace {} is missing on node {node}", ws.name)),
+                        Some("delete the workspace and create it again"),
+                    )?;
+                    self.close_listener(ws.ssh_port);
+                }
+                (WorkspaceStatus::Running, Some(false)) => {
+                    // Desired state is running (e.g. the host rebooted): bring it back.
+                    self.dispatch_ensure(&ws)?;
+                }
+                (WorkspaceStatus::Stopped, Some(true)) => {
+                    self.send_command(&ws, Op::Stop)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies an agent's report, ignoring stale ones and ones from the wrong node.
+    pub fn on_report(&self, node: &str, report: Report) -> Result<()> {
+        let Some(ws) = self.store.workspace(&report.workspace_id)? else {
+            return Ok(());
+        };
+        if ws.node != node {
+            tracing::warn!(workspace = %ws.id, from = node, owner_node = %ws.node, "report from the wrong node ignored");
+            return Ok(());
+        }
+        if report.generation < ws.generation {
+            tracing::debug!(workspace = %ws.id, got = report.generation, current = ws.generation, "stale report ignored");
+            return Ok(());
+        }
+        let waiter = self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&(ws.id.clone(), report.generation));
+        let outcome = report.outcome.clone();
+        self.apply_report(&ws, report)?;
+        if let Some(tx) = waiter {
+            // Answer after the store reflects the outcome, so the caller reads the new status.
+            let _ = tx.send(outcome);
+        }
+        Ok(())
+    }
+
+    fn apply_report(&self, ws: &WorkspaceRow, report: Report) -> Result<()> {
+        let event = match &report.outcome {
+            Outcome::Ready { .. } => Event::Ready,
+            Outcome::Stopped => Event::Halted,
+            Outcome::Failed { .. } => Event::Failed,
+            Outcome::Deleted => {
+                self.store.delete_workspace(&ws.id)?;
+                self.close_listener(ws.ssh_port);
+                return Ok(());
+            }
+        };
+        let to = match ws.status.apply(event) {
+            Ok(Transition::To(s)) => s,
+            Ok(Transition::Unchanged) => ws.status,
+            Err(e) => {
+                tracing::warn!(workspace = %ws.id, error = %e, "report does not fit the workspace's status; ignored");
+                return Ok(());
+            }
+        };
+        match report.outcome {
+            Outcome::Ready { commit, host_key } => self.store.set_ready(&ws.id, commit.as_deref(), host_key.as_deref())?,
+            Outcome::Failed { message, hint } => self.store.set_status(&ws.id, to, Some(&message), Some(&hint))?,
+            _ => self.store.set_status(&ws.id, to, None, None)?,
+        }
+        if matches!(to, WorkspaceStatus::Stopped | WorkspaceStatus::Failed) {
+            // Refuse SSH outright rather than accept and drop: clients then say "connection refused".
+            self.close_listener(ws.ssh_port);
+        }
+        Ok(())
+    }
+}
+
+fn require_user(caller: &Caller) -> Result<&User> {
+    match caller {
+        Caller::User(u) => Ok(u),
+        Caller::Operator => Err(ServerError::Forbidden {
+            message: "the operator token cannot own workspaces".into(),
+            hint: "register a user (`POST /api/v1/users/register`) and use that user's token".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_memory;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("4GB"), Some(4_000_000_000));
+        assert_eq!(parse_memory("512MiB"), Some(512 << 20));
+        assert_eq!(parse_memory("lots"), None);
+        assert_eq!(parse_memory("4 TB"), None);
+    }
+}

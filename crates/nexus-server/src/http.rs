@@ -1,0 +1,376 @@
+//! The HTTP edge: parse, authenticate, call one `App` method, turn the result into JSON.
+//!
+//! Routes are declared with `utoipa` so the checked-in OpenAPI document is generated from the
+//! same code that serves them (see `openapi.rs`). Errors become `{error: {code, message, hint}}`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use futures_util::{SinkExt, StreamExt};
+use nexus_types::api::{
+    CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, ErrorBody, ErrorDetail, Health, NodeList,
+    RegisterRequest, RegisterResponse, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
+};
+use nexus_types::protocol::{AgentMessage, ServerMessage};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::{App, Caller};
+use crate::error::ServerError;
+
+type AppState = State<Arc<App>>;
+
+/// An error on its way out as JSON.
+pub struct ApiError(pub ServerError);
+
+impl From<ServerError> for ApiError {
+    fn from(e: ServerError) -> Self {
+        ApiError(e)
+    }
+}
+
+fn error_response(status: StatusCode, code: &str, message: String, hint: String) -> Response {
+    (status, Json(ErrorBody { error: ErrorDetail { code: code.into(), message, hint } })).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        use ServerError as E;
+        let message = self.0.to_string();
+        let (status, code, hint) = match self.0 {
+            E::BadRequest { code, hint, .. } => (StatusCode::BAD_REQUEST, code, hint),
+            E::Unauthorized { hint, .. } => (StatusCode::UNAUTHORIZED, "unauthorized", hint),
+            E::Forbidden { hint, .. } => (StatusCode::FORBIDDEN, "forbidden", hint),
+            E::WorkspaceNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                "workspace_not_found",
+                "list your workspaces with `nexus workspace list`".to_string(),
+            ),
+            E::Conflict { code, hint, .. } => (StatusCode::CONFLICT, code, hint),
+            E::RepoNotFound { hint, .. } => (StatusCode::UNPROCESSABLE_ENTITY, "repo_not_found", hint),
+            E::Unavailable { code, hint, .. } => (StatusCode::SERVICE_UNAVAILABLE, code, hint),
+            E::Timeout { hint, .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout", hint),
+            ref e @ E::GithubUnreachable { .. } => {
+                tracing::error!(error = %chain(e), "GitHub API unreachable");
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "github_unreachable",
+                    "retry in a minute; if it persists the operator should check `--github-api-url` and the server's network".to_string(),
+                )
+            }
+            ref e @ (E::Store(_) | E::Io { .. }) => {
+                tracing::error!(error = %chain(e), "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "retry; if it persists the operator should read the server log".to_string(),
+                )
+            }
+        };
+        error_response(status, code, message, hint)
+    }
+}
+
+/// The error and its sources on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// A JSON body whose parse errors come back in the API's error format.
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => {
+                let hint = match &rejection {
+                    JsonRejection::MissingJsonContentType(_) => "send the header `Content-Type: application/json`",
+                    _ => "fix the JSON body; the API reference is `openapi/nexus.json` (also served at /api/v1/openapi.json)",
+                };
+                Err(error_response(StatusCode::BAD_REQUEST, "invalid_body", rejection.body_text(), hint.into()))
+            }
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
+/// The authenticated caller of a request.
+pub struct Auth(pub Caller);
+
+impl FromRequestParts<Arc<App>> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        Ok(Auth(app.authenticate(bearer(&parts.headers))?))
+    }
+}
+
+/// The host name the client used, without the port; what SSH commands are printed with.
+fn request_host(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    // `[::1]:3001` keeps its brackets off; `host:3001` loses the port.
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("localhost").to_string();
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h).to_string()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Nexus coordination server",
+        description = "Workspaces, users and nodes. Every endpoint except `/health` needs `Authorization: Bearer <api_token>`; \
+                       `register` also accepts the operator token. Errors are `{error: {code, message, hint}}`."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody, ErrorDetail))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The router and the OpenAPI document it implements.
+pub fn router_and_api() -> (OpenApiRouter<Arc<App>>, utoipa::openapi::OpenApi) {
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(register))
+        .routes(routes!(me))
+        .routes(routes!(create_workspace))
+        .routes(routes!(list_workspaces))
+        .routes(routes!(workspace_status))
+        .routes(routes!(stop_workspace))
+        .routes(routes!(start_workspace))
+        .routes(routes!(delete_workspace))
+        .routes(routes!(list_nodes))
+        .routes(routes!(agent_connect))
+        .routes(routes!(agent_tunnel));
+    let api = router.get_openapi().clone();
+    (router, api)
+}
+
+/// The full HTTP service.
+pub fn router(app: Arc<App>) -> Router {
+    let (router, api) = router_and_api();
+    let api_json = api.to_pretty_json().unwrap_or_default();
+    let (router, _) = router.split_for_parts();
+    router
+        .route("/api/v1/openapi.json", axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], api_json) }))
+        .fallback(|| async {
+            error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint".into(),
+                "see /api/v1/openapi.json for the endpoints this server has".into(),
+            )
+        })
+        .with_state(app)
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/health", responses((status = 200, body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+/// Registers a user (GitHub login + SSH public key) and returns a new API token.
+#[utoipa::path(post, path = "/api/v1/users/register", request_body = RegisterRequest,
+    responses((status = 201, body = RegisterResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
+async fn register(State(app): AppState, headers: HeaderMap, ApiJson(req): ApiJson<RegisterRequest>) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
+    Ok((StatusCode::CREATED, Json(app.register(bearer(&headers), req).await?)))
+}
+
+/// The user the token belongs to.
+#[utoipa::path(get, path = "/api/v1/users/me", security(("bearer" = [])),
+    responses((status = 200, body = UserInfo), (status = 401, body = ErrorBody)))]
+async fn me(State(app): AppState, Auth(caller): Auth) -> Result<Json<UserInfo>, ApiError> {
+    Ok(Json(app.me(&caller)?))
+}
+
+/// Creates a workspace (idempotent per user and name).
+#[utoipa::path(post, path = "/api/v1/workspaces/create", request_body = CreateWorkspaceRequest, security(("bearer" = [])),
+    responses((status = 201, description = "created", body = CreateWorkspaceResponse), (status = 200, description = "already existed", body = CreateWorkspaceResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn create_workspace(State(app): AppState, Auth(caller): Auth, ApiJson(req): ApiJson<CreateWorkspaceRequest>) -> Result<(StatusCode, Json<CreateWorkspaceResponse>), ApiError> {
+    let resp = app.create(&caller, req).await?;
+    let status = if resp.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(resp)))
+}
+
+/// The caller's workspaces.
+#[utoipa::path(get, path = "/api/v1/workspaces", security(("bearer" = [])),
+    responses((status = 200, body = WorkspaceList), (status = 401, body = ErrorBody)))]
+async fn list_workspaces(State(app): AppState, Auth(caller): Auth, headers: HeaderMap) -> Result<Json<WorkspaceList>, ApiError> {
+    Ok(Json(app.list(&caller, &request_host(&headers))?))
+}
+
+/// Status, SSH access, services and repo of one workspace.
+#[utoipa::path(get, path = "/api/v1/workspaces/{id}/status", security(("bearer" = [])), params(("id" = String, Path, description = "workspace id (`ws-...`)")),
+    responses((status = 200, body = WorkspaceView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn workspace_status(State(app): AppState, Auth(caller): Auth, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<WorkspaceView>, ApiError> {
+    Ok(Json(app.view(&caller, &id, &request_host(&headers))?))
+}
+
+/// Stops a workspace; waits for the node. Idempotent.
+#[utoipa::path(post, path = "/api/v1/workspaces/{id}/stop", security(("bearer" = [])), params(("id" = String, Path, description = "workspace id")),
+    responses((status = 200, body = StatusChange), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+async fn stop_workspace(State(app): AppState, Auth(caller): Auth, Path(id): Path<String>) -> Result<Json<StatusChange>, ApiError> {
+    Ok(Json(app.stop(&caller, &id).await?))
+}
+
+/// Starts a stopped workspace (or retries a failed one); waits until it runs or fails. Idempotent.
+#[utoipa::path(post, path = "/api/v1/workspaces/{id}/start", security(("bearer" = [])), params(("id" = String, Path, description = "workspace id")),
+    responses((status = 200, body = StatusChange), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+async fn start_workspace(State(app): AppState, Auth(caller): Auth, Path(id): Path<String>) -> Result<Json<StatusChange>, ApiError> {
+    Ok(Json(app.start(&caller, &id).await?))
+}
+
+/// Deletes a workspace: container, disk and SSH port.
+#[utoipa::path(delete, path = "/api/v1/workspaces/{id}", security(("bearer" = [])), params(("id" = String, Path, description = "workspace id")),
+    responses((status = 200, body = Deleted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn delete_workspace(State(app): AppState, Auth(caller): Auth, Path(id): Path<String>) -> Result<Json<Deleted>, ApiError> {
+    Ok(Json(app.delete(&caller, &id).await?))
+}
+
+/// Driver nodes and their liveness (operator token only).
+#[utoipa::path(get, path = "/api/v1/nodes", security(("bearer" = [])),
+    responses((status = 200, body = NodeList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_nodes(State(app): AppState, Auth(caller): Auth) -> Result<Json<NodeList>, ApiError> {
+    Ok(Json(app.nodes(&caller)?))
+}
+
+fn join_token_error() -> Response {
+    error_response(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "the join token is missing or wrong".into(),
+        "copy the token from `<data-dir>/join-token` on the server into `nexus agent --join-token`".into(),
+    )
+}
+
+/// Node agents' control WebSocket (join token as bearer). Protocol: `nexus_types::protocol`.
+#[utoipa::path(get, path = "/api/v1/agent/connect", security(("bearer" = [])),
+    responses((status = 101, description = "WebSocket upgrade"), (status = 401, body = ErrorBody)))]
+async fn agent_connect(State(app): AppState, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    if !bearer(&headers).is_some_and(|t| app.is_join_token(t)) {
+        return join_token_error();
+    }
+    upgrade.on_upgrade(move |socket| agent_session(app, socket))
+}
+
+/// A tunnel WebSocket an agent dials back to carry one forwarded TCP connection.
+#[utoipa::path(get, path = "/api/v1/agent/tunnel/{tunnel_id}", security(("bearer" = [])), params(("tunnel_id" = String, Path, description = "id from the OpenTunnel message")),
+    responses((status = 101, description = "WebSocket upgrade"), (status = 401, body = ErrorBody)))]
+async fn agent_tunnel(State(app): AppState, headers: HeaderMap, Path(tunnel_id): Path<String>, upgrade: WebSocketUpgrade) -> Response {
+    if !bearer(&headers).is_some_and(|t| app.is_join_token(t)) {
+        return join_token_error();
+    }
+    upgrade.on_upgrade(move |socket| async move {
+        if !app.hub.complete_tunnel(&tunnel_id, socket) {
+            tracing::debug!(%tunnel_id, "tunnel nobody waits for");
+        }
+    })
+}
+
+async fn agent_session(app: Arc<App>, socket: WebSocket) {
+    let (mut tx, mut rx) = socket.split();
+    let hello = tokio::time::timeout(std::time::Duration::from_secs(10), rx.next()).await;
+    let Ok(Some(Ok(Message::Text(text)))) = hello else {
+        tracing::warn!("agent connected but sent no hello");
+        return;
+    };
+    let Ok(AgentMessage::Hello { node_name, lxd_project, version, inventory }) = serde_json::from_str::<AgentMessage>(&text) else {
+        tracing::warn!("agent's first message was not a hello");
+        return;
+    };
+    tracing::info!(node = %node_name, %lxd_project, %version, workspaces = inventory.len(), "node joined");
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<ServerMessage>();
+    let welcome = ServerMessage::Welcome { heartbeat_secs: app.config().heartbeat.as_secs().max(1) };
+    let _ = out_tx.send(welcome);
+    let conn_id = app.hub.attach(&node_name, out_tx);
+    if let Err(e) = app.on_hello(&node_name, &lxd_project, &inventory) {
+        tracing::error!(node = %node_name, error = %chain(&e), "could not reconcile node");
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            let Ok(text) = serde_json::to_string(&msg) else { continue };
+            if tx.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(Ok(msg)) = rx.next().await {
+        let Message::Text(text) = msg else {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+            continue;
+        };
+        match serde_json::from_str::<AgentMessage>(&text) {
+            Ok(AgentMessage::Heartbeat) => {
+                app.hub.heartbeat(&node_name);
+                if let Err(e) = app.store.touch_node(&node_name) {
+                    tracing::warn!(error = %chain(&e), "could not record heartbeat");
+                }
+            }
+            Ok(AgentMessage::Report(report)) => {
+                app.hub.heartbeat(&node_name);
+                if let Err(e) = app.on_report(&node_name, report) {
+                    tracing::error!(node = %node_name, error = %chain(&e), "could not apply report");
+                }
+            }
+            Ok(AgentMessage::Hello { .. }) => tracing::warn!(node = %node_name, "duplicate hello ignored"),
+            Err(e) => tracing::warn!(node = %node_name, error = %e, "unreadable agent message"),
+        }
+    }
+    tracing::info!(node = %node_name, "node disconnected");
+    app.hub.detach(&node_name, conn_id);
+    writer.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "staging.example.com:3001".parse().unwrap());
+        assert_eq!(request_host(&h), "staging.example.com");
+        h.insert(header::HOST, "[::1]:3001".parse().unwrap());
+        assert_eq!(request_host(&h), "::1");
+        h.insert(header::HOST, "example.com".parse().unwrap());
+        assert_eq!(request_host(&h), "example.com");
+    }
+}

@@ -1,0 +1,183 @@
+//! Runs `nexus server` and `nexus agent` as real processes (so tests can `kill -9` them), with logs
+//! in files that failing tests print.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Settings for a server process.
+#[derive(Debug, Clone)]
+pub struct ServerOpts {
+    /// GitHub API base URL.
+    pub github_api_url: String,
+    /// Git base URL.
+    pub git_base_url: String,
+    /// Inclusive SSH port range.
+    pub ssh_ports: (u16, u16),
+    /// Node heartbeat timeout, seconds.
+    pub node_timeout_secs: u64,
+}
+
+/// A running `nexus server`.
+pub struct ServerProcess {
+    bin: PathBuf,
+    opts: ServerOpts,
+    child: Option<Child>,
+    /// REST port (kept across restarts so agents reconnect to the same URL).
+    pub port: u16,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The data dir (kept across restarts).
+    pub data_dir: tempfile::TempDir,
+}
+
+fn log_file(dir: &Path, name: &str) -> (File, File) {
+    let f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).unwrap();
+    (f.try_clone().unwrap(), f)
+}
+
+/// Blocks until `GET url/health` answers 200.
+pub fn wait_healthy(url: &str, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    let addr = url.trim_start_matches("http://").to_string();
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            use std::io::{Read, Write};
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = write!(s, "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "server at {url} not healthy after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+impl ServerProcess {
+    /// Starts a server with a fresh data dir on a free port.
+    pub fn start(bin: &Path, opts: ServerOpts) -> ServerProcess {
+        let port = crate::free_port();
+        let mut s = ServerProcess {
+            bin: bin.to_path_buf(),
+            opts,
+            child: None,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir: tempfile::tempdir().unwrap(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let (out, err) = log_file(self.data_dir.path(), "server.log");
+        let (lo, hi) = self.opts.ssh_ports;
+        let child = Command::new(&self.bin)
+            .args(["server", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(["--github-api-url", &self.opts.github_api_url, "--git-base-url", &self.opts.git_base_url])
+            .args(["--ssh-port-range", &format!("{lo}-{hi}"), "--node-timeout", &self.opts.node_timeout_secs.to_string()])
+            .env("NEXUS_LOG", "info,nexus_server=debug")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("nexus server starts");
+        self.child = Some(child);
+        wait_healthy(&self.url, Duration::from_secs(20));
+    }
+
+    /// The join token agents need.
+    pub fn join_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("join-token")).unwrap().trim().to_string()
+    }
+
+    /// The operator token.
+    pub fn operator_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("operator-token")).unwrap().trim().to_string()
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port and data dir.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- server log ----\n{}", self.log());
+        }
+    }
+}
+
+/// A running `nexus agent`.
+pub struct AgentProcess {
+    child: Option<Child>,
+    log_dir: tempfile::TempDir,
+    /// Node name.
+    pub name: String,
+    /// LXD project.
+    pub project: String,
+}
+
+impl AgentProcess {
+    /// Starts an agent for `server` using LXD project `project`.
+    pub fn start(bin: &Path, server: &ServerProcess, name: &str, project: &str, extra: &[&str]) -> AgentProcess {
+        let log_dir = tempfile::tempdir().unwrap();
+        let (out, err) = log_file(log_dir.path(), "agent.log");
+        let child = Command::new(bin)
+            .args(["agent", "--server", &server.url, "--join-token", &server.join_token()])
+            .args(["--lxd-project", project, "--name", name])
+            .args(extra)
+            .env("NEXUS_LOG", "info,nexus_agent=debug")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("nexus agent starts");
+        AgentProcess { child: Some(child), log_dir, name: name.into(), project: project.into() }
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_dir.path().join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- agent {} log ----\n{}", self.name, self.log());
+        }
+    }
+}
