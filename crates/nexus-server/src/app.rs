@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::WebSocket;
 use nexus_types::api::{
-    CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, NodeList, NodeRef, NodeStatus, NodeView,
-    RegisterRequest, RegisterResponse, RepoInfo, Resources, SshInfo, StatusChange, UserInfo, WorkspaceList,
-    WorkspaceView,
+    CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, NodeList, NodeRef, NodeStatus,
+    NodeView, RegisterRequest, RegisterResponse, RepoInfo, Resources, SshInfo, StatusChange,
+    UserInfo, WorkspaceList, WorkspaceView,
 };
 use nexus_types::names;
-use nexus_types::protocol::{Command, InventoryItem, Op, Outcome, Report, ServerMessage, WorkspaceSpec};
+use nexus_types::protocol::{
+    Command, InventoryItem, Op, Outcome, Report, ServerMessage, WorkspaceSpec,
+};
 use nexus_types::state::Event;
 use nexus_types::{Transition, WorkspaceStatus};
 use tokio::net::TcpListener;
@@ -81,11 +83,18 @@ fn parse_memory(s: &str) -> Option<u64> {
 
 impl App {
     /// Builds the app: opens the store, loads or creates the tokens in the data dir.
-    pub fn new(config: ServerConfig, github: Box<dyn GithubIdentity>, probe: Box<dyn RepoProbe>) -> Result<Arc<App>> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|source| ServerError::Io { path: config.data_dir.display().to_string(), source })?;
+    pub fn new(
+        config: ServerConfig,
+        github: Box<dyn GithubIdentity>,
+        probe: Box<dyn RepoProbe>,
+    ) -> Result<Arc<App>> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Io {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
         let store = Store::open(&config.db_path())?;
-        let operator_token = secret::load_or_create(&config.data_dir.join("operator-token"), "nxo_")?;
+        let operator_token =
+            secret::load_or_create(&config.data_dir.join("operator-token"), "nxo_")?;
         let join_token = secret::load_or_create(&config.data_dir.join("join-token"), "nxj_")?;
         Ok(Arc::new(App {
             store,
@@ -110,7 +119,10 @@ impl App {
     pub async fn restore(self: &Arc<Self>) -> Result<()> {
         let _guard = self.port_lock.lock().await;
         for ws in self.store.all_workspaces()? {
-            if !matches!(ws.status, WorkspaceStatus::Stopped | WorkspaceStatus::Failed) {
+            if !matches!(
+                ws.status,
+                WorkspaceStatus::Stopped | WorkspaceStatus::Failed
+            ) {
                 if let Err(e) = self.bind_and_serve(ws.ssh_port, &ws.id).await {
                     tracing::error!(workspace = %ws.id, port = ws.ssh_port, error = %e, "could not reopen SSH port");
                 }
@@ -125,14 +137,20 @@ impl App {
     pub fn authenticate(&self, bearer: Option<&str>) -> Result<Caller> {
         let hint = "run `nexus ssh setup` to register and get a token, then send it as `Authorization: Bearer <token>`";
         let Some(token) = bearer else {
-            return Err(ServerError::unauthorized("this endpoint needs an API token", hint));
+            return Err(ServerError::unauthorized(
+                "this endpoint needs an API token",
+                hint,
+            ));
         };
         if secret::same_secret(token, &self.operator_token) {
             return Ok(Caller::Operator);
         }
         match self.store.user_by_token(&secret::hash_token(token))? {
             Some(u) => Ok(Caller::User(u)),
-            None => Err(ServerError::unauthorized("the API token is not valid", hint)),
+            None => Err(ServerError::unauthorized(
+                "the API token is not valid",
+                hint,
+            )),
         }
     }
 
@@ -142,7 +160,11 @@ impl App {
     }
 
     /// Registers (or re-registers) a user and issues a new API token.
-    pub async fn register(&self, bearer: Option<&str>, req: RegisterRequest) -> Result<RegisterResponse> {
+    pub async fn register(
+        &self,
+        bearer: Option<&str>,
+        req: RegisterRequest,
+    ) -> Result<RegisterResponse> {
         names::github_login(&req.github_username)?;
         let key = names::ssh_public_key(&req.ssh_pubkey)?;
         if let Some(fp) = &req.ssh_pubkey_fingerprint {
@@ -178,10 +200,20 @@ impl App {
                 ));
             }
         }
-        let user_id = self.store.upsert_user(&req.github_username, req.github_id, &key.authorized_line, &key.fingerprint)?;
+        let user_id = self.store.upsert_user(
+            &req.github_username,
+            req.github_id,
+            &key.authorized_line,
+            &key.fingerprint,
+        )?;
         let api_token = secret::random_token("nxs_");
-        self.store.add_token(user_id, &secret::hash_token(&api_token))?;
-        Ok(RegisterResponse { github_username: req.github_username, ssh_pubkey_fingerprint: key.fingerprint, api_token })
+        self.store
+            .add_token(user_id, &secret::hash_token(&api_token))?;
+        Ok(RegisterResponse {
+            github_username: req.github_username,
+            ssh_pubkey_fingerprint: key.fingerprint,
+            api_token,
+        })
     }
 
     /// The calling user.
@@ -205,12 +237,19 @@ impl App {
     }
 
     /// Creates a workspace, or returns the caller's existing one of that name for the same repo.
-    pub async fn create(self: &Arc<Self>, caller: &Caller, req: CreateWorkspaceRequest) -> Result<CreateWorkspaceResponse> {
+    pub async fn create(
+        self: &Arc<Self>,
+        caller: &Caller,
+        req: CreateWorkspaceRequest,
+    ) -> Result<CreateWorkspaceResponse> {
         let user = require_user(caller)?;
         if let Some(login) = &req.github_username {
             if !login.eq_ignore_ascii_case(&user.github_username) {
                 return Err(ServerError::Forbidden {
-                    message: format!("github_username {login} does not match the token's user {}", user.github_username),
+                    message: format!(
+                        "github_username {login} does not match the token's user {}",
+                        user.github_username
+                    ),
                     hint: "leave github_username out, or use that user's token".into(),
                 });
             }
@@ -229,19 +268,32 @@ impl App {
             ));
         }
         let image = req.image.clone().unwrap_or_default();
-        if !image.is_empty() && !image.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/')) {
+        if !image.is_empty()
+            && !image
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
+        {
             return Err(ServerError::bad_request(
                 "invalid_field",
                 format!("image {image:?} is not a valid image alias"),
                 "leave image out to use the node's base image",
             ));
         }
-        let res = req.resources.clone().unwrap_or(Resources { cpu: None, memory: None });
+        let res = req.resources.clone().unwrap_or(Resources {
+            cpu: None,
+            memory: None,
+        });
         let cpu = res.cpu.unwrap_or(self.config.default_cpu);
         if !(1..=64).contains(&cpu) {
-            return Err(ServerError::bad_request("invalid_field", format!("cpu {cpu} is out of range"), "use 1 to 64 CPUs"));
+            return Err(ServerError::bad_request(
+                "invalid_field",
+                format!("cpu {cpu} is out of range"),
+                "use 1 to 64 CPUs",
+            ));
         }
-        let memory = res.memory.unwrap_or_else(|| self.config.default_memory.clone());
+        let memory = res
+            .memory
+            .unwrap_or_else(|| self.config.default_memory.clone());
         if !parse_memory(&memory).is_some_and(|b| b >= 128 << 20) {
             return Err(ServerError::bad_request(
                 "invalid_field",
@@ -254,7 +306,10 @@ impl App {
             if existing.repo_url != repo.url {
                 return Err(ServerError::Conflict {
                     code: "name_taken",
-                    message: format!("you already have a workspace named {} for {}", existing.name, existing.repo_url),
+                    message: format!(
+                        "you already have a workspace named {} for {}",
+                        existing.name, existing.repo_url
+                    ),
                     hint: "pick another name with --name, or delete the old workspace first".into(),
                 });
             }
@@ -267,7 +322,10 @@ impl App {
             });
         }
 
-        let branch = self.probe.resolve_branch(&repo.url, req.branch.as_deref()).await?;
+        let branch = self
+            .probe
+            .resolve_branch(&repo.url, req.branch.as_deref())
+            .await?;
         let node = self.pick_node()?;
 
         let id = format!("ws-{}", &secret::random_token("")[..12]);
@@ -277,7 +335,9 @@ impl App {
             let (lo, hi) = self.config.ssh_ports;
             let mut bound = None;
             for port in (lo..=hi).filter(|p| !used.contains(p)) {
-                if let Ok(listener) = TcpListener::bind(SocketAddr::new(self.config.ssh_bind_ip, port)).await {
+                if let Ok(listener) =
+                    TcpListener::bind(SocketAddr::new(self.config.ssh_bind_ip, port)).await
+                {
                     bound = Some((port, listener));
                     break;
                 }
@@ -305,9 +365,18 @@ impl App {
             })?;
             self.serve_listener(port, &id, listener);
         }
-        let ws = self.store.workspace(&id)?.ok_or_else(|| ServerError::WorkspaceNotFound(id.clone()))?;
+        let ws = self
+            .store
+            .workspace(&id)?
+            .ok_or_else(|| ServerError::WorkspaceNotFound(id.clone()))?;
         let status = self.dispatch_ensure(&ws)?;
-        Ok(CreateWorkspaceResponse { workspace_id: id.clone(), status, ssh_port: ws.ssh_port, polling_url: polling_path(&id), created: true })
+        Ok(CreateWorkspaceResponse {
+            workspace_id: id.clone(),
+            status,
+            ssh_port: ws.ssh_port,
+            polling_url: polling_path(&id),
+            created: true,
+        })
     }
 
     /// The least-loaded responsive node.
@@ -356,7 +425,11 @@ impl App {
 
     fn send_command(&self, ws: &WorkspaceRow, op: Op) -> Result<bool> {
         let generation = self.store.next_generation(&ws.id)?;
-        let cmd = Command { workspace_id: ws.id.clone(), generation, op };
+        let cmd = Command {
+            workspace_id: ws.id.clone(),
+            generation,
+            op,
+        };
         Ok(self.hub.send(&ws.node, ServerMessage::Command(cmd)))
     }
 
@@ -377,15 +450,30 @@ impl App {
     /// All of the caller's workspaces.
     pub fn list(&self, caller: &Caller, host: &str) -> Result<WorkspaceList> {
         let user = require_user(caller)?;
-        Ok(WorkspaceList { workspaces: self.store.workspaces_of(user.id)?.iter().map(|w| self.to_view(w, host)).collect() })
+        Ok(WorkspaceList {
+            workspaces: self
+                .store
+                .workspaces_of(user.id)?
+                .iter()
+                .map(|w| self.to_view(w, host))
+                .collect(),
+        })
     }
 
     fn to_view(&self, ws: &WorkspaceRow, host: &str) -> WorkspaceView {
-        let host = self.config.public_host.clone().unwrap_or_else(|| host.to_string());
+        let host = self
+            .config
+            .public_host
+            .clone()
+            .unwrap_or_else(|| host.to_string());
         let responsive = self.hub.is_responsive(&ws.node);
         let (mut message, mut hint) = (ws.message.clone(), ws.hint.clone());
         if !responsive && !matches!(ws.status, WorkspaceStatus::Stopped) && message.is_none() {
-            message = Some(format!("node {} is unresponsive (no heartbeat within {}s)", ws.node, self.config.node_timeout.as_secs()));
+            message = Some(format!(
+                "node {} is unresponsive (no heartbeat within {}s)",
+                ws.node,
+                self.config.node_timeout.as_secs()
+            ));
             hint = Some("the workspace is unreachable until its node is back; ask the operator to check `nexus agent` there".into());
         }
         WorkspaceView {
@@ -415,9 +503,16 @@ impl App {
             },
             node: Some(NodeRef {
                 name: ws.node.clone(),
-                status: if responsive { NodeStatus::Ok } else { NodeStatus::Unresponsive },
+                status: if responsive {
+                    NodeStatus::Ok
+                } else {
+                    NodeStatus::Unresponsive
+                },
             }),
-            resources: Resources { cpu: Some(ws.cpu), memory: Some(ws.memory.clone()) },
+            resources: Resources {
+                cpu: Some(ws.cpu),
+                memory: Some(ws.memory.clone()),
+            },
             created_at: ws.created_at.clone(),
             updated_at: ws.updated_at.clone(),
         }
@@ -428,11 +523,28 @@ impl App {
         let generation = self.store.next_generation(&ws.id)?;
         let (tx, rx) = oneshot::channel();
         let key = (ws.id.clone(), generation);
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), tx);
-        let cmd = Command { workspace_id: ws.id.clone(), generation, op };
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), tx);
+        let cmd = Command {
+            workspace_id: ws.id.clone(),
+            generation,
+            op,
+        };
         let sent = self.hub.send(&ws.node, ServerMessage::Command(cmd));
-        let answer = if sent { tokio::time::timeout(self.config.op_timeout, rx).await.ok().and_then(|r| r.ok()) } else { None };
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        let answer = if sent {
+            tokio::time::timeout(self.config.op_timeout, rx)
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+        } else {
+            None
+        };
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
         match answer {
             Some(outcome) => Ok(outcome),
             None if !sent => Err(self.node_unavailable(ws)),
@@ -444,15 +556,24 @@ impl App {
     }
 
     fn current_status(&self, id: &str) -> Result<StatusChange> {
-        let ws = self.store.workspace(id)?.ok_or_else(|| ServerError::WorkspaceNotFound(id.to_string()))?;
-        Ok(StatusChange { workspace_id: ws.id, status: ws.status })
+        let ws = self
+            .store
+            .workspace(id)?
+            .ok_or_else(|| ServerError::WorkspaceNotFound(id.to_string()))?;
+        Ok(StatusChange {
+            workspace_id: ws.id,
+            status: ws.status,
+        })
     }
 
     /// Stops a workspace and waits for the node to confirm. Stopping a stopped one is a no-op.
     pub async fn stop(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<StatusChange> {
         let ws = self.owned(require_user(caller)?, id)?;
         if ws.status == WorkspaceStatus::Stopped {
-            return Ok(StatusChange { workspace_id: ws.id, status: ws.status });
+            return Ok(StatusChange {
+                workspace_id: ws.id,
+                status: ws.status,
+            });
         }
         if !self.hub.is_responsive(&ws.node) {
             return Err(self.node_unavailable(&ws));
@@ -464,29 +585,41 @@ impl App {
     /// Starts a stopped (or retries a failed) workspace and waits until it runs or fails.
     pub async fn start(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<StatusChange> {
         let ws = self.owned(require_user(caller)?, id)?;
-        let to = ws.status.apply(Event::StartRequested).map_err(|e| ServerError::Conflict {
-            code: "invalid_state",
-            message: e.to_string(),
-            hint: "check `nexus workspace status`".into(),
-        })?;
+        let to = ws
+            .status
+            .apply(Event::StartRequested)
+            .map_err(|e| ServerError::Conflict {
+                code: "invalid_state",
+                message: e.to_string(),
+                hint: "check `nexus workspace status`".into(),
+            })?;
         if to == Transition::Unchanged {
-            return Ok(StatusChange { workspace_id: ws.id, status: ws.status });
+            return Ok(StatusChange {
+                workspace_id: ws.id,
+                status: ws.status,
+            });
         }
         if !self.hub.is_responsive(&ws.node) {
             return Err(self.node_unavailable(&ws));
         }
         {
             let _guard = self.port_lock.lock().await;
-            self.bind_and_serve(ws.ssh_port, &ws.id).await.map_err(|e| {
-                ServerError::unavailable(
-                    "ssh_port_busy",
-                    format!("SSH port {} of this workspace is taken by another program: {e}", ws.ssh_port),
-                    "ask the operator to free the port, then start the workspace again",
-                )
-            })?;
+            self.bind_and_serve(ws.ssh_port, &ws.id)
+                .await
+                .map_err(|e| {
+                    ServerError::unavailable(
+                        "ssh_port_busy",
+                        format!(
+                            "SSH port {} of this workspace is taken by another program: {e}",
+                            ws.ssh_port
+                        ),
+                        "ask the operator to free the port, then start the workspace again",
+                    )
+                })?;
         }
         let spec = self.spec_of(&ws);
-        self.store.set_status(&ws.id, WorkspaceStatus::Creating, None, None)?;
+        self.store
+            .set_status(&ws.id, WorkspaceStatus::Creating, None, None)?;
         self.send_and_wait(&ws, Op::Ensure(spec)).await?;
         self.current_status(id)
     }
@@ -498,8 +631,13 @@ impl App {
             return Err(self.node_unavailable(&ws));
         }
         match self.send_and_wait(&ws, Op::Delete).await? {
-            Outcome::Failed { message, hint } => Err(ServerError::unavailable("delete_failed", message, hint)),
-            _ => Ok(Deleted { workspace_id: id.to_string(), deleted: true }),
+            Outcome::Failed { message, hint } => {
+                Err(ServerError::unavailable("delete_failed", message, hint))
+            }
+            _ => Ok(Deleted {
+                workspace_id: id.to_string(),
+                deleted: true,
+            }),
         }
     }
 
@@ -516,7 +654,11 @@ impl App {
             .list_nodes()?
             .into_iter()
             .map(|n| NodeView {
-                status: if self.hub.is_responsive(&n.name) { NodeStatus::Ok } else { NodeStatus::Unresponsive },
+                status: if self.hub.is_responsive(&n.name) {
+                    NodeStatus::Ok
+                } else {
+                    NodeStatus::Unresponsive
+                },
                 name: n.name,
                 lxd_project: n.lxd_project,
                 workspaces: n.workspaces,
@@ -529,7 +671,12 @@ impl App {
     // ---- SSH ports ------------------------------------------------------------------------------
 
     async fn bind_and_serve(self: &Arc<Self>, port: u16, id: &str) -> std::io::Result<()> {
-        if self.listeners.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&port) {
+        if self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&port)
+        {
             return Ok(());
         }
         let listener = TcpListener::bind(SocketAddr::new(self.config.ssh_bind_ip, port)).await?;
@@ -538,33 +685,62 @@ impl App {
     }
 
     fn serve_listener(self: &Arc<Self>, port: u16, id: &str, listener: TcpListener) {
-        let task = tokio::spawn(crate::forwarder::serve_port(self.clone(), listener, id.to_string()));
-        if let Some(old) = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).insert(port, task.abort_handle()) {
+        let task = tokio::spawn(crate::forwarder::serve_port(
+            self.clone(),
+            listener,
+            id.to_string(),
+        ));
+        if let Some(old) = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(port, task.abort_handle())
+        {
             old.abort();
         }
     }
 
     fn close_listener(&self, port: u16) {
-        if let Some(h) = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).remove(&port) {
+        if let Some(h) = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&port)
+        {
             h.abort();
         }
     }
 
     /// A tunnel to `port` inside a running workspace, through its node.
     pub async fn tunnel_to(&self, id: &str, port: u16) -> std::result::Result<WebSocket, String> {
-        let ws = self.store.workspace(id).map_err(|e| e.to_string())?.ok_or("workspace is gone")?;
+        let ws = self
+            .store
+            .workspace(id)
+            .map_err(|e| e.to_string())?
+            .ok_or("workspace is gone")?;
         if ws.status != WorkspaceStatus::Running {
             return Err(format!("workspace is {}", ws.status));
         }
-        self.hub.open_tunnel(&ws.node, id, port).await.map_err(|e: TunnelError| e.to_string())
+        self.hub
+            .open_tunnel(&ws.node, id, port)
+            .await
+            .map_err(|e: TunnelError| e.to_string())
     }
 
     // ---- agents ---------------------------------------------------------------------------------
 
     /// A node said hello: record it, and re-send whatever its workspaces still need.
-    pub fn on_hello(&self, node: &str, lxd_project: &str, inventory: &[InventoryItem]) -> Result<()> {
+    pub fn on_hello(
+        &self,
+        node: &str,
+        lxd_project: &str,
+        inventory: &[InventoryItem],
+    ) -> Result<()> {
         self.store.upsert_node(node, lxd_project)?;
-        let found: HashMap<&str, bool> = inventory.iter().map(|i| (i.workspace_id.as_str(), i.running)).collect();
+        let found: HashMap<&str, bool> = inventory
+            .iter()
+            .map(|i| (i.workspace_id.as_str(), i.running))
+            .collect();
         for ws in self.store.workspaces_on(node)? {
             match (ws.status, found.get(ws.id.as_str())) {
                 (WorkspaceStatus::Pending | WorkspaceStatus::Creating, _) => {
@@ -574,7 +750,10 @@ impl App {
                     self.store.set_status(
                         &ws.id,
                         WorkspaceStatus::Failed,
-                        Some(&format!("the container of workspace {} is missing on node {node}", ws.name)),
+                        Some(&format!(
+                            "the container of workspace {} is missing on node {node}",
+                            ws.name
+                        )),
                         Some("delete the workspace and create it again"),
                     )?;
                     self.close_listener(ws.ssh_port);
@@ -605,7 +784,11 @@ impl App {
             tracing::debug!(workspace = %ws.id, got = report.generation, current = ws.generation, "stale report ignored");
             return Ok(());
         }
-        let waiter = self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&(ws.id.clone(), report.generation));
+        let waiter = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(ws.id.clone(), report.generation));
         let outcome = report.outcome.clone();
         self.apply_report(&ws, report)?;
         if let Some(tx) = waiter {
@@ -635,8 +818,14 @@ impl App {
             }
         };
         match report.outcome {
-            Outcome::Ready { commit, host_key } => self.store.set_ready(&ws.id, commit.as_deref(), host_key.as_deref())?,
-            Outcome::Failed { message, hint } => self.store.set_status(&ws.id, to, Some(&message), Some(&hint))?,
+            Outcome::Ready { commit, host_key } => {
+                self.store
+                    .set_ready(&ws.id, commit.as_deref(), host_key.as_deref())?
+            }
+            Outcome::Failed { message, hint } => {
+                self.store
+                    .set_status(&ws.id, to, Some(&message), Some(&hint))?
+            }
             _ => self.store.set_status(&ws.id, to, None, None)?,
         }
         if matches!(to, WorkspaceStatus::Stopped | WorkspaceStatus::Failed) {
@@ -652,7 +841,8 @@ fn require_user(caller: &Caller) -> Result<&User> {
         Caller::User(u) => Ok(u),
         Caller::Operator => Err(ServerError::Forbidden {
             message: "the operator token cannot own workspaces".into(),
-            hint: "register a user (`POST /api/v1/users/register`) and use that user's token".into(),
+            hint: "register a user (`POST /api/v1/users/register`) and use that user's token"
+                .into(),
         }),
     }
 }

@@ -14,8 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use nexus_types::api::{
-    CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, ErrorBody, ErrorDetail, Health, NodeList,
-    RegisterRequest, RegisterResponse, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
+    CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, ErrorBody, ErrorDetail, Health,
+    NodeList, RegisterRequest, RegisterResponse, StatusChange, UserInfo, WorkspaceList,
+    WorkspaceView,
 };
 use nexus_types::protocol::{AgentMessage, ServerMessage};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -38,7 +39,17 @@ impl From<ServerError> for ApiError {
 }
 
 fn error_response(status: StatusCode, code: &str, message: String, hint: String) -> Response {
-    (status, Json(ErrorBody { error: ErrorDetail { code: code.into(), message, hint } })).into_response()
+    (
+        status,
+        Json(ErrorBody {
+            error: ErrorDetail {
+                code: code.into(),
+                message,
+                hint,
+            },
+        }),
+    )
+        .into_response()
 }
 
 impl IntoResponse for ApiError {
@@ -55,7 +66,9 @@ impl IntoResponse for ApiError {
                 "list your workspaces with `nexus workspace list`".to_string(),
             ),
             E::Conflict { code, hint, .. } => (StatusCode::CONFLICT, code, hint),
-            E::RepoNotFound { hint, .. } => (StatusCode::UNPROCESSABLE_ENTITY, "repo_not_found", hint),
+            E::RepoNotFound { hint, .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "repo_not_found", hint)
+            }
             E::Unavailable { code, hint, .. } => (StatusCode::SERVICE_UNAVAILABLE, code, hint),
             E::Timeout { hint, .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout", hint),
             ref e @ E::GithubUnreachable { .. } => {
@@ -105,7 +118,12 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<
                     JsonRejection::MissingJsonContentType(_) => "send the header `Content-Type: application/json`",
                     _ => "fix the JSON body; the API reference is `openapi/nexus.json` (also served at /api/v1/openapi.json)",
                 };
-                Err(error_response(StatusCode::BAD_REQUEST, "invalid_body", rejection.body_text(), hint.into()))
+                Err(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    rejection.body_text(),
+                    hint.into(),
+                ))
             }
         }
     }
@@ -115,7 +133,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
 }
 
@@ -125,14 +146,20 @@ pub struct Auth(pub Caller);
 impl FromRequestParts<Arc<App>> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
         Ok(Auth(app.authenticate(bearer(&parts.headers))?))
     }
 }
 
 /// The host name the client used, without the port; what SSH commands are printed with.
 fn request_host(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
     // `[::1]:3001` keeps its brackets off; `host:3001` loses the port.
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or("localhost").to_string();
@@ -157,7 +184,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -186,7 +216,12 @@ pub fn router(app: Arc<App>) -> Router {
     let api_json = api.to_pretty_json().unwrap_or_default();
     let (router, _) = router.split_for_parts();
     router
-        .route("/api/v1/openapi.json", axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], api_json) }))
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || async move {
+                ([(header::CONTENT_TYPE, "application/json")], api_json)
+            }),
+        )
         .fallback(|| async {
             error_response(
                 StatusCode::NOT_FOUND,
@@ -201,14 +236,24 @@ pub fn router(app: Arc<App>) -> Router {
 /// Liveness.
 #[utoipa::path(get, path = "/health", responses((status = 200, body = Health)))]
 async fn health() -> Json<Health> {
-    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 /// Registers a user (GitHub login + SSH public key) and returns a new API token.
 #[utoipa::path(post, path = "/api/v1/users/register", request_body = RegisterRequest,
     responses((status = 201, body = RegisterResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
-async fn register(State(app): AppState, headers: HeaderMap, ApiJson(req): ApiJson<RegisterRequest>) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
-    Ok((StatusCode::CREATED, Json(app.register(bearer(&headers), req).await?)))
+async fn register(
+    State(app): AppState,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(app.register(bearer(&headers), req).await?),
+    ))
 }
 
 /// The user the token belongs to.
@@ -222,44 +267,73 @@ async fn me(State(app): AppState, Auth(caller): Auth) -> Result<Json<UserInfo>, 
 #[utoipa::path(post, path = "/api/v1/workspaces/create", request_body = CreateWorkspaceRequest, security(("bearer" = [])),
     responses((status = 201, description = "created", body = CreateWorkspaceResponse), (status = 200, description = "already existed", body = CreateWorkspaceResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn create_workspace(State(app): AppState, Auth(caller): Auth, ApiJson(req): ApiJson<CreateWorkspaceRequest>) -> Result<(StatusCode, Json<CreateWorkspaceResponse>), ApiError> {
+async fn create_workspace(
+    State(app): AppState,
+    Auth(caller): Auth,
+    ApiJson(req): ApiJson<CreateWorkspaceRequest>,
+) -> Result<(StatusCode, Json<CreateWorkspaceResponse>), ApiError> {
     let resp = app.create(&caller, req).await?;
-    let status = if resp.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if resp.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(resp)))
 }
 
 /// The caller's workspaces.
 #[utoipa::path(get, path = "/api/v1/workspaces", security(("bearer" = [])),
     responses((status = 200, body = WorkspaceList), (status = 401, body = ErrorBody)))]
-async fn list_workspaces(State(app): AppState, Auth(caller): Auth, headers: HeaderMap) -> Result<Json<WorkspaceList>, ApiError> {
+async fn list_workspaces(
+    State(app): AppState,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+) -> Result<Json<WorkspaceList>, ApiError> {
     Ok(Json(app.list(&caller, &request_host(&headers))?))
 }
 
 /// Status, SSH access, services and repo of one workspace.
 #[utoipa::path(get, path = "/api/v1/workspaces/{id}/status", security(("bearer" = [])), params(("id" = String, Path, description = "workspace id (`ws-...`)")),
     responses((status = 200, body = WorkspaceView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn workspace_status(State(app): AppState, Auth(caller): Auth, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<WorkspaceView>, ApiError> {
+async fn workspace_status(
+    State(app): AppState,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<WorkspaceView>, ApiError> {
     Ok(Json(app.view(&caller, &id, &request_host(&headers))?))
 }
 
 /// Stops a workspace; waits for the node. Idempotent.
 #[utoipa::path(post, path = "/api/v1/workspaces/{id}/stop", security(("bearer" = [])), params(("id" = String, Path, description = "workspace id")),
     responses((status = 200, body = StatusChange), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
-async fn stop_workspace(State(app): AppState, Auth(caller): Auth, Path(id): Path<String>) -> Result<Json<StatusChange>, ApiError> {
+async fn stop_workspace(
+    State(app): AppState,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<StatusChange>, ApiError> {
     Ok(Json(app.stop(&caller, &id).await?))
 }
 
 /// Starts a stopped workspace (or retries a failed one); waits until it runs or fails. Idempotent.
 #[utoipa::path(post, path = "/api/v1/workspaces/{id}/start", security(("bearer" = [])), params(("id" = String, Path, description = "workspace id")),
     responses((status = 200, body = StatusChange), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
-async fn start_workspace(State(app): AppState, Auth(caller): Auth, Path(id): Path<String>) -> Result<Json<StatusChange>, ApiError> {
+async fn start_workspace(
+    State(app): AppState,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<StatusChange>, ApiError> {
     Ok(Json(app.start(&caller, &id).await?))
 }
 
 /// Deletes a workspace: container, disk and SSH port.
 #[utoipa::path(delete, path = "/api/v1/workspaces/{id}", security(("bearer" = [])), params(("id" = String, Path, description = "workspace id")),
     responses((status = 200, body = Deleted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn delete_workspace(State(app): AppState, Auth(caller): Auth, Path(id): Path<String>) -> Result<Json<Deleted>, ApiError> {
+async fn delete_workspace(
+    State(app): AppState,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
     Ok(Json(app.delete(&caller, &id).await?))
 }
 
@@ -275,14 +349,19 @@ fn join_token_error() -> Response {
         StatusCode::UNAUTHORIZED,
         "unauthorized",
         "the join token is missing or wrong".into(),
-        "copy the token from `<data-dir>/join-token` on the server into `nexus agent --join-token`".into(),
+        "copy the token from `<data-dir>/join-token` on the server into `nexus agent --join-token`"
+            .into(),
     )
 }
 
 /// Node agents' control WebSocket (join token as bearer). Protocol: `nexus_types::protocol`.
 #[utoipa::path(get, path = "/api/v1/agent/connect", security(("bearer" = [])),
     responses((status = 101, description = "WebSocket upgrade"), (status = 401, body = ErrorBody)))]
-async fn agent_connect(State(app): AppState, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+async fn agent_connect(
+    State(app): AppState,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     if !bearer(&headers).is_some_and(|t| app.is_join_token(t)) {
         return join_token_error();
     }
@@ -292,7 +371,12 @@ async fn agent_connect(State(app): AppState, headers: HeaderMap, upgrade: WebSoc
 /// A tunnel WebSocket an agent dials back to carry one forwarded TCP connection.
 #[utoipa::path(get, path = "/api/v1/agent/tunnel/{tunnel_id}", security(("bearer" = [])), params(("tunnel_id" = String, Path, description = "id from the OpenTunnel message")),
     responses((status = 101, description = "WebSocket upgrade"), (status = 401, body = ErrorBody)))]
-async fn agent_tunnel(State(app): AppState, headers: HeaderMap, Path(tunnel_id): Path<String>, upgrade: WebSocketUpgrade) -> Response {
+async fn agent_tunnel(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(tunnel_id): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     if !bearer(&headers).is_some_and(|t| app.is_join_token(t)) {
         return join_token_error();
     }
@@ -310,13 +394,21 @@ async fn agent_session(app: Arc<App>, socket: WebSocket) {
         tracing::warn!("agent connected but sent no hello");
         return;
     };
-    let Ok(AgentMessage::Hello { node_name, lxd_project, version, inventory }) = serde_json::from_str::<AgentMessage>(&text) else {
+    let Ok(AgentMessage::Hello {
+        node_name,
+        lxd_project,
+        version,
+        inventory,
+    }) = serde_json::from_str::<AgentMessage>(&text)
+    else {
         tracing::warn!("agent's first message was not a hello");
         return;
     };
     tracing::info!(node = %node_name, %lxd_project, %version, workspaces = inventory.len(), "node joined");
     let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<ServerMessage>();
-    let welcome = ServerMessage::Welcome { heartbeat_secs: app.config().heartbeat.as_secs().max(1) };
+    let welcome = ServerMessage::Welcome {
+        heartbeat_secs: app.config().heartbeat.as_secs().max(1),
+    };
     let _ = out_tx.send(welcome);
     let conn_id = app.hub.attach(&node_name, out_tx);
     if let Err(e) = app.on_hello(&node_name, &lxd_project, &inventory) {
@@ -324,7 +416,9 @@ async fn agent_session(app: Arc<App>, socket: WebSocket) {
     }
     let writer = tokio::spawn(async move {
         while let Some(msg) = out_rx.recv().await {
-            let Ok(text) = serde_json::to_string(&msg) else { continue };
+            let Ok(text) = serde_json::to_string(&msg) else {
+                continue;
+            };
             if tx.send(Message::Text(text.into())).await.is_err() {
                 break;
             }
@@ -350,7 +444,9 @@ async fn agent_session(app: Arc<App>, socket: WebSocket) {
                     tracing::error!(node = %node_name, error = %chain(&e), "could not apply report");
                 }
             }
-            Ok(AgentMessage::Hello { .. }) => tracing::warn!(node = %node_name, "duplicate hello ignored"),
+            Ok(AgentMessage::Hello { .. }) => {
+                tracing::warn!(node = %node_name, "duplicate hello ignored")
+            }
             Err(e) => tracing::warn!(node = %node_name, error = %e, "unreadable agent message"),
         }
     }

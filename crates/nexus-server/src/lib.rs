@@ -23,26 +23,40 @@ pub use error::ServerError;
 /// The OpenAPI document of the API this server serves, pretty-printed JSON.
 pub fn openapi_json() -> String {
     let (_, api) = http::router_and_api();
-    api.to_pretty_json().expect("the OpenAPI document serializes")
+    api.to_pretty_json()
+        .expect("the OpenAPI document serializes")
 }
 
 /// Builds the app with the real GitHub client and git prober, restores SSH listeners, and serves
 /// HTTP on `listener` until `shutdown` resolves.
-pub async fn serve(config: ServerConfig, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+pub async fn serve(
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let github = Box::new(github::GithubApi::new(&config.github_api_url));
-    let probe = Box::new(repo_probe::GitLsRemote { timeout: std::time::Duration::from_secs(20) });
+    let probe = Box::new(repo_probe::GitLsRemote {
+        timeout: std::time::Duration::from_secs(20),
+    });
     let app = App::new(config, github, probe)?;
     serve_app(app, listener, shutdown).await
 }
 
 /// Serves an already-built app (tests inject fakes this way).
-pub async fn serve_app(app: Arc<App>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+pub async fn serve_app(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     app.restore().await?;
     let router = http::router(app);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|source| ServerError::Io { path: "HTTP listener".into(), source })
+        .map_err(|source| ServerError::Io {
+            path: "HTTP listener".into(),
+            source,
+        })
 }
 
 #[cfg(test)]

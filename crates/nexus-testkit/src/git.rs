@@ -21,7 +21,11 @@ fn git(dir: &Path, args: &[&str]) {
         .env("GIT_COMMITTER_EMAIL", "test@nexus.invalid")
         .output()
         .expect("git is installed");
-    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl GitServer {
@@ -44,11 +48,18 @@ impl GitServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("git daemon starts");
-        let server = GitServer { base_url: format!("git://{ip}:{port}"), root, child };
+        let server = GitServer {
+            base_url: format!("git://{ip}:{port}"),
+            root,
+            child,
+        };
         // Ready when it accepts connections.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect((ip, port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "git daemon did not start on {ip}:{port}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "git daemon did not start on {ip}:{port}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         server
@@ -68,8 +79,15 @@ impl GitServer {
         }
         git(work.path(), &["add", "-A"]);
         git(work.path(), &["commit", "-q", "-m", "initial"]);
-        git(work.path(), &["push", "-q", &bare.display().to_string(), "main"]);
-        let out = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(work.path()).output().unwrap();
+        git(
+            work.path(),
+            &["push", "-q", &bare.display().to_string(), "main"],
+        );
+        let out = Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(work.path())
+            .output()
+            .unwrap();
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 

@@ -164,8 +164,18 @@ mod tests {
 
     #[test]
     fn every_edge_matches_the_table() {
-        let events = [E::Dispatched, E::Ready, E::Halted, E::StartRequested, E::Failed];
-        assert_eq!(TABLE.len(), S::ALL.len() * events.len(), "table must cover every pair");
+        let events = [
+            E::Dispatched,
+            E::Ready,
+            E::Halted,
+            E::StartRequested,
+            E::Failed,
+        ];
+        assert_eq!(
+            TABLE.len(),
+            S::ALL.len() * events.len(),
+            "table must cover every pair"
+        );
         for &(from, event, expected) in TABLE {
             let got = from.apply(event).ok();
             assert_eq!(got, expected, "{from} + {event:?}");
@@ -182,7 +192,10 @@ mod tests {
     fn names_round_trip() {
         for s in S::ALL {
             assert_eq!(S::parse(s.as_str()), Some(s));
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
         assert_eq!(S::parse("deleted"), None);
     }

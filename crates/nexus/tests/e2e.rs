@@ -27,7 +27,9 @@ fn lxd_host_ip() -> Option<String> {
         eprintln!("NEXUS_SKIP_E2E is set: SKIPPING an end-to-end test (this run proves nothing about LXD)");
         return None;
     }
-    let out = Command::new("lxc").args(["network", "get", "nexusbr0", "ipv4.address"]).output();
+    let out = Command::new("lxc")
+        .args(["network", "get", "nexusbr0", "ipv4.address"])
+        .output();
     let addr = match out {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
         _ => panic!(
@@ -35,8 +37,14 @@ fn lxd_host_ip() -> Option<String> {
              hint: prepare this host with `sudo nexus node init` (or run `.ci/run`), or set NEXUS_SKIP_E2E=1 to skip explicitly"
         ),
     };
-    let image = Command::new("lxc").args(["image", "info", "nexus-base"]).output().unwrap();
-    assert!(image.status.success(), "LXD has no `nexus-base` image.\nhint: run `sudo nexus node init`");
+    let image = Command::new("lxc")
+        .args(["image", "info", "nexus-base"])
+        .output()
+        .unwrap();
+    assert!(
+        image.status.success(),
+        "LXD has no `nexus-base` image.\nhint: run `sudo nexus node init`"
+    );
     Some(addr.split('/').next().unwrap().to_string())
 }
 
@@ -49,17 +57,28 @@ impl ProjectGuard {
     }
 
     fn instances(&self) -> Vec<String> {
-        let out = Command::new("lxc").args(["list", "--project", &self.0, "--format", "csv", "-c", "n"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+        let out = Command::new("lxc")
+            .args(["list", "--project", &self.0, "--format", "csv", "-c", "n"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect()
     }
 }
 
 impl Drop for ProjectGuard {
     fn drop(&mut self) {
         for name in self.instances() {
-            let _ = Command::new("lxc").args(["delete", "--force", "--project", &self.0, &name]).output();
+            let _ = Command::new("lxc")
+                .args(["delete", "--force", "--project", &self.0, &name])
+                .output();
         }
-        let _ = Command::new("lxc").args(["project", "delete", &self.0]).output();
+        let _ = Command::new("lxc")
+            .args(["project", "delete", &self.0])
+            .output();
     }
 }
 
@@ -73,7 +92,14 @@ struct Env {
 async fn env(ssh_ports: u16, node_timeout_secs: u64) -> Option<Env> {
     let ip = lxd_host_ip()?;
     let git = GitServer::start(&ip);
-    let commit = git.create_repo("acme", "hello", &[("README.md", "hello from nexus\n"), ("src/index.html", "<h1>hi</h1>\n")]);
+    let commit = git.create_repo(
+        "acme",
+        "hello",
+        &[
+            ("README.md", "hello from nexus\n"),
+            ("src/index.html", "<h1>hi</h1>\n"),
+        ],
+    );
     let github = FakeGithub::start().await;
     let server = ServerProcess::start(
         &bin(),
@@ -84,14 +110,23 @@ async fn env(ssh_ports: u16, node_timeout_secs: u64) -> Option<Env> {
             node_timeout_secs,
         },
     );
-    Some(Env { git, github, server, commit })
+    Some(Env {
+        git,
+        github,
+        server,
+        commit,
+    })
 }
 
 /// Waits until `n` nodes are connected and responsive.
 async fn wait_nodes(operator: &Api, n: usize) {
     nexus_testkit::eventually(Duration::from_secs(30), "nodes joined", || async {
         let (_, body) = operator.call("GET", "/api/v1/nodes", None).await;
-        (body["nodes"].as_array().map(|x| x.iter().filter(|x| x["status"] == "ok").count()) == Some(n)).then_some(())
+        (body["nodes"]
+            .as_array()
+            .map(|x| x.iter().filter(|x| x["status"] == "ok").count())
+            == Some(n))
+        .then_some(())
     })
     .await;
 }
@@ -118,14 +153,19 @@ async fn workspace_lifecycle_over_ssh_with_isolation() {
         .await;
     assert_eq!(code, 201, "{body}");
     let alice = api.with_token(body["api_token"].as_str().unwrap());
-    let bob = api.register_as_operator(&env.server.operator_token(), "bob", 1002, &bob_key.public).await;
+    let bob = api
+        .register_as_operator(&env.server.operator_token(), "bob", 1002, &bob_key.public)
+        .await;
 
     // A bad GitHub token is refused.
     let (code, body) = api
         .call("POST", "/api/v1/users/register", Some(json!({"github_username": "alice", "github_id": 1001, "ssh_pubkey": alice_key.public, "github_token": "gho_wrong"})))
         .await;
     assert_eq!(code, 401, "{body}");
-    assert!(body["error"]["hint"].as_str().unwrap().contains("nexus auth github"));
+    assert!(body["error"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("nexus auth github"));
 
     wait_nodes(&api.with_token(&env.server.operator_token()), 1).await;
 
@@ -134,68 +174,133 @@ async fn workspace_lifecycle_over_ssh_with_isolation() {
     assert_eq!(code, 201, "{created}");
     let id = created["workspace_id"].as_str().unwrap().to_string();
     let port = created["ssh_port"].as_u64().unwrap() as u16;
-    assert_eq!(created["polling_url"], format!("/api/v1/workspaces/{id}/status"));
+    assert_eq!(
+        created["polling_url"],
+        format!("/api/v1/workspaces/{id}/status")
+    );
     let running = alice.wait_status(&id, &["running"], READY).await;
     eprintln!("create → running took {:?}", t0.elapsed());
     assert_eq!(running["repo"]["commit"], env.commit.as_str());
     assert_eq!(running["ssh"]["port"], port);
-    assert!(running["ssh"]["host_key"].as_str().unwrap().starts_with("ssh-ed25519 "));
+    assert!(running["ssh"]["host_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("ssh-ed25519 "));
 
     // Creating again is idempotent.
     let (code, again) = alice.create("hello", "acme/hello").await;
-    assert_eq!((code, again["workspace_id"].as_str()), (200, Some(id.as_str())));
+    assert_eq!(
+        (code, again["workspace_id"].as_str()),
+        (200, Some(id.as_str()))
+    );
 
     // The owner's key gets in and sees the repo; Bob's key is refused.
-    assert_eq!(ssh_ok(port, &alice_key, "cat hello/README.md"), "hello from nexus\n");
-    assert_eq!(ssh_ok(port, &alice_key, "cd hello && git rev-parse HEAD").trim(), env.commit);
+    assert_eq!(
+        ssh_ok(port, &alice_key, "cat hello/README.md"),
+        "hello from nexus\n"
+    );
+    assert_eq!(
+        ssh_ok(port, &alice_key, "cd hello && git rev-parse HEAD").trim(),
+        env.commit
+    );
     let refused = ssh::run("127.0.0.1", port, &bob_key, "true");
     assert_eq!(refused.code, 255, "bob must not get in: {refused:?}");
-    assert!(refused.stderr.contains("Permission denied"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("Permission denied"),
+        "{}",
+        refused.stderr
+    );
 
     // Bob sees nothing of Alice's workspace.
-    for (method, path) in [("GET", format!("/api/v1/workspaces/{id}/status")), ("POST", format!("/api/v1/workspaces/{id}/stop")), ("DELETE", format!("/api/v1/workspaces/{id}"))] {
+    for (method, path) in [
+        ("GET", format!("/api/v1/workspaces/{id}/status")),
+        ("POST", format!("/api/v1/workspaces/{id}/stop")),
+        ("DELETE", format!("/api/v1/workspaces/{id}")),
+    ] {
         let (code, body) = bob.call(method, &path, None).await;
         assert_eq!(code, 404, "{method} {path}: {body}");
         assert_eq!(body["error"]["code"], "workspace_not_found");
     }
-    let (code, _) = api.call("GET", &format!("/api/v1/workspaces/{id}/status"), None).await;
+    let (code, _) = api
+        .call("GET", &format!("/api/v1/workspaces/{id}/status"), None)
+        .await;
     assert_eq!(code, 401);
-    assert_eq!(alice.status(&id).await["status"], "running", "bob's attempts changed nothing");
+    assert_eq!(
+        alice.status(&id).await["status"],
+        "running",
+        "bob's attempts changed nothing"
+    );
 
     // Stop: SSH refused. Stop again: no-op.
-    let (code, body) = alice.call("POST", &format!("/api/v1/workspaces/{id}/stop"), None).await;
-    assert_eq!((code, body["status"].as_str()), (200, Some("stopped")), "{body}");
-    let (code, body) = alice.call("POST", &format!("/api/v1/workspaces/{id}/stop"), None).await;
-    assert_eq!((code, body["status"].as_str()), (200, Some("stopped")), "{body}");
+    let (code, body) = alice
+        .call("POST", &format!("/api/v1/workspaces/{id}/stop"), None)
+        .await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (200, Some("stopped")),
+        "{body}"
+    );
+    let (code, body) = alice
+        .call("POST", &format!("/api/v1/workspaces/{id}/stop"), None)
+        .await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (200, Some("stopped")),
+        "{body}"
+    );
     let out = ssh::run("127.0.0.1", port, &alice_key, "true");
     assert_eq!(out.code, 255);
     assert!(out.stderr.contains("refused"), "{}", out.stderr);
 
     // Start: SSH works again, same repo.
-    let (code, body) = alice.call("POST", &format!("/api/v1/workspaces/{id}/start"), None).await;
-    assert_eq!((code, body["status"].as_str()), (200, Some("running")), "{body}");
-    assert_eq!(ssh_ok(port, &alice_key, "cat hello/README.md"), "hello from nexus\n");
+    let (code, body) = alice
+        .call("POST", &format!("/api/v1/workspaces/{id}/start"), None)
+        .await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (200, Some("running")),
+        "{body}"
+    );
+    assert_eq!(
+        ssh_ok(port, &alice_key, "cat hello/README.md"),
+        "hello from nexus\n"
+    );
 
     // Delete: container gone, port reusable.
-    let (code, body) = alice.call("DELETE", &format!("/api/v1/workspaces/{id}"), None).await;
+    let (code, body) = alice
+        .call("DELETE", &format!("/api/v1/workspaces/{id}"), None)
+        .await;
     assert_eq!(code, 200, "{body}");
-    assert!(!project.instances().contains(&id), "container {id} still exists");
-    let (code, _) = alice.call("GET", &format!("/api/v1/workspaces/{id}/status"), None).await;
+    assert!(
+        !project.instances().contains(&id),
+        "container {id} still exists"
+    );
+    let (code, _) = alice
+        .call("GET", &format!("/api/v1/workspaces/{id}/status"), None)
+        .await;
     assert_eq!(code, 404);
     let (code, next) = bob.create("other", "acme/hello").await;
     assert_eq!(code, 201, "{next}");
-    assert_eq!(next["ssh_port"].as_u64(), Some(port as u64), "the freed port is handed out again");
+    assert_eq!(
+        next["ssh_port"].as_u64(),
+        Some(port as u64),
+        "the freed port is handed out again"
+    );
     drop(env.git);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_kill9_mid_create_recovers_workspaces_and_ports() {
-    let Some(mut env) = env(3, 30).await else { return };
+    let Some(mut env) = env(3, 30).await else {
+        return;
+    };
     let project = ProjectGuard::new("kill9");
     let _agent = AgentProcess::start(&bin(), &env.server, "node-k", &project.0, &[]);
     let key = TestKey::generate("carol");
     let api = Api::new(&env.server.url);
-    let carol = api.register_as_operator(&env.server.operator_token(), "carol", 2001, &key.public).await;
+    let carol = api
+        .register_as_operator(&env.server.operator_token(), "carol", 2001, &key.public)
+        .await;
     wait_nodes(&api.with_token(&env.server.operator_token()), 1).await;
 
     let (code, created) = carol.create("hello", "acme/hello").await;
@@ -207,7 +312,10 @@ async fn server_kill9_mid_create_recovers_workspaces_and_ports() {
     env.server.restart();
     let running = carol.wait_status(&id, &["running"], READY).await;
     assert_eq!(running["ssh"]["port"], port, "allocation survived");
-    assert_eq!(ssh_ok(port, &key, "cat hello/README.md"), "hello from nexus\n");
+    assert_eq!(
+        ssh_ok(port, &key, "cat hello/README.md"),
+        "hello from nexus\n"
+    );
 
     // And once more while running: the listener comes back.
     env.server.kill9();
@@ -215,7 +323,8 @@ async fn server_kill9_mid_create_recovers_workspaces_and_ports() {
     assert_ne!(out.code, 0, "nothing listens while the server is down");
     env.server.restart();
     nexus_testkit::eventually(Duration::from_secs(30), "SSH after restart", || async {
-        (ssh::run("127.0.0.1", port, &key, "cat hello/README.md").stdout == "hello from nexus\n").then_some(())
+        (ssh::run("127.0.0.1", port, &key, "cat hello/README.md").stdout == "hello from nexus\n")
+            .then_some(())
     })
     .await;
     let (code, list) = carol.call("GET", "/api/v1/workspaces", None).await;
@@ -234,32 +343,58 @@ async fn two_nodes_share_the_load_and_a_dead_one_is_marked_unresponsive() {
     let op = Api::new(&env.server.url).with_token(&env.server.operator_token());
     wait_nodes(&op, 2).await;
     let key = TestKey::generate("dave");
-    let dave = Api::new(&env.server.url).register_as_operator(&env.server.operator_token(), "dave", 3001, &key.public).await;
+    let dave = Api::new(&env.server.url)
+        .register_as_operator(&env.server.operator_token(), "dave", 3001, &key.public)
+        .await;
     let (c1, w1) = dave.create("one", "acme/hello").await;
     let (c2, w2) = dave.create("two", "acme/hello").await;
     assert_eq!((c1, c2), (201, 201), "{w1} {w2}");
-    let s1 = dave.wait_status(w1["workspace_id"].as_str().unwrap(), &["running"], READY).await;
-    let s2 = dave.wait_status(w2["workspace_id"].as_str().unwrap(), &["running"], READY).await;
-    let nodes = [s1["node"]["name"].as_str().unwrap(), s2["node"]["name"].as_str().unwrap()];
-    assert!(nodes.contains(&"node-a") && nodes.contains(&"node-b"), "workspaces were not spread: {nodes:?}");
+    let s1 = dave
+        .wait_status(w1["workspace_id"].as_str().unwrap(), &["running"], READY)
+        .await;
+    let s2 = dave
+        .wait_status(w2["workspace_id"].as_str().unwrap(), &["running"], READY)
+        .await;
+    let nodes = [
+        s1["node"]["name"].as_str().unwrap(),
+        s2["node"]["name"].as_str().unwrap(),
+    ];
+    assert!(
+        nodes.contains(&"node-a") && nodes.contains(&"node-b"),
+        "workspaces were not spread: {nodes:?}"
+    );
     assert_eq!(pa.instances().len() + pb.instances().len(), 2);
 
     // Each workspace is reachable through its own node's agent.
     for s in [&s1, &s2] {
-        assert_eq!(ssh_ok(s["ssh"]["port"].as_u64().unwrap() as u16, &key, "cat hello/README.md"), "hello from nexus\n");
+        assert_eq!(
+            ssh_ok(
+                s["ssh"]["port"].as_u64().unwrap() as u16,
+                &key,
+                "cat hello/README.md"
+            ),
+            "hello from nexus\n"
+        );
     }
 
     let on_b = if nodes[0] == "node-b" { &s1 } else { &s2 };
     let id_b = on_b["workspace_id"].as_str().unwrap();
     let killed = Instant::now();
     b.kill9();
-    let view = nexus_testkit::eventually(Duration::from_secs(30), "node-b unresponsive", || async {
-        let v = dave.status(id_b).await;
-        (v["node"]["status"] == "unresponsive").then_some(v)
-    })
-    .await;
-    eprintln!("node-b marked unresponsive {:?} after its agent was killed", killed.elapsed());
-    assert!(view["message"].as_str().unwrap().contains("unresponsive"), "{view}");
+    let view =
+        nexus_testkit::eventually(Duration::from_secs(30), "node-b unresponsive", || async {
+            let v = dave.status(id_b).await;
+            (v["node"]["status"] == "unresponsive").then_some(v)
+        })
+        .await;
+    eprintln!(
+        "node-b marked unresponsive {:?} after its agent was killed",
+        killed.elapsed()
+    );
+    assert!(
+        view["message"].as_str().unwrap().contains("unresponsive"),
+        "{view}"
+    );
     assert!(view["hint"].as_str().is_some());
     // New workspaces go to the live node.
     let (c3, w3) = dave.create("three", "acme/hello").await;

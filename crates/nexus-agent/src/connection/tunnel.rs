@@ -1,0 +1,125 @@
+//! One tunnel: a TCP connection to a workspace port spliced onto a WebSocket dialed back to the
+//! server, so the server can reach workspaces on nodes it cannot connect to.
+//!
+//! When the workspace port cannot be reached the tunnel is still dialed and closed at once with
+//! a reason: the server (and the user's SSH client) learn about it immediately instead of
+//! waiting for a timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{answer_close, close, dial, truncate, Shared, Ws};
+use crate::error_chain;
+use crate::provider::Provider;
+
+/// Limit for connecting to the workspace port.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes read from TCP per frame.
+const CHUNK: usize = 32 * 1024;
+
+/// Serves tunnel `tunnel_id` to `port` in `workspace_id` until either side closes.
+pub(super) async fn serve<P: Provider>(
+    shared: Arc<Shared<P>>,
+    tunnel_id: String,
+    workspace_id: String,
+    port: u16,
+) {
+    // The id becomes part of a URL path.
+    if tunnel_id.is_empty()
+        || tunnel_id.len() > 128
+        || !tunnel_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    {
+        tracing::warn!(tunnel = %truncate(&tunnel_id, 64), "refusing a tunnel with a malformed id");
+        return;
+    }
+    let target = match shared.provider.endpoint(&workspace_id, port).await {
+        Ok(Some(addr)) => {
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => Ok(tcp),
+                Ok(Err(e)) => Err(format!("{addr}: {e}")),
+                Err(_) => Err(format!("{addr}: connect timed out")),
+            }
+        }
+        Ok(None) => Err("the workspace has no address (is it running?)".to_string()),
+        Err(e) => Err(error_chain(&e)),
+    };
+    let url = format!("{}/{tunnel_id}", shared.tunnel_base);
+    let mut ws = match dial(&url, &shared.auth, true).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            tracing::warn!(tunnel = %tunnel_id, workspace = %workspace_id, error = %error_chain(&e), "dialing the tunnel failed");
+            return;
+        }
+    };
+    match target {
+        Ok(tcp) => {
+            tracing::debug!(tunnel = %tunnel_id, workspace = %workspace_id, port, "tunnel open");
+            pump(&mut ws, tcp).await;
+            tracing::debug!(tunnel = %tunnel_id, "tunnel closed");
+        }
+        Err(why) => {
+            tracing::warn!(tunnel = %tunnel_id, workspace = %workspace_id, port, error = %why, "workspace port unreachable; closing the tunnel");
+            // Close reasons are limited to 123 bytes.
+            let frame = CloseFrame {
+                code: CloseCode::Error,
+                reason: truncate(&format!("unreachable: {why}"), 120).into(),
+            };
+            close(&mut ws, Some(frame)).await;
+        }
+    }
+}
+
+/// Copies bytes both ways until either side ends, then closes the other.
+async fn pump(ws: &mut Ws, tcp: TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let (mut rd, mut wr) = tcp.into_split();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        tokio::select! {
+            n = rd.read(&mut buf) => match n {
+                Ok(0) | Err(_) => {
+                    close(ws, None).await;
+                    return;
+                }
+                Ok(n) => {
+                    if ws.send(Message::binary(buf[..n].to_vec())).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Binary(b))) => {
+                    if wr.write_all(&b).await.is_err() {
+                        close(ws, None).await;
+                        return;
+                    }
+                }
+                Some(Ok(Message::Text(t))) => {
+                    if wr.write_all(t.as_bytes()).await.is_err() {
+                        close(ws, None).await;
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(_))) => {
+                    answer_close(ws).await;
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+                None | Some(Err(_)) => {
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

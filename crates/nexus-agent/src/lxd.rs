@@ -1,0 +1,934 @@
+//! [`LxdProvider`]: the real [`Provider`], speaking LXD's REST API over its unix socket.
+//!
+//! One HTTP/1 connection per request (connecting to a unix socket costs microseconds, and it keeps
+//! long `.../wait` polls from blocking other requests). Every request carries `?project=`.
+//! Background operations are awaited with `GET /1.0/operations/{id}/wait`.
+//!
+//! Containers are created by copying a *template*: on LXD 5.0 with btrfs the first start of a
+//! container made from an image rewrites the owner of every file in its rootfs into the
+//! container's uid range, which costs ~3 s for the base image. A template is a container made from
+//! the image once and started with `lxc.init.cmd = /bin/true` (so it shifts its rootfs and stops
+//! at once without running any first-boot step); copies of it are btrfs snapshots that are already
+//! shifted and start in ~0.2 s. Templates are named after the image fingerprint and rebuilt when
+//! the alias moves to a new image.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::UnixStream;
+
+use crate::provider::{ExecOutput, InstanceInfo, Provider};
+use crate::AgentError;
+
+/// Where the Debian/Ubuntu package puts LXD's socket.
+pub const DEBIAN_SOCKET: &str = "/var/lib/lxd/unix.socket";
+/// Where the snap puts LXD's socket.
+pub const SNAP_SOCKET: &str = "/var/snap/lxd/common/lxd/unix.socket";
+
+/// Config key marking an instance as a Nexus workspace; [`Provider::list`] only reports these.
+pub const WORKSPACE_KEY: &str = "user.nexus.workspace";
+/// Config key on template containers naming the image alias they were built from.
+const TEMPLATE_KEY: &str = "user.nexus.template";
+/// Config key set on a template once its rootfs is shifted and it is usable.
+const TEMPLATE_READY_KEY: &str = "user.nexus.template-ready";
+/// Makes a template's init exit at once: the start shifts the rootfs, nothing boots.
+const TEMPLATE_RAW_LXC: &str = "lxc.init.cmd = /bin/true";
+
+/// How long a request refused with "instance is busy" is retried.
+const BUSY_RETRY: Duration = Duration::from_secs(15);
+/// How long after a failed template build creates use the image directly before trying again.
+const TEMPLATE_RETRY: Duration = Duration::from_secs(600);
+
+/// How long one `.../wait` request may block before we ask again.
+const WAIT_SLICE_SECS: u64 = 30;
+/// Graceful shutdown budget before a stop turns into a forced one.
+const STOP_TIMEOUT_SECS: u64 = 5;
+
+/// LXD over its unix socket, scoped to one project.
+#[derive(Debug)]
+pub struct LxdProvider {
+    socket: PathBuf,
+    project: String,
+    /// Serializes template builds: concurrent creates wait for one build instead of racing.
+    template_lock: tokio::sync::Mutex<()>,
+    /// Image fingerprint → when its template build failed; used directly until [`TEMPLATE_RETRY`].
+    template_failed: std::sync::Mutex<HashMap<String, Instant>>,
+}
+
+impl LxdProvider {
+    /// A provider talking to the LXD socket at `socket`, working in `project`.
+    pub fn new(socket: impl Into<PathBuf>, project: impl Into<String>) -> Self {
+        LxdProvider {
+            socket: socket.into(),
+            project: project.into(),
+            template_lock: tokio::sync::Mutex::new(()),
+            template_failed: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The first LXD socket that exists: the Debian package's, then the snap's.
+    pub fn default_socket() -> Result<PathBuf, AgentError> {
+        [DEBIAN_SOCKET, SNAP_SOCKET]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .ok_or_else(|| AgentError::LxdSocketNotFound {
+                tried: format!("`{DEBIAN_SOCKET}`, `{SNAP_SOCKET}`"),
+            })
+    }
+
+    /// The project this provider works in.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Deletes every instance in the project (workspaces and templates), then the project itself.
+    /// For tests and for decommissioning a node; refuses the `default` project.
+    pub async fn delete_project(&self) -> Result<(), AgentError> {
+        if self.project == "default" {
+            return Err(AgentError::InvalidSpec {
+                field: "project",
+                message: "refusing to empty the default project".into(),
+            });
+        }
+        let all = match self
+            .call(Method::GET, "/1.0/instances?recursion=1", None)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for name in all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["name"].as_str())
+        {
+            self.force_delete(name).await?;
+        }
+        match self
+            .call(
+                Method::DELETE,
+                &format!("/1.0/projects/{}", encode(&self.project)),
+                None,
+            )
+            .await
+        {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// `path` with `project=` appended to its query.
+    fn url(&self, path: &str) -> String {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{sep}project={}", encode(&self.project))
+    }
+
+    /// One request; returns the status and the raw body.
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes), AgentError> {
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|source| AgentError::LxdConnect {
+                    path: self.socket.clone(),
+                    source,
+                })?;
+        let http_err = |source| AgentError::LxdHttp {
+            method: method.to_string(),
+            path: path.to_string(),
+            source,
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(http_err)?;
+        // The connection task ends when `sender` is dropped after this one request.
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(self.url(path))
+            .header(hyper::header::HOST, "lxd");
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| AgentError::LxdUnexpected {
+                what: format!("{method} {path}"),
+                detail: format!("cannot build request: {e}"),
+            })?;
+        let resp = sender.send_request(req).await.map_err(http_err)?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(http_err)?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// A request expecting LXD's JSON envelope. Waits for background operations and returns the
+    /// operation's metadata for those, the response metadata otherwise.
+    ///
+    /// Retries for a while when LXD says the instance is busy: its own operations (the stop after
+    /// an init exits, say) can still be finishing when the state already reads `Stopped`.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, AgentError> {
+        let deadline = Instant::now() + BUSY_RETRY;
+        loop {
+            let result = match self.call_once(method.clone(), path, body.clone()).await {
+                Ok(Answer::Sync(meta)) => Ok(meta),
+                Ok(Answer::Async(op)) => self.wait(&op).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "LXD instance busy; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One request, decoding LXD's envelope and its errors.
+    async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Answer, AgentError> {
+        let what = || format!("{method} {path}");
+        let (status, bytes) = self
+            .raw(
+                method.clone(),
+                path,
+                body.map(|b| b.to_string().into_bytes()),
+            )
+            .await?;
+        let env: Value = serde_json::from_slice(&bytes).map_err(|e| AgentError::LxdUnexpected {
+            what: what(),
+            detail: format!(
+                "HTTP {status}, body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ),
+        })?;
+        if status >= 400 || env["type"] == "error" {
+            let code = env["error_code"]
+                .as_u64()
+                .filter(|c| *c >= 400)
+                .map(|c| c as u16)
+                .unwrap_or(status);
+            return Err(AgentError::Lxd {
+                method: method.to_string(),
+                path: path.to_string(),
+                status: code,
+                message: env["error"]
+                    .as_str()
+                    .unwrap_or("(no error text)")
+                    .to_string(),
+            });
+        }
+        if env["type"] == "async" {
+            let op = env["operation"]
+                .as_str()
+                .ok_or_else(|| AgentError::LxdUnexpected {
+                    what: what(),
+                    detail: "async answer without an operation".into(),
+                })?;
+            return Ok(Answer::Async(op.to_string()));
+        }
+        Ok(Answer::Sync(env["metadata"].clone()))
+    }
+
+    /// Waits for operation `op` (`/1.0/operations/<id>`) and returns its metadata on success.
+    async fn wait(&self, op: &str) -> Result<Value, AgentError> {
+        loop {
+            let op_meta = match self
+                .call_once(
+                    Method::GET,
+                    &format!("{op}/wait?timeout={WAIT_SLICE_SECS}"),
+                    None,
+                )
+                .await?
+            {
+                Answer::Sync(meta) => meta,
+                Answer::Async(_) => {
+                    return Err(AgentError::LxdUnexpected {
+                        what: format!("GET {op}/wait"),
+                        detail: "async answer".into(),
+                    })
+                }
+            };
+            let code = op_meta["status_code"].as_u64().unwrap_or(0);
+            if code < 200 {
+                continue; // still running after this wait slice
+            }
+            if code == 200 {
+                return Ok(op_meta["metadata"].clone());
+            }
+            return Err(AgentError::LxdOperation {
+                description: op_meta["description"].as_str().unwrap_or(op).to_string(),
+                message: op_meta["err"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("(no error text)")
+                    .to_string(),
+            });
+        }
+    }
+
+    /// `GET /1.0/instances/{name}`, `None` on 404.
+    async fn instance(&self, name: &str) -> Result<Option<Value>, AgentError> {
+        match self
+            .call(
+                Method::GET,
+                &format!("/1.0/instances/{}", encode(name)),
+                None,
+            )
+            .await
+        {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn set_state(&self, name: &str, body: Value) -> Result<(), AgentError> {
+        self.call(
+            Method::PUT,
+            &format!("/1.0/instances/{}/state", encode(name)),
+            Some(body),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn force_delete(&self, name: &str) -> Result<(), AgentError> {
+        let Some(inst) = self.instance(name).await? else {
+            return Ok(());
+        };
+        if inst["status"] != "Stopped" {
+            match self
+                .set_state(
+                    name,
+                    json!({"action": "stop", "force": true, "timeout": -1}),
+                )
+                .await
+            {
+                // Raced with something else stopping it.
+                Err(e) if !e.to_string().contains("not running") => return Err(e),
+                _ => {}
+            }
+        }
+        match self
+            .call(
+                Method::DELETE,
+                &format!("/1.0/instances/{}", encode(name)),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The fingerprint alias `image` points to, `None` if there is no such alias.
+    async fn image_fingerprint(&self, image: &str) -> Result<Option<String>, AgentError> {
+        match self
+            .call(
+                Method::GET,
+                &format!("/1.0/images/aliases/{}", encode(image)),
+                None,
+            )
+            .await
+        {
+            Ok(v) => Ok(v["target"].as_str().map(str::to_string)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Name of the usable template for `image`, building it first if needed. `Ok(None)` when the
+    /// image cannot be templated (not an alias) or a recent build failed; `Err` when this build
+    /// failed. Callers then create from the image.
+    async fn template_for(&self, image: &str) -> Result<Option<String>, AgentError> {
+        let Some(fp) = self.image_fingerprint(image).await? else {
+            return Ok(None);
+        };
+        let recently_failed = |fp: &str| {
+            self.template_failed
+                .lock()
+                .unwrap()
+                .get(fp)
+                .is_some_and(|at| at.elapsed() < TEMPLATE_RETRY)
+        };
+        if recently_failed(&fp) {
+            return Ok(None);
+        }
+        let _guard = self.template_lock.lock().await;
+        if recently_failed(&fp) {
+            return Ok(None); // the build we waited for failed
+        }
+        // Instance names must be unique on a bridge shared by all projects, hence the project tag.
+        let name = format!(
+            "nexus-tmpl-{}-{:08x}",
+            &fp[..fp.len().min(12)],
+            fnv32(&self.project)
+        );
+        if let Some(inst) = self.instance(&name).await? {
+            if inst["config"][TEMPLATE_READY_KEY] == "true" && inst["status"] == "Stopped" {
+                return Ok(Some(name));
+            }
+            // Left half-built by a crash, or started by someone: start over.
+            self.force_delete(&name).await?;
+        }
+        let started = Instant::now();
+        match self.build_template(&name, image).await {
+            Ok(()) => {
+                tracing::info!(template = %name, image, elapsed_ms = started.elapsed().as_millis() as u64, "built LXD template");
+                self.template_failed.lock().unwrap().remove(&fp);
+                self.drop_stale_templates(image, &name).await;
+                Ok(Some(name))
+            }
+            Err(e) => {
+                self.template_failed
+                    .lock()
+                    .unwrap()
+                    .insert(fp, Instant::now());
+                let _ = self.force_delete(&name).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn build_template(&self, name: &str, image: &str) -> Result<(), AgentError> {
+        let body = json!({
+            "name": name,
+            "type": "container",
+            "profiles": ["default"],
+            "source": {"type": "image", "alias": image},
+            "config": {"raw.lxc": TEMPLATE_RAW_LXC, TEMPLATE_KEY: image},
+        });
+        self.call(Method::POST, "/1.0/instances", Some(body))
+            .await?;
+        // The start shifts the rootfs; init then exits and the container stops by itself. A start
+        // error is judged by the result below rather than trusted.
+        if let Err(e) = self.set_state(name, json!({"action": "start"})).await {
+            tracing::debug!(template = %name, error = %crate::error_chain(&e), "template start reported an error");
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let inst = self
+                .instance(name)
+                .await?
+                .ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
+            if inst["status"] == "Stopped" {
+                let idmap = inst["config"]["volatile.last_state.idmap"]
+                    .as_str()
+                    .unwrap_or("");
+                if idmap.is_empty() || idmap == "[]" {
+                    return Err(AgentError::LxdUnexpected {
+                        what: format!("template {name}"),
+                        detail: "the rootfs was not shifted by its first start".into(),
+                    });
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(AgentError::Timeout {
+                    what: format!("template {name} stopping after its first start"),
+                    secs: 120,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.set_config(name, TEMPLATE_READY_KEY, "true").await
+    }
+
+    /// Deletes templates of `image` other than `keep` (built from the image the alias used to name).
+    async fn drop_stale_templates(&self, image: &str, keep: &str) {
+        let all = match self
+            .call(Method::GET, "/1.0/instances?recursion=1", None)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(error = %crate::error_chain(&e), "listing instances for template clean-up failed");
+                return;
+            }
+        };
+        for inst in all.as_array().into_iter().flatten() {
+            let name = inst["name"].as_str().unwrap_or("");
+            if name != keep && inst["config"][TEMPLATE_KEY] == image {
+                match self.force_delete(name).await {
+                    Ok(()) => tracing::info!(template = name, "deleted stale LXD template"),
+                    Err(e) => {
+                        tracing::warn!(template = name, error = %crate::error_chain(&e), "deleting stale LXD template failed")
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Provider for LxdProvider {
+    async fn ensure_project(&self) -> Result<(), AgentError> {
+        if self.project == "default" {
+            return Ok(());
+        }
+        match self
+            .call(
+                Method::GET,
+                &format!("/1.0/projects/{}", encode(&self.project)),
+                None,
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let body = json!({
+            "name": self.project,
+            "description": "Nexus workspaces",
+            // Share the default project's images and profiles: the base image is imported once
+            // and the default profile carries the NIC and root disk.
+            "config": {"features.images": "false", "features.profiles": "false"},
+        });
+        match self.call(Method::POST, "/1.0/projects", Some(body)).await {
+            Ok(_) => Ok(()),
+            // Another agent (or a retry) created it meanwhile.
+            Err(AgentError::Lxd { message, .. }) if message.contains("already exists") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn warm(&self, image: &str) -> Result<(), AgentError> {
+        match self.template_for(image).await? {
+            Some(_) => Ok(()),
+            None if self.image_fingerprint(image).await?.is_none() => Err(AgentError::Lxd {
+                method: "GET".into(),
+                path: format!("/1.0/images/aliases/{image}"),
+                status: 404,
+                message: format!("image alias `{image}` not found"),
+            }),
+            None => Ok(()), // a recent build failed and was reported then
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<InstanceInfo>, AgentError> {
+        let all = self
+            .call(Method::GET, "/1.0/instances?recursion=1", None)
+            .await?;
+        let items = all.as_array().ok_or_else(|| AgentError::LxdUnexpected {
+            what: "GET /1.0/instances".into(),
+            detail: "metadata is not a list".into(),
+        })?;
+        Ok(items
+            .iter()
+            .filter(|i| i["config"][WORKSPACE_KEY] == "true")
+            .filter_map(|i| {
+                Some(InstanceInfo {
+                    name: i["name"].as_str()?.to_string(),
+                    running: i["status"] == "Running",
+                })
+            })
+            .collect())
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        image: &str,
+        cpu: u32,
+        memory: &str,
+    ) -> Result<(), AgentError> {
+        if self.instance(name).await?.is_some() {
+            return Ok(());
+        }
+        let mut config = serde_json::Map::new();
+        config.insert(WORKSPACE_KEY.into(), "true".into());
+        if cpu > 0 {
+            config.insert("limits.cpu".into(), cpu.to_string().into());
+        }
+        if !memory.trim().is_empty() {
+            config.insert("limits.memory".into(), memory_limit(memory)?.into());
+        }
+        let template = match self.template_for(image).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(image, error = %crate::error_chain(&e), "no LXD template; creating from the image (first start ~3 s slower)");
+                None
+            }
+        };
+        let source = match &template {
+            Some(t) => {
+                // Copies inherit the template's config; an empty value removes a key.
+                config.insert("raw.lxc".into(), "".into());
+                config.insert(TEMPLATE_KEY.into(), "".into());
+                config.insert(TEMPLATE_READY_KEY.into(), "".into());
+                json!({"type": "copy", "source": t, "instance_only": true})
+            }
+            None => json!({"type": "image", "alias": image}),
+        };
+        let body = json!({
+            "name": name,
+            "type": "container",
+            // Copies get no profiles unless asked; the default profile has the NIC and root disk.
+            "profiles": ["default"],
+            "source": source,
+            "config": config,
+        });
+        match self.call(Method::POST, "/1.0/instances", Some(body)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("already exists") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn start(&self, name: &str) -> Result<(), AgentError> {
+        let inst = self
+            .instance(name)
+            .await?
+            .ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
+        if inst["status"] == "Running" {
+            return Ok(());
+        }
+        match self.set_state(name, json!({"action": "start"})).await {
+            Err(e) if e.to_string().contains("already running") => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn stop(&self, name: &str) -> Result<(), AgentError> {
+        let Some(inst) = self.instance(name).await? else {
+            return Err(AgentError::NoSuchInstance(name.to_string()));
+        };
+        if inst["status"] == "Stopped" {
+            return Ok(());
+        }
+        let graceful = self
+            .set_state(
+                name,
+                json!({"action": "stop", "timeout": STOP_TIMEOUT_SECS}),
+            )
+            .await;
+        match graceful {
+            Ok(()) => Ok(()),
+            Err(e) if e.to_string().contains("not running") => Ok(()),
+            Err(e) => {
+                tracing::info!(instance = name, error = %crate::error_chain(&e), "clean shutdown failed; forcing");
+                match self
+                    .set_state(
+                        name,
+                        json!({"action": "stop", "force": true, "timeout": -1}),
+                    )
+                    .await
+                {
+                    Err(e) if e.to_string().contains("not running") => Ok(()),
+                    other => other,
+                }
+            }
+        }
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), AgentError> {
+        self.force_delete(name).await
+    }
+
+    async fn state(&self, name: &str) -> Result<Option<InstanceInfo>, AgentError> {
+        Ok(self.instance(name).await?.map(|i| InstanceInfo {
+            name: name.to_string(),
+            running: i["status"] == "Running",
+        }))
+    }
+
+    async fn ipv4(&self, name: &str) -> Result<Option<Ipv4Addr>, AgentError> {
+        let state = match self
+            .call(
+                Method::GET,
+                &format!("/1.0/instances/{}/state", encode(name)),
+                None,
+            )
+            .await
+        {
+            Ok(s) => s,
+            Err(e) if e.is_not_found() => return Err(AgentError::NoSuchInstance(name.to_string())),
+            Err(e) => return Err(e),
+        };
+        Ok(global_ipv4(&state))
+    }
+
+    async fn endpoint(&self, name: &str, port: u16) -> Result<Option<SocketAddr>, AgentError> {
+        Ok(self
+            .ipv4(name)
+            .await?
+            .map(|ip| SocketAddr::from((ip, port))))
+    }
+
+    async fn exec(
+        &self,
+        name: &str,
+        argv: &[String],
+        user: Option<(u32, u32)>,
+        env: &[(String, String)],
+        cwd: Option<&str>,
+    ) -> Result<ExecOutput, AgentError> {
+        let environment: HashMap<&str, &str> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut body = json!({
+            "command": argv,
+            "environment": environment,
+            "wait-for-websocket": false,
+            "interactive": false,
+            "record-output": true,
+        });
+        if let Some((uid, gid)) = user {
+            body["user"] = uid.into();
+            body["group"] = gid.into();
+        }
+        if let Some(cwd) = cwd {
+            body["cwd"] = cwd.into();
+        }
+        let meta = match self
+            .call(
+                Method::POST,
+                &format!("/1.0/instances/{}/exec", encode(name)),
+                Some(body),
+            )
+            .await
+        {
+            Err(e) if e.is_not_found() => return Err(AgentError::NoSuchInstance(name.to_string())),
+            other => other?,
+        };
+        let code = meta["return"]
+            .as_i64()
+            .ok_or_else(|| AgentError::LxdUnexpected {
+                what: format!("exec in {name}"),
+                detail: format!("no exit status in {meta}"),
+            })? as i32;
+        let log = |fd: &str| meta["output"][fd].as_str().map(str::to_string);
+        let (stdout, stderr) = tokio::join!(self.take_log(log("1")), self.take_log(log("2")));
+        Ok(ExecOutput {
+            code,
+            stdout: stdout?,
+            stderr: stderr?,
+        })
+    }
+
+    async fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), AgentError> {
+        let body = json!({"config": {key: value}});
+        match self
+            .call(
+                Method::PATCH,
+                &format!("/1.0/instances/{}", encode(name)),
+                Some(body),
+            )
+            .await
+        {
+            Err(e) if e.is_not_found() => Err(AgentError::NoSuchInstance(name.to_string())),
+            other => other.map(drop),
+        }
+    }
+
+    async fn get_config(&self, name: &str, key: &str) -> Result<Option<String>, AgentError> {
+        let inst = self
+            .instance(name)
+            .await?
+            .ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
+        Ok(inst["config"][key].as_str().map(str::to_string))
+    }
+}
+
+impl LxdProvider {
+    /// Reads and deletes one recorded exec output file.
+    async fn take_log(&self, path: Option<String>) -> Result<String, AgentError> {
+        let Some(path) = path else {
+            return Ok(String::new());
+        };
+        let (status, bytes) = self.raw(Method::GET, &path, None).await?;
+        if status >= 400 {
+            return Err(AgentError::Lxd {
+                method: "GET".into(),
+                path,
+                status,
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        // Leaving it would pile up files under the instance's log directory.
+        if let Err(e) = self.raw(Method::DELETE, &path, None).await {
+            tracing::debug!(path, error = %crate::error_chain(&e), "deleting exec output failed");
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+/// LXD refused because another operation on the instance is still running.
+fn is_busy(e: &AgentError) -> bool {
+    match e {
+        AgentError::Lxd { message, .. } | AgentError::LxdOperation { message, .. } => {
+            message.contains("is busy running")
+        }
+        _ => false,
+    }
+}
+
+/// A decoded LXD answer.
+enum Answer {
+    /// Done; the metadata.
+    Sync(Value),
+    /// A background operation's path.
+    Async(String),
+}
+
+/// eth0's first global IPv4 address in an instance state document.
+fn global_ipv4(state: &Value) -> Option<Ipv4Addr> {
+    state["network"]["eth0"]["addresses"]
+        .as_array()?
+        .iter()
+        .filter(|a| a["family"] == "inet" && a["scope"] == "global")
+        .find_map(|a| a["address"].as_str()?.parse().ok())
+}
+
+/// Normalizes a memory limit (`4GB`, `4 gb`, `512Mi`, `2GiB`, `50%`) into LXD's syntax.
+///
+/// Decimal suffixes (`kB MB GB TB`) stay decimal, `Ki Mi Gi Ti` (with or without a trailing `B`)
+/// are binary, as in Kubernetes; a bare number is bytes.
+pub fn memory_limit(input: &str) -> Result<String, AgentError> {
+    let s: String = input.chars().filter(|c| !c.is_whitespace()).collect();
+    let bad = |why: &str| AgentError::InvalidSpec {
+        field: "memory",
+        message: format!("{input:?} {why}; use e.g. `4GB`, `512MiB` or `50%`"),
+    };
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| bad("does not start with a number"))?;
+    if value <= 0.0 {
+        return Err(bad("is not positive"));
+    }
+    let unit = match unit.to_ascii_lowercase().as_str() {
+        "%" => "%",
+        "" | "b" => "B",
+        "k" | "kb" => "kB",
+        "m" | "mb" => "MB",
+        "g" | "gb" => "GB",
+        "t" | "tb" => "TB",
+        "ki" | "kib" => "KiB",
+        "mi" | "mib" => "MiB",
+        "gi" | "gib" => "GiB",
+        "ti" | "tib" => "TiB",
+        _ => return Err(bad("has an unknown unit")),
+    };
+    if unit == "B" && num.contains('.') {
+        return Err(bad("is a fractional number of bytes"));
+    }
+    Ok(format!("{num}{unit}"))
+}
+
+/// Percent-encodes everything but unreserved characters (names go into paths and queries).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// FNV-1a, for a short stable tag derived from the project name.
+fn fnv32(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limits() {
+        for (input, want) in [
+            ("4GB", "4GB"),
+            ("4gb", "4GB"),
+            ("4 GB", "4GB"),
+            ("4G", "4GB"),
+            ("512MiB", "512MiB"),
+            ("512Mi", "512MiB"),
+            ("1.5GiB", "1.5GiB"),
+            ("50%", "50%"),
+            ("1048576", "1048576B"),
+        ] {
+            assert_eq!(memory_limit(input).unwrap(), want, "{input}");
+        }
+        for bad in ["", "GB", "4XB", "-1GB", "0GB", "1.5", "4GB;rm"] {
+            assert!(memory_limit(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_carry_the_project() {
+        let p = LxdProvider::new("/nonexistent", "nexus test");
+        assert_eq!(
+            p.url("/1.0/instances"),
+            "/1.0/instances?project=nexus%20test"
+        );
+        assert_eq!(
+            p.url("/1.0/instances?recursion=1"),
+            "/1.0/instances?recursion=1&project=nexus%20test"
+        );
+        assert_eq!(encode("ws-1/../x"), "ws-1%2F..%2Fx");
+    }
+
+    #[test]
+    fn finds_the_global_ipv4() {
+        let state = json!({"network": {"eth0": {"addresses": [
+            {"family": "inet6", "address": "fe80::1", "scope": "link"},
+            {"family": "inet", "address": "10.87.0.5", "scope": "global"},
+        ]}}});
+        assert_eq!(global_ipv4(&state), Some(Ipv4Addr::new(10, 87, 0, 5)));
+        assert_eq!(global_ipv4(&json!({"network": null})), None);
+    }
+
+    #[tokio::test]
+    async fn missing_socket_is_a_clear_error() {
+        let p = LxdProvider::new("/nonexistent/lxd.socket", "x");
+        let err = p.list().await.unwrap_err();
+        assert!(matches!(err, AgentError::LxdConnect { .. }), "{err:?}");
+    }
+}

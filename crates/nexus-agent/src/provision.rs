@@ -1,0 +1,1025 @@
+//! Turns a [`WorkspaceSpec`] into a running workspace with a [`Provider`], and stops or deletes
+//! one; every failure becomes a one-line message plus a hint with the next step.
+//!
+//! [`ensure`] is idempotent: each step checks what is already there, so re-running it after an
+//! agent crash, a server restart or a failed attempt picks up where the last run stopped. Steps
+//! that do not depend on each other run concurrently, because create→SSH-ready latency is what a
+//! user waits for:
+//!
+//! ```text
+//! create → start → ┬ wait for eth0's IPv4 ┬→ ┬ clone (unless checked out) → HEAD
+//!                  └ write authorized_keys┘  └ wait for sshd's banner → read host key
+//! ```
+//!
+//! Commands run inside the container as `sh -c SCRIPT STEP args...`: values (the key, the URL,
+//! the branch) are passed as arguments and never spliced into script text, and `STEP` (`$0`) names
+//! the step in `ps` and lets [`crate::fake::FakeProvider`] recognize it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use nexus_types::protocol::WorkspaceSpec;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::provider::{ExecOutput, Provider};
+use crate::{error_chain, AgentError};
+
+/// `$0` of the script that writes `authorized_keys`.
+pub const STEP_WRITE_KEY: &str = "nexus-write-key";
+/// `$0` of the script that prints the checkout's `HEAD` (or exits [`NOT_CLONED_EXIT`]).
+pub const STEP_HEAD: &str = "nexus-head";
+/// `$0` of the script that clones the repository.
+pub const STEP_CLONE: &str = "nexus-clone";
+/// `$0` of the script that prints sshd's ed25519 public host key.
+pub const STEP_HOST_KEY: &str = "nexus-host-key";
+/// Exit status of [`STEP_HEAD`] when there is no checkout yet.
+pub const NOT_CLONED_EXIT: i32 = 10;
+
+/// The workspace user's uid and gid in the base image.
+pub const DEV_UID: u32 = 1000;
+/// The workspace user's home.
+pub const DEV_HOME: &str = "/home/dev";
+
+/// Runs as `dev`. Writes the key as the only line, via a temporary file so sshd never sees a
+/// half-written file. `$1`: the key line.
+const WRITE_KEY_SCRIPT: &str = r#"set -eu
+mkdir -p "$HOME/.ssh"
+chmod 0700 "$HOME/.ssh"
+umask 077
+printf '%s\n' "$1" > "$HOME/.ssh/authorized_keys.nexus-tmp"
+chmod 0600 "$HOME/.ssh/authorized_keys.nexus-tmp"
+mv -f "$HOME/.ssh/authorized_keys.nexus-tmp" "$HOME/.ssh/authorized_keys"
+"#;
+
+/// Runs as `dev`. `$1`: checkout directory. Prints `HEAD` (nothing for an empty repository).
+const HEAD_SCRIPT: &str = r#"[ -d "$1/.git" ] || exit 10
+git -C "$1" rev-parse --verify --quiet HEAD || true
+"#;
+
+/// Runs as `dev`. `$1`: checkout directory, `$2`: scratch directory next to it, `$3`: URL,
+/// `$4`: branch (empty: the remote's default), `$5`: time limit in seconds.
+///
+/// Clones into the scratch directory and renames it into place, so a checkout directory only ever
+/// holds a complete clone; a clone cut short (container stopped, timeout) leaves only scratch,
+/// which the next attempt removes.
+const CLONE_SCRIPT: &str = r#"set -u
+dir=$1 tmp=$2 url=$3 branch=$4 limit=$5
+if [ -e "$dir" ]; then
+  echo "nexus: $dir exists but is not a git checkout" >&2
+  exit 3
+fi
+rm -rf -- "$tmp"
+if [ -n "$branch" ]; then set -- --branch "$branch"; else set --; fi
+timeout "$limit" git clone --quiet "$@" -- "$url" "$tmp"
+rc=$?
+if [ "$rc" -ne 0 ]; then
+  rm -rf -- "$tmp"
+  exit "$rc"
+fi
+mv -T -- "$tmp" "$dir" || exit 3
+git -C "$dir" rev-parse --verify --quiet HEAD || true
+"#;
+
+/// Runs as root. sshd's unit generates this key on first boot, before sshd listens.
+const HOST_KEY_SCRIPT: &str = "exec cat /etc/ssh/ssh_host_ed25519_key.pub";
+
+/// How provisioning behaves on this node.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Image alias used when the spec names none.
+    pub base_image: String,
+    /// The node's LXD project (for hints naming `lxc` commands).
+    pub lxd_project: String,
+    /// How long eth0 may take to get an IPv4 address (default 30 s).
+    pub ipv4_timeout: Duration,
+    /// How long sshd may take to answer after the address is up (default 30 s).
+    pub ssh_timeout: Duration,
+    /// Poll interval for the address and sshd waits (default 50 ms: readiness latency is
+    /// user-visible, and each poll is one local request).
+    pub poll: Duration,
+    /// Time limit for `git clone` (default 20 min).
+    pub clone_timeout: Duration,
+}
+
+impl Settings {
+    /// Defaults for the given base image and project.
+    pub fn new(base_image: impl Into<String>, lxd_project: impl Into<String>) -> Self {
+        Settings {
+            base_image: base_image.into(),
+            lxd_project: lxd_project.into(),
+            ipv4_timeout: Duration::from_secs(30),
+            ssh_timeout: Duration::from_secs(30),
+            poll: Duration::from_millis(50),
+            clone_timeout: Duration::from_secs(20 * 60),
+        }
+    }
+}
+
+/// A provisioned workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    /// Commit checked out (`None` without a repo, or for an empty repository).
+    pub commit: Option<String>,
+    /// sshd's public host key, `ssh-ed25519 AAAA...`.
+    pub host_key: Option<String>,
+}
+
+/// Why a command failed, for people: what happened and what to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionFailure {
+    /// One line: what happened.
+    pub message: String,
+    /// The next step.
+    pub hint: String,
+}
+
+impl std::fmt::Display for ProvisionFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (hint: {})", self.message, self.hint)
+    }
+}
+
+impl std::error::Error for ProvisionFailure {}
+
+fn failure(message: impl Into<String>, hint: impl Into<String>) -> ProvisionFailure {
+    // The message goes into one status line; keep it one line.
+    let message: String = message.into();
+    ProvisionFailure {
+        message: message.replace(['\n', '\r'], " "),
+        hint: hint.into(),
+    }
+}
+
+fn lxd_failure(what: &str, err: &AgentError, hint: impl Into<String>) -> ProvisionFailure {
+    failure(format!("{what}: {}", error_chain(err)), hint)
+}
+
+/// Makes `workspace_id` a running, reachable workspace as described by `spec`.
+pub async fn ensure<P: Provider>(
+    provider: &P,
+    workspace_id: &str,
+    spec: &WorkspaceSpec,
+    settings: &Settings,
+) -> Result<Ready, ProvisionFailure> {
+    validate(workspace_id, spec)?;
+    let id = workspace_id;
+    let project = &settings.lxd_project;
+    let image = if spec.image.is_empty() {
+        settings.base_image.as_str()
+    } else {
+        spec.image.as_str()
+    };
+
+    let started = Instant::now();
+    let lap = |step: &str| {
+        tracing::debug!(
+            workspace = id,
+            step,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "provision step done"
+        )
+    };
+    provider.create(id, image, spec.cpu, &spec.memory).await.map_err(|e| {
+        let hint = if e.is_not_found() || error_chain(&e).contains("not found") {
+            format!("import the image on the node (`images/base/build.sh {image}`) or pick one `lxc image list` shows")
+        } else {
+            "check LXD on the node: `lxc info`, `lxc storage info nexus`, and the LXD log".to_string()
+        };
+        lxd_failure("creating the container failed", &e, hint)
+    })?;
+    lap("create");
+    provider.start(id).await.map_err(|e| {
+        lxd_failure(
+            "starting the container failed",
+            &e,
+            format!("see `lxc info --show-log {id} --project {project}` on the node"),
+        )
+    })?;
+    lap("start");
+
+    let (_ip, ()) = tokio::try_join!(
+        async {
+            let ip = wait_ipv4(provider, id, settings).await?;
+            lap("ipv4");
+            Ok(ip)
+        },
+        async {
+            write_key(provider, id, &spec.authorized_key).await?;
+            lap("authorized_keys");
+            Ok(())
+        }
+    )?;
+    let (commit, host_key) = tokio::try_join!(
+        async {
+            let commit = checkout(provider, id, spec, settings).await?;
+            lap("checkout");
+            Ok(commit)
+        },
+        async {
+            wait_ssh(provider, id, settings).await?;
+            lap("sshd");
+            let key = read_host_key(provider, id).await?;
+            lap("host_key");
+            Ok(key)
+        }
+    )?;
+    Ok(Ready {
+        commit,
+        host_key: Some(host_key),
+    })
+}
+
+/// Stops the workspace's container.
+pub async fn stop<P: Provider>(provider: &P, workspace_id: &str) -> Result<(), ProvisionFailure> {
+    provider.stop(workspace_id).await.map_err(|e| match e {
+        AgentError::NoSuchInstance(_) => failure(
+            format!("workspace container `{workspace_id}` does not exist on this node"),
+            "delete the workspace and create it again",
+        ),
+        e => lxd_failure(
+            "stopping the container failed",
+            &e,
+            "check LXD on the node (`lxc list`), then retry",
+        ),
+    })
+}
+
+/// Deletes the workspace's container and its disk (done already if it does not exist).
+pub async fn delete<P: Provider>(provider: &P, workspace_id: &str) -> Result<(), ProvisionFailure> {
+    provider.delete(workspace_id).await.map_err(|e| {
+        lxd_failure(
+            "deleting the container failed",
+            &e,
+            "check LXD on the node (`lxc list`), then retry",
+        )
+    })
+}
+
+/// Refuses values that would be unsafe or that LXD would reject with a less helpful message.
+fn validate(id: &str, spec: &WorkspaceSpec) -> Result<(), ProvisionFailure> {
+    let server_bug = "this is a server-side validation bug; report it with the workspace id";
+    let name_ok = !id.is_empty()
+        && id.len() <= 63
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && !id.ends_with('-')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !name_ok {
+        return Err(failure(
+            format!("workspace id {id:?} is not a valid container name"),
+            server_bug,
+        ));
+    }
+    let key = spec.authorized_key.trim();
+    if key.is_empty() || key.contains(['\n', '\r', '\0']) {
+        return Err(failure(
+            "the SSH key is empty or not a single line",
+            "register a valid public key (one line from `~/.ssh/id_ed25519.pub`) and create the workspace again",
+        ));
+    }
+    if !spec.memory.trim().is_empty() {
+        crate::lxd::memory_limit(&spec.memory).map_err(|e| {
+            failure(
+                e.to_string(),
+                "use a memory limit such as `4GB` or `512MiB`",
+            )
+        })?;
+    }
+    if !spec.repo_url.is_empty() {
+        let dir = &spec.repo_dir;
+        let dir_ok = !dir.is_empty()
+            && dir.len() <= 100
+            && dir != "."
+            && dir != ".."
+            && !dir.starts_with(['-', '.'])
+            && dir
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !dir_ok {
+            return Err(failure(
+                format!("repository directory {dir:?} is not a plain directory name"),
+                server_bug,
+            ));
+        }
+        if spec.repo_url.starts_with('-') || spec.repo_url.contains(char::is_whitespace) {
+            return Err(failure(
+                format!("repository URL {:?} is not valid", spec.repo_url),
+                server_bug,
+            ));
+        }
+        if spec.branch.starts_with('-')
+            || spec
+                .branch
+                .contains(|c: char| c.is_whitespace() || c.is_control())
+        {
+            return Err(failure(
+                format!("branch {:?} is not valid", spec.branch),
+                server_bug,
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn script(body: &str, step: &str, args: &[&str]) -> Vec<String> {
+    let mut argv = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        body.to_string(),
+        step.to_string(),
+    ];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    argv
+}
+
+/// The environment of commands run as `dev`.
+fn dev_env() -> Vec<(String, String)> {
+    [
+        ("HOME", DEV_HOME),
+        ("USER", "dev"),
+        ("LOGNAME", "dev"),
+        // A clone must fail, not wait for a password nobody will type.
+        ("GIT_TERMINAL_PROMPT", "0"),
+        (
+            "GIT_SSH_COMMAND",
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+async fn exec_as_dev<P: Provider>(
+    provider: &P,
+    id: &str,
+    argv: &[String],
+) -> Result<ExecOutput, AgentError> {
+    provider
+        .exec(
+            id,
+            argv,
+            Some((DEV_UID, DEV_UID)),
+            &dev_env(),
+            Some(DEV_HOME),
+        )
+        .await
+}
+
+async fn wait_ipv4<P: Provider>(
+    provider: &P,
+    id: &str,
+    settings: &Settings,
+) -> Result<std::net::Ipv4Addr, ProvisionFailure> {
+    let deadline = Instant::now() + settings.ipv4_timeout;
+    loop {
+        match provider.ipv4(id).await {
+            Ok(Some(ip)) => return Ok(ip),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(lxd_failure(
+                    "reading the container's address failed",
+                    &e,
+                    "check LXD on the node, then retry",
+                ))
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(failure(
+                format!("the container got no IPv4 address on eth0 within {} s", settings.ipv4_timeout.as_secs()),
+                "check the bridge and its DHCP on the node (`lxc network info nexusbr0`) and that the image configures eth0 by DHCP",
+            ));
+        }
+        tokio::time::sleep(settings.poll).await;
+    }
+}
+
+async fn write_key<P: Provider>(provider: &P, id: &str, key: &str) -> Result<(), ProvisionFailure> {
+    let hint = "the image needs user `dev` (uid 1000) owning `/home/dev`; check with `lxc exec <id> -- ls -la /home/dev`";
+    let out = exec_as_dev(
+        provider,
+        id,
+        &script(WRITE_KEY_SCRIPT, STEP_WRITE_KEY, &[key.trim()]),
+    )
+    .await
+    .map_err(|e| lxd_failure("installing the SSH key failed", &e, hint))?;
+    if out.code != 0 {
+        return Err(failure(
+            format!("installing the SSH key failed: {}", out.last_stderr_line()),
+            hint,
+        ));
+    }
+    Ok(())
+}
+
+/// The checked-out commit, cloning first if there is no checkout.
+async fn checkout<P: Provider>(
+    provider: &P,
+    id: &str,
+    spec: &WorkspaceSpec,
+    settings: &Settings,
+) -> Result<Option<String>, ProvisionFailure> {
+    if spec.repo_url.is_empty() {
+        return Ok(None);
+    }
+    let dir = format!("{DEV_HOME}/{}", spec.repo_dir);
+    let head = exec_as_dev(provider, id, &script(HEAD_SCRIPT, STEP_HEAD, &[&dir]))
+        .await
+        .map_err(|e| {
+            lxd_failure(
+                "checking the repository checkout failed",
+                &e,
+                "check LXD on the node, then retry",
+            )
+        })?;
+    match head.code {
+        0 => return Ok(commit_from(&head.stdout)),
+        NOT_CLONED_EXIT => {}
+        code => {
+            return Err(failure(
+                format!(
+                    "checking the repository checkout failed (exit {code}): {}",
+                    head.last_stderr_line()
+                ),
+                "the image needs `git`; check with `lxc exec <id> -- git --version`",
+            ))
+        }
+    }
+    let tmp = format!("{DEV_HOME}/.nexus-clone-{}", spec.repo_dir);
+    let limit = settings.clone_timeout.as_secs().max(1).to_string();
+    let argv = script(
+        CLONE_SCRIPT,
+        STEP_CLONE,
+        &[&dir, &tmp, &spec.repo_url, &spec.branch, &limit],
+    );
+    let started = Instant::now();
+    let out = exec_as_dev(provider, id, &argv).await.map_err(|e| {
+        lxd_failure(
+            "cloning the repository failed",
+            &e,
+            "check LXD on the node, then retry",
+        )
+    })?;
+    tracing::debug!(
+        workspace = id,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        code = out.code,
+        "clone step"
+    );
+    let branch = if spec.branch.is_empty() {
+        "default branch".to_string()
+    } else {
+        format!("branch `{}`", spec.branch)
+    };
+    match out.code {
+        0 => Ok(commit_from(&out.stdout)),
+        124 => Err(failure(
+            format!("git clone of {} ({branch}) did not finish within {limit} s", spec.repo_url),
+            "check that the node can reach the git host quickly; very large repositories need a longer clone time limit",
+        )),
+        3 => Err(failure(
+            format!("cannot clone into {dir}: {}", out.last_stderr_line()),
+            format!("move `{dir}` out of the way inside the workspace, then start it again"),
+        )),
+        code => {
+            let why = match out.last_stderr_line() {
+                "" => format!("exit status {code}"),
+                line => line.to_string(),
+            };
+            Err(failure(
+                format!("git clone of {} ({branch}) failed: {why}", spec.repo_url),
+                "check that the repository URL and branch exist and that the node can reach the git host (private repositories need credentials in the workspace)",
+            ))
+        }
+    }
+}
+
+fn commit_from(stdout: &str) -> Option<String> {
+    stdout
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
+/// Waits until something answers on port 22 with an SSH banner.
+async fn wait_ssh<P: Provider>(
+    provider: &P,
+    id: &str,
+    settings: &Settings,
+) -> Result<SocketAddr, ProvisionFailure> {
+    let deadline = Instant::now() + settings.ssh_timeout;
+    let mut last = String::from("no address");
+    loop {
+        match provider.endpoint(id, 22).await {
+            Ok(Some(addr)) => match probe_banner(addr).await {
+                Ok(()) => return Ok(addr),
+                Err(why) => last = format!("{addr}: {why}"),
+            },
+            Ok(None) => {}
+            Err(e) => {
+                return Err(lxd_failure(
+                    "finding the container's SSH address failed",
+                    &e,
+                    "check LXD on the node",
+                ))
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(failure(
+                format!("sshd did not answer within {} s ({last})", settings.ssh_timeout.as_secs()),
+                format!(
+                    "check sshd in the container: `lxc exec {id} --project {} -- systemctl status ssh`",
+                    settings.lxd_project
+                ),
+            ));
+        }
+        tokio::time::sleep(settings.poll).await;
+    }
+}
+
+/// Connects and reads the first bytes; Ok when they are an SSH identification string.
+async fn probe_banner(addr: SocketAddr) -> Result<(), String> {
+    let mut stream =
+        match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("connect timed out".into()),
+        };
+    let mut buf = [0u8; 64];
+    let mut got = 0;
+    let read = async {
+        while got < 4 {
+            match stream.read(&mut buf[got..]).await {
+                Ok(0) => return Err("closed before sending a banner".to_string()),
+                Ok(n) => got += n,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(Duration::from_secs(2), read).await {
+        Ok(Ok(())) if buf.starts_with(b"SSH-") => Ok(()),
+        Ok(Ok(())) => Err("answered without an SSH banner".into()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("no banner within 2 s".into()),
+    }
+}
+
+async fn read_host_key<P: Provider>(provider: &P, id: &str) -> Result<String, ProvisionFailure> {
+    let hint =
+        "the image's sshd must have an ed25519 host key at `/etc/ssh/ssh_host_ed25519_key.pub`";
+    let out = provider
+        .exec(
+            id,
+            &script(HOST_KEY_SCRIPT, STEP_HOST_KEY, &[]),
+            None,
+            &[],
+            None,
+        )
+        .await
+        .map_err(|e| lxd_failure("reading the SSH host key failed", &e, hint))?;
+    let fields: Vec<&str> = out.stdout.split_whitespace().take(2).collect();
+    if out.code != 0 || fields.len() != 2 {
+        return Err(failure(
+            format!(
+                "reading the SSH host key failed: {}",
+                out.last_stderr_line()
+            ),
+            hint,
+        ));
+    }
+    Ok(fields.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{Call, FakeProvider, FAKE_COMMIT};
+
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEPn2PQTrpqfs8UlAOpzdW9++BQ2Bq0ZEqPQUacqj/Bl alice@laptop";
+
+    fn spec() -> WorkspaceSpec {
+        WorkspaceSpec {
+            image: String::new(),
+            cpu: 2,
+            memory: "4GB".into(),
+            authorized_key: KEY.into(),
+            repo_url: "https://git.example.com/acme/site.git".into(),
+            repo_dir: "site".into(),
+            branch: "main".into(),
+        }
+    }
+
+    fn settings() -> Settings {
+        let mut s = Settings::new("nexus-base-dev", "nexus");
+        s.ipv4_timeout = Duration::from_millis(500);
+        s.ssh_timeout = Duration::from_millis(500);
+        s.poll = Duration::from_millis(5);
+        s
+    }
+
+    fn position(labels: &[String], label: &str) -> usize {
+        labels
+            .iter()
+            .position(|l| l == label)
+            .unwrap_or_else(|| panic!("no {label} in {labels:?}"))
+    }
+
+    #[tokio::test]
+    async fn provisions_in_order() {
+        let fake = FakeProvider::new();
+        fake.set_ipv4_delay(3);
+        let ready = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap();
+        assert_eq!(ready.commit.as_deref(), Some(FAKE_COMMIT));
+        assert_eq!(
+            ready.host_key.as_deref(),
+            Some(crate::fake::fake_host_key("ws-a").as_str())
+        );
+
+        let labels = fake.labels_for("ws-a");
+        assert_eq!(&labels[..2], ["create", "start"]);
+        let after_start =
+            |l: &str| assert!(position(&labels, l) > 1, "{l} before start: {labels:?}");
+        after_start(STEP_WRITE_KEY);
+        after_start("ipv4");
+        // Nothing needing the network before the address is there.
+        let last_ipv4 = labels.iter().rposition(|l| l == "ipv4").unwrap();
+        for l in [STEP_HEAD, STEP_CLONE, "endpoint", STEP_HOST_KEY] {
+            assert!(
+                position(&labels, l) > last_ipv4,
+                "{l} before the address: {labels:?}"
+            );
+        }
+        assert!(position(&labels, STEP_HEAD) < position(&labels, STEP_CLONE));
+        assert!(position(&labels, "endpoint") < position(&labels, STEP_HOST_KEY));
+        assert_eq!(
+            labels.iter().filter(|l| *l == "ipv4").count(),
+            4,
+            "polls until DHCP answers: {labels:?}"
+        );
+
+        let create = fake
+            .calls()
+            .into_iter()
+            .find(|c| matches!(c, Call::Create { .. }))
+            .unwrap();
+        assert_eq!(
+            create,
+            Call::Create {
+                name: "ws-a".into(),
+                image: "nexus-base-dev".into(),
+                cpu: 2,
+                memory: "4GB".into()
+            }
+        );
+        // The clone runs as dev with dev's environment.
+        let clone = fake
+            .calls()
+            .into_iter()
+            .find(|c| c.step() == Some(STEP_CLONE))
+            .unwrap();
+        let Call::Exec {
+            argv,
+            user,
+            env,
+            cwd,
+            ..
+        } = clone
+        else {
+            unreachable!()
+        };
+        assert_eq!(user, Some((1000, 1000)));
+        assert_eq!(cwd.as_deref(), Some("/home/dev"));
+        assert!(env.contains(&("HOME".into(), "/home/dev".into())));
+        assert_eq!(
+            &argv[4..8],
+            [
+                "/home/dev/site",
+                "/home/dev/.nexus-clone-site",
+                "https://git.example.com/acme/site.git",
+                "main"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn second_ensure_does_not_clone_again() {
+        let fake = FakeProvider::new();
+        let first = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap();
+        fake.clear_calls();
+        let second = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap();
+        assert_eq!(first, second);
+        let labels = fake.labels_for("ws-a");
+        assert!(labels.contains(&STEP_HEAD.to_string()));
+        assert!(!labels.contains(&STEP_CLONE.to_string()), "{labels:?}");
+        // A stopped workspace is started again by ensure.
+        fake.stop("ws-a").await.unwrap();
+        ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap();
+        assert!(fake.instances()[0].running);
+    }
+
+    #[tokio::test]
+    async fn custom_image_wins_over_the_base_image() {
+        let fake = FakeProvider::new();
+        let spec = WorkspaceSpec {
+            image: "my-image".into(),
+            ..spec()
+        };
+        ensure(&fake, "ws-a", &spec, &settings()).await.unwrap();
+        assert_eq!(fake.image_of("ws-a").as_deref(), Some("my-image"));
+    }
+
+    #[tokio::test]
+    async fn key_is_an_argument_not_script_text() {
+        let fake = FakeProvider::new();
+        let evil = "ssh-ed25519 AAAA'$(touch /pwned)'; rm -rf / #";
+        let spec = WorkspaceSpec {
+            authorized_key: evil.into(),
+            ..spec()
+        };
+        ensure(&fake, "ws-a", &spec, &settings()).await.unwrap();
+        let call = fake
+            .calls()
+            .into_iter()
+            .find(|c| c.step() == Some(STEP_WRITE_KEY))
+            .unwrap();
+        let Call::Exec { argv, user, .. } = call else {
+            unreachable!()
+        };
+        assert_eq!(argv.len(), 5, "{argv:?}");
+        assert_eq!(argv[..2], ["sh", "-c"]);
+        assert_eq!(argv[2], WRITE_KEY_SCRIPT);
+        assert!(!argv[2].contains("ssh-ed25519"));
+        assert_eq!(argv[4], evil);
+        assert_eq!(user, Some((1000, 1000)));
+        assert_eq!(fake.authorized_keys("ws-a").unwrap(), format!("{evil}\n"));
+    }
+
+    #[tokio::test]
+    async fn multi_line_key_is_refused_before_anything_happens() {
+        let fake = FakeProvider::new();
+        let spec = WorkspaceSpec {
+            authorized_key: format!("{KEY}\nssh-ed25519 BBBB"),
+            ..spec()
+        };
+        let err = ensure(&fake, "ws-a", &spec, &settings()).await.unwrap_err();
+        assert!(err.message.contains("single line"), "{err}");
+        assert!(fake.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn failed_clone_reports_gits_reason_and_a_hint() {
+        let fake = FakeProvider::new();
+        fake.set_exec_result(
+            STEP_CLONE,
+            ExecOutput::failed(128, "Cloning into '/home/dev/.nexus-clone-site'...\nfatal: Remote branch nope not found in upstream origin\n"),
+        );
+        let spec = WorkspaceSpec {
+            branch: "nope".into(),
+            ..spec()
+        };
+        let err = ensure(&fake, "ws-a", &spec, &settings()).await.unwrap_err();
+        assert_eq!(
+            err.message,
+            "git clone of https://git.example.com/acme/site.git (branch `nope`) failed: fatal: Remote branch nope not found in upstream origin"
+        );
+        assert!(err.hint.contains("URL and branch exist"), "{}", err.hint);
+        assert!(!err.message.contains('\n'));
+        assert!(!fake.is_cloned("ws-a"));
+    }
+
+    #[tokio::test]
+    async fn retry_after_a_failed_clone_clones() {
+        let fake = FakeProvider::new();
+        let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let f = fail.clone();
+        fake.on_exec(move |_, argv| {
+            (f.load(std::sync::atomic::Ordering::SeqCst) && argv.iter().any(|a| a == STEP_CLONE))
+                .then(|| ExecOutput::failed(128, "fatal: unable to access: Could not resolve host"))
+        });
+        assert!(ensure(&fake, "ws-a", &spec(), &settings()).await.is_err());
+        fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        let ready = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap();
+        assert_eq!(ready.commit.as_deref(), Some(FAKE_COMMIT));
+    }
+
+    #[tokio::test]
+    async fn clone_script_cleans_up_after_itself() {
+        // The script removes its scratch directory on failure and before each attempt, and only
+        // renames a complete clone into place; run it for real against a local repository.
+        if std::process::Command::new("git")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            return; // no git on this machine: nothing to check
+        }
+        let root = std::env::temp_dir().join(format!("nexus-clone-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let sh = |args: &[&str]| {
+            std::process::Command::new("sh")
+                .args(["-c", CLONE_SCRIPT, STEP_CLONE])
+                .args(args)
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .output()
+                .unwrap()
+        };
+        let dir = root.join("site");
+        let tmp = root.join(".nexus-clone-site");
+        let (d, t) = (dir.to_str().unwrap(), tmp.to_str().unwrap());
+        std::fs::create_dir_all(&tmp).unwrap(); // leftover of a cut-short attempt
+        let out = sh(&[d, t, "/nonexistent/repo.git", "", "60"]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(!tmp.exists() && !dir.exists());
+
+        let src = root.join("src");
+        let git = |args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .args(args)
+                .env("GIT_AUTHOR_NAME", "t")
+                .env("GIT_AUTHOR_EMAIL", "t@e")
+                .env("GIT_COMMITTER_NAME", "t")
+                .env("GIT_COMMITTER_EMAIL", "t@e")
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        git(&["init", "-q", "-b", "main", src.to_str().unwrap()]);
+        git(&[
+            "-C",
+            src.to_str().unwrap(),
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "one",
+        ]);
+        let out = sh(&[d, t, src.to_str().unwrap(), "main", "60"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim().len(), 40);
+        assert!(dir.join(".git").is_dir() && !tmp.exists());
+        // A second run refuses to touch the existing checkout.
+        assert_eq!(
+            sh(&[d, t, src.to_str().unwrap(), "main", "60"])
+                .status
+                .code(),
+            Some(3)
+        );
+        let head = std::process::Command::new("sh")
+            .args(["-c", HEAD_SCRIPT, STEP_HEAD, d])
+            .output()
+            .unwrap();
+        assert_eq!(head.status.code(), Some(0));
+        let head = std::process::Command::new("sh")
+            .args(["-c", HEAD_SCRIPT, STEP_HEAD, t])
+            .output()
+            .unwrap();
+        assert_eq!(head.status.code(), Some(NOT_CLONED_EXIT));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn lxd_errors_become_failures_with_hints() {
+        let fake = FakeProvider::new();
+        fake.fail("create", "Image alias not found");
+        let err = ensure(&fake, "ws-a", &spec(), &settings())
+            .await
+            .unwrap_err();
+        assert!(
+            err.message
+                .starts_with("creating the container failed: LXD: Image alias not found"),
+            "{err}"
+        );
+        assert!(err.hint.contains("build.sh nexus-base-dev"), "{}", err.hint);
+
+        let fake = FakeProvider::new();
+        fake.fail("start", "boom");
+        let err = ensure(&fake, "ws-a", &spec(), &settings())
+            .await
+            .unwrap_err();
+        assert!(
+            err.hint
+                .contains("lxc info --show-log ws-a --project nexus"),
+            "{}",
+            err.hint
+        );
+    }
+
+    #[tokio::test]
+    async fn no_address_times_out_with_a_hint() {
+        let fake = FakeProvider::new();
+        fake.set_ipv4_delay(u32::MAX);
+        let err = ensure(&fake, "ws-a", &spec(), &settings())
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("no IPv4 address"), "{err}");
+        assert!(err.hint.contains("DHCP"));
+    }
+
+    #[tokio::test]
+    async fn waits_for_a_real_ssh_banner() {
+        let fake = FakeProvider::new();
+        // Something that listens but is not sshd: never ready.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = listener.accept().await {
+                let _ =
+                    tokio::io::AsyncWriteExt::write_all(&mut c, b"HTTP/1.1 400 Bad Request\r\n")
+                        .await;
+            }
+        });
+        fake.create("ws-a", "img", 1, "").await.unwrap();
+        fake.set_ssh_target("ws-a", addr);
+        let err = ensure(&fake, "ws-a", &spec(), &settings())
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("sshd did not answer"), "{err}");
+        assert!(err.message.contains("without an SSH banner"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn no_repo_means_no_clone() {
+        let fake = FakeProvider::new();
+        let spec = WorkspaceSpec {
+            repo_url: String::new(),
+            repo_dir: String::new(),
+            ..spec()
+        };
+        let ready = ensure(&fake, "ws-a", &spec, &settings()).await.unwrap();
+        assert_eq!(ready.commit, None);
+        assert!(fake.calls().iter().all(|c| c.step() != Some(STEP_HEAD)));
+    }
+
+    #[tokio::test]
+    async fn unsafe_values_are_refused() {
+        let fake = FakeProvider::new();
+        for (id, spec) in [
+            ("WS", spec()),
+            (
+                "ws-a",
+                WorkspaceSpec {
+                    repo_dir: "..".into(),
+                    ..spec()
+                },
+            ),
+            (
+                "ws-a",
+                WorkspaceSpec {
+                    repo_dir: "a/b".into(),
+                    ..spec()
+                },
+            ),
+            (
+                "ws-a",
+                WorkspaceSpec {
+                    branch: "--upload-pack=x".into(),
+                    ..spec()
+                },
+            ),
+            (
+                "ws-a",
+                WorkspaceSpec {
+                    repo_url: "--config=x".into(),
+                    ..spec()
+                },
+            ),
+            (
+                "ws-a",
+                WorkspaceSpec {
+                    memory: "lots".into(),
+                    ..spec()
+                },
+            ),
+        ] {
+            assert!(
+                ensure(&fake, id, &spec, &settings()).await.is_err(),
+                "{id} {spec:?}"
+            );
+        }
+        assert!(fake.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn stop_and_delete() {
+        let fake = FakeProvider::new();
+        ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap();
+        stop(&fake, "ws-a").await.unwrap();
+        stop(&fake, "ws-a").await.unwrap();
+        delete(&fake, "ws-a").await.unwrap();
+        delete(&fake, "ws-a").await.unwrap();
+        assert!(!fake.exists("ws-a"));
+        let err = stop(&fake, "ws-a").await.unwrap_err();
+        assert!(err.message.contains("does not exist"), "{err}");
+    }
+}

@@ -1,0 +1,534 @@
+//! End-to-end test of [`LxdProvider`] and [`provision`] against the real LXD on this machine.
+//!
+//! Runs only with `NEXUS_E2E=1` (and then never skips: an unreachable LXD is a failure). It works
+//! in a throwaway project `nexus-test-<random>`, deleted at the end even when the test fails.
+//!
+//! Environment:
+//! - `NEXUS_TEST_IMAGE`: image alias (default `nexus-base-dev`).
+//! - `NEXUS_TEST_REPO_URL`: repository to clone; when unset, the test makes a one-commit repository
+//!   and serves it with `git daemon` on the bridge address.
+//! - `NEXUS_TEST_GIT_HOST`: bridge address for that daemon (default `10.87.0.1`).
+//! - `NEXUS_TEST_SAMPLES`: how many extra workspaces to provision for timing (default 5).
+
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nexus_agent::lxd::LxdProvider;
+use nexus_agent::provider::Provider;
+use nexus_agent::provision::{self, Settings};
+use nexus_types::protocol::WorkspaceSpec;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// Short random-enough suffix: names must be unique across projects on the shared bridge.
+fn suffix() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{:x}{:04x}", nanos, std::process::id() & 0xffff)
+}
+
+/// Deletes the project (and everything in it) when dropped, also while unwinding from a failure.
+struct ProjectGuard {
+    socket: PathBuf,
+    project: String,
+}
+
+impl Drop for ProjectGuard {
+    fn drop(&mut self) {
+        let provider = LxdProvider::new(self.socket.clone(), self.project.clone());
+        let project = self.project.clone();
+        // A fresh runtime on its own thread: Drop cannot await, and may run inside the test's runtime.
+        let result = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(provider.delete_project())
+        })
+        .join();
+        match result {
+            Ok(Ok(())) => eprintln!("deleted LXD project {project}"),
+            Ok(Err(e)) => eprintln!(
+                "WARNING: deleting LXD project {project} failed: {}",
+                nexus_agent::error_chain(&e)
+            ),
+            Err(_) => eprintln!("WARNING: deleting LXD project {project} panicked"),
+        }
+    }
+}
+
+/// A `git daemon` serving a one-commit repository; killed when dropped.
+struct GitServer {
+    child: Child,
+    dir: PathBuf,
+    url: String,
+    commit: String,
+    readme: String,
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn git(dir: &Path) -> Command {
+    let mut c = Command::new("git");
+    c.arg("-C").arg(dir);
+    for (k, v) in [
+        ("GIT_AUTHOR_NAME", "Nexus Test"),
+        ("GIT_AUTHOR_EMAIL", "test@nexus.invalid"),
+        ("GIT_COMMITTER_NAME", "Nexus Test"),
+        ("GIT_COMMITTER_EMAIL", "test@nexus.invalid"),
+    ] {
+        c.env(k, v);
+    }
+    c
+}
+
+fn serve_repo(host: &str, tag: &str) -> GitServer {
+    let dir = std::env::temp_dir().join(format!("nexus-e2e-git-{tag}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let readme = format!("hello from nexus e2e {tag}\n");
+    run(Command::new("git")
+        .args(["init", "-q", "-b", "main"])
+        .arg(&work));
+    std::fs::write(work.join("README"), &readme).unwrap();
+    run(git(&work).args(["add", "README"]));
+    run(git(&work).args(["commit", "-q", "-m", "first"]));
+    let commit = run(git(&work).args(["rev-parse", "HEAD"]));
+    run(Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(&work)
+        .arg(dir.join("demo.git")));
+
+    let port = TcpListener::bind((host, 0))
+        .unwrap_or_else(|e| {
+            panic!("cannot bind {host}: {e} (is the LXD bridge up? set NEXUS_TEST_GIT_HOST)")
+        })
+        .local_addr()
+        .unwrap()
+        .port();
+    // The daemon binary itself: `git daemon` would run it as a child that outlives a kill.
+    let exec_path = run(Command::new("git").arg("--exec-path"));
+    let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+        .args(["--reuseaddr", "--export-all"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .arg(format!("--base-path={}", dir.display()))
+        .arg(format!("--listen={host}"))
+        .arg(format!("--port={port}"))
+        .arg(&dir)
+        .spawn()
+        .expect("cannot start `git daemon`");
+    let addr = (host.parse::<IpAddr>().unwrap(), port).into();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "git daemon did not start listening on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    GitServer {
+        child,
+        dir,
+        url: format!("git://{host}:{port}/demo.git"),
+        commit,
+        readme,
+    }
+}
+
+fn ssh_keypair(dir: &Path) -> (PathBuf, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let key = dir.join("id_ed25519");
+    let _ = std::fs::remove_file(&key);
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "nexus-e2e", "-f"])
+        .arg(&key));
+    let public = std::fs::read_to_string(key.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_string();
+    (key, public)
+}
+
+/// Runs `command` over SSH as dev, checking the host key against `host_key`.
+fn ssh(
+    key: &Path,
+    known_hosts: &Path,
+    ip: IpAddr,
+    host_key: &str,
+    command: &str,
+) -> std::process::Output {
+    std::fs::write(known_hosts, format!("{ip} {host_key}\n")).unwrap();
+    Command::new("ssh")
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .arg("-i")
+        .arg(key)
+        .arg(format!("dev@{ip}"))
+        .arg(command)
+        .output()
+        .expect("cannot run ssh")
+}
+
+fn millis(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+#[tokio::test]
+async fn provision_on_real_lxd() {
+    if std::env::var("NEXUS_E2E").as_deref() != Ok("1") {
+        eprintln!("skipping: set NEXUS_E2E=1 to run against the local LXD");
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let socket = LxdProvider::default_socket().unwrap_or_else(|e| {
+        panic!(
+            "NEXUS_E2E=1 but LXD is not reachable: {}",
+            nexus_agent::error_chain(&e)
+        )
+    });
+    let image = env_or("NEXUS_TEST_IMAGE", "nexus-base-dev");
+    let tag = suffix();
+    let project = format!("nexus-test-{tag}");
+    let lxd = LxdProvider::new(&socket, &project);
+    if let Err(e) = lxd.list().await {
+        panic!(
+            "NEXUS_E2E=1 but LXD at {} does not answer: {}",
+            socket.display(),
+            nexus_agent::error_chain(&e)
+        );
+    }
+    let _guard = ProjectGuard {
+        socket: socket.clone(),
+        project: project.clone(),
+    };
+    let scratch = std::env::temp_dir().join(format!("nexus-e2e-{tag}"));
+    let (key, public_key) = ssh_keypair(&scratch);
+    let known_hosts = scratch.join("known_hosts");
+
+    let served;
+    let (repo_url, expected) = match std::env::var("NEXUS_TEST_REPO_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(url) => (url, None),
+        None => {
+            served = serve_repo(&env_or("NEXUS_TEST_GIT_HOST", "10.87.0.1"), &tag);
+            (
+                served.url.clone(),
+                Some((served.commit.clone(), served.readme.clone())),
+            )
+        }
+    };
+    let repo_dir = "demo";
+    let spec = WorkspaceSpec {
+        image: String::new(),
+        cpu: 2,
+        memory: "2GB".into(),
+        authorized_key: public_key.clone(),
+        repo_url: repo_url.clone(),
+        repo_dir: repo_dir.into(),
+        branch: if expected.is_some() {
+            "main".into()
+        } else {
+            String::new()
+        },
+    };
+    let settings = Settings::new(&image, &project);
+
+    // Project and template.
+    lxd.ensure_project().await.expect("creating the project");
+    lxd.ensure_project()
+        .await
+        .expect("ensure_project is idempotent");
+    let t = Instant::now();
+    lxd.warm(&image).await.expect("building the template");
+    eprintln!("template for {image} ready in {}", millis(t.elapsed()));
+    let t = Instant::now();
+    lxd.warm(&image).await.unwrap();
+    eprintln!("warm again (already built): {}", millis(t.elapsed()));
+    assert!(
+        lxd.list().await.unwrap().is_empty(),
+        "templates must not show up as workspaces"
+    );
+
+    // First workspace: full check.
+    let ws = format!("ws-e2e-{tag}");
+    let t = Instant::now();
+    let ready = provision::ensure(&lxd, &ws, &spec, &settings)
+        .await
+        .unwrap_or_else(|f| panic!("ensure failed: {f}"));
+    let first = t.elapsed();
+    eprintln!(
+        "ensure #1 (create → ssh ready + clone): {} → {ready:?}",
+        millis(first)
+    );
+    let host_key = ready.host_key.clone().expect("host key");
+    assert!(host_key.starts_with("ssh-ed25519 AAAA"), "{host_key}");
+    assert_eq!(host_key.split(' ').count(), 2);
+    let commit = ready.commit.clone().expect("commit");
+    if let Some((want, _)) = &expected {
+        assert_eq!(&commit, want);
+    }
+    assert_eq!(
+        lxd.list().await.unwrap(),
+        vec![nexus_agent::provider::InstanceInfo {
+            name: ws.clone(),
+            running: true
+        }]
+    );
+    assert_eq!(
+        lxd.get_config(&ws, "limits.memory")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("2GB")
+    );
+    assert_eq!(
+        lxd.get_config(&ws, "limits.cpu").await.unwrap().as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        lxd.get_config(&ws, "raw.lxc").await.unwrap(),
+        None,
+        "template settings must not leak"
+    );
+
+    // Exec basics: exit status, both streams, user, env, cwd.
+    let out = lxd
+        .exec(
+            &ws,
+            &[
+                "sh".into(),
+                "-c".into(),
+                "id -u; pwd; echo \"$GREETING\"; echo oops >&2; exit 7".into(),
+            ],
+            Some((1000, 1000)),
+            &[("GREETING".into(), "hi there".into())],
+            Some("/tmp"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.code, 7);
+    assert_eq!(out.stdout, "1000\n/tmp\nhi there\n");
+    assert_eq!(out.stderr, "oops\n");
+
+    // Config markers.
+    lxd.set_config(&ws, "user.nexus.test", "42").await.unwrap();
+    assert_eq!(
+        lxd.get_config(&ws, "user.nexus.test")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("42")
+    );
+    assert_eq!(lxd.get_config(&ws, "user.nexus.unset").await.unwrap(), None);
+
+    // authorized_keys: only our key, owned by dev, 0600 in a 0700 directory.
+    let out = lxd
+        .exec(
+            &ws,
+            &["sh".into(), "-c".into(), "cat /home/dev/.ssh/authorized_keys; stat -c '%U:%G %a' /home/dev/.ssh /home/dev/.ssh/authorized_keys".into()],
+            None,
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out.stdout,
+        format!("{public_key}\ndev:dev 700\ndev:dev 600\n"),
+        "{out:?}"
+    );
+
+    // SSH in with the key, pinning the reported host key.
+    let ip = lxd.ipv4(&ws).await.unwrap().expect("address");
+    assert_eq!(lxd.endpoint(&ws, 22).await.unwrap(), Some((ip, 22).into()));
+    let out = ssh(
+        &key,
+        &known_hosts,
+        ip.into(),
+        &host_key,
+        &format!("cat ~/{repo_dir}/README; git -C ~/{repo_dir} rev-parse HEAD"),
+    );
+    assert!(
+        out.status.success(),
+        "ssh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if let Some((_, readme)) = &expected {
+        assert!(stdout.starts_with(readme.as_str()), "{stdout}");
+    }
+    assert!(stdout.trim_end().ends_with(&commit), "{stdout}");
+
+    // Idempotency: a second ensure changes nothing and does not clone again.
+    lxd.exec(
+        &ws,
+        &["touch".into(), format!("/home/dev/{repo_dir}/marker")],
+        Some((1000, 1000)),
+        &[],
+        None,
+    )
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let again = provision::ensure(&lxd, &ws, &spec, &settings)
+        .await
+        .unwrap();
+    eprintln!(
+        "ensure #1 again (already provisioned): {}",
+        millis(t.elapsed())
+    );
+    assert_eq!(again, ready);
+    let out = lxd
+        .exec(
+            &ws,
+            &[
+                "test".into(),
+                "-e".into(),
+                format!("/home/dev/{repo_dir}/marker"),
+            ],
+            None,
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "the checkout was replaced");
+
+    // Stop / start / delete idempotency.
+    let t = Instant::now();
+    provision::stop(&lxd, &ws).await.unwrap();
+    eprintln!("stop: {}", millis(t.elapsed()));
+    provision::stop(&lxd, &ws).await.unwrap();
+    assert_eq!(
+        lxd.state(&ws).await.unwrap().map(|s| s.running),
+        Some(false)
+    );
+    assert_eq!(lxd.ipv4(&ws).await.unwrap(), None);
+    let t = Instant::now();
+    let restarted = provision::ensure(&lxd, &ws, &spec, &settings)
+        .await
+        .unwrap();
+    eprintln!(
+        "ensure after stop (start → ssh ready): {}",
+        millis(t.elapsed())
+    );
+    assert_eq!(
+        restarted.host_key, ready.host_key,
+        "host key must survive a restart"
+    );
+    assert_eq!(restarted.commit, ready.commit);
+    lxd.start(&ws).await.unwrap();
+    let t = Instant::now();
+    provision::delete(&lxd, &ws).await.unwrap();
+    eprintln!("delete (running): {}", millis(t.elapsed()));
+    provision::delete(&lxd, &ws).await.unwrap();
+    assert_eq!(lxd.state(&ws).await.unwrap(), None);
+    assert!(
+        provision::stop(&lxd, &ws).await.is_err(),
+        "stopping a missing workspace is an error"
+    );
+
+    // A clone that fails reports git's reason and leaves nothing behind, so a retry works.
+    let bad_ws = format!("ws-e2e-{tag}-bad");
+    let bad = WorkspaceSpec {
+        branch: "no-such-branch".into(),
+        ..spec.clone()
+    };
+    let f = provision::ensure(&lxd, &bad_ws, &bad, &settings)
+        .await
+        .expect_err("clone of a missing branch");
+    eprintln!("failed clone → {f}");
+    assert!(f.message.contains("git clone"), "{f}");
+    assert!(f.message.contains("no-such-branch"), "{f}");
+    let out = lxd
+        .exec(
+            &bad_ws,
+            &["sh".into(), "-c".into(), "ls -A /home/dev".into()],
+            None,
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        !out.stdout.contains("demo") && !out.stdout.contains("nexus-clone"),
+        "leftovers: {}",
+        out.stdout
+    );
+    if expected.is_some() {
+        let fixed = provision::ensure(&lxd, &bad_ws, &spec, &settings)
+            .await
+            .expect("retry with a good branch");
+        assert_eq!(fixed.commit, Some(commit.clone()));
+    }
+    provision::delete(&lxd, &bad_ws).await.unwrap();
+
+    // Timing samples: create → SSH ready, clone done, host key read.
+    let samples: usize = env_or("NEXUS_TEST_SAMPLES", "5").parse().unwrap();
+    let mut times = Vec::new();
+    for i in 0..samples {
+        let name = format!("ws-e2e-{tag}-{i}");
+        let t = Instant::now();
+        provision::ensure(&lxd, &name, &spec, &settings)
+            .await
+            .unwrap_or_else(|f| panic!("sample {i}: {f}"));
+        times.push(t.elapsed());
+        provision::delete(&lxd, &name).await.unwrap();
+    }
+    if !times.is_empty() {
+        let mut sorted = times.clone();
+        sorted.sort();
+        eprintln!(
+            "ensure samples: [{}]; p50 {}",
+            times
+                .iter()
+                .map(|d| millis(*d))
+                .collect::<Vec<_>>()
+                .join(", "),
+            millis(sorted[sorted.len() / 2])
+        );
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}

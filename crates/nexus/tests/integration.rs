@@ -1,0 +1,529 @@
+//! Integration tests: the real server (in process, real HTTP, real SQLite, real `git ls-remote`
+//! against a real `git daemon`, real GitHub client against the GitHub stand-in) with simulated
+//! nodes: the real agent code driving the in-memory `FakeProvider`. No LXD needed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nexus_agent::fake::FakeProvider;
+use nexus_server::github::GithubApi;
+use nexus_server::repo_probe::GitLsRemote;
+use nexus_server::{App, ServerConfig};
+use nexus_testkit::api::Api;
+use nexus_testkit::git::GitServer;
+use nexus_testkit::github::FakeGithub;
+use nexus_types::protocol::{Outcome, Report};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+const KEY_A: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEPn2PQTrpqfs8UlAOpzdW9++BQ2Bq0ZEqPQUacqj/Bl alice@laptop";
+const KEY_B: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILkyiBTpa4pk8TTXfcuRbznJ8N9+nfdr5slGEePzD1Pq bob@laptop";
+const T: Duration = Duration::from_secs(20);
+
+struct Cluster {
+    app: Arc<App>,
+    api: Api,
+    url: String,
+    operator: String,
+    join: String,
+    github: FakeGithub,
+    git: GitServer,
+    _data: tempfile::TempDir,
+    _stop: oneshot::Sender<()>,
+    agents: Vec<(FakeProvider, oneshot::Sender<()>)>,
+}
+
+async fn cluster(ssh_ports: u16) -> Cluster {
+    let git = GitServer::start("127.0.0.1");
+    git.create_repo("acme", "hello", &[("README.md", "hello\n")]);
+    let github = FakeGithub::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(data.path().to_path_buf());
+    config.github_api_url = github.url.clone();
+    config.git_base_url = git.base_url.clone();
+    config.ssh_ports = nexus_testkit::free_port_range(ssh_ports);
+    config.ssh_bind_ip = "127.0.0.1".parse().unwrap();
+    config.op_timeout = Duration::from_secs(10);
+    let app = App::new(
+        config,
+        Box::new(GithubApi::new(&github.url)),
+        Box::new(GitLsRemote {
+            timeout: Duration::from_secs(10),
+        }),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(nexus_server::serve_app(app.clone(), listener, async move {
+        let _ = stopped.await;
+    }));
+    let operator = std::fs::read_to_string(data.path().join("operator-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let join = std::fs::read_to_string(data.path().join("join-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    Cluster {
+        app,
+        api: Api::new(&url),
+        url,
+        operator,
+        join,
+        github,
+        git,
+        _data: data,
+        _stop: stop,
+        agents: Vec::new(),
+    }
+}
+
+impl Cluster {
+    fn add_agent(&mut self, name: &str, token: &str) -> FakeProvider {
+        let fake = FakeProvider::new();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let mut config = nexus_agent::AgentConfig::new(self.url.clone(), token, name);
+        config.lxd_project = format!("sim-{name}");
+        config.heartbeat = Duration::from_millis(200);
+        let provider = Arc::new(fake.clone());
+        tokio::spawn(nexus_agent::run(config, provider, async move {
+            let _ = stopped.await;
+        }));
+        self.agents.push((fake.clone(), stop));
+        fake
+    }
+
+    async fn wait_nodes(&self, n: usize) {
+        let op = self.api.with_token(&self.operator);
+        nexus_testkit::eventually(T, "nodes joined", || async {
+            let (_, b) = op.call("GET", "/api/v1/nodes", None).await;
+            (b["nodes"]
+                .as_array()
+                .map(|x| x.iter().filter(|x| x["status"] == "ok").count())
+                == Some(n))
+            .then_some(())
+        })
+        .await;
+    }
+
+    async fn user(&self, login: &str, id: i64, key: &str) -> Api {
+        self.api
+            .register_as_operator(&self.operator, login, id, key)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn every_endpoint_needs_a_valid_token_and_users_only_see_their_own() {
+    let mut c = cluster(4).await;
+    c.add_agent("n1", &c.join.clone());
+    c.wait_nodes(1).await;
+    let endpoints = [
+        ("GET", "/api/v1/users/me"),
+        ("GET", "/api/v1/workspaces"),
+        ("POST", "/api/v1/workspaces/create"),
+        ("GET", "/api/v1/workspaces/ws-x/status"),
+        ("POST", "/api/v1/workspaces/ws-x/stop"),
+        ("POST", "/api/v1/workspaces/ws-x/start"),
+        ("DELETE", "/api/v1/workspaces/ws-x"),
+        ("GET", "/api/v1/nodes"),
+    ];
+    for (m, p) in endpoints {
+        for api in [c.api.clone(), c.api.with_token("nxs_forged")] {
+            let (code, body) = api.call(m, p, Some(json!({}))).await;
+            assert_eq!(code, 401, "{m} {p}: {body}");
+            assert_eq!(body["error"]["code"], "unauthorized");
+            assert!(body["error"]["hint"]
+                .as_str()
+                .unwrap()
+                .contains("nexus ssh setup"));
+        }
+    }
+    let (code, body) = c.api.call("GET", "/health", None).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("ok")));
+
+    // GitHub proves identity: right token → 201; wrong, revoked or someone else's → 401.
+    c.github.add_token("gho_a", "alice", 11);
+    c.github.add_token("gho_m", "mallory", 66);
+    let reg = |tok: &str| json!({"github_username": "alice", "github_id": 11, "ssh_pubkey": KEY_A, "github_token": tok});
+    let (code, body) = c
+        .api
+        .call("POST", "/api/v1/users/register", Some(reg("gho_a")))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let alice = c.api.with_token(body["api_token"].as_str().unwrap());
+    for bad in ["gho_nope", "gho_m", ""] {
+        let (code, body) = c
+            .api
+            .call("POST", "/api/v1/users/register", Some(reg(bad)))
+            .await;
+        assert_eq!(code, 401, "token {bad:?}: {body}");
+    }
+    c.github.revoke("gho_a");
+    let (code, _) = c
+        .api
+        .call("POST", "/api/v1/users/register", Some(reg("gho_a")))
+        .await;
+    assert_eq!(code, 401, "revoked token");
+    let (code, me) = alice.call("GET", "/api/v1/users/me", None).await;
+    assert_eq!((code, me["github_username"].as_str()), (200, Some("alice")));
+
+    let bob = c.user("bob", 22, KEY_B).await;
+    let (code, ws) = alice.create("proj", "acme/hello").await;
+    assert_eq!(code, 201, "{ws}");
+    let id = ws["workspace_id"].as_str().unwrap();
+    alice.wait_status(id, &["running"], T).await;
+    for (m, p) in [
+        ("GET", format!("/api/v1/workspaces/{id}/status")),
+        ("POST", format!("/api/v1/workspaces/{id}/stop")),
+        ("POST", format!("/api/v1/workspaces/{id}/start")),
+        ("DELETE", format!("/api/v1/workspaces/{id}")),
+    ] {
+        let (code, body) = bob.call(m, &p, None).await;
+        assert_eq!(code, 404, "{m} {p}: {body}");
+    }
+    let (_, list) = bob.call("GET", "/api/v1/workspaces", None).await;
+    assert_eq!(list["workspaces"].as_array().unwrap().len(), 0);
+    // Same name for Bob is fine: names are per user.
+    let (code, _) = bob.create("proj", "acme/hello").await;
+    assert_eq!(code, 201);
+    // The operator token manages nodes, not workspaces.
+    let (code, body) = c
+        .api
+        .with_token(&c.operator)
+        .create("x", "acme/hello")
+        .await;
+    assert_eq!(code, 403, "{body}");
+    // A user token cannot list nodes.
+    let (code, _) = alice.call("GET", "/api/v1/nodes", None).await;
+    assert_eq!(code, 403);
+    assert_eq!(alice.status(id).await["status"], "running");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_hint_and_creates_nothing() {
+    let mut c = cluster(4).await;
+    let fake = c.add_agent("n1", &c.join.clone());
+    c.wait_nodes(1).await;
+    let alice = c.user("alice", 11, KEY_A).await;
+    let long = "a".repeat(41);
+    for name in [
+        "../../etc/passwd",
+        "a;rm -rf /",
+        "$(reboot)",
+        "`id`",
+        long.as_str(),
+        "Has Space",
+        "UPPER",
+        "",
+        "-lead",
+        "a\nb",
+    ] {
+        let (code, body) = alice.create(name, "acme/hello").await;
+        assert_eq!(code, 400, "name {name:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_field");
+        assert!(!body["error"]["hint"].as_str().unwrap().is_empty());
+    }
+    for repo in ["acme/missing", "nobody/hello"] {
+        let (code, body) = alice.create("ok-name", repo).await;
+        assert_eq!(code, 422, "repo {repo}: {body}");
+        assert_eq!(body["error"]["code"], "repo_not_found");
+    }
+    for repo in [
+        "file:///etc",
+        "acme/hello;id",
+        "--upload-pack=x/y",
+        "ext::sh",
+    ] {
+        let (code, body) = alice.create("ok-name", repo).await;
+        assert_eq!(code, 400, "repo {repo}: {body}");
+    }
+    let (code, body) = alice
+        .call(
+            "POST",
+            "/api/v1/workspaces/create",
+            Some(json!({"workspace_name": "ok", "repo": "acme/hello", "branch": "nope"})),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("nope"));
+    let (code, body) = alice
+        .raw(
+            "/api/v1/workspaces/create",
+            "application/json",
+            "{\"workspace_name\": ",
+        )
+        .await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{body}"
+    );
+    let (code, body) = alice
+        .raw("/api/v1/workspaces/create", "text/plain", "{}")
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["error"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("Content-Type"));
+    let (code, body) = alice
+        .call(
+            "POST",
+            "/api/v1/workspaces/create",
+            Some(json!({"workspace_name": "ok", "repo": "acme/hello", "colour": "red"})),
+        )
+        .await;
+    assert_eq!(code, 400, "unknown fields are refused: {body}");
+    let (code, body) = alice
+        .call(
+            "POST",
+            "/api/v1/workspaces/create",
+            Some(json!({"workspace_name": "ok", "repo": "acme/hello", "resources": {"cpu": 0}})),
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = c.api.with_token(&c.operator)
+        .call("POST", "/api/v1/users/register", Some(json!({"github_username": "eve", "github_id": 5, "ssh_pubkey": "ssh-ed25519 notbase64!"})))
+        .await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = c.api.call("GET", "/api/v1/nope", None).await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+
+    // Nothing was created anywhere.
+    let (_, list) = alice.call("GET", "/api/v1/workspaces", None).await;
+    assert_eq!(list["workspaces"].as_array().unwrap().len(), 0);
+    assert!(fake.instances().is_empty());
+    assert!(c.app.store.used_ports().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_port_range_of_two_refuses_the_third_workspace_clearly() {
+    let mut c = cluster(2).await;
+    c.add_agent("n1", &c.join.clone());
+    c.wait_nodes(1).await;
+    let alice = c.user("alice", 11, KEY_A).await;
+    let (c1, w1) = alice.create("one", "acme/hello").await;
+    let (c2, _) = alice.create("two", "acme/hello").await;
+    assert_eq!((c1, c2), (201, 201));
+    let (code, body) = alice.create("three", "acme/hello").await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["error"]["code"], "ssh_ports_exhausted");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("2 SSH ports"));
+    assert!(body["error"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("nexus workspace delete"));
+    let (_, list) = alice.call("GET", "/api/v1/workspaces", None).await;
+    assert_eq!(
+        list["workspaces"].as_array().unwrap().len(),
+        2,
+        "the refused create left nothing behind"
+    );
+    // Freeing one makes room again.
+    let id = w1["workspace_id"].as_str().unwrap();
+    alice.wait_status(id, &["running"], T).await;
+    let (code, body) = alice
+        .call("DELETE", &format!("/api/v1/workspaces/{id}"), None)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = alice.create("three", "acme/hello").await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["ssh_port"], w1["ssh_port"]);
+}
+
+#[tokio::test]
+async fn lifecycle_is_idempotent_and_stale_reports_are_ignored() {
+    let mut c = cluster(4).await;
+    let fake = c.add_agent("n1", &c.join.clone());
+    c.wait_nodes(1).await;
+    let alice = c.user("alice", 11, KEY_A).await;
+    let (code, ws) = alice.create("proj", "acme/hello").await;
+    assert_eq!(code, 201);
+    let id = ws["workspace_id"].as_str().unwrap().to_string();
+    let running = alice.wait_status(&id, &["running"], T).await;
+    assert_eq!(running["repo"]["branch"], "main");
+    assert_eq!(running["repo"]["path"], "/home/dev/hello");
+    assert_eq!(running["node"]["status"], "ok");
+    assert!(running["ssh"]["command"]
+        .as_str()
+        .unwrap()
+        .starts_with("ssh -p "));
+    assert_eq!(
+        fake.authorized_keys(&id).unwrap().trim(),
+        KEY_A.rsplit_once(' ').unwrap().0,
+        "only the owner's key, no comment"
+    );
+
+    for _ in 0..2 {
+        let (code, body) = alice
+            .call("POST", &format!("/api/v1/workspaces/{id}/stop"), None)
+            .await;
+        assert_eq!(
+            (code, body["status"].as_str()),
+            (200, Some("stopped")),
+            "{body}"
+        );
+    }
+    // A late "ready" for an older command must not revive the stopped workspace.
+    c.app
+        .on_report(
+            "n1",
+            Report {
+                workspace_id: id.clone(),
+                generation: 1,
+                outcome: Outcome::Ready {
+                    commit: None,
+                    host_key: None,
+                },
+            },
+        )
+        .unwrap();
+    assert_eq!(alice.status(&id).await["status"], "stopped");
+    for _ in 0..2 {
+        let (code, body) = alice
+            .call("POST", &format!("/api/v1/workspaces/{id}/start"), None)
+            .await;
+        assert_eq!(
+            (code, body["status"].as_str()),
+            (200, Some("running")),
+            "{body}"
+        );
+    }
+    let (code, _) = alice
+        .call("DELETE", &format!("/api/v1/workspaces/{id}"), None)
+        .await;
+    assert_eq!(code, 200);
+    assert!(!fake.exists(&id));
+    let (code, _) = alice
+        .call("DELETE", &format!("/api/v1/workspaces/{id}"), None)
+        .await;
+    assert_eq!(code, 404, "deleting twice says it is gone");
+}
+
+#[tokio::test]
+async fn a_failed_clone_says_why_and_start_retries() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut c = cluster(4).await;
+    let fake = c.add_agent("n1", &c.join.clone());
+    c.wait_nodes(1).await;
+    let alice = c.user("alice", 11, KEY_A).await;
+    let broken = Arc::new(AtomicBool::new(true));
+    let flag = broken.clone();
+    fake.on_exec(move |_, argv| {
+        (flag.load(Ordering::SeqCst)
+            && argv.iter().any(|a| a == nexus_agent::provision::STEP_CLONE))
+        .then(|| {
+            nexus_agent::provider::ExecOutput::failed(
+                128,
+                "fatal: could not read from remote repository",
+            )
+        })
+    });
+    let (_, ws) = alice.create("proj", "acme/hello").await;
+    let id = ws["workspace_id"].as_str().unwrap().to_string();
+    let failed = alice.wait_status(&id, &["failed"], T).await;
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not read from remote repository"),
+        "{failed}"
+    );
+    assert!(!failed["hint"].as_str().unwrap().is_empty(), "{failed}");
+    // The cause is fixed; start retries provisioning and the workspace comes up.
+    broken.store(false, Ordering::SeqCst);
+    let (code, body) = alice
+        .call("POST", &format!("/api/v1/workspaces/{id}/start"), None)
+        .await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (200, Some("running")),
+        "{body}"
+    );
+    assert!(fake.is_cloned(&id));
+}
+
+#[tokio::test]
+async fn no_node_means_a_clear_503_and_a_wrong_join_token_never_joins() {
+    let mut c = cluster(4).await;
+    let alice = c.user("alice", 11, KEY_A).await;
+    let (code, body) = alice.create("proj", "acme/hello").await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["error"]["code"], "no_nodes");
+    assert!(body["error"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("nexus agent"));
+    c.add_agent("intruder", "nxj_wrong");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, nodes) = c
+        .api
+        .with_token(&c.operator)
+        .call("GET", "/api/v1/nodes", None)
+        .await;
+    assert_eq!(nodes["nodes"].as_array().unwrap().len(), 0, "{nodes}");
+    assert!(c.app.store.used_ports().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn workspaces_spread_over_nodes_and_a_lost_node_shows() {
+    let mut c = cluster(6).await;
+    c.add_agent("n1", &c.join.clone());
+    c.add_agent("n2", &c.join.clone());
+    c.wait_nodes(2).await;
+    let alice = c.user("alice", 11, KEY_A).await;
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        let (code, ws) = alice.create(name, "acme/hello").await;
+        assert_eq!(code, 201);
+        let s = alice
+            .wait_status(ws["workspace_id"].as_str().unwrap(), &["running"], T)
+            .await;
+        nodes.push(s["node"]["name"].as_str().unwrap().to_string());
+    }
+    nodes.sort();
+    assert_eq!(
+        nodes,
+        ["n1", "n1", "n2", "n2"],
+        "least-loaded placement alternates"
+    );
+    // Stop agent n2 (drop its shutdown sender): its node turns unresponsive.
+    let (_, stop) = c.agents.remove(1);
+    drop(stop);
+    let (_, list) = alice.call("GET", "/api/v1/workspaces", None).await;
+    let on_n2 = list["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["node"]["name"] == "n2")
+        .unwrap()["workspace_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let view = nexus_testkit::eventually(T, "n2 unresponsive", || async {
+        let v = alice.status(&on_n2).await;
+        (v["node"]["status"] == "unresponsive").then_some(v)
+    })
+    .await;
+    assert!(view["message"].as_str().unwrap().contains("unresponsive"));
+    let (code, body) = alice
+        .call("POST", &format!("/api/v1/workspaces/{on_n2}/stop"), None)
+        .await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (503, Some("node_unresponsive")),
+        "{body}"
+    );
+    drop(c.git);
+}
