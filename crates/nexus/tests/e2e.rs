@@ -56,7 +56,8 @@ impl ProjectGuard {
         ProjectGuard(format!("e2e-{tag}-{}", std::process::id()))
     }
 
-    fn instances(&self) -> Vec<String> {
+    /// Every instance in the project, the agent's image templates included.
+    fn all_instances(&self) -> Vec<String> {
         let out = Command::new("lxc")
             .args(["list", "--project", &self.0, "--format", "csv", "-c", "n"])
             .output()
@@ -67,11 +68,19 @@ impl ProjectGuard {
             .filter(|l| !l.is_empty())
             .collect()
     }
+
+    /// The workspace containers in the project.
+    fn instances(&self) -> Vec<String> {
+        self.all_instances()
+            .into_iter()
+            .filter(|n| n.starts_with("ws-"))
+            .collect()
+    }
 }
 
 impl Drop for ProjectGuard {
     fn drop(&mut self) {
-        for name in self.instances() {
+        for name in self.all_instances() {
             let _ = Command::new("lxc")
                 .args(["delete", "--force", "--project", &self.0, &name])
                 .output();
