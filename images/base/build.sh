@@ -68,10 +68,13 @@ ALIAS=$1
 [[ $(id -u) -eq 0 ]] || die "must run as root (debootstrap, chroot, mounts)"
 [[ $(dpkg --print-architecture 2>/dev/null || uname -m) =~ ^(amd64|x86_64)$ ]] \
   || die "only amd64/x86_64 hosts are supported"
-for cmd in debootstrap lxc tar chroot mount umount sha256sum findmnt awk; do
+for cmd in debootstrap lxc tar chroot mount umount sha256sum findmnt flock awk; do
   command -v "$cmd" >/dev/null || die "required host command '$cmd' not found (apt-get install debootstrap)"
 done
 lxc info >/dev/null 2>&1 || die "'lxc info' failed: is the LXD daemon running and reachable?"
+# One build at a time per host (shared apt cache, alias juggling at the end).
+exec 9>/run/lock/nexus-image-build.lock
+flock -w 1800 9 || die "another build.sh is still running (lock /run/lock/nexus-image-build.lock)"
 
 # ---- workdir ----------------------------------------------------------------
 if [[ $# -eq 2 ]]; then
@@ -162,6 +165,7 @@ fi
 # Never start daemons inside the build chroot.
 printf '#!/bin/sh\nexit 101\n' > "$ROOTFS/usr/sbin/policy-rc.d"
 chmod 0755 "$ROOTFS/usr/sbin/policy-rc.d"
+rm -f "$ROOTFS/etc/resolv.conf"   # may be a dangling symlink (e.g. systemd-resolved)
 cp -L /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 
 cat > "$ROOTFS/etc/apt/sources.list" <<SRC
@@ -169,14 +173,33 @@ deb $MIRROR $SUITE main
 deb $MIRROR $SUITE-updates main
 deb $SECURITY_MIRROR $SUITE-security main
 SRC
+# Keep the image lean (like debian-slim): no docs/man pages/translations,
+# except copyright files. Stays in effect for later installs in containers;
+# delete /etc/dpkg/dpkg.cfg.d/01-nexus-nodoc to get docs back.
+cat > "$ROOTFS/etc/dpkg/dpkg.cfg.d/01-nexus-nodoc" <<'DPKG'
+path-exclude=/usr/share/doc/*
+path-include=/usr/share/doc/*/copyright
+path-exclude=/usr/share/man/*
+path-exclude=/usr/share/info/*
+path-exclude=/usr/share/locale/*
+path-include=/usr/share/locale/locale.alias
+path-exclude=/usr/share/lintian/*
+DPKG
 # Build-time only: let apt write into the (bind-mounted) cache as root.
 APT=(apt-get -y -q -o APT::Sandbox::User=root -o Dpkg::Options::=--force-confdef
      -o Dpkg::Options::=--force-confold --no-install-recommends)
-{
-  in_chroot "${APT[@]}" update
-  in_chroot "${APT[@]}" dist-upgrade
-  in_chroot "${APT[@]}" install "${CHROOT_PKGS[@]}"
-} > "$WORKDIR/apt.log" 2>&1 || { tail -n 40 "$WORKDIR/apt.log" >&2; die "apt-get inside the chroot failed (log above)"; }
+apt_run() { # each call checked on its own ({ ...; } || die would disable set -e inside)
+  in_chroot "${APT[@]}" "$@" >> "$WORKDIR/apt.log" 2>&1 \
+    || { tail -n 40 "$WORKDIR/apt.log" >&2; die "apt-get $* failed inside the chroot (log above)"; }
+}
+apt_run --error-on=any update   # an unreachable source is an error, not a warning
+apt_run dist-upgrade
+apt_run install "${CHROOT_PKGS[@]}"
+# Apply the same excludes to what debootstrap already unpacked.
+find "$ROOTFS/usr/share/doc" -mindepth 1 ! -name copyright ! -type d -delete
+find "$ROOTFS/usr/share/doc" -mindepth 1 -type d -empty -delete
+rm -rf "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* "$ROOTFS"/usr/share/lintian/*
+find "$ROOTFS/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
 # Prune superseded .debs from the persistent cache, then detach it.
 in_chroot "${APT[@]}" autoclean >/dev/null 2>&1 || true
 
@@ -234,16 +257,20 @@ UNIT
 in_chroot systemctl enable ssh.service >/dev/null 2>&1
 # Check the config parses (against a throwaway key, removed again).
 in_chroot ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
+mkdir -p "$ROOTFS/run/sshd"
 in_chroot /usr/sbin/sshd -t || die "sshd config check failed"
-rm -f "$ROOTFS"/etc/ssh/ssh_host_*
+rm -rf "$ROOTFS"/etc/ssh/ssh_host_* "$ROOTFS/run/sshd"
 
 # Boot speed: units that are useless in a container or only cost boot time.
+# (systemd-binfmt cannot mount binfmt_misc in an unprivileged container and
+# would leave the system "degraded".)
 for unit in \
   apt-daily.timer apt-daily.service apt-daily-upgrade.timer apt-daily-upgrade.service \
   dpkg-db-backup.timer dpkg-db-backup.service \
   e2scrub_all.timer e2scrub_all.service e2scrub_reap.service \
   fstrim.timer fstrim.service \
   systemd-timesyncd.service \
+  systemd-binfmt.service \
   man-db.timer man-db.service \
   ; do
   ln -sfn /dev/null "$ROOTFS/etc/systemd/system/$unit"

@@ -294,7 +294,7 @@ impl App {
         let memory = res
             .memory
             .unwrap_or_else(|| self.config.default_memory.clone());
-        if !parse_memory(&memory).is_some_and(|b| b >= 128 << 20) {
+        if parse_memory(&memory).is_none_or(|b| b < 128 << 20) {
             return Err(ServerError::bad_request(
                 "invalid_field",
                 format!("memory {memory:?} is not a size of at least 128MiB"),

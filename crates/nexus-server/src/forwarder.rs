@@ -66,11 +66,7 @@ pub async fn splice(stream: TcpStream, ws: WebSocket) {
     let down = async {
         while let Some(Ok(msg)) = ws_rx.next().await {
             match msg {
-                Message::Binary(b) => {
-                    if tcp_wr.write_all(&b).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(b) if tcp_wr.write_all(&b).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }
