@@ -50,7 +50,7 @@ impl ServerConfig {
             ssh_ports: DEFAULT_SSH_PORTS,
             ssh_bind_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
             public_host: None,
-            node_timeout: Duration::from_secs(30),
+            node_timeout: Duration::from_secs(15),
             heartbeat: Duration::from_secs(2),
             op_timeout: Duration::from_secs(120),
             default_cpu: 2,

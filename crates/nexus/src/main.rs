@@ -63,7 +63,7 @@ struct ServerArgs {
     #[arg(long, env = "NEXUS_PUBLIC_HOST")]
     public_host: Option<String>,
     /// Seconds without a heartbeat before a node counts as unresponsive.
-    #[arg(long, env = "NEXUS_NODE_TIMEOUT", default_value_t = 30)]
+    #[arg(long, env = "NEXUS_NODE_TIMEOUT", default_value_t = 15)]
     node_timeout: u64,
     /// Seconds stop/start/delete wait for the node.
     #[arg(long, env = "NEXUS_OP_TIMEOUT", default_value_t = 120)]
