@@ -36,7 +36,7 @@ use crate::{error_chain, AgentError};
 /// Default heartbeat interval.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
 /// Default base image alias.
-pub const DEFAULT_BASE_IMAGE: &str = "nexus-base-dev";
+pub const DEFAULT_BASE_IMAGE: &str = "nexus-base";
 
 /// First reconnect delay; doubles per failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);

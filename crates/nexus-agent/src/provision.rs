@@ -182,7 +182,7 @@ pub async fn ensure<P: Provider>(
     };
     provider.create(id, image, spec.cpu, &spec.memory).await.map_err(|e| {
         let hint = if e.is_not_found() || error_chain(&e).contains("not found") {
-            format!("import the image on the node (`images/base/build.sh {image}`) or pick one `lxc image list` shows")
+            format!("image {image} is missing on the node: run `sudo nexus node init` there (it builds the base image), or pick one `lxc image list` shows")
         } else {
             "check LXD on the node: `lxc info`, `lxc storage info nexus`, and the LXD log".to_string()
         };
@@ -900,7 +900,7 @@ mod tests {
                 .starts_with("creating the container failed: LXD: Image alias not found"),
             "{err}"
         );
-        assert!(err.hint.contains("build.sh nexus-base-dev"), "{}", err.hint);
+        assert!(err.hint.contains("nexus node init"), "{}", err.hint);
 
         let fake = FakeProvider::new();
         fake.fail("start", "boom");

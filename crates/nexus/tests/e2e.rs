@@ -148,7 +148,8 @@ fn ssh_ok(port: u16, key: &TestKey, cmd: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workspace_lifecycle_over_ssh_with_isolation() {
-    let Some(env) = env(4, 30).await else { return };
+    // A range of two ports: the test fills it and checks the third create is refused clearly.
+    let Some(env) = env(2, 30).await else { return };
     let project = ProjectGuard::new("life");
     let _agent = AgentProcess::start(&bin(), &env.server, "node-a", &project.0, &[]);
     let api = Api::new(&env.server.url);
@@ -275,6 +276,21 @@ async fn workspace_lifecycle_over_ssh_with_isolation() {
         "hello from nexus\n"
     );
 
+    // Fill the two-port range: the next create is refused with a clear error and leaves nothing.
+    let (code, other) = bob.create("other", "acme/hello").await;
+    assert_eq!(code, 201, "{other}");
+    let (code, body) = alice.create("third", "acme/hello").await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["error"]["code"], "ssh_ports_exhausted");
+    assert!(body["error"]["hint"].as_str().unwrap().contains("delete"));
+    bob.wait_status(other["workspace_id"].as_str().unwrap(), &["running"], READY)
+        .await;
+    assert_eq!(
+        project.instances().len(),
+        2,
+        "the refused create made no container"
+    );
+
     // Delete: container gone, port reusable.
     let (code, body) = alice
         .call("DELETE", &format!("/api/v1/workspaces/{id}"), None)
@@ -288,7 +304,7 @@ async fn workspace_lifecycle_over_ssh_with_isolation() {
         .call("GET", &format!("/api/v1/workspaces/{id}/status"), None)
         .await;
     assert_eq!(code, 404);
-    let (code, next) = bob.create("other", "acme/hello").await;
+    let (code, next) = alice.create("third", "acme/hello").await;
     assert_eq!(code, 201, "{next}");
     assert_eq!(
         next["ssh_port"].as_u64(),
