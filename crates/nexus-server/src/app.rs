@@ -303,23 +303,7 @@ impl App {
         }
 
         if let Some(existing) = self.store.workspace_by_name(user.id, &req.workspace_name)? {
-            if existing.repo_url != repo.url {
-                return Err(ServerError::Conflict {
-                    code: "name_taken",
-                    message: format!(
-                        "you already have a workspace named {} for {}",
-                        existing.name, existing.repo_url
-                    ),
-                    hint: "pick another name with --name, or delete the old workspace first".into(),
-                });
-            }
-            return Ok(CreateWorkspaceResponse {
-                workspace_id: existing.id.clone(),
-                status: existing.status,
-                ssh_port: existing.ssh_port,
-                polling_url: polling_path(&existing.id),
-                created: false,
-            });
+            return existing_response(existing, &repo.url);
         }
 
         let branch = self
@@ -349,7 +333,8 @@ impl App {
                     "delete a workspace you no longer need (`nexus workspace delete <name>`), or ask the operator to widen `--ssh-port-range`",
                 ));
             };
-            self.store.insert_workspace(&NewWorkspace {
+            let repo_url = repo.url.clone();
+            let inserted = self.store.insert_workspace(&NewWorkspace {
                 id: id.clone(),
                 owner_id: user.id,
                 name: req.workspace_name.clone(),
@@ -362,7 +347,16 @@ impl App {
                 branch,
                 ssh_port: port,
                 node,
-            })?;
+            });
+            if let Err(e) = inserted {
+                // A concurrent create of the same name won the race: answer like a repeat request.
+                if let Some(existing) =
+                    self.store.workspace_by_name(user.id, &req.workspace_name)?
+                {
+                    return existing_response(existing, &repo_url);
+                }
+                return Err(e);
+            }
             self.serve_listener(port, &id, listener);
         }
         let ws = self
@@ -834,6 +828,28 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// The answer to a create for a name the user already has: the same workspace if it is for the
+/// same repo (creates are idempotent), a conflict otherwise.
+fn existing_response(existing: WorkspaceRow, repo_url: &str) -> Result<CreateWorkspaceResponse> {
+    if existing.repo_url != repo_url {
+        return Err(ServerError::Conflict {
+            code: "name_taken",
+            message: format!(
+                "you already have a workspace named {} for {}",
+                existing.name, existing.repo_url
+            ),
+            hint: "pick another name with --name, or delete the old workspace first".into(),
+        });
+    }
+    Ok(CreateWorkspaceResponse {
+        polling_url: polling_path(&existing.id),
+        workspace_id: existing.id,
+        status: existing.status,
+        ssh_port: existing.ssh_port,
+        created: false,
+    })
 }
 
 fn require_user(caller: &Caller) -> Result<&User> {

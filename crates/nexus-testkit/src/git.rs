@@ -91,6 +91,40 @@ impl GitServer {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
+    /// Adds branch `branch` to `owner/name` (off `main`) with `files` changed; returns its commit.
+    pub fn add_branch(
+        &self,
+        owner: &str,
+        name: &str,
+        branch: &str,
+        files: &[(&str, &str)],
+    ) -> String {
+        let bare = self.root.path().join(owner).join(format!("{name}.git"));
+        let work = tempfile::tempdir().unwrap();
+        git(
+            work.path(),
+            &["clone", "-q", &bare.display().to_string(), "."],
+        );
+        git(work.path(), &["checkout", "-q", "-b", branch]);
+        for (path, content) in files {
+            let p = work.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        git(work.path(), &["add", "-A"]);
+        git(
+            work.path(),
+            &["commit", "-q", "-m", &format!("on {branch}")],
+        );
+        git(work.path(), &["push", "-q", "origin", branch]);
+        let out = Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
     /// Where the bare repos live.
     pub fn root(&self) -> PathBuf {
         self.root.path().to_path_buf()

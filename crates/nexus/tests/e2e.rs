@@ -213,6 +213,19 @@ async fn workspace_lifecycle_over_ssh_with_isolation() {
         ssh_ok(port, &alice_key, "cd hello && git rev-parse HEAD").trim(),
         env.commit
     );
+    let sshd = ssh_ok(port, &alice_key, "sudo sshd -T");
+    for setting in [
+        "passwordauthentication no",
+        "permitrootlogin no",
+        "pubkeyauthentication yes",
+    ] {
+        assert!(
+            sshd.lines().any(|l| l == setting),
+            "sshd must have `{setting}`"
+        );
+    }
+    let keys = ssh_ok(port, &alice_key, "cat ~/.ssh/authorized_keys");
+    assert_eq!(keys.lines().count(), 1, "only the owner's key: {keys}");
     let refused = ssh::run("127.0.0.1", port, &bob_key, "true");
     assert_eq!(refused.code, 255, "bob must not get in: {refused:?}");
     assert!(
@@ -328,7 +341,21 @@ async fn server_kill9_mid_create_recovers_workspaces_and_ports() {
         .await;
     wait_nodes(&api.with_token(&env.server.operator_token()), 1).await;
 
-    let (code, created) = carol.create("hello", "acme/hello").await;
+    // A full git URL, a non-default branch and explicit limits.
+    let feature = env.git.add_branch(
+        "acme",
+        "hello",
+        "feature",
+        &[("README.md", "feature branch\n")],
+    );
+    let url = format!("{}/acme/hello.git", env.git.base_url);
+    let (code, created) = carol
+        .call(
+            "POST",
+            "/api/v1/workspaces/create",
+            Some(json!({"workspace_name": "hello", "repo": url, "branch": "feature", "resources": {"cpu": 1, "memory": "1GiB"}})),
+        )
+        .await;
     assert_eq!(code, 201, "{created}");
     let id = created["workspace_id"].as_str().unwrap().to_string();
     let port = created["ssh_port"].as_u64().unwrap() as u16;
@@ -337,9 +364,21 @@ async fn server_kill9_mid_create_recovers_workspaces_and_ports() {
     env.server.restart();
     let running = carol.wait_status(&id, &["running"], READY).await;
     assert_eq!(running["ssh"]["port"], port, "allocation survived");
+    assert_eq!(running["repo"]["branch"], "feature");
+    assert_eq!(running["repo"]["commit"], feature.as_str());
     assert_eq!(
         ssh_ok(port, &key, "cat hello/README.md"),
-        "hello from nexus\n"
+        "feature branch\n"
+    );
+    assert_eq!(
+        ssh_ok(port, &key, "cd hello && git branch --show-current"),
+        "feature\n"
+    );
+    // The limits are the container's: one CPU, 1 GiB.
+    assert_eq!(ssh_ok(port, &key, "nproc"), "1\n");
+    assert_eq!(
+        ssh_ok(port, &key, "cat /sys/fs/cgroup/memory.max"),
+        "1073741824\n"
     );
 
     // And once more while running: the listener comes back.
@@ -348,7 +387,7 @@ async fn server_kill9_mid_create_recovers_workspaces_and_ports() {
     assert_ne!(out.code, 0, "nothing listens while the server is down");
     env.server.restart();
     nexus_testkit::eventually(Duration::from_secs(30), "SSH after restart", || async {
-        (ssh::run("127.0.0.1", port, &key, "cat hello/README.md").stdout == "hello from nexus\n")
+        (ssh::run("127.0.0.1", port, &key, "cat hello/README.md").stdout == "feature branch\n")
             .then_some(())
     })
     .await;

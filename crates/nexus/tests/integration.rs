@@ -38,6 +38,7 @@ struct Cluster {
 async fn cluster(ssh_ports: u16) -> Cluster {
     let git = GitServer::start("127.0.0.1");
     git.create_repo("acme", "hello", &[("README.md", "hello\n")]);
+    git.create_repo("acme", "other", &[("README.md", "other\n")]);
     let github = FakeGithub::start().await;
     let data = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(data.path().to_path_buf());
@@ -526,4 +527,41 @@ async fn workspaces_spread_over_nodes_and_a_lost_node_shows() {
         "{body}"
     );
     drop(c.git);
+}
+
+#[tokio::test]
+async fn concurrent_creates_of_one_name_make_one_workspace() {
+    let mut c = cluster(8).await;
+    let fake = c.add_agent("n1", &c.join.clone());
+    c.wait_nodes(1).await;
+    let alice = c.user("alice", 11, KEY_A).await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let alice = alice.clone();
+        set.spawn(async move { alice.create("race", "acme/hello").await });
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut created = 0;
+    while let Some(r) = set.join_next().await {
+        let (code, body) = r.unwrap();
+        assert!(code == 201 || code == 200, "{code} {body}");
+        created += usize::from(code == 201);
+        ids.insert(body["workspace_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!((ids.len(), created), (1, 1), "one workspace, created once");
+    let id = ids.into_iter().next().unwrap();
+    alice.wait_status(&id, &["running"], T).await;
+    assert_eq!(fake.instances().len(), 1);
+    assert_eq!(
+        c.app.store.used_ports().unwrap().len(),
+        1,
+        "no port leaked by the losers"
+    );
+    // The same name for another repo is a conflict, not a silent reuse.
+    let (code, body) = alice.create("race", "acme/other").await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (409, Some("name_taken")),
+        "{body}"
+    );
 }
