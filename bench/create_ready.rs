@@ -16,11 +16,7 @@ use nexus_testkit::ssh::{self, TestKey};
 
 fn lxc(args: &[&str]) -> String {
     let out = Command::new("lxc").args(args).output().expect("lxc runs");
-    assert!(
-        out.status.success(),
-        "lxc {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "lxc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -31,20 +27,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn summary(mut xs: Vec<f64>) -> (f64, f64, f64, f64) {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (
-        percentile(&xs, 0.5),
-        percentile(&xs, 0.95),
-        xs[0],
-        xs[xs.len() - 1],
-    )
+    (percentile(&xs, 0.5), percentile(&xs, 0.95), xs[0], xs[xs.len() - 1])
 }
 
 fn banner_answers(ip: &str) -> bool {
     use std::io::Read;
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(
-        &format!("{ip}:22").parse().unwrap(),
-        Duration::from_millis(200),
-    ) else {
+    let Ok(mut s) =
+        std::net::TcpStream::connect_timeout(&format!("{ip}:22").parse().unwrap(), Duration::from_millis(200))
+    else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
@@ -53,20 +43,8 @@ fn banner_answers(ip: &str) -> bool {
 }
 
 fn container_ip(project: &str, name: &str) -> Option<String> {
-    let out = lxc(&[
-        "list",
-        "--project",
-        project,
-        name,
-        "--format",
-        "csv",
-        "-c",
-        "4",
-    ]);
-    out.split_whitespace()
-        .next()
-        .filter(|s| s.contains('.'))
-        .map(str::to_string)
+    let out = lxc(&["list", "--project", project, name, "--format", "csv", "-c", "4"]);
+    out.split_whitespace().next().filter(|s| s.contains('.')).map(str::to_string)
 }
 
 /// `lxc launch` of the base image until sshd sends its banner: what LXD alone costs.
@@ -80,10 +58,7 @@ fn floor_once(project: &str, i: usize) -> f64 {
                 break;
             }
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "floor container never answered"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(120), "floor container never answered");
         std::thread::sleep(Duration::from_millis(20));
     }
     let secs = t0.elapsed().as_secs_f64();
@@ -101,14 +76,8 @@ fn time_ssh(host: &str, port: u16, key: &TestKey) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
-    let n: usize = std::env::var("BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    let ssh_n: usize = std::env::var("BENCH_SSH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+    let n: usize = std::env::var("BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let ssh_n: usize = std::env::var("BENCH_SSH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_nexus"));
     let bridge = lxc(&["network", "get", "nexusbr0", "ipv4.address"]);
     let ip = bridge.trim().split('/').next().unwrap().to_string();
@@ -125,21 +94,11 @@ async fn main() {
     );
     let project = format!("bench-{}", std::process::id());
     let _ = Command::new("lxc")
-        .args([
-            "project",
-            "create",
-            &project,
-            "-c",
-            "features.images=false",
-            "-c",
-            "features.profiles=false",
-        ])
+        .args(["project", "create", &project, "-c", "features.images=false", "-c", "features.profiles=false"])
         .output();
     let _agent = AgentProcess::start(&bin, &server, "bench-node", &project, &[]);
     let key = TestKey::generate("bench");
-    let api = Api::new(&server.url)
-        .register_as_operator(&server.operator_token(), "bench", 1, &key.public)
-        .await;
+    let api = Api::new(&server.url).register_as_operator(&server.operator_token(), "bench", 1, &key.public).await;
 
     let mut ready = Vec::new();
     let mut first_ssh = Vec::new();
@@ -170,9 +129,7 @@ async fn main() {
             assert!(t0.elapsed() < Duration::from_secs(120));
         }
         let t_ssh = t0.elapsed().as_secs_f64();
-        let (code, body) = api
-            .call("DELETE", &format!("/api/v1/workspaces/{id}"), None)
-            .await;
+        let (code, body) = api.call("DELETE", &format!("/api/v1/workspaces/{id}"), None).await;
         assert_eq!(code, 200, "{body}");
         let t_floor = floor_once(&project, i);
         if i > 0 {
@@ -180,9 +137,7 @@ async fn main() {
             first_ssh.push(t_ssh);
             floor.push(t_floor);
         }
-        eprintln!(
-            "round {i}: running {t_ready:.2}s, first ssh ok {t_ssh:.2}s, lxd floor {t_floor:.2}s"
-        );
+        eprintln!("round {i}: running {t_ready:.2}s, first ssh ok {t_ssh:.2}s, lxd floor {t_floor:.2}s");
     }
 
     // SSH through the forwarder vs straight to the container, interleaved to share the noise.
@@ -190,8 +145,7 @@ async fn main() {
     assert_eq!(code, 201, "{body}");
     let id = body["workspace_id"].as_str().unwrap().to_string();
     let port = body["ssh_port"].as_u64().unwrap() as u16;
-    api.wait_status(&id, &["running"], Duration::from_secs(120))
-        .await;
+    api.wait_status(&id, &["running"], Duration::from_secs(120)).await;
     let cip = container_ip(&project, &id).expect("container has an address");
     let (mut fwd, mut direct) = (Vec::new(), Vec::new());
     for _ in 0..2 {
@@ -202,12 +156,8 @@ async fn main() {
         fwd.push(time_ssh("127.0.0.1", port, &key));
         direct.push(time_ssh(&cip, 22, &key));
     }
-    let _ = api
-        .call("DELETE", &format!("/api/v1/workspaces/{id}"), None)
-        .await;
-    let _ = Command::new("lxc")
-        .args(["project", "delete", &project])
-        .output();
+    let _ = api.call("DELETE", &format!("/api/v1/workspaces/{id}"), None).await;
+    let _ = Command::new("lxc").args(["project", "delete", &project]).output();
 
     let (r50, r95, rmin, rmax) = summary(ready);
     let (s50, s95, smin, smax) = summary(first_ssh);
@@ -219,25 +169,11 @@ async fn main() {
     println!("| create → status `running` | {r50:.2} s | {r95:.2} s | {rmin:.2} s | {rmax:.2} s |");
     println!("| create → first `ssh … true` succeeds | {s50:.2} s | {s95:.2} s | {smin:.2} s | {smax:.2} s |");
     println!("| raw LXD floor: `lxc launch` → sshd banner | {f50:.2} s | {f95:.2} s | {fmin:.2} s | {fmax:.2} s |");
-    println!(
-        "| ratio create→running / floor (p50) | {:.2} | | | |",
-        r50 / f50
-    );
+    println!("| ratio create→running / floor (p50) | {:.2} | | | |", r50 / f50);
     println!();
     println!("| `ssh … true` (n={ssh_n}, interleaved) | p50 | p95 |");
     println!("|---|---|---|");
-    println!(
-        "| through the forwarder (server → agent tunnel) | {:.1} ms | {:.1} ms |",
-        w50 * 1e3,
-        w95 * 1e3
-    );
-    println!(
-        "| straight to the container's sshd | {:.1} ms | {:.1} ms |",
-        d50 * 1e3,
-        d95 * 1e3
-    );
-    println!(
-        "| forwarder overhead (p50) | {:+.1}% | |",
-        (w50 / d50 - 1.0) * 100.0
-    );
+    println!("| through the forwarder (server → agent tunnel) | {:.1} ms | {:.1} ms |", w50 * 1e3, w95 * 1e3);
+    println!("| straight to the container's sshd | {:.1} ms | {:.1} ms |", d50 * 1e3, d95 * 1e3);
+    println!("| forwarder overhead (p50) | {:+.1}% | |", (w50 / d50 - 1.0) * 100.0);
 }

@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use nexus_types::protocol::{
-    AgentMessage, Command, InventoryItem, Op, Outcome, Report, ServerMessage, CONNECT_PATH,
-    TUNNEL_PATH,
+    AgentMessage, Command, InventoryItem, Op, Outcome, Report, ServerMessage, CONNECT_PATH, TUNNEL_PATH,
 };
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -69,11 +68,7 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     /// A config with the default project (`nexus`), base image and heartbeat.
-    pub fn new(
-        server_url: impl Into<String>,
-        join_token: impl Into<String>,
-        node_name: impl Into<String>,
-    ) -> Self {
+    pub fn new(server_url: impl Into<String>, join_token: impl Into<String>, node_name: impl Into<String>) -> Self {
         AgentConfig {
             server_url: server_url.into(),
             join_token: join_token.into(),
@@ -87,27 +82,17 @@ impl AgentConfig {
 
 /// Derives the WebSocket URL of `path` from the server's base URL.
 pub fn ws_url(server_url: &str, path: &str) -> Result<String, AgentError> {
-    let bad = |reason: &str| AgentError::ServerUrl {
-        url: server_url.to_string(),
-        reason: reason.to_string(),
-    };
+    let bad = |reason: &str| AgentError::ServerUrl { url: server_url.to_string(), reason: reason.to_string() };
     let url = server_url.trim().trim_end_matches('/');
-    let (scheme, rest) = [
-        ("http://", "ws://"),
-        ("https://", "wss://"),
-        ("ws://", "ws://"),
-        ("wss://", "wss://"),
-    ]
-    .iter()
-    .find_map(|(from, to)| url.strip_prefix(from).map(|rest| (*to, rest)))
-    .ok_or_else(|| bad("it must start with `http://` or `https://`"))?;
+    let (scheme, rest) = [("http://", "ws://"), ("https://", "wss://"), ("ws://", "ws://"), ("wss://", "wss://")]
+        .iter()
+        .find_map(|(from, to)| url.strip_prefix(from).map(|rest| (*to, rest)))
+        .ok_or_else(|| bad("it must start with `http://` or `https://`"))?;
     if rest.is_empty() || rest.starts_with('/') {
         return Err(bad("it has no host"));
     }
     if rest.contains(['?', '#']) || rest.contains(char::is_whitespace) {
-        return Err(bad(
-            "it must be a plain base URL without query, fragment or spaces",
-        ));
+        return Err(bad("it must be a plain base URL without query, fragment or spaces"));
     }
     Ok(format!("{scheme}{rest}{path}"))
 }
@@ -136,8 +121,7 @@ pub async fn run<P: Provider>(
 ) -> Result<(), AgentError> {
     let connect_url = ws_url(&config.server_url, CONNECT_PATH)?;
     let tunnel_base = ws_url(&config.server_url, TUNNEL_PATH)?;
-    let auth = HeaderValue::from_str(&format!("Bearer {}", config.join_token))
-        .map_err(|_| AgentError::JoinToken)?;
+    let auth = HeaderValue::from_str(&format!("Bearer {}", config.join_token)).map_err(|_| AgentError::JoinToken)?;
     let (reports_tx, mut reports_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         settings: Settings::new(config.base_image.clone(), config.lxd_project.clone()),
@@ -170,15 +154,7 @@ pub async fn run<P: Provider>(
     let mut backoff = MIN_BACKOFF;
     let mut last_failure: Option<String> = None;
     loop {
-        let end = session(
-            &shared,
-            &connect_url,
-            &mut tasks,
-            &mut reports_rx,
-            &mut pending,
-            &mut shutdown,
-        )
-        .await;
+        let end = session(&shared, &connect_url, &mut tasks, &mut reports_rx, &mut pending, &mut shutdown).await;
         let (error, welcomed) = match end {
             End::Shutdown => {
                 tracing::info!("agent shut down");
@@ -254,10 +230,7 @@ async fn session<P: Provider, S: Future<Output = ()> + Unpin>(
             .list()
             .await?
             .into_iter()
-            .map(|i| InventoryItem {
-                workspace_id: i.name,
-                running: i.running,
-            })
+            .map(|i| InventoryItem { workspace_id: i.name, running: i.running })
             .collect();
         let mut ws = dial(url, &shared.auth, false).await?;
         let hello = AgentMessage::Hello {
@@ -267,11 +240,12 @@ async fn session<P: Provider, S: Future<Output = ()> + Unpin>(
             inventory,
         };
         send(&mut ws, &hello).await?;
-        let heartbeat_secs = tokio::time::timeout(HANDSHAKE_TIMEOUT, expect_welcome(&mut ws))
-            .await
-            .map_err(|_| AgentError::Timeout {
-                what: "waiting for the server's welcome".into(),
-                secs: HANDSHAKE_TIMEOUT.as_secs(),
+        let heartbeat_secs =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, expect_welcome(&mut ws)).await.map_err(|_| {
+                AgentError::Timeout {
+                    what: "waiting for the server's welcome".into(),
+                    secs: HANDSHAKE_TIMEOUT.as_secs(),
+                }
             })??;
         Ok::<_, AgentError>((ws, heartbeat_secs))
     };
@@ -354,11 +328,7 @@ async fn session<P: Provider, S: Future<Output = ()> + Unpin>(
 
 /// The interval actually used: ours, or the server's when that is shorter.
 fn heartbeat_interval(ours: Duration, server_secs: u64) -> Duration {
-    let ours = if ours.is_zero() {
-        DEFAULT_HEARTBEAT
-    } else {
-        ours
-    };
+    let ours = if ours.is_zero() { DEFAULT_HEARTBEAT } else { ours };
     if server_secs == 0 {
         ours
     } else {
@@ -375,28 +345,17 @@ fn new_ticker(every: Duration) -> tokio::time::Interval {
 async fn expect_welcome(ws: &mut Ws) -> Result<u64, AgentError> {
     loop {
         match ws.next().await {
-            None => {
-                return Err(AgentError::Protocol(
-                    "the server closed the connection before its welcome".into(),
-                ))
-            }
+            None => return Err(AgentError::Protocol("the server closed the connection before its welcome".into())),
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(Message::Text(t))) => {
                 return match serde_json::from_str::<ServerMessage>(&t) {
                     Ok(ServerMessage::Welcome { heartbeat_secs }) => Ok(heartbeat_secs),
-                    _ => Err(AgentError::Protocol(format!(
-                        "expected a welcome, got {}",
-                        truncate(&t, 200)
-                    ))),
+                    _ => Err(AgentError::Protocol(format!("expected a welcome, got {}", truncate(&t, 200)))),
                 };
             }
             Some(Ok(Message::Close(frame))) => {
-                let why = frame
-                    .map(|f| format!(" ({}: {})", f.code, f.reason))
-                    .unwrap_or_default();
-                return Err(AgentError::Protocol(format!(
-                    "the server closed the connection before its welcome{why}"
-                )));
+                let why = frame.map(|f| format!(" ({}: {})", f.code, f.reason)).unwrap_or_default();
+                return Err(AgentError::Protocol(format!("the server closed the connection before its welcome{why}")));
             }
             Some(Ok(_)) => {}
         }
@@ -404,8 +363,7 @@ async fn expect_welcome(ws: &mut Ws) -> Result<u64, AgentError> {
 }
 
 async fn send(ws: &mut Ws, msg: &AgentMessage) -> Result<(), AgentError> {
-    let json = serde_json::to_string(msg)
-        .map_err(|e| AgentError::Protocol(format!("cannot encode a message: {e}")))?;
+    let json = serde_json::to_string(msg).map_err(|e| AgentError::Protocol(format!("cannot encode a message: {e}")))?;
     ws.send(Message::text(json)).await.map_err(Into::into)
 }
 
@@ -417,36 +375,22 @@ async fn dial(url: &str, auth: &HeaderValue, nodelay: bool) -> Result<Ws, AgentE
         // one is installed already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
-    let connect_err = |e| AgentError::Connect {
-        url: url.to_string(),
-        source: Box::new(e),
-    };
+    let connect_err = |e| AgentError::Connect { url: url.to_string(), source: Box::new(e) };
     let mut req = url.into_client_request().map_err(connect_err)?;
     req.headers_mut().insert("authorization", auth.clone());
     let attempt = tokio_tungstenite::connect_async_with_config(req, None, nodelay);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt).await {
-        Err(_) => Err(AgentError::Timeout {
-            what: format!("connecting to `{url}`"),
-            secs: HANDSHAKE_TIMEOUT.as_secs(),
-        }),
+        Err(_) => {
+            Err(AgentError::Timeout { what: format!("connecting to `{url}`"), secs: HANDSHAKE_TIMEOUT.as_secs() })
+        }
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
             let status = resp.status().as_u16();
             if status == 401 {
-                return Err(AgentError::Unauthorized {
-                    url: url.to_string(),
-                });
+                return Err(AgentError::Unauthorized { url: url.to_string() });
             }
-            let body = resp
-                .body()
-                .as_deref()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
-            Err(AgentError::Rejected {
-                url: url.to_string(),
-                status,
-                body: truncate(&body, 300),
-            })
+            let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            Err(AgentError::Rejected { url: url.to_string(), status, body: truncate(&body, 300) })
         }
         Ok(Err(e)) => Err(connect_err(e)),
     }
@@ -500,11 +444,7 @@ fn dispatch<P: Provider>(shared: &Arc<Shared<P>>, tasks: &mut JoinSet<()>, cmd: 
 }
 
 /// Runs one workspace's commands in order; exits (and unregisters) when its queue is empty.
-async fn worker<P: Provider>(
-    shared: Arc<Shared<P>>,
-    id: String,
-    mut rx: mpsc::UnboundedReceiver<Command>,
-) {
+async fn worker<P: Provider>(shared: Arc<Shared<P>>, id: String, mut rx: mpsc::UnboundedReceiver<Command>) {
     loop {
         let cmd = match rx.try_recv() {
             Ok(cmd) => cmd,
@@ -537,49 +477,23 @@ async fn execute<P: Provider>(shared: &Shared<P>, cmd: Command) -> Report {
             "ensure",
             provision::ensure(provider, id, spec, &shared.settings)
                 .await
-                .map(|r| Outcome::Ready {
-                    commit: r.commit,
-                    host_key: r.host_key,
-                }),
+                .map(|r| Outcome::Ready { commit: r.commit, host_key: r.host_key }),
         ),
-        Op::Stop => (
-            "stop",
-            provision::stop(provider, id)
-                .await
-                .map(|()| Outcome::Stopped),
-        ),
-        Op::Delete => (
-            "delete",
-            provision::delete(provider, id)
-                .await
-                .map(|()| Outcome::Deleted),
-        ),
+        Op::Stop => ("stop", provision::stop(provider, id).await.map(|()| Outcome::Stopped)),
+        Op::Delete => ("delete", provision::delete(provider, id).await.map(|()| Outcome::Deleted)),
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let outcome = match result {
         Ok(outcome) => {
-            tracing::info!(
-                workspace = id,
-                generation = cmd.generation,
-                op,
-                elapsed_ms,
-                "command done"
-            );
+            tracing::info!(workspace = id, generation = cmd.generation, op, elapsed_ms, "command done");
             outcome
         }
         Err(f) => {
             tracing::warn!(workspace = id, generation = cmd.generation, op, elapsed_ms, error = %f.message, hint = %f.hint, "command failed");
-            Outcome::Failed {
-                message: f.message,
-                hint: f.hint,
-            }
+            Outcome::Failed { message: f.message, hint: f.hint }
         }
     };
-    Report {
-        workspace_id: cmd.workspace_id,
-        generation: cmd.generation,
-        outcome,
-    }
+    Report { workspace_id: cmd.workspace_id, generation: cmd.generation, outcome }
 }
 
 #[cfg(test)]

@@ -81,9 +81,7 @@ impl Call {
         match self {
             Call::EnsureProject | Call::Warm(_) | Call::List => None,
             Call::Create { name, .. } | Call::Exec { name, .. } => Some(name),
-            Call::Start(n) | Call::Stop(n) | Call::Delete(n) | Call::State(n) | Call::Ipv4(n) => {
-                Some(n)
-            }
+            Call::Start(n) | Call::Stop(n) | Call::Delete(n) | Call::State(n) | Call::Ipv4(n) => Some(n),
             Call::Endpoint(n, _) | Call::SetConfig(n, _, _) | Call::GetConfig(n, _) => Some(n),
         }
     }
@@ -109,9 +107,7 @@ impl Call {
             Call::State(_) => "state".into(),
             Call::Ipv4(_) => "ipv4".into(),
             Call::Endpoint(..) => "endpoint".into(),
-            Call::Exec { argv, .. } => exec_step(argv)
-                .map(str::to_string)
-                .unwrap_or_else(|| "exec".into()),
+            Call::Exec { argv, .. } => exec_step(argv).map(str::to_string).unwrap_or_else(|| "exec".into()),
             Call::SetConfig(..) => "set_config".into(),
             Call::GetConfig(..) => "get_config".into(),
         }
@@ -177,9 +173,7 @@ pub struct FakeProvider {
 impl std::fmt::Debug for FakeProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = self.state.lock().unwrap();
-        f.debug_struct("FakeProvider")
-            .field("instances", &s.instances.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("FakeProvider").field("instances", &s.instances.keys().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -196,11 +190,7 @@ impl FakeProvider {
 
     /// The labels ([`Call::label`]) of the calls about `name`, in order.
     pub fn labels_for(&self, name: &str) -> Vec<String> {
-        self.calls()
-            .iter()
-            .filter(|c| c.instance() == Some(name))
-            .map(Call::label)
-            .collect()
+        self.calls().iter().filter(|c| c.instance() == Some(name)).map(Call::label).collect()
     }
 
     /// The argv of every exec so far.
@@ -222,13 +212,7 @@ impl FakeProvider {
     /// Names of existing instances with their running state.
     pub fn instances(&self) -> Vec<InstanceInfo> {
         let s = self.state.lock().unwrap();
-        s.instances
-            .iter()
-            .map(|(n, i)| InstanceInfo {
-                name: n.clone(),
-                running: i.running,
-            })
-            .collect()
+        s.instances.iter().map(|(n, i)| InstanceInfo { name: n.clone(), running: i.running }).collect()
     }
 
     /// Whether `name` exists.
@@ -238,54 +222,29 @@ impl FakeProvider {
 
     /// Whether `name` has been cloned into (by a successful clone step).
     pub fn is_cloned(&self, name: &str) -> bool {
-        self.state
-            .lock()
-            .unwrap()
-            .instances
-            .get(name)
-            .is_some_and(|i| i.cloned)
+        self.state.lock().unwrap().instances.get(name).is_some_and(|i| i.cloned)
     }
 
     /// The `authorized_keys` content the key step wrote into `name`.
     pub fn authorized_keys(&self, name: &str) -> Option<String> {
-        self.state
-            .lock()
-            .unwrap()
-            .instances
-            .get(name)
-            .and_then(|i| i.authorized_keys.clone())
+        self.state.lock().unwrap().instances.get(name).and_then(|i| i.authorized_keys.clone())
     }
 
     /// The image `name` was created from.
     pub fn image_of(&self, name: &str) -> Option<String> {
-        self.state
-            .lock()
-            .unwrap()
-            .instances
-            .get(name)
-            .map(|i| i.image.clone())
+        self.state.lock().unwrap().instances.get(name).map(|i| i.image.clone())
     }
 
     /// Adds an instance directly, as if it existed before the agent started.
     pub fn insert_instance(&self, name: &str, running: bool) {
         let mut s = self.state.lock().unwrap();
         let ip = next_ip(&mut s);
-        s.instances.insert(
-            name.to_string(),
-            Instance {
-                running,
-                ip,
-                ..Default::default()
-            },
-        );
+        s.instances.insert(name.to_string(), Instance { running, ip, ..Default::default() });
     }
 
     /// Consults `handler` first for every exec (latest registered first); `None` falls through
     /// to earlier handlers and finally to the built-in behaviour.
-    pub fn on_exec(
-        &self,
-        handler: impl Fn(&str, &[String]) -> Option<ExecOutput> + Send + Sync + 'static,
-    ) {
+    pub fn on_exec(&self, handler: impl Fn(&str, &[String]) -> Option<ExecOutput> + Send + Sync + 'static) {
         self.state.lock().unwrap().handlers.push(Arc::new(handler));
     }
 
@@ -324,11 +283,7 @@ impl FakeProvider {
 
     /// Points `endpoint(name, port)` at `addr`.
     pub fn set_endpoint(&self, name: &str, port: u16, addr: SocketAddr) {
-        self.state
-            .lock()
-            .unwrap()
-            .endpoints
-            .insert((name.to_string(), port), addr);
+        self.state.lock().unwrap().endpoints.insert((name.to_string(), port), addr);
     }
 
     /// Records the call, applies latency and injected failures.
@@ -343,26 +298,14 @@ impl FakeProvider {
             tokio::time::sleep(latency).await;
         }
         match failure {
-            Some(message) => Err(AgentError::Lxd {
-                method: "FAKE".into(),
-                path: label,
-                status: 500,
-                message,
-            }),
+            Some(message) => Err(AgentError::Lxd { method: "FAKE".into(), path: label, status: 500, message }),
             None => Ok(()),
         }
     }
 
-    fn with_instance<T>(
-        &self,
-        name: &str,
-        f: impl FnOnce(&mut Instance) -> T,
-    ) -> Result<T, AgentError> {
+    fn with_instance<T>(&self, name: &str, f: impl FnOnce(&mut Instance) -> T) -> Result<T, AgentError> {
         let mut s = self.state.lock().unwrap();
-        s.instances
-            .get_mut(name)
-            .map(f)
-            .ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))
+        s.instances.get_mut(name).map(f).ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))
     }
 
     /// The shared fake sshd, started on first use.
@@ -372,14 +315,9 @@ impl FakeProvider {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .map_err(|source| AgentError::Io {
-                what: "binding the fake sshd".into(),
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| AgentError::Io {
-            what: "fake sshd address".into(),
-            source,
-        })?;
+            .map_err(|source| AgentError::Io { what: "binding the fake sshd".into(), source })?;
+        let addr =
+            listener.local_addr().map_err(|source| AgentError::Io { what: "fake sshd address".into(), source })?;
         {
             let mut s = self.state.lock().unwrap();
             if let Some(existing) = s.fake_sshd {
@@ -425,9 +363,7 @@ impl FakeProvider {
                 inst.cloned = true;
                 ExecOutput::ok(format!("{FAKE_COMMIT}\n"))
             }
-            provision::STEP_HOST_KEY => {
-                ExecOutput::ok(format!("{} root@{name}\n", fake_host_key(name)))
-            }
+            provision::STEP_HOST_KEY => ExecOutput::ok(format!("{} root@{name}\n", fake_host_key(name))),
             _ => ExecOutput::ok(""),
         })
     }
@@ -439,11 +375,7 @@ pub fn fake_host_key(name: &str) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     name.hash(&mut h);
     // Not a real key; stable and distinct per instance is all tests need.
-    format!(
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{:016x}{:016x}",
-        h.finish(),
-        h.finish().rotate_left(17)
-    )
+    format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{:016x}{:016x}", h.finish(), h.finish().rotate_left(17))
 }
 
 fn next_ip(s: &mut State) -> Ipv4Addr {
@@ -465,34 +397,15 @@ impl Provider for FakeProvider {
         Ok(self.instances())
     }
 
-    async fn create(
-        &self,
-        name: &str,
-        image: &str,
-        cpu: u32,
-        memory: &str,
-    ) -> Result<(), AgentError> {
-        self.enter(Call::Create {
-            name: name.into(),
-            image: image.into(),
-            cpu,
-            memory: memory.into(),
-        })
-        .await?;
+    async fn create(&self, name: &str, image: &str, cpu: u32, memory: &str) -> Result<(), AgentError> {
+        self.enter(Call::Create { name: name.into(), image: image.into(), cpu, memory: memory.into() }).await?;
         let mut s = self.state.lock().unwrap();
         if !s.instances.contains_key(name) {
             let ip = next_ip(&mut s);
             let mut config = BTreeMap::new();
             config.insert(crate::lxd::WORKSPACE_KEY.to_string(), "true".to_string());
-            s.instances.insert(
-                name.to_string(),
-                Instance {
-                    image: image.to_string(),
-                    ip,
-                    config,
-                    ..Default::default()
-                },
-            );
+            s.instances
+                .insert(name.to_string(), Instance { image: image.to_string(), ip, config, ..Default::default() });
         }
         Ok(())
     }
@@ -502,11 +415,7 @@ impl Provider for FakeProvider {
         let polls = self.state.lock().unwrap().ipv4_delay_polls;
         let was_running = self.with_instance(name, |i| std::mem::replace(&mut i.running, true))?;
         if !was_running {
-            self.state
-                .lock()
-                .unwrap()
-                .pending_ipv4_polls
-                .insert(name.to_string(), polls);
+            self.state.lock().unwrap().pending_ipv4_polls.insert(name.to_string(), polls);
         }
         Ok(())
     }
@@ -525,20 +434,13 @@ impl Provider for FakeProvider {
     async fn state(&self, name: &str) -> Result<Option<InstanceInfo>, AgentError> {
         self.enter(Call::State(name.into())).await?;
         let s = self.state.lock().unwrap();
-        Ok(s.instances.get(name).map(|i| InstanceInfo {
-            name: name.to_string(),
-            running: i.running,
-        }))
+        Ok(s.instances.get(name).map(|i| InstanceInfo { name: name.to_string(), running: i.running }))
     }
 
     async fn ipv4(&self, name: &str) -> Result<Option<Ipv4Addr>, AgentError> {
         self.enter(Call::Ipv4(name.into())).await?;
         let mut s = self.state.lock().unwrap();
-        let inst = s
-            .instances
-            .get(name)
-            .cloned()
-            .ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
+        let inst = s.instances.get(name).cloned().ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
         if !inst.running {
             return Ok(None);
         }
@@ -555,10 +457,7 @@ impl Provider for FakeProvider {
         self.enter(Call::Endpoint(name.into(), port)).await?;
         let (running, target) = {
             let s = self.state.lock().unwrap();
-            (
-                s.instances.get(name).is_some_and(|i| i.running),
-                s.endpoints.get(&(name.to_string(), port)).copied(),
-            )
+            (s.instances.get(name).is_some_and(|i| i.running), s.endpoints.get(&(name.to_string(), port)).copied())
         };
         if !running {
             return Ok(None);
@@ -604,8 +503,7 @@ impl Provider for FakeProvider {
     }
 
     async fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), AgentError> {
-        self.enter(Call::SetConfig(name.into(), key.into(), value.into()))
-            .await?;
+        self.enter(Call::SetConfig(name.into(), key.into(), value.into())).await?;
         self.with_instance(name, |i| {
             i.config.insert(key.to_string(), value.to_string());
         })

@@ -149,10 +149,7 @@ pub enum AgentError {
 impl AgentError {
     /// True when LXD said the thing asked about does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            AgentError::NoSuchInstance(_) | AgentError::Lxd { status: 404, .. }
-        )
+        matches!(self, AgentError::NoSuchInstance(_) | AgentError::Lxd { status: 404, .. })
     }
 }
 

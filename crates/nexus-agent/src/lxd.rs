@@ -79,9 +79,7 @@ impl LxdProvider {
             .iter()
             .map(PathBuf::from)
             .find(|p| p.exists())
-            .ok_or_else(|| AgentError::LxdSocketNotFound {
-                tried: format!("`{DEBIAN_SOCKET}`, `{SNAP_SOCKET}`"),
-            })
+            .ok_or_else(|| AgentError::LxdSocketNotFound { tried: format!("`{DEBIAN_SOCKET}`, `{SNAP_SOCKET}`") })
     }
 
     /// The project this provider works in.
@@ -103,30 +101,15 @@ impl LxdProvider {
                 message: "refusing to empty the default project".into(),
             });
         }
-        let all = match self
-            .call(Method::GET, "/1.0/instances?recursion=1", None)
-            .await
-        {
+        let all = match self.call(Method::GET, "/1.0/instances?recursion=1", None).await {
             Ok(v) => v,
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         };
-        for name in all
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i["name"].as_str())
-        {
+        for name in all.as_array().into_iter().flatten().filter_map(|i| i["name"].as_str()) {
             self.force_delete(name).await?;
         }
-        match self
-            .call(
-                Method::DELETE,
-                &format!("/1.0/projects/{}", encode(&self.project)),
-                None,
-            )
-            .await
-        {
+        match self.call(Method::DELETE, &format!("/1.0/projects/{}", encode(&self.project)), None).await {
             Err(e) if !e.is_not_found() => Err(e),
             _ => Ok(()),
         }
@@ -139,52 +122,26 @@ impl LxdProvider {
     }
 
     /// One request; returns the status and the raw body.
-    async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<(u16, Bytes), AgentError> {
-        let stream =
-            UnixStream::connect(&self.socket)
-                .await
-                .map_err(|source| AgentError::LxdConnect {
-                    path: self.socket.clone(),
-                    source,
-                })?;
-        let http_err = |source| AgentError::LxdHttp {
-            method: method.to_string(),
-            path: path.to_string(),
-            source,
-        };
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes), AgentError> {
+        let stream = UnixStream::connect(&self.socket)
             .await
-            .map_err(http_err)?;
+            .map_err(|source| AgentError::LxdConnect { path: self.socket.clone(), source })?;
+        let http_err = |source| AgentError::LxdHttp { method: method.to_string(), path: path.to_string(), source };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(http_err)?;
         // The connection task ends when `sender` is dropped after this one request.
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let mut req = Request::builder()
-            .method(method.clone())
-            .uri(self.url(path))
-            .header(hyper::header::HOST, "lxd");
+        let mut req = Request::builder().method(method.clone()).uri(self.url(path)).header(hyper::header::HOST, "lxd");
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
-        let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| AgentError::LxdUnexpected {
-                what: format!("{method} {path}"),
-                detail: format!("cannot build request: {e}"),
-            })?;
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).map_err(|e| {
+            AgentError::LxdUnexpected { what: format!("{method} {path}"), detail: format!("cannot build request: {e}") }
+        })?;
         let resp = sender.send_request(req).await.map_err(http_err)?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(http_err)?
-            .to_bytes();
+        let bytes = resp.into_body().collect().await.map_err(http_err)?.to_bytes();
         Ok((status, bytes))
     }
 
@@ -193,12 +150,7 @@ impl LxdProvider {
     ///
     /// Retries for a while when LXD says the instance is busy: its own operations (the stop after
     /// an init exits, say) can still be finishing when the state already reads `Stopped`.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, AgentError> {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, AgentError> {
         let deadline = Instant::now() + BUSY_RETRY;
         loop {
             let result = match self.call_once(method.clone(), path, body.clone()).await {
@@ -217,20 +169,9 @@ impl LxdProvider {
     }
 
     /// One request, decoding LXD's envelope and its errors.
-    async fn call_once(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Answer, AgentError> {
+    async fn call_once(&self, method: Method, path: &str, body: Option<Value>) -> Result<Answer, AgentError> {
         let what = || format!("{method} {path}");
-        let (status, bytes) = self
-            .raw(
-                method.clone(),
-                path,
-                body.map(|b| b.to_string().into_bytes()),
-            )
-            .await?;
+        let (status, bytes) = self.raw(method.clone(), path, body.map(|b| b.to_string().into_bytes())).await?;
         let env: Value = serde_json::from_slice(&bytes).map_err(|e| AgentError::LxdUnexpected {
             what: what(),
             detail: format!(
@@ -239,28 +180,19 @@ impl LxdProvider {
             ),
         })?;
         if status >= 400 || env["type"] == "error" {
-            let code = env["error_code"]
-                .as_u64()
-                .filter(|c| *c >= 400)
-                .map(|c| c as u16)
-                .unwrap_or(status);
+            let code = env["error_code"].as_u64().filter(|c| *c >= 400).map(|c| c as u16).unwrap_or(status);
             return Err(AgentError::Lxd {
                 method: method.to_string(),
                 path: path.to_string(),
                 status: code,
-                message: env["error"]
-                    .as_str()
-                    .unwrap_or("(no error text)")
-                    .to_string(),
+                message: env["error"].as_str().unwrap_or("(no error text)").to_string(),
             });
         }
         if env["type"] == "async" {
-            let op = env["operation"]
-                .as_str()
-                .ok_or_else(|| AgentError::LxdUnexpected {
-                    what: what(),
-                    detail: "async answer without an operation".into(),
-                })?;
+            let op = env["operation"].as_str().ok_or_else(|| AgentError::LxdUnexpected {
+                what: what(),
+                detail: "async answer without an operation".into(),
+            })?;
             return Ok(Answer::Async(op.to_string()));
         }
         Ok(Answer::Sync(env["metadata"].clone()))
@@ -269,22 +201,16 @@ impl LxdProvider {
     /// Waits for operation `op` (`/1.0/operations/<id>`) and returns its metadata on success.
     async fn wait(&self, op: &str) -> Result<Value, AgentError> {
         loop {
-            let op_meta = match self
-                .call_once(
-                    Method::GET,
-                    &format!("{op}/wait?timeout={WAIT_SLICE_SECS}"),
-                    None,
-                )
-                .await?
-            {
-                Answer::Sync(meta) => meta,
-                Answer::Async(_) => {
-                    return Err(AgentError::LxdUnexpected {
-                        what: format!("GET {op}/wait"),
-                        detail: "async answer".into(),
-                    })
-                }
-            };
+            let op_meta =
+                match self.call_once(Method::GET, &format!("{op}/wait?timeout={WAIT_SLICE_SECS}"), None).await? {
+                    Answer::Sync(meta) => meta,
+                    Answer::Async(_) => {
+                        return Err(AgentError::LxdUnexpected {
+                            what: format!("GET {op}/wait"),
+                            detail: "async answer".into(),
+                        })
+                    }
+                };
             let code = op_meta["status_code"].as_u64().unwrap_or(0);
             if code < 200 {
                 continue; // still running after this wait slice
@@ -294,25 +220,14 @@ impl LxdProvider {
             }
             return Err(AgentError::LxdOperation {
                 description: op_meta["description"].as_str().unwrap_or(op).to_string(),
-                message: op_meta["err"]
-                    .as_str()
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or("(no error text)")
-                    .to_string(),
+                message: op_meta["err"].as_str().filter(|s| !s.is_empty()).unwrap_or("(no error text)").to_string(),
             });
         }
     }
 
     /// `GET /1.0/instances/{name}`, `None` on 404.
     async fn instance(&self, name: &str) -> Result<Option<Value>, AgentError> {
-        match self
-            .call(
-                Method::GET,
-                &format!("/1.0/instances/{}", encode(name)),
-                None,
-            )
-            .await
-        {
+        match self.call(Method::GET, &format!("/1.0/instances/{}", encode(name)), None).await {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -320,13 +235,7 @@ impl LxdProvider {
     }
 
     async fn set_state(&self, name: &str, body: Value) -> Result<(), AgentError> {
-        self.call(
-            Method::PUT,
-            &format!("/1.0/instances/{}/state", encode(name)),
-            Some(body),
-        )
-        .await
-        .map(drop)
+        self.call(Method::PUT, &format!("/1.0/instances/{}/state", encode(name)), Some(body)).await.map(drop)
     }
 
     async fn force_delete(&self, name: &str) -> Result<(), AgentError> {
@@ -334,26 +243,13 @@ impl LxdProvider {
             return Ok(());
         };
         if inst["status"] != "Stopped" {
-            match self
-                .set_state(
-                    name,
-                    json!({"action": "stop", "force": true, "timeout": -1}),
-                )
-                .await
-            {
+            match self.set_state(name, json!({"action": "stop", "force": true, "timeout": -1})).await {
                 // Raced with something else stopping it.
                 Err(e) if !e.to_string().contains("not running") => return Err(e),
                 _ => {}
             }
         }
-        match self
-            .call(
-                Method::DELETE,
-                &format!("/1.0/instances/{}", encode(name)),
-                None,
-            )
-            .await
-        {
+        match self.call(Method::DELETE, &format!("/1.0/instances/{}", encode(name)), None).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e),
@@ -362,14 +258,7 @@ impl LxdProvider {
 
     /// The fingerprint alias `image` points to, `None` if there is no such alias.
     async fn image_fingerprint(&self, image: &str) -> Result<Option<String>, AgentError> {
-        match self
-            .call(
-                Method::GET,
-                &format!("/1.0/images/aliases/{}", encode(image)),
-                None,
-            )
-            .await
-        {
+        match self.call(Method::GET, &format!("/1.0/images/aliases/{}", encode(image)), None).await {
             Ok(v) => Ok(v["target"].as_str().map(str::to_string)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -383,13 +272,8 @@ impl LxdProvider {
         let Some(fp) = self.image_fingerprint(image).await? else {
             return Ok(None);
         };
-        let recently_failed = |fp: &str| {
-            self.template_failed
-                .lock()
-                .unwrap()
-                .get(fp)
-                .is_some_and(|at| at.elapsed() < TEMPLATE_RETRY)
-        };
+        let recently_failed =
+            |fp: &str| self.template_failed.lock().unwrap().get(fp).is_some_and(|at| at.elapsed() < TEMPLATE_RETRY);
         if recently_failed(&fp) {
             return Ok(None);
         }
@@ -398,11 +282,7 @@ impl LxdProvider {
             return Ok(None); // the build we waited for failed
         }
         // Instance names must be unique on a bridge shared by all projects, hence the project tag.
-        let name = format!(
-            "nexus-tmpl-{}-{:08x}",
-            &fp[..fp.len().min(12)],
-            fnv32(&self.project)
-        );
+        let name = format!("nexus-tmpl-{}-{:08x}", &fp[..fp.len().min(12)], fnv32(&self.project));
         if let Some(inst) = self.instance(&name).await? {
             if inst["config"][TEMPLATE_READY_KEY] == "true" && inst["status"] == "Stopped" {
                 return Ok(Some(name));
@@ -419,10 +299,7 @@ impl LxdProvider {
                 Ok(Some(name))
             }
             Err(e) => {
-                self.template_failed
-                    .lock()
-                    .unwrap()
-                    .insert(fp, Instant::now());
+                self.template_failed.lock().unwrap().insert(fp, Instant::now());
                 let _ = self.force_delete(&name).await;
                 Err(e)
             }
@@ -437,8 +314,7 @@ impl LxdProvider {
             "source": {"type": "image", "alias": image},
             "config": {"raw.lxc": TEMPLATE_RAW_LXC, TEMPLATE_KEY: image},
         });
-        self.call(Method::POST, "/1.0/instances", Some(body))
-            .await?;
+        self.call(Method::POST, "/1.0/instances", Some(body)).await?;
         // The start shifts the rootfs; init then exits and the container stops by itself. A start
         // error is judged by the result below rather than trusted.
         if let Err(e) = self.set_state(name, json!({"action": "start"})).await {
@@ -446,14 +322,9 @@ impl LxdProvider {
         }
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let inst = self
-                .instance(name)
-                .await?
-                .ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
+            let inst = self.instance(name).await?.ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
             if inst["status"] == "Stopped" {
-                let idmap = inst["config"]["volatile.last_state.idmap"]
-                    .as_str()
-                    .unwrap_or("");
+                let idmap = inst["config"]["volatile.last_state.idmap"].as_str().unwrap_or("");
                 if idmap.is_empty() || idmap == "[]" {
                     return Err(AgentError::LxdUnexpected {
                         what: format!("template {name}"),
@@ -475,10 +346,7 @@ impl LxdProvider {
 
     /// Deletes templates of `image` other than `keep` (built from the image the alias used to name).
     async fn drop_stale_templates(&self, image: &str, keep: &str) {
-        let all = match self
-            .call(Method::GET, "/1.0/instances?recursion=1", None)
-            .await
-        {
+        let all = match self.call(Method::GET, "/1.0/instances?recursion=1", None).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::debug!(error = %crate::error_chain(&e), "listing instances for template clean-up failed");
@@ -504,14 +372,7 @@ impl Provider for LxdProvider {
         if self.project == "default" {
             return Ok(());
         }
-        match self
-            .call(
-                Method::GET,
-                &format!("/1.0/projects/{}", encode(&self.project)),
-                None,
-            )
-            .await
-        {
+        match self.call(Method::GET, &format!("/1.0/projects/{}", encode(&self.project)), None).await {
             Ok(_) => return Ok(()),
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
@@ -545,9 +406,7 @@ impl Provider for LxdProvider {
     }
 
     async fn list(&self) -> Result<Vec<InstanceInfo>, AgentError> {
-        let all = self
-            .call(Method::GET, "/1.0/instances?recursion=1", None)
-            .await?;
+        let all = self.call(Method::GET, "/1.0/instances?recursion=1", None).await?;
         let items = all.as_array().ok_or_else(|| AgentError::LxdUnexpected {
             what: "GET /1.0/instances".into(),
             detail: "metadata is not a list".into(),
@@ -556,21 +415,12 @@ impl Provider for LxdProvider {
             .iter()
             .filter(|i| i["config"][WORKSPACE_KEY] == "true")
             .filter_map(|i| {
-                Some(InstanceInfo {
-                    name: i["name"].as_str()?.to_string(),
-                    running: i["status"] == "Running",
-                })
+                Some(InstanceInfo { name: i["name"].as_str()?.to_string(), running: i["status"] == "Running" })
             })
             .collect())
     }
 
-    async fn create(
-        &self,
-        name: &str,
-        image: &str,
-        cpu: u32,
-        memory: &str,
-    ) -> Result<(), AgentError> {
+    async fn create(&self, name: &str, image: &str, cpu: u32, memory: &str) -> Result<(), AgentError> {
         if self.instance(name).await?.is_some() {
             return Ok(());
         }
@@ -615,10 +465,7 @@ impl Provider for LxdProvider {
     }
 
     async fn start(&self, name: &str) -> Result<(), AgentError> {
-        let inst = self
-            .instance(name)
-            .await?
-            .ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
+        let inst = self.instance(name).await?.ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
         if inst["status"] == "Running" {
             return Ok(());
         }
@@ -635,24 +482,13 @@ impl Provider for LxdProvider {
         if inst["status"] == "Stopped" {
             return Ok(());
         }
-        let graceful = self
-            .set_state(
-                name,
-                json!({"action": "stop", "timeout": STOP_TIMEOUT_SECS}),
-            )
-            .await;
+        let graceful = self.set_state(name, json!({"action": "stop", "timeout": STOP_TIMEOUT_SECS})).await;
         match graceful {
             Ok(()) => Ok(()),
             Err(e) if e.to_string().contains("not running") => Ok(()),
             Err(e) => {
                 tracing::info!(instance = name, error = %crate::error_chain(&e), "clean shutdown failed; forcing");
-                match self
-                    .set_state(
-                        name,
-                        json!({"action": "stop", "force": true, "timeout": -1}),
-                    )
-                    .await
-                {
+                match self.set_state(name, json!({"action": "stop", "force": true, "timeout": -1})).await {
                     Err(e) if e.to_string().contains("not running") => Ok(()),
                     other => other,
                 }
@@ -665,21 +501,14 @@ impl Provider for LxdProvider {
     }
 
     async fn state(&self, name: &str) -> Result<Option<InstanceInfo>, AgentError> {
-        Ok(self.instance(name).await?.map(|i| InstanceInfo {
-            name: name.to_string(),
-            running: i["status"] == "Running",
-        }))
+        Ok(self
+            .instance(name)
+            .await?
+            .map(|i| InstanceInfo { name: name.to_string(), running: i["status"] == "Running" }))
     }
 
     async fn ipv4(&self, name: &str) -> Result<Option<Ipv4Addr>, AgentError> {
-        let state = match self
-            .call(
-                Method::GET,
-                &format!("/1.0/instances/{}/state", encode(name)),
-                None,
-            )
-            .await
-        {
+        let state = match self.call(Method::GET, &format!("/1.0/instances/{}/state", encode(name)), None).await {
             Ok(s) => s,
             Err(e) if e.is_not_found() => return Err(AgentError::NoSuchInstance(name.to_string())),
             Err(e) => return Err(e),
@@ -688,10 +517,7 @@ impl Provider for LxdProvider {
     }
 
     async fn endpoint(&self, name: &str, port: u16) -> Result<Option<SocketAddr>, AgentError> {
-        Ok(self
-            .ipv4(name)
-            .await?
-            .map(|ip| SocketAddr::from((ip, port))))
+        Ok(self.ipv4(name).await?.map(|ip| SocketAddr::from((ip, port))))
     }
 
     async fn exec(
@@ -702,8 +528,7 @@ impl Provider for LxdProvider {
         env: &[(String, String)],
         cwd: Option<&str>,
     ) -> Result<ExecOutput, AgentError> {
-        let environment: HashMap<&str, &str> =
-            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let environment: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut body = json!({
             "command": argv,
             "environment": environment,
@@ -718,52 +543,29 @@ impl Provider for LxdProvider {
         if let Some(cwd) = cwd {
             body["cwd"] = cwd.into();
         }
-        let meta = match self
-            .call(
-                Method::POST,
-                &format!("/1.0/instances/{}/exec", encode(name)),
-                Some(body),
-            )
-            .await
-        {
+        let meta = match self.call(Method::POST, &format!("/1.0/instances/{}/exec", encode(name)), Some(body)).await {
             Err(e) if e.is_not_found() => return Err(AgentError::NoSuchInstance(name.to_string())),
             other => other?,
         };
-        let code = meta["return"]
-            .as_i64()
-            .ok_or_else(|| AgentError::LxdUnexpected {
-                what: format!("exec in {name}"),
-                detail: format!("no exit status in {meta}"),
-            })? as i32;
+        let code = meta["return"].as_i64().ok_or_else(|| AgentError::LxdUnexpected {
+            what: format!("exec in {name}"),
+            detail: format!("no exit status in {meta}"),
+        })? as i32;
         let log = |fd: &str| meta["output"][fd].as_str().map(str::to_string);
         let (stdout, stderr) = tokio::join!(self.take_log(log("1")), self.take_log(log("2")));
-        Ok(ExecOutput {
-            code,
-            stdout: stdout?,
-            stderr: stderr?,
-        })
+        Ok(ExecOutput { code, stdout: stdout?, stderr: stderr? })
     }
 
     async fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), AgentError> {
         let body = json!({"config": {key: value}});
-        match self
-            .call(
-                Method::PATCH,
-                &format!("/1.0/instances/{}", encode(name)),
-                Some(body),
-            )
-            .await
-        {
+        match self.call(Method::PATCH, &format!("/1.0/instances/{}", encode(name)), Some(body)).await {
             Err(e) if e.is_not_found() => Err(AgentError::NoSuchInstance(name.to_string())),
             other => other.map(drop),
         }
     }
 
     async fn get_config(&self, name: &str, key: &str) -> Result<Option<String>, AgentError> {
-        let inst = self
-            .instance(name)
-            .await?
-            .ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
+        let inst = self.instance(name).await?.ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
         Ok(inst["config"][key].as_str().map(str::to_string))
     }
 }
@@ -828,13 +630,9 @@ pub fn memory_limit(input: &str) -> Result<String, AgentError> {
         field: "memory",
         message: format!("{input:?} {why}; use e.g. `4GB`, `512MiB` or `50%`"),
     };
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| bad("does not start with a number"))?;
+    let value: f64 = num.parse().map_err(|_| bad("does not start with a number"))?;
     if value <= 0.0 {
         return Err(bad("is not positive"));
     }
@@ -872,9 +670,7 @@ fn encode(s: &str) -> String {
 
 /// FNV-1a, for a short stable tag derived from the project name.
 fn fnv32(s: &str) -> u32 {
-    s.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ b as u32).wrapping_mul(0x0100_0193)
-    })
+    s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
 }
 
 #[cfg(test)]
@@ -904,14 +700,8 @@ mod tests {
     #[test]
     fn urls_carry_the_project() {
         let p = LxdProvider::new("/nonexistent", "nexus test");
-        assert_eq!(
-            p.url("/1.0/instances"),
-            "/1.0/instances?project=nexus%20test"
-        );
-        assert_eq!(
-            p.url("/1.0/instances?recursion=1"),
-            "/1.0/instances?recursion=1&project=nexus%20test"
-        );
+        assert_eq!(p.url("/1.0/instances"), "/1.0/instances?project=nexus%20test");
+        assert_eq!(p.url("/1.0/instances?recursion=1"), "/1.0/instances?recursion=1&project=nexus%20test");
         assert_eq!(encode("ws-1/../x"), "ws-1%2F..%2Fx");
     }
 

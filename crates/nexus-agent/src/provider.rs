@@ -33,30 +33,17 @@ pub struct ExecOutput {
 impl ExecOutput {
     /// A successful run printing `stdout`.
     pub fn ok(stdout: impl Into<String>) -> Self {
-        ExecOutput {
-            code: 0,
-            stdout: stdout.into(),
-            stderr: String::new(),
-        }
+        ExecOutput { code: 0, stdout: stdout.into(), stderr: String::new() }
     }
 
     /// A failed run with exit status `code` printing `stderr`.
     pub fn failed(code: i32, stderr: impl Into<String>) -> Self {
-        ExecOutput {
-            code,
-            stdout: String::new(),
-            stderr: stderr.into(),
-        }
+        ExecOutput { code, stdout: String::new(), stderr: stderr.into() }
     }
 
     /// The last non-empty line of stderr (where tools like git put the reason), or `""`.
     pub fn last_stderr_line(&self) -> &str {
-        self.stderr
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("")
+        self.stderr.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
     }
 }
 
@@ -99,21 +86,13 @@ pub trait Provider: Send + Sync + 'static {
     fn delete(&self, name: &str) -> impl Future<Output = Result<(), AgentError>> + Send;
 
     /// Whether the instance exists and whether it runs (`None`: it does not exist).
-    fn state(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<Option<InstanceInfo>, AgentError>> + Send;
+    fn state(&self, name: &str) -> impl Future<Output = Result<Option<InstanceInfo>, AgentError>> + Send;
 
     /// eth0's global IPv4 address, once it has one.
-    fn ipv4(&self, name: &str)
-        -> impl Future<Output = Result<Option<Ipv4Addr>, AgentError>> + Send;
+    fn ipv4(&self, name: &str) -> impl Future<Output = Result<Option<Ipv4Addr>, AgentError>> + Send;
 
     /// Where to open a TCP connection to reach `port` inside the instance (LXD: `ipv4:port`).
-    fn endpoint(
-        &self,
-        name: &str,
-        port: u16,
-    ) -> impl Future<Output = Result<Option<SocketAddr>, AgentError>> + Send;
+    fn endpoint(&self, name: &str, port: u16) -> impl Future<Output = Result<Option<SocketAddr>, AgentError>> + Send;
 
     /// Runs `argv` in the running instance and waits for it. `user` is `(uid, gid)` (root when
     /// `None`); `env` is added to LXD's default environment.
@@ -127,17 +106,8 @@ pub trait Provider: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ExecOutput, AgentError>> + Send;
 
     /// Sets instance config `key` (meant for `user.nexus.*` markers).
-    fn set_config(
-        &self,
-        name: &str,
-        key: &str,
-        value: &str,
-    ) -> impl Future<Output = Result<(), AgentError>> + Send;
+    fn set_config(&self, name: &str, key: &str, value: &str) -> impl Future<Output = Result<(), AgentError>> + Send;
 
     /// Reads instance config `key`; `None` when unset.
-    fn get_config(
-        &self,
-        name: &str,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<String>, AgentError>> + Send;
+    fn get_config(&self, name: &str, key: &str) -> impl Future<Output = Result<Option<String>, AgentError>> + Send;
 }

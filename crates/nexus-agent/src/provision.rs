@@ -145,10 +145,7 @@ impl std::error::Error for ProvisionFailure {}
 fn failure(message: impl Into<String>, hint: impl Into<String>) -> ProvisionFailure {
     // The message goes into one status line; keep it one line.
     let message: String = message.into();
-    ProvisionFailure {
-        message: message.replace(['\n', '\r'], " "),
-        hint: hint.into(),
-    }
+    ProvisionFailure { message: message.replace(['\n', '\r'], " "), hint: hint.into() }
 }
 
 fn lxd_failure(what: &str, err: &AgentError, hint: impl Into<String>) -> ProvisionFailure {
@@ -165,20 +162,11 @@ pub async fn ensure<P: Provider>(
     validate(workspace_id, spec)?;
     let id = workspace_id;
     let project = &settings.lxd_project;
-    let image = if spec.image.is_empty() {
-        settings.base_image.as_str()
-    } else {
-        spec.image.as_str()
-    };
+    let image = if spec.image.is_empty() { settings.base_image.as_str() } else { spec.image.as_str() };
 
     let started = Instant::now();
     let lap = |step: &str| {
-        tracing::debug!(
-            workspace = id,
-            step,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "provision step done"
-        )
+        tracing::debug!(workspace = id, step, elapsed_ms = started.elapsed().as_millis() as u64, "provision step done")
     };
     provider.create(id, image, spec.cpu, &spec.memory).await.map_err(|e| {
         let hint = if e.is_not_found() || error_chain(&e).contains("not found") {
@@ -224,10 +212,7 @@ pub async fn ensure<P: Provider>(
             Ok(key)
         }
     )?;
-    Ok(Ready {
-        commit,
-        host_key: Some(host_key),
-    })
+    Ok(Ready { commit, host_key: Some(host_key) })
 }
 
 /// Stops the workspace's container.
@@ -237,23 +222,16 @@ pub async fn stop<P: Provider>(provider: &P, workspace_id: &str) -> Result<(), P
             format!("workspace container `{workspace_id}` does not exist on this node"),
             "delete the workspace and create it again",
         ),
-        e => lxd_failure(
-            "stopping the container failed",
-            &e,
-            "check LXD on the node (`lxc list`), then retry",
-        ),
+        e => lxd_failure("stopping the container failed", &e, "check LXD on the node (`lxc list`), then retry"),
     })
 }
 
 /// Deletes the workspace's container and its disk (done already if it does not exist).
 pub async fn delete<P: Provider>(provider: &P, workspace_id: &str) -> Result<(), ProvisionFailure> {
-    provider.delete(workspace_id).await.map_err(|e| {
-        lxd_failure(
-            "deleting the container failed",
-            &e,
-            "check LXD on the node (`lxc list`), then retry",
-        )
-    })
+    provider
+        .delete(workspace_id)
+        .await
+        .map_err(|e| lxd_failure("deleting the container failed", &e, "check LXD on the node (`lxc list`), then retry"))
 }
 
 /// Refuses values that would be unsafe or that LXD would reject with a less helpful message.
@@ -263,14 +241,9 @@ fn validate(id: &str, spec: &WorkspaceSpec) -> Result<(), ProvisionFailure> {
         && id.len() <= 63
         && id.starts_with(|c: char| c.is_ascii_lowercase())
         && !id.ends_with('-')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !name_ok {
-        return Err(failure(
-            format!("workspace id {id:?} is not a valid container name"),
-            server_bug,
-        ));
+        return Err(failure(format!("workspace id {id:?} is not a valid container name"), server_bug));
     }
     let key = spec.authorized_key.trim();
     if key.is_empty() || key.contains(['\n', '\r', '\0']) {
@@ -280,12 +253,8 @@ fn validate(id: &str, spec: &WorkspaceSpec) -> Result<(), ProvisionFailure> {
         ));
     }
     if !spec.memory.trim().is_empty() {
-        crate::lxd::memory_limit(&spec.memory).map_err(|e| {
-            failure(
-                e.to_string(),
-                "use a memory limit such as `4GB` or `512MiB`",
-            )
-        })?;
+        crate::lxd::memory_limit(&spec.memory)
+            .map_err(|e| failure(e.to_string(), "use a memory limit such as `4GB` or `512MiB`"))?;
     }
     if !spec.repo_url.is_empty() {
         let dir = &spec.repo_dir;
@@ -294,42 +263,22 @@ fn validate(id: &str, spec: &WorkspaceSpec) -> Result<(), ProvisionFailure> {
             && dir != "."
             && dir != ".."
             && !dir.starts_with(['-', '.'])
-            && dir
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            && dir.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !dir_ok {
-            return Err(failure(
-                format!("repository directory {dir:?} is not a plain directory name"),
-                server_bug,
-            ));
+            return Err(failure(format!("repository directory {dir:?} is not a plain directory name"), server_bug));
         }
         if spec.repo_url.starts_with('-') || spec.repo_url.contains(char::is_whitespace) {
-            return Err(failure(
-                format!("repository URL {:?} is not valid", spec.repo_url),
-                server_bug,
-            ));
+            return Err(failure(format!("repository URL {:?} is not valid", spec.repo_url), server_bug));
         }
-        if spec.branch.starts_with('-')
-            || spec
-                .branch
-                .contains(|c: char| c.is_whitespace() || c.is_control())
-        {
-            return Err(failure(
-                format!("branch {:?} is not valid", spec.branch),
-                server_bug,
-            ));
+        if spec.branch.starts_with('-') || spec.branch.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(failure(format!("branch {:?} is not valid", spec.branch), server_bug));
         }
     }
     Ok(())
 }
 
 fn script(body: &str, step: &str, args: &[&str]) -> Vec<String> {
-    let mut argv = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        body.to_string(),
-        step.to_string(),
-    ];
+    let mut argv = vec!["sh".to_string(), "-c".to_string(), body.to_string(), step.to_string()];
     argv.extend(args.iter().map(|a| a.to_string()));
     argv
 }
@@ -342,30 +291,15 @@ fn dev_env() -> Vec<(String, String)> {
         ("LOGNAME", "dev"),
         // A clone must fail, not wait for a password nobody will type.
         ("GIT_TERMINAL_PROMPT", "0"),
-        (
-            "GIT_SSH_COMMAND",
-            "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
-        ),
+        ("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
 }
 
-async fn exec_as_dev<P: Provider>(
-    provider: &P,
-    id: &str,
-    argv: &[String],
-) -> Result<ExecOutput, AgentError> {
-    provider
-        .exec(
-            id,
-            argv,
-            Some((DEV_UID, DEV_UID)),
-            &dev_env(),
-            Some(DEV_HOME),
-        )
-        .await
+async fn exec_as_dev<P: Provider>(provider: &P, id: &str, argv: &[String]) -> Result<ExecOutput, AgentError> {
+    provider.exec(id, argv, Some((DEV_UID, DEV_UID)), &dev_env(), Some(DEV_HOME)).await
 }
 
 async fn wait_ipv4<P: Provider>(
@@ -397,19 +331,13 @@ async fn wait_ipv4<P: Provider>(
 }
 
 async fn write_key<P: Provider>(provider: &P, id: &str, key: &str) -> Result<(), ProvisionFailure> {
-    let hint = "the image needs user `dev` (uid 1000) owning `/home/dev`; check with `lxc exec <id> -- ls -la /home/dev`";
-    let out = exec_as_dev(
-        provider,
-        id,
-        &script(WRITE_KEY_SCRIPT, STEP_WRITE_KEY, &[key.trim()]),
-    )
-    .await
-    .map_err(|e| lxd_failure("installing the SSH key failed", &e, hint))?;
+    let hint =
+        "the image needs user `dev` (uid 1000) owning `/home/dev`; check with `lxc exec <id> -- ls -la /home/dev`";
+    let out = exec_as_dev(provider, id, &script(WRITE_KEY_SCRIPT, STEP_WRITE_KEY, &[key.trim()]))
+        .await
+        .map_err(|e| lxd_failure("installing the SSH key failed", &e, hint))?;
     if out.code != 0 {
-        return Err(failure(
-            format!("installing the SSH key failed: {}", out.last_stderr_line()),
-            hint,
-        ));
+        return Err(failure(format!("installing the SSH key failed: {}", out.last_stderr_line()), hint));
     }
     Ok(())
 }
@@ -427,52 +355,27 @@ async fn checkout<P: Provider>(
     let dir = format!("{DEV_HOME}/{}", spec.repo_dir);
     let head = exec_as_dev(provider, id, &script(HEAD_SCRIPT, STEP_HEAD, &[&dir]))
         .await
-        .map_err(|e| {
-            lxd_failure(
-                "checking the repository checkout failed",
-                &e,
-                "check LXD on the node, then retry",
-            )
-        })?;
+        .map_err(|e| lxd_failure("checking the repository checkout failed", &e, "check LXD on the node, then retry"))?;
     match head.code {
         0 => return Ok(commit_from(&head.stdout)),
         NOT_CLONED_EXIT => {}
         code => {
             return Err(failure(
-                format!(
-                    "checking the repository checkout failed (exit {code}): {}",
-                    head.last_stderr_line()
-                ),
+                format!("checking the repository checkout failed (exit {code}): {}", head.last_stderr_line()),
                 "the image needs `git`; check with `lxc exec <id> -- git --version`",
             ))
         }
     }
     let tmp = format!("{DEV_HOME}/.nexus-clone-{}", spec.repo_dir);
     let limit = settings.clone_timeout.as_secs().max(1).to_string();
-    let argv = script(
-        CLONE_SCRIPT,
-        STEP_CLONE,
-        &[&dir, &tmp, &spec.repo_url, &spec.branch, &limit],
-    );
+    let argv = script(CLONE_SCRIPT, STEP_CLONE, &[&dir, &tmp, &spec.repo_url, &spec.branch, &limit]);
     let started = Instant::now();
-    let out = exec_as_dev(provider, id, &argv).await.map_err(|e| {
-        lxd_failure(
-            "cloning the repository failed",
-            &e,
-            "check LXD on the node, then retry",
-        )
-    })?;
-    tracing::debug!(
-        workspace = id,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        code = out.code,
-        "clone step"
-    );
-    let branch = if spec.branch.is_empty() {
-        "default branch".to_string()
-    } else {
-        format!("branch `{}`", spec.branch)
-    };
+    let out = exec_as_dev(provider, id, &argv)
+        .await
+        .map_err(|e| lxd_failure("cloning the repository failed", &e, "check LXD on the node, then retry"))?;
+    tracing::debug!(workspace = id, elapsed_ms = started.elapsed().as_millis() as u64, code = out.code, "clone step");
+    let branch =
+        if spec.branch.is_empty() { "default branch".to_string() } else { format!("branch `{}`", spec.branch) };
     match out.code {
         0 => Ok(commit_from(&out.stdout)),
         124 => Err(failure(
@@ -497,19 +400,11 @@ async fn checkout<P: Provider>(
 }
 
 fn commit_from(stdout: &str) -> Option<String> {
-    stdout
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty())
-        .map(str::to_string)
+    stdout.lines().map(str::trim).rfind(|l| !l.is_empty()).map(str::to_string)
 }
 
 /// Waits until something answers on port 22 with an SSH banner.
-async fn wait_ssh<P: Provider>(
-    provider: &P,
-    id: &str,
-    settings: &Settings,
-) -> Result<SocketAddr, ProvisionFailure> {
+async fn wait_ssh<P: Provider>(provider: &P, id: &str, settings: &Settings) -> Result<SocketAddr, ProvisionFailure> {
     let deadline = Instant::now() + settings.ssh_timeout;
     let mut last = String::from("no address");
     loop {
@@ -520,11 +415,7 @@ async fn wait_ssh<P: Provider>(
             },
             Ok(None) => {}
             Err(e) => {
-                return Err(lxd_failure(
-                    "finding the container's SSH address failed",
-                    &e,
-                    "check LXD on the node",
-                ))
+                return Err(lxd_failure("finding the container's SSH address failed", &e, "check LXD on the node"))
             }
         }
         if Instant::now() >= deadline {
@@ -542,12 +433,11 @@ async fn wait_ssh<P: Provider>(
 
 /// Connects and reads the first bytes; Ok when they are an SSH identification string.
 async fn probe_banner(addr: SocketAddr) -> Result<(), String> {
-    let mut stream =
-        match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err("connect timed out".into()),
-        };
+    let mut stream = match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err("connect timed out".into()),
+    };
     let mut buf = [0u8; 64];
     let mut got = 0;
     let read = async {
@@ -569,27 +459,14 @@ async fn probe_banner(addr: SocketAddr) -> Result<(), String> {
 }
 
 async fn read_host_key<P: Provider>(provider: &P, id: &str) -> Result<String, ProvisionFailure> {
-    let hint =
-        "the image's sshd must have an ed25519 host key at `/etc/ssh/ssh_host_ed25519_key.pub`";
+    let hint = "the image's sshd must have an ed25519 host key at `/etc/ssh/ssh_host_ed25519_key.pub`";
     let out = provider
-        .exec(
-            id,
-            &script(HOST_KEY_SCRIPT, STEP_HOST_KEY, &[]),
-            None,
-            &[],
-            None,
-        )
+        .exec(id, &script(HOST_KEY_SCRIPT, STEP_HOST_KEY, &[]), None, &[], None)
         .await
         .map_err(|e| lxd_failure("reading the SSH host key failed", &e, hint))?;
     let fields: Vec<&str> = out.stdout.split_whitespace().take(2).collect();
     if out.code != 0 || fields.len() != 2 {
-        return Err(failure(
-            format!(
-                "reading the SSH host key failed: {}",
-                out.last_stderr_line()
-            ),
-            hint,
-        ));
+        return Err(failure(format!("reading the SSH host key failed: {}", out.last_stderr_line()), hint));
     }
     Ok(fields.join(" "))
 }
@@ -622,10 +499,7 @@ mod tests {
     }
 
     fn position(labels: &[String], label: &str) -> usize {
-        labels
-            .iter()
-            .position(|l| l == label)
-            .unwrap_or_else(|| panic!("no {label} in {labels:?}"))
+        labels.iter().position(|l| l == label).unwrap_or_else(|| panic!("no {label} in {labels:?}"))
     }
 
     #[tokio::test]
@@ -634,74 +508,36 @@ mod tests {
         fake.set_ipv4_delay(3);
         let ready = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap();
         assert_eq!(ready.commit.as_deref(), Some(FAKE_COMMIT));
-        assert_eq!(
-            ready.host_key.as_deref(),
-            Some(crate::fake::fake_host_key("ws-a").as_str())
-        );
+        assert_eq!(ready.host_key.as_deref(), Some(crate::fake::fake_host_key("ws-a").as_str()));
 
         let labels = fake.labels_for("ws-a");
         assert_eq!(&labels[..2], ["create", "start"]);
-        let after_start =
-            |l: &str| assert!(position(&labels, l) > 1, "{l} before start: {labels:?}");
+        let after_start = |l: &str| assert!(position(&labels, l) > 1, "{l} before start: {labels:?}");
         after_start(STEP_WRITE_KEY);
         after_start("ipv4");
         // Nothing needing the network before the address is there.
         let last_ipv4 = labels.iter().rposition(|l| l == "ipv4").unwrap();
         for l in [STEP_HEAD, STEP_CLONE, "endpoint", STEP_HOST_KEY] {
-            assert!(
-                position(&labels, l) > last_ipv4,
-                "{l} before the address: {labels:?}"
-            );
+            assert!(position(&labels, l) > last_ipv4, "{l} before the address: {labels:?}");
         }
         assert!(position(&labels, STEP_HEAD) < position(&labels, STEP_CLONE));
         assert!(position(&labels, "endpoint") < position(&labels, STEP_HOST_KEY));
-        assert_eq!(
-            labels.iter().filter(|l| *l == "ipv4").count(),
-            4,
-            "polls until DHCP answers: {labels:?}"
-        );
+        assert_eq!(labels.iter().filter(|l| *l == "ipv4").count(), 4, "polls until DHCP answers: {labels:?}");
 
-        let create = fake
-            .calls()
-            .into_iter()
-            .find(|c| matches!(c, Call::Create { .. }))
-            .unwrap();
+        let create = fake.calls().into_iter().find(|c| matches!(c, Call::Create { .. })).unwrap();
         assert_eq!(
             create,
-            Call::Create {
-                name: "ws-a".into(),
-                image: "nexus-base-dev".into(),
-                cpu: 2,
-                memory: "4GB".into()
-            }
+            Call::Create { name: "ws-a".into(), image: "nexus-base-dev".into(), cpu: 2, memory: "4GB".into() }
         );
         // The clone runs as dev with dev's environment.
-        let clone = fake
-            .calls()
-            .into_iter()
-            .find(|c| c.step() == Some(STEP_CLONE))
-            .unwrap();
-        let Call::Exec {
-            argv,
-            user,
-            env,
-            cwd,
-            ..
-        } = clone
-        else {
-            unreachable!()
-        };
+        let clone = fake.calls().into_iter().find(|c| c.step() == Some(STEP_CLONE)).unwrap();
+        let Call::Exec { argv, user, env, cwd, .. } = clone else { unreachable!() };
         assert_eq!(user, Some((1000, 1000)));
         assert_eq!(cwd.as_deref(), Some("/home/dev"));
         assert!(env.contains(&("HOME".into(), "/home/dev".into())));
         assert_eq!(
             &argv[4..8],
-            [
-                "/home/dev/site",
-                "/home/dev/.nexus-clone-site",
-                "https://git.example.com/acme/site.git",
-                "main"
-            ]
+            ["/home/dev/site", "/home/dev/.nexus-clone-site", "https://git.example.com/acme/site.git", "main"]
         );
     }
 
@@ -724,10 +560,7 @@ mod tests {
     #[tokio::test]
     async fn custom_image_wins_over_the_base_image() {
         let fake = FakeProvider::new();
-        let spec = WorkspaceSpec {
-            image: "my-image".into(),
-            ..spec()
-        };
+        let spec = WorkspaceSpec { image: "my-image".into(), ..spec() };
         ensure(&fake, "ws-a", &spec, &settings()).await.unwrap();
         assert_eq!(fake.image_of("ws-a").as_deref(), Some("my-image"));
     }
@@ -736,19 +569,10 @@ mod tests {
     async fn key_is_an_argument_not_script_text() {
         let fake = FakeProvider::new();
         let evil = "ssh-ed25519 AAAA'$(touch /pwned)'; rm -rf / #";
-        let spec = WorkspaceSpec {
-            authorized_key: evil.into(),
-            ..spec()
-        };
+        let spec = WorkspaceSpec { authorized_key: evil.into(), ..spec() };
         ensure(&fake, "ws-a", &spec, &settings()).await.unwrap();
-        let call = fake
-            .calls()
-            .into_iter()
-            .find(|c| c.step() == Some(STEP_WRITE_KEY))
-            .unwrap();
-        let Call::Exec { argv, user, .. } = call else {
-            unreachable!()
-        };
+        let call = fake.calls().into_iter().find(|c| c.step() == Some(STEP_WRITE_KEY)).unwrap();
+        let Call::Exec { argv, user, .. } = call else { unreachable!() };
         assert_eq!(argv.len(), 5, "{argv:?}");
         assert_eq!(argv[..2], ["sh", "-c"]);
         assert_eq!(argv[2], WRITE_KEY_SCRIPT);
@@ -761,10 +585,7 @@ mod tests {
     #[tokio::test]
     async fn multi_line_key_is_refused_before_anything_happens() {
         let fake = FakeProvider::new();
-        let spec = WorkspaceSpec {
-            authorized_key: format!("{KEY}\nssh-ed25519 BBBB"),
-            ..spec()
-        };
+        let spec = WorkspaceSpec { authorized_key: format!("{KEY}\nssh-ed25519 BBBB"), ..spec() };
         let err = ensure(&fake, "ws-a", &spec, &settings()).await.unwrap_err();
         assert!(err.message.contains("single line"), "{err}");
         assert!(fake.calls().is_empty());
@@ -777,10 +598,7 @@ mod tests {
             STEP_CLONE,
             ExecOutput::failed(128, "Cloning into '/home/dev/.nexus-clone-site'...\nfatal: Remote branch nope not found in upstream origin\n"),
         );
-        let spec = WorkspaceSpec {
-            branch: "nope".into(),
-            ..spec()
-        };
+        let spec = WorkspaceSpec { branch: "nope".into(), ..spec() };
         let err = ensure(&fake, "ws-a", &spec, &settings()).await.unwrap_err();
         assert_eq!(
             err.message,
@@ -810,11 +628,7 @@ mod tests {
     async fn clone_script_cleans_up_after_itself() {
         // The script removes its scratch directory on failure and before each attempt, and only
         // renames a complete clone into place; run it for real against a local repository.
-        if std::process::Command::new("git")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
+        if std::process::Command::new("git").arg("--version").output().is_err() {
             return; // no git on this machine: nothing to check
         }
         let root = std::env::temp_dir().join(format!("nexus-clone-test-{}", std::process::id()));
@@ -850,40 +664,16 @@ mod tests {
             assert!(ok, "git {args:?}");
         };
         git(&["init", "-q", "-b", "main", src.to_str().unwrap()]);
-        git(&[
-            "-C",
-            src.to_str().unwrap(),
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "one",
-        ]);
+        git(&["-C", src.to_str().unwrap(), "commit", "-q", "--allow-empty", "-m", "one"]);
         let out = sh(&[d, t, src.to_str().unwrap(), "main", "60"]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim().len(), 40);
         assert!(dir.join(".git").is_dir() && !tmp.exists());
         // A second run refuses to touch the existing checkout.
-        assert_eq!(
-            sh(&[d, t, src.to_str().unwrap(), "main", "60"])
-                .status
-                .code(),
-            Some(3)
-        );
-        let head = std::process::Command::new("sh")
-            .args(["-c", HEAD_SCRIPT, STEP_HEAD, d])
-            .output()
-            .unwrap();
+        assert_eq!(sh(&[d, t, src.to_str().unwrap(), "main", "60"]).status.code(), Some(3));
+        let head = std::process::Command::new("sh").args(["-c", HEAD_SCRIPT, STEP_HEAD, d]).output().unwrap();
         assert_eq!(head.status.code(), Some(0));
-        let head = std::process::Command::new("sh")
-            .args(["-c", HEAD_SCRIPT, STEP_HEAD, t])
-            .output()
-            .unwrap();
+        let head = std::process::Command::new("sh").args(["-c", HEAD_SCRIPT, STEP_HEAD, t]).output().unwrap();
         assert_eq!(head.status.code(), Some(NOT_CLONED_EXIT));
         std::fs::remove_dir_all(&root).unwrap();
     }
@@ -892,36 +682,21 @@ mod tests {
     async fn lxd_errors_become_failures_with_hints() {
         let fake = FakeProvider::new();
         fake.fail("create", "Image alias not found");
-        let err = ensure(&fake, "ws-a", &spec(), &settings())
-            .await
-            .unwrap_err();
-        assert!(
-            err.message
-                .starts_with("creating the container failed: LXD: Image alias not found"),
-            "{err}"
-        );
+        let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
+        assert!(err.message.starts_with("creating the container failed: LXD: Image alias not found"), "{err}");
         assert!(err.hint.contains("nexus node init"), "{}", err.hint);
 
         let fake = FakeProvider::new();
         fake.fail("start", "boom");
-        let err = ensure(&fake, "ws-a", &spec(), &settings())
-            .await
-            .unwrap_err();
-        assert!(
-            err.hint
-                .contains("lxc info --show-log ws-a --project nexus"),
-            "{}",
-            err.hint
-        );
+        let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
+        assert!(err.hint.contains("lxc info --show-log ws-a --project nexus"), "{}", err.hint);
     }
 
     #[tokio::test]
     async fn no_address_times_out_with_a_hint() {
         let fake = FakeProvider::new();
         fake.set_ipv4_delay(u32::MAX);
-        let err = ensure(&fake, "ws-a", &spec(), &settings())
-            .await
-            .unwrap_err();
+        let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
         assert!(err.message.contains("no IPv4 address"), "{err}");
         assert!(err.hint.contains("DHCP"));
     }
@@ -934,16 +709,12 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             while let Ok((mut c, _)) = listener.accept().await {
-                let _ =
-                    tokio::io::AsyncWriteExt::write_all(&mut c, b"HTTP/1.1 400 Bad Request\r\n")
-                        .await;
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut c, b"HTTP/1.1 400 Bad Request\r\n").await;
             }
         });
         fake.create("ws-a", "img", 1, "").await.unwrap();
         fake.set_ssh_target("ws-a", addr);
-        let err = ensure(&fake, "ws-a", &spec(), &settings())
-            .await
-            .unwrap_err();
+        let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
         assert!(err.message.contains("sshd did not answer"), "{err}");
         assert!(err.message.contains("without an SSH banner"), "{err}");
     }
@@ -951,11 +722,7 @@ mod tests {
     #[tokio::test]
     async fn no_repo_means_no_clone() {
         let fake = FakeProvider::new();
-        let spec = WorkspaceSpec {
-            repo_url: String::new(),
-            repo_dir: String::new(),
-            ..spec()
-        };
+        let spec = WorkspaceSpec { repo_url: String::new(), repo_dir: String::new(), ..spec() };
         let ready = ensure(&fake, "ws-a", &spec, &settings()).await.unwrap();
         assert_eq!(ready.commit, None);
         assert!(fake.calls().iter().all(|c| c.step() != Some(STEP_HEAD)));
@@ -966,46 +733,13 @@ mod tests {
         let fake = FakeProvider::new();
         for (id, spec) in [
             ("WS", spec()),
-            (
-                "ws-a",
-                WorkspaceSpec {
-                    repo_dir: "..".into(),
-                    ..spec()
-                },
-            ),
-            (
-                "ws-a",
-                WorkspaceSpec {
-                    repo_dir: "a/b".into(),
-                    ..spec()
-                },
-            ),
-            (
-                "ws-a",
-                WorkspaceSpec {
-                    branch: "--upload-pack=x".into(),
-                    ..spec()
-                },
-            ),
-            (
-                "ws-a",
-                WorkspaceSpec {
-                    repo_url: "--config=x".into(),
-                    ..spec()
-                },
-            ),
-            (
-                "ws-a",
-                WorkspaceSpec {
-                    memory: "lots".into(),
-                    ..spec()
-                },
-            ),
+            ("ws-a", WorkspaceSpec { repo_dir: "..".into(), ..spec() }),
+            ("ws-a", WorkspaceSpec { repo_dir: "a/b".into(), ..spec() }),
+            ("ws-a", WorkspaceSpec { branch: "--upload-pack=x".into(), ..spec() }),
+            ("ws-a", WorkspaceSpec { repo_url: "--config=x".into(), ..spec() }),
+            ("ws-a", WorkspaceSpec { memory: "lots".into(), ..spec() }),
         ] {
-            assert!(
-                ensure(&fake, id, &spec, &settings()).await.is_err(),
-                "{id} {spec:?}"
-            );
+            assert!(ensure(&fake, id, &spec, &settings()).await.is_err(), "{id} {spec:?}");
         }
         assert!(fake.calls().is_empty());
     }

@@ -22,18 +22,12 @@ use nexus_agent::provision::{self, Settings};
 use nexus_types::protocol::WorkspaceSpec;
 
 fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_string())
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
 }
 
 /// Short random-enough suffix: names must be unique across projects on the shared bridge.
 fn suffix() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{:x}{:04x}", nanos, std::process::id() & 0xffff)
 }
 
@@ -58,10 +52,7 @@ impl Drop for ProjectGuard {
         .join();
         match result {
             Ok(Ok(())) => eprintln!("deleted LXD project {project}"),
-            Ok(Err(e)) => eprintln!(
-                "WARNING: deleting LXD project {project} failed: {}",
-                nexus_agent::error_chain(&e)
-            ),
+            Ok(Err(e)) => eprintln!("WARNING: deleting LXD project {project} failed: {}", nexus_agent::error_chain(&e)),
             Err(_) => eprintln!("WARNING: deleting LXD project {project} panicked"),
         }
     }
@@ -85,14 +76,8 @@ impl Drop for GitServer {
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -116,22 +101,15 @@ fn serve_repo(host: &str, tag: &str) -> GitServer {
     let work = dir.join("work");
     std::fs::create_dir_all(&work).unwrap();
     let readme = format!("hello from nexus e2e {tag}\n");
-    run(Command::new("git")
-        .args(["init", "-q", "-b", "main"])
-        .arg(&work));
+    run(Command::new("git").args(["init", "-q", "-b", "main"]).arg(&work));
     std::fs::write(work.join("README"), &readme).unwrap();
     run(git(&work).args(["add", "README"]));
     run(git(&work).args(["commit", "-q", "-m", "first"]));
     let commit = run(git(&work).args(["rev-parse", "HEAD"]));
-    run(Command::new("git")
-        .args(["clone", "-q", "--bare"])
-        .arg(&work)
-        .arg(dir.join("demo.git")));
+    run(Command::new("git").args(["clone", "-q", "--bare"]).arg(&work).arg(dir.join("demo.git")));
 
     let port = TcpListener::bind((host, 0))
-        .unwrap_or_else(|e| {
-            panic!("cannot bind {host}: {e} (is the LXD bridge up? set NEXUS_TEST_GIT_HOST)")
-        })
+        .unwrap_or_else(|e| panic!("cannot bind {host}: {e} (is the LXD bridge up? set NEXUS_TEST_GIT_HOST)"))
         .local_addr()
         .unwrap()
         .port();
@@ -150,53 +128,26 @@ fn serve_repo(host: &str, tag: &str) -> GitServer {
     let addr = (host.parse::<IpAddr>().unwrap(), port).into();
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "git daemon did not start listening on {addr}"
-        );
+        assert!(Instant::now() < deadline, "git daemon did not start listening on {addr}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    GitServer {
-        child,
-        dir,
-        url: format!("git://{host}:{port}/demo.git"),
-        commit,
-        readme,
-    }
+    GitServer { child, dir, url: format!("git://{host}:{port}/demo.git"), commit, readme }
 }
 
 fn ssh_keypair(dir: &Path) -> (PathBuf, String) {
     std::fs::create_dir_all(dir).unwrap();
     let key = dir.join("id_ed25519");
     let _ = std::fs::remove_file(&key);
-    run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "nexus-e2e", "-f"])
-        .arg(&key));
-    let public = std::fs::read_to_string(key.with_extension("pub"))
-        .unwrap()
-        .trim()
-        .to_string();
+    run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "nexus-e2e", "-f"]).arg(&key));
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap().trim().to_string();
     (key, public)
 }
 
 /// Runs `command` over SSH as dev, checking the host key against `host_key`.
-fn ssh(
-    key: &Path,
-    known_hosts: &Path,
-    ip: IpAddr,
-    host_key: &str,
-    command: &str,
-) -> std::process::Output {
+fn ssh(key: &Path, known_hosts: &Path, ip: IpAddr, host_key: &str, command: &str) -> std::process::Output {
     std::fs::write(known_hosts, format!("{ip} {host_key}\n")).unwrap();
     Command::new("ssh")
-        .args([
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-        ])
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
         .arg("-i")
@@ -238,26 +189,17 @@ async fn provision_on_real_lxd() {
             nexus_agent::error_chain(&e)
         );
     }
-    let _guard = ProjectGuard {
-        socket: socket.clone(),
-        project: project.clone(),
-    };
+    let _guard = ProjectGuard { socket: socket.clone(), project: project.clone() };
     let scratch = std::env::temp_dir().join(format!("nexus-e2e-{tag}"));
     let (key, public_key) = ssh_keypair(&scratch);
     let known_hosts = scratch.join("known_hosts");
 
     let served;
-    let (repo_url, expected) = match std::env::var("NEXUS_TEST_REPO_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    {
+    let (repo_url, expected) = match std::env::var("NEXUS_TEST_REPO_URL").ok().filter(|v| !v.is_empty()) {
         Some(url) => (url, None),
         None => {
             served = serve_repo(&env_or("NEXUS_TEST_GIT_HOST", "10.87.0.1"), &tag);
-            (
-                served.url.clone(),
-                Some((served.commit.clone(), served.readme.clone())),
-            )
+            (served.url.clone(), Some((served.commit.clone(), served.readme.clone())))
         }
     };
     let repo_dir = "demo";
@@ -268,41 +210,27 @@ async fn provision_on_real_lxd() {
         authorized_key: public_key.clone(),
         repo_url: repo_url.clone(),
         repo_dir: repo_dir.into(),
-        branch: if expected.is_some() {
-            "main".into()
-        } else {
-            String::new()
-        },
+        branch: if expected.is_some() { "main".into() } else { String::new() },
     };
     let settings = Settings::new(&image, &project);
 
     // Project and template.
     lxd.ensure_project().await.expect("creating the project");
-    lxd.ensure_project()
-        .await
-        .expect("ensure_project is idempotent");
+    lxd.ensure_project().await.expect("ensure_project is idempotent");
     let t = Instant::now();
     lxd.warm(&image).await.expect("building the template");
     eprintln!("template for {image} ready in {}", millis(t.elapsed()));
     let t = Instant::now();
     lxd.warm(&image).await.unwrap();
     eprintln!("warm again (already built): {}", millis(t.elapsed()));
-    assert!(
-        lxd.list().await.unwrap().is_empty(),
-        "templates must not show up as workspaces"
-    );
+    assert!(lxd.list().await.unwrap().is_empty(), "templates must not show up as workspaces");
 
     // First workspace: full check.
     let ws = format!("ws-e2e-{tag}");
     let t = Instant::now();
-    let ready = provision::ensure(&lxd, &ws, &spec, &settings)
-        .await
-        .unwrap_or_else(|f| panic!("ensure failed: {f}"));
+    let ready = provision::ensure(&lxd, &ws, &spec, &settings).await.unwrap_or_else(|f| panic!("ensure failed: {f}"));
     let first = t.elapsed();
-    eprintln!(
-        "ensure #1 (create → ssh ready + clone): {} → {ready:?}",
-        millis(first)
-    );
+    eprintln!("ensure #1 (create → ssh ready + clone): {} → {ready:?}", millis(first));
     let host_key = ready.host_key.clone().expect("host key");
     assert!(host_key.starts_with("ssh-ed25519 AAAA"), "{host_key}");
     assert_eq!(host_key.split(' ').count(), 2);
@@ -312,37 +240,17 @@ async fn provision_on_real_lxd() {
     }
     assert_eq!(
         lxd.list().await.unwrap(),
-        vec![nexus_agent::provider::InstanceInfo {
-            name: ws.clone(),
-            running: true
-        }]
+        vec![nexus_agent::provider::InstanceInfo { name: ws.clone(), running: true }]
     );
-    assert_eq!(
-        lxd.get_config(&ws, "limits.memory")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("2GB")
-    );
-    assert_eq!(
-        lxd.get_config(&ws, "limits.cpu").await.unwrap().as_deref(),
-        Some("2")
-    );
-    assert_eq!(
-        lxd.get_config(&ws, "raw.lxc").await.unwrap(),
-        None,
-        "template settings must not leak"
-    );
+    assert_eq!(lxd.get_config(&ws, "limits.memory").await.unwrap().as_deref(), Some("2GB"));
+    assert_eq!(lxd.get_config(&ws, "limits.cpu").await.unwrap().as_deref(), Some("2"));
+    assert_eq!(lxd.get_config(&ws, "raw.lxc").await.unwrap(), None, "template settings must not leak");
 
     // Exec basics: exit status, both streams, user, env, cwd.
     let out = lxd
         .exec(
             &ws,
-            &[
-                "sh".into(),
-                "-c".into(),
-                "id -u; pwd; echo \"$GREETING\"; echo oops >&2; exit 7".into(),
-            ],
+            &["sh".into(), "-c".into(), "id -u; pwd; echo \"$GREETING\"; echo oops >&2; exit 7".into()],
             Some((1000, 1000)),
             &[("GREETING".into(), "hi there".into())],
             Some("/tmp"),
@@ -355,31 +263,26 @@ async fn provision_on_real_lxd() {
 
     // Config markers.
     lxd.set_config(&ws, "user.nexus.test", "42").await.unwrap();
-    assert_eq!(
-        lxd.get_config(&ws, "user.nexus.test")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("42")
-    );
+    assert_eq!(lxd.get_config(&ws, "user.nexus.test").await.unwrap().as_deref(), Some("42"));
     assert_eq!(lxd.get_config(&ws, "user.nexus.unset").await.unwrap(), None);
 
     // authorized_keys: only our key, owned by dev, 0600 in a 0700 directory.
     let out = lxd
         .exec(
             &ws,
-            &["sh".into(), "-c".into(), "cat /home/dev/.ssh/authorized_keys; stat -c '%U:%G %a' /home/dev/.ssh /home/dev/.ssh/authorized_keys".into()],
+            &[
+                "sh".into(),
+                "-c".into(),
+                "cat /home/dev/.ssh/authorized_keys; stat -c '%U:%G %a' /home/dev/.ssh /home/dev/.ssh/authorized_keys"
+                    .into(),
+            ],
             None,
             &[],
             None,
         )
         .await
         .unwrap();
-    assert_eq!(
-        out.stdout,
-        format!("{public_key}\ndev:dev 700\ndev:dev 600\n"),
-        "{out:?}"
-    );
+    assert_eq!(out.stdout, format!("{public_key}\ndev:dev 700\ndev:dev 600\n"), "{out:?}");
 
     // SSH in with the key, pinning the reported host key.
     let ip = lxd.ipv4(&ws).await.unwrap().expect("address");
@@ -391,11 +294,7 @@ async fn provision_on_real_lxd() {
         &host_key,
         &format!("cat ~/{repo_dir}/README; git -C ~/{repo_dir} rev-parse HEAD"),
     );
-    assert!(
-        out.status.success(),
-        "ssh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ssh failed: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     if let Some((_, readme)) = &expected {
         assert!(stdout.starts_with(readme.as_str()), "{stdout}");
@@ -403,36 +302,15 @@ async fn provision_on_real_lxd() {
     assert!(stdout.trim_end().ends_with(&commit), "{stdout}");
 
     // Idempotency: a second ensure changes nothing and does not clone again.
-    lxd.exec(
-        &ws,
-        &["touch".into(), format!("/home/dev/{repo_dir}/marker")],
-        Some((1000, 1000)),
-        &[],
-        None,
-    )
-    .await
-    .unwrap();
-    let t = Instant::now();
-    let again = provision::ensure(&lxd, &ws, &spec, &settings)
+    lxd.exec(&ws, &["touch".into(), format!("/home/dev/{repo_dir}/marker")], Some((1000, 1000)), &[], None)
         .await
         .unwrap();
-    eprintln!(
-        "ensure #1 again (already provisioned): {}",
-        millis(t.elapsed())
-    );
+    let t = Instant::now();
+    let again = provision::ensure(&lxd, &ws, &spec, &settings).await.unwrap();
+    eprintln!("ensure #1 again (already provisioned): {}", millis(t.elapsed()));
     assert_eq!(again, ready);
     let out = lxd
-        .exec(
-            &ws,
-            &[
-                "test".into(),
-                "-e".into(),
-                format!("/home/dev/{repo_dir}/marker"),
-            ],
-            None,
-            &[],
-            None,
-        )
+        .exec(&ws, &["test".into(), "-e".into(), format!("/home/dev/{repo_dir}/marker")], None, &[], None)
         .await
         .unwrap();
     assert_eq!(out.code, 0, "the checkout was replaced");
@@ -442,23 +320,12 @@ async fn provision_on_real_lxd() {
     provision::stop(&lxd, &ws).await.unwrap();
     eprintln!("stop: {}", millis(t.elapsed()));
     provision::stop(&lxd, &ws).await.unwrap();
-    assert_eq!(
-        lxd.state(&ws).await.unwrap().map(|s| s.running),
-        Some(false)
-    );
+    assert_eq!(lxd.state(&ws).await.unwrap().map(|s| s.running), Some(false));
     assert_eq!(lxd.ipv4(&ws).await.unwrap(), None);
     let t = Instant::now();
-    let restarted = provision::ensure(&lxd, &ws, &spec, &settings)
-        .await
-        .unwrap();
-    eprintln!(
-        "ensure after stop (start → ssh ready): {}",
-        millis(t.elapsed())
-    );
-    assert_eq!(
-        restarted.host_key, ready.host_key,
-        "host key must survive a restart"
-    );
+    let restarted = provision::ensure(&lxd, &ws, &spec, &settings).await.unwrap();
+    eprintln!("ensure after stop (start → ssh ready): {}", millis(t.elapsed()));
+    assert_eq!(restarted.host_key, ready.host_key, "host key must survive a restart");
     assert_eq!(restarted.commit, ready.commit);
     lxd.start(&ws).await.unwrap();
     let t = Instant::now();
@@ -466,42 +333,19 @@ async fn provision_on_real_lxd() {
     eprintln!("delete (running): {}", millis(t.elapsed()));
     provision::delete(&lxd, &ws).await.unwrap();
     assert_eq!(lxd.state(&ws).await.unwrap(), None);
-    assert!(
-        provision::stop(&lxd, &ws).await.is_err(),
-        "stopping a missing workspace is an error"
-    );
+    assert!(provision::stop(&lxd, &ws).await.is_err(), "stopping a missing workspace is an error");
 
     // A clone that fails reports git's reason and leaves nothing behind, so a retry works.
     let bad_ws = format!("ws-e2e-{tag}-bad");
-    let bad = WorkspaceSpec {
-        branch: "no-such-branch".into(),
-        ..spec.clone()
-    };
-    let f = provision::ensure(&lxd, &bad_ws, &bad, &settings)
-        .await
-        .expect_err("clone of a missing branch");
+    let bad = WorkspaceSpec { branch: "no-such-branch".into(), ..spec.clone() };
+    let f = provision::ensure(&lxd, &bad_ws, &bad, &settings).await.expect_err("clone of a missing branch");
     eprintln!("failed clone → {f}");
     assert!(f.message.contains("git clone"), "{f}");
     assert!(f.message.contains("no-such-branch"), "{f}");
-    let out = lxd
-        .exec(
-            &bad_ws,
-            &["sh".into(), "-c".into(), "ls -A /home/dev".into()],
-            None,
-            &[],
-            None,
-        )
-        .await
-        .unwrap();
-    assert!(
-        !out.stdout.contains("demo") && !out.stdout.contains("nexus-clone"),
-        "leftovers: {}",
-        out.stdout
-    );
+    let out = lxd.exec(&bad_ws, &["sh".into(), "-c".into(), "ls -A /home/dev".into()], None, &[], None).await.unwrap();
+    assert!(!out.stdout.contains("demo") && !out.stdout.contains("nexus-clone"), "leftovers: {}", out.stdout);
     if expected.is_some() {
-        let fixed = provision::ensure(&lxd, &bad_ws, &spec, &settings)
-            .await
-            .expect("retry with a good branch");
+        let fixed = provision::ensure(&lxd, &bad_ws, &spec, &settings).await.expect("retry with a good branch");
         assert_eq!(fixed.commit, Some(commit.clone()));
     }
     provision::delete(&lxd, &bad_ws).await.unwrap();
@@ -512,9 +356,7 @@ async fn provision_on_real_lxd() {
     for i in 0..samples {
         let name = format!("ws-e2e-{tag}-{i}");
         let t = Instant::now();
-        provision::ensure(&lxd, &name, &spec, &settings)
-            .await
-            .unwrap_or_else(|f| panic!("sample {i}: {f}"));
+        provision::ensure(&lxd, &name, &spec, &settings).await.unwrap_or_else(|f| panic!("sample {i}: {f}"));
         times.push(t.elapsed());
         provision::delete(&lxd, &name).await.unwrap();
     }
@@ -523,11 +365,7 @@ async fn provision_on_real_lxd() {
         sorted.sort();
         eprintln!(
             "ensure samples: [{}]; p50 {}",
-            times
-                .iter()
-                .map(|d| millis(*d))
-                .collect::<Vec<_>>()
-                .join(", "),
+            times.iter().map(|d| millis(*d)).collect::<Vec<_>>().join(", "),
             millis(sorted[sorted.len() / 2])
         );
     }

@@ -15,15 +15,8 @@ pub const IMAGE_RECIPE: &str = include_str!("../../../images/base/build.sh");
 /// The alias agents launch from unless told otherwise; node init points it at the current build.
 pub const BASE_ALIAS: &str = "nexus-base";
 /// Host packages a node needs.
-pub const PACKAGES: &[&str] = &[
-    "lxd",
-    "btrfs-progs",
-    "debootstrap",
-    "iptables",
-    "dnsmasq-base",
-    "git",
-    "openssh-client",
-];
+pub const PACKAGES: &[&str] =
+    &["lxd", "btrfs-progs", "debootstrap", "iptables", "dnsmasq-base", "git", "openssh-client"];
 /// Storage pool and bridge names.
 pub const POOL: &str = "nexus";
 /// Bridge network name.
@@ -69,11 +62,7 @@ pub struct NodeInitError {
 }
 
 fn fail(step: &'static str, message: impl Into<String>, hint: impl Into<String>) -> NodeInitError {
-    NodeInitError {
-        step,
-        message: message.into(),
-        hint: hint.into(),
-    }
+    NodeInitError { step, message: message.into(), hint: hint.into() }
 }
 
 /// `nexus-base-<first 12 hex of the recipe's SHA-256>`.
@@ -94,11 +83,7 @@ pub trait Progress {
 }
 
 /// Runs every step.
-pub fn run(
-    sys: &dyn System,
-    opts: &NodeInitOptions,
-    progress: &dyn Progress,
-) -> Result<(), NodeInitError> {
+pub fn run(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progress) -> Result<(), NodeInitError> {
     ensure_root(sys)?;
     ensure_packages(sys, progress)?;
     ensure_daemon(sys, progress)?;
@@ -114,35 +99,17 @@ fn run_ok(
     stdin: Option<&str>,
     hint: &str,
 ) -> Result<String, NodeInitError> {
-    let out = sys
-        .run(argv, stdin)
-        .map_err(|e| fail(step, format!("could not run `{}`: {e}", argv[0]), hint))?;
+    let out = sys.run(argv, stdin).map_err(|e| fail(step, format!("could not run `{}`: {e}", argv[0]), hint))?;
     if !out.ok() {
-        let detail = out
-            .stderr
-            .lines()
-            .chain(out.stdout.lines())
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim();
-        return Err(fail(
-            step,
-            format!("`{}` failed (exit {}): {detail}", argv.join(" "), out.code),
-            hint,
-        ));
+        let detail =
+            out.stderr.lines().chain(out.stdout.lines()).rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        return Err(fail(step, format!("`{}` failed (exit {}): {detail}", argv.join(" "), out.code), hint));
     }
     Ok(out.stdout)
 }
 
 fn ensure_root(sys: &dyn System) -> Result<(), NodeInitError> {
-    let uid = run_ok(
-        sys,
-        "check user",
-        &["id", "-u"],
-        None,
-        "run on a Linux host with coreutils",
-    )?;
+    let uid = run_ok(sys, "check user", &["id", "-u"], None, "run on a Linux host with coreutils")?;
     if uid.trim() != "0" {
         return Err(fail(
             "check user",
@@ -158,15 +125,13 @@ fn ensure_packages(sys: &dyn System, progress: &dyn Progress) -> Result<(), Node
     progress.step(what);
     let mut missing = Vec::new();
     for pkg in PACKAGES {
-        let out = sys
-            .run(&["dpkg-query", "-W", "-f=${Status}", pkg], None)
-            .map_err(|e| {
-                fail(
-                    "packages",
-                    format!("could not run dpkg-query: {e}"),
-                    "node init supports Debian and Ubuntu hosts (apt/dpkg)",
-                )
-            })?;
+        let out = sys.run(&["dpkg-query", "-W", "-f=${Status}", pkg], None).map_err(|e| {
+            fail(
+                "packages",
+                format!("could not run dpkg-query: {e}"),
+                "node init supports Debian and Ubuntu hosts (apt/dpkg)",
+            )
+        })?;
         if !(out.ok() && out.stdout.contains("install ok installed")) {
             missing.push(*pkg);
         }
@@ -176,33 +141,20 @@ fn ensure_packages(sys: &dyn System, progress: &dyn Progress) -> Result<(), Node
         return Ok(());
     }
     let hint = "check the host's apt sources and network, then re-run `nexus node init`";
-    if sys
-        .run_visible(&["apt-get", "update", "-q"])
-        .map_err(|e| fail("packages", e.to_string(), hint))?
-        != 0
-    {
+    if sys.run_visible(&["apt-get", "update", "-q"]).map_err(|e| fail("packages", e.to_string(), hint))? != 0 {
         return Err(fail("packages", "apt-get update failed", hint));
     }
     let mut argv = vec!["apt-get", "install", "-y", "-q", "--no-install-recommends"];
     argv.extend(&missing);
-    if sys
-        .run_visible(&argv)
-        .map_err(|e| fail("packages", e.to_string(), hint))?
-        != 0
-    {
-        return Err(fail(
-            "packages",
-            format!("apt-get install {} failed", missing.join(" ")),
-            hint,
-        ));
+    if sys.run_visible(&argv).map_err(|e| fail("packages", e.to_string(), hint))? != 0 {
+        return Err(fail("packages", format!("apt-get install {} failed", missing.join(" ")), hint));
     }
     progress.done(&format!("installed {}", missing.join(", ")));
     Ok(())
 }
 
 fn daemon_ready(sys: &dyn System, seconds: u32) -> bool {
-    sys.run(&["lxd", "waitready", &format!("--timeout={seconds}")], None)
-        .is_ok_and(|o| o.ok())
+    sys.run(&["lxd", "waitready", &format!("--timeout={seconds}")], None).is_ok_and(|o| o.ok())
 }
 
 fn ensure_daemon(sys: &dyn System, progress: &dyn Progress) -> Result<(), NodeInitError> {
@@ -213,9 +165,7 @@ fn ensure_daemon(sys: &dyn System, progress: &dyn Progress) -> Result<(), NodeIn
         return Ok(());
     }
     // Prefer the service manager when there is one; containers and CI machines often have none.
-    let has_systemd = sys
-        .run(&["test", "-d", "/run/systemd/system"], None)
-        .is_ok_and(|o| o.ok());
+    let has_systemd = sys.run(&["test", "-d", "/run/systemd/system"], None).is_ok_and(|o| o.ok());
     if has_systemd {
         let _ = sys.run(&["systemctl", "start", "lxd.socket", "lxd.service"], None);
     } else {
@@ -223,15 +173,7 @@ fn ensure_daemon(sys: &dyn System, progress: &dyn Progress) -> Result<(), NodeIn
         run_ok(
             sys,
             "LXD daemon",
-            &[
-                "setsid",
-                "-f",
-                "lxd",
-                "--group",
-                "root",
-                "--logfile",
-                "/var/log/lxd/lxd.log",
-            ],
+            &["setsid", "-f", "lxd", "--group", "root", "--logfile", "/var/log/lxd/lxd.log"],
             None,
             "check that the `lxd` package is installed (`apt-get install lxd`)",
         )?;
@@ -248,12 +190,7 @@ fn ensure_daemon(sys: &dyn System, progress: &dyn Progress) -> Result<(), NodeIn
 }
 
 /// The preseed for our pool, bridge and the default profile's devices.
-pub fn preseed(
-    opts: &NodeInitOptions,
-    driver: &str,
-    with_network: bool,
-    with_profile: bool,
-) -> String {
+pub fn preseed(opts: &NodeInitOptions, driver: &str, with_network: bool, with_profile: bool) -> String {
     let mut y = String::from("config: {}\n");
     if with_network {
         y.push_str(&format!(
@@ -261,9 +198,7 @@ pub fn preseed(
             opts.bridge_cidr
         ));
     }
-    y.push_str(&format!(
-        "storage_pools:\n- name: {POOL}\n  driver: {driver}\n"
-    ));
+    y.push_str(&format!("storage_pools:\n- name: {POOL}\n  driver: {driver}\n"));
     if driver == "btrfs" {
         y.push_str(&format!("  config:\n    size: {}\n", opts.pool_size));
     }
@@ -282,28 +217,18 @@ fn ensure_network_and_pool(
 ) -> Result<(), NodeInitError> {
     let what = "storage pool and bridge";
     progress.step(what);
-    let has_pool = sys
-        .run(&["lxc", "storage", "show", POOL], None)
-        .is_ok_and(|o| o.ok());
-    let has_net = sys
-        .run(&["lxc", "network", "show", BRIDGE], None)
-        .is_ok_and(|o| o.ok());
-    let profile = sys
-        .run(&["lxc", "profile", "device", "list", "default"], None)
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    let has_profile =
-        profile.lines().any(|l| l.trim() == "root") && profile.lines().any(|l| l.trim() == "eth0");
+    let has_pool = sys.run(&["lxc", "storage", "show", POOL], None).is_ok_and(|o| o.ok());
+    let has_net = sys.run(&["lxc", "network", "show", BRIDGE], None).is_ok_and(|o| o.ok());
+    let profile = sys.run(&["lxc", "profile", "device", "list", "default"], None).map(|o| o.stdout).unwrap_or_default();
+    let has_profile = profile.lines().any(|l| l.trim() == "root") && profile.lines().any(|l| l.trim() == "eth0");
     if has_pool && has_net && has_profile {
         progress.skipped(what);
         return Ok(());
     }
     if has_pool {
         // Only the network or profile is missing: preseed them against the existing pool.
-        let yaml = preseed(opts, "dir", !has_net, !has_profile).replace(
-            &format!("storage_pools:\n- name: {POOL}\n  driver: dir\n"),
-            "",
-        );
+        let yaml = preseed(opts, "dir", !has_net, !has_profile)
+            .replace(&format!("storage_pools:\n- name: {POOL}\n  driver: dir\n"), "");
         run_ok(
             sys,
             "network",
@@ -317,45 +242,22 @@ fn ensure_network_and_pool(
     let hint = "read the LXD error above; a clashing subnet can be changed with --bridge-cidr, a host without btrfs can use --dir-pool";
     if !opts.dir_pool {
         let yaml = preseed(opts, "btrfs", !has_net, !has_profile);
-        match run_ok(
-            sys,
-            "storage",
-            &["lxd", "init", "--preseed"],
-            Some(&yaml),
-            hint,
-        ) {
+        match run_ok(sys, "storage", &["lxd", "init", "--preseed"], Some(&yaml), hint) {
             Ok(_) => {
-                progress.done(
-                    "created a btrfs storage pool (copy-on-write container starts) and the bridge",
-                );
+                progress.done("created a btrfs storage pool (copy-on-write container starts) and the bridge");
                 return Ok(());
             }
-            Err(e) => progress.done(&format!(
-                "btrfs pool failed ({}); falling back to a dir pool",
-                e.message
-            )),
+            Err(e) => progress.done(&format!("btrfs pool failed ({}); falling back to a dir pool", e.message)),
         }
     }
-    let has_net = sys
-        .run(&["lxc", "network", "show", BRIDGE], None)
-        .is_ok_and(|o| o.ok());
+    let has_net = sys.run(&["lxc", "network", "show", BRIDGE], None).is_ok_and(|o| o.ok());
     let yaml = preseed(opts, "dir", !has_net, !has_profile);
-    run_ok(
-        sys,
-        "storage",
-        &["lxd", "init", "--preseed"],
-        Some(&yaml),
-        hint,
-    )?;
+    run_ok(sys, "storage", &["lxd", "init", "--preseed"], Some(&yaml), hint)?;
     progress.done("created a dir storage pool and the bridge");
     Ok(())
 }
 
-fn ensure_image(
-    sys: &dyn System,
-    opts: &NodeInitOptions,
-    progress: &dyn Progress,
-) -> Result<(), NodeInitError> {
+fn ensure_image(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progress) -> Result<(), NodeInitError> {
     let hint_alias = "re-run `nexus node init`; if it persists, check `lxc image list`";
     let target = match &opts.image {
         Some(image) => {
@@ -363,10 +265,7 @@ fn ensure_image(
             progress.step(&what);
             if let Some((remote, _)) = image.split_once(':') {
                 let alias = format!("nexus-remote-{}", image.replace([':', '/'], "-"));
-                if !sys
-                    .run(&["lxc", "image", "info", &alias], None)
-                    .is_ok_and(|o| o.ok())
-                {
+                if !sys.run(&["lxc", "image", "info", &alias], None).is_ok_and(|o| o.ok()) {
                     run_ok(
                         sys,
                         "image",
@@ -377,10 +276,7 @@ fn ensure_image(
                 }
                 alias
             } else {
-                if !sys
-                    .run(&["lxc", "image", "info", image], None)
-                    .is_ok_and(|o| o.ok())
-                {
+                if !sys.run(&["lxc", "image", "info", image], None).is_ok_and(|o| o.ok()) {
                     return Err(fail(
                         "image",
                         format!("there is no local image {image:?}"),
@@ -394,10 +290,7 @@ fn ensure_image(
             let alias = recipe_alias();
             let what = format!("base image {alias} (Debian bookworm, built locally)");
             progress.step(&what);
-            if sys
-                .run(&["lxc", "image", "info", &alias], None)
-                .is_ok_and(|o| o.ok())
-            {
+            if sys.run(&["lxc", "image", "info", &alias], None).is_ok_and(|o| o.ok()) {
                 progress.skipped(&what);
             } else {
                 std::fs::create_dir_all(&opts.work_dir).map_err(|e| {
@@ -409,23 +302,18 @@ fn ensure_image(
                 })?;
                 let script = opts.work_dir.join("build.sh");
                 std::fs::write(&script, IMAGE_RECIPE).map_err(|e| {
-                    fail(
-                        "image",
-                        format!("cannot write {}: {e}", script.display()),
-                        "choose a writable --work-dir",
-                    )
+                    fail("image", format!("cannot write {}: {e}", script.display()), "choose a writable --work-dir")
                 })?;
                 let work = opts.work_dir.join("work");
                 let code = sys
-                    .run_visible(&[
-                        "bash",
-                        &script.to_string_lossy(),
-                        &alias,
-                        &work.to_string_lossy(),
-                    ])
+                    .run_visible(&["bash", &script.to_string_lossy(), &alias, &work.to_string_lossy()])
                     .map_err(|e| fail("image", e.to_string(), "check that bash is installed"))?;
                 if code != 0 {
-                    return Err(fail("image", format!("building the base image failed (exit {code})"), "read the build output above (often a mirror hiccup), then re-run `nexus node init`"));
+                    return Err(fail(
+                        "image",
+                        format!("building the base image failed (exit {code})"),
+                        "read the build output above (often a mirror hiccup), then re-run `nexus node init`",
+                    ));
                 }
                 progress.done(&format!("built and imported {alias}"));
             }
@@ -433,39 +321,16 @@ fn ensure_image(
         }
     };
     // Point the well-known alias at the chosen image so agents need no per-build setting.
-    let info = run_ok(
-        sys,
-        "image",
-        &["lxc", "image", "info", &target],
-        None,
-        hint_alias,
-    )?;
-    let fingerprint = info
-        .lines()
-        .find_map(|l| l.strip_prefix("Fingerprint:"))
-        .map(str::trim)
-        .unwrap_or("")
-        .to_string();
+    let info = run_ok(sys, "image", &["lxc", "image", "info", &target], None, hint_alias)?;
+    let fingerprint =
+        info.lines().find_map(|l| l.strip_prefix("Fingerprint:")).map(str::trim).unwrap_or("").to_string();
     if fingerprint.is_empty() {
-        return Err(fail(
-            "image",
-            format!("could not read the fingerprint of {target}"),
-            hint_alias,
-        ));
+        return Err(fail("image", format!("could not read the fingerprint of {target}"), hint_alias));
     }
-    let current = sys
-        .run(&["lxc", "image", "info", BASE_ALIAS], None)
-        .map(|o| o.stdout)
-        .unwrap_or_default();
+    let current = sys.run(&["lxc", "image", "info", BASE_ALIAS], None).map(|o| o.stdout).unwrap_or_default();
     if !current.contains(&fingerprint) {
         let _ = sys.run(&["lxc", "image", "alias", "delete", BASE_ALIAS], None);
-        run_ok(
-            sys,
-            "image",
-            &["lxc", "image", "alias", "create", BASE_ALIAS, &fingerprint],
-            None,
-            hint_alias,
-        )?;
+        run_ok(sys, "image", &["lxc", "image", "alias", "create", BASE_ALIAS, &fingerprint], None, hint_alias)?;
         progress.done(&format!("{BASE_ALIAS} now points at {target}"));
     }
     Ok(())
@@ -492,11 +357,7 @@ mod tests {
             .on("lxc storage show", 0, "")
             .on("lxc network show", 0, "")
             .on("lxc profile device list default", 0, "root\neth0\n")
-            .on(
-                &format!("lxc image info {alias}"),
-                0,
-                "Fingerprint: abc123\n",
-            )
+            .on(&format!("lxc image info {alias}"), 0, "Fingerprint: abc123\n")
             .on("lxc image info nexus-base", 0, "Fingerprint: abc123\n")
     }
 
@@ -506,10 +367,7 @@ mod tests {
         run(&sys, &NodeInitOptions::default(), &Quiet).unwrap();
         let calls = sys.calls();
         for forbidden in ["apt-get", "lxd init", "setsid", "bash", "alias create"] {
-            assert!(
-                !calls.iter().any(|c| c.contains(forbidden)),
-                "ran {forbidden}: {calls:?}"
-            );
+            assert!(!calls.iter().any(|c| c.contains(forbidden)), "ran {forbidden}: {calls:?}");
         }
     }
 
@@ -529,32 +387,29 @@ mod tests {
             .on(&format!("lxc image info {}", recipe_alias()), 1, "")
             .on("bash", 0, "");
         // After the build the alias exists; the fake can't change answers, so expect the fingerprint error.
-        let err = run(
-            &sys,
-            &NodeInitOptions {
-                work_dir: tempfile_dir(),
-                ..Default::default()
-            },
-            &Quiet,
-        )
-        .unwrap_err();
+        let err = run(&sys, &NodeInitOptions { work_dir: tempfile_dir(), ..Default::default() }, &Quiet).unwrap_err();
         assert_eq!(err.step, "image");
         let calls = sys.calls();
-        assert!(calls.iter().any(
-            |c| c.starts_with("apt-get install -y -q --no-install-recommends lxd btrfs-progs")
-        ));
-        assert!(calls
-            .iter()
-            .any(|c| c.starts_with("setsid -f lxd --group root")));
-        assert!(calls
-            .iter()
-            .any(|c| c.starts_with("bash ") && c.contains(&recipe_alias())));
+        assert!(calls.iter().any(|c| c.starts_with("apt-get install -y -q --no-install-recommends lxd btrfs-progs")));
+        assert!(calls.iter().any(|c| c.starts_with("setsid -f lxd --group root")));
+        assert!(calls.iter().any(|c| c.starts_with("bash ") && c.contains(&recipe_alias())));
         let stdin = sys.stdin.lock().unwrap();
         let yaml = stdin.get("lxd init --preseed").unwrap();
-        assert!(
-            yaml.contains("driver: btrfs") && yaml.contains("ipv4.address: 10.87.0.1/24"),
-            "{yaml}"
-        );
+        assert!(yaml.contains("driver: btrfs") && yaml.contains("ipv4.address: 10.87.0.1/24"), "{yaml}");
+    }
+
+    #[test]
+    fn an_existing_image_is_used_instead_of_building() {
+        let sys = ready_host().on("lxc image info my-image", 0, "Fingerprint: fff999\n").on("lxc image alias", 0, "");
+        let opts = NodeInitOptions { image: Some("my-image".into()), ..Default::default() };
+        run(&sys, &opts, &Quiet).unwrap();
+        let calls = sys.calls();
+        assert!(!calls.iter().any(|c| c.starts_with("bash ")), "no build: {calls:?}");
+        assert!(calls.iter().any(|c| c == "lxc image alias create nexus-base fff999"), "{calls:?}");
+
+        let sys = ready_host().on("lxc image info nope", 1, "");
+        let err = run(&sys, &NodeInitOptions { image: Some("nope".into()), ..Default::default() }, &Quiet).unwrap_err();
+        assert!(err.hint.contains("lxc image list"), "{}", err.hint);
     }
 
     #[test]
@@ -572,9 +427,6 @@ mod tests {
 
     #[test]
     fn alias_follows_the_recipe() {
-        assert!(
-            recipe_alias().starts_with("nexus-base-")
-                && recipe_alias().len() == "nexus-base-".len() + 12
-        );
+        assert!(recipe_alias().starts_with("nexus-base-") && recipe_alias().len() == "nexus-base-".len() + 12);
     }
 }

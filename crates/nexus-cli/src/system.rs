@@ -37,14 +37,8 @@ impl System for HostSystem {
     fn run(&self, argv: &[&str], stdin: Option<&str>) -> std::io::Result<Output> {
         use std::io::Write as _;
         let mut cmd = std::process::Command::new(argv[0]);
-        cmd.args(&argv[1..])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
+        cmd.args(&argv[1..]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         let mut child = cmd.spawn()?;
         if let Some(input) = stdin {
             if let Some(mut pipe) = child.stdin.take() {
@@ -85,14 +79,7 @@ pub struct FakeSystem {
 impl FakeSystem {
     /// Adds a rule: commands starting with `prefix` exit with `code` and print `stdout`.
     pub fn on(mut self, prefix: &str, code: i32, stdout: &str) -> Self {
-        self.rules.push((
-            prefix.to_string(),
-            Output {
-                code,
-                stdout: stdout.into(),
-                stderr: String::new(),
-            },
-        ));
+        self.rules.push((prefix.to_string(), Output { code, stdout: stdout.into(), stderr: String::new() }));
         self
     }
 
@@ -102,11 +89,7 @@ impl FakeSystem {
     }
 
     fn answer(&self, line: &str) -> Output {
-        self.rules
-            .iter()
-            .find(|(p, _)| line.starts_with(p.as_str()))
-            .map(|(_, o)| o.clone())
-            .unwrap_or_default()
+        self.rules.iter().find(|(p, _)| line.starts_with(p.as_str())).map(|(_, o)| o.clone()).unwrap_or_default()
     }
 }
 
@@ -115,10 +98,7 @@ impl System for FakeSystem {
         let line = argv.join(" ");
         self.calls.lock().unwrap().push(line.clone());
         if let Some(s) = stdin {
-            self.stdin
-                .lock()
-                .unwrap()
-                .insert(line.clone(), s.to_string());
+            self.stdin.lock().unwrap().insert(line.clone(), s.to_string());
         }
         Ok(self.answer(&line))
     }

@@ -9,14 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::WebSocket;
 use nexus_types::api::{
-    CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, NodeList, NodeRef, NodeStatus,
-    NodeView, RegisterRequest, RegisterResponse, RepoInfo, Resources, SshInfo, StatusChange,
-    UserInfo, WorkspaceList, WorkspaceView,
+    CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, NodeList, NodeRef, NodeStatus, NodeView, RegisterRequest,
+    RegisterResponse, RepoInfo, Resources, SshInfo, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
 };
 use nexus_types::names;
-use nexus_types::protocol::{
-    Command, InventoryItem, Op, Outcome, Report, ServerMessage, WorkspaceSpec,
-};
+use nexus_types::protocol::{Command, InventoryItem, Op, Outcome, Report, ServerMessage, WorkspaceSpec};
 use nexus_types::state::Event;
 use nexus_types::{Transition, WorkspaceStatus};
 use tokio::net::TcpListener;
@@ -83,18 +80,11 @@ fn parse_memory(s: &str) -> Option<u64> {
 
 impl App {
     /// Builds the app: opens the store, loads or creates the tokens in the data dir.
-    pub fn new(
-        config: ServerConfig,
-        github: Box<dyn GithubIdentity>,
-        probe: Box<dyn RepoProbe>,
-    ) -> Result<Arc<App>> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Io {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
+    pub fn new(config: ServerConfig, github: Box<dyn GithubIdentity>, probe: Box<dyn RepoProbe>) -> Result<Arc<App>> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| ServerError::Io { path: config.data_dir.display().to_string(), source })?;
         let store = Store::open(&config.db_path())?;
-        let operator_token =
-            secret::load_or_create(&config.data_dir.join("operator-token"), "nxo_")?;
+        let operator_token = secret::load_or_create(&config.data_dir.join("operator-token"), "nxo_")?;
         let join_token = secret::load_or_create(&config.data_dir.join("join-token"), "nxj_")?;
         Ok(Arc::new(App {
             store,
@@ -119,10 +109,7 @@ impl App {
     pub async fn restore(self: &Arc<Self>) -> Result<()> {
         let _guard = self.port_lock.lock().await;
         for ws in self.store.all_workspaces()? {
-            if !matches!(
-                ws.status,
-                WorkspaceStatus::Stopped | WorkspaceStatus::Failed
-            ) {
+            if !matches!(ws.status, WorkspaceStatus::Stopped | WorkspaceStatus::Failed) {
                 if let Err(e) = self.bind_and_serve(ws.ssh_port, &ws.id).await {
                     tracing::error!(workspace = %ws.id, port = ws.ssh_port, error = %e, "could not reopen SSH port");
                 }
@@ -137,20 +124,14 @@ impl App {
     pub fn authenticate(&self, bearer: Option<&str>) -> Result<Caller> {
         let hint = "run `nexus ssh setup` to register and get a token, then send it as `Authorization: Bearer <token>`";
         let Some(token) = bearer else {
-            return Err(ServerError::unauthorized(
-                "this endpoint needs an API token",
-                hint,
-            ));
+            return Err(ServerError::unauthorized("this endpoint needs an API token", hint));
         };
         if secret::same_secret(token, &self.operator_token) {
             return Ok(Caller::Operator);
         }
         match self.store.user_by_token(&secret::hash_token(token))? {
             Some(u) => Ok(Caller::User(u)),
-            None => Err(ServerError::unauthorized(
-                "the API token is not valid",
-                hint,
-            )),
+            None => Err(ServerError::unauthorized("the API token is not valid", hint)),
         }
     }
 
@@ -160,18 +141,17 @@ impl App {
     }
 
     /// Registers (or re-registers) a user and issues a new API token.
-    pub async fn register(
-        &self,
-        bearer: Option<&str>,
-        req: RegisterRequest,
-    ) -> Result<RegisterResponse> {
+    pub async fn register(&self, bearer: Option<&str>, req: RegisterRequest) -> Result<RegisterResponse> {
         names::github_login(&req.github_username)?;
         let key = names::ssh_public_key(&req.ssh_pubkey)?;
         if let Some(fp) = &req.ssh_pubkey_fingerprint {
             if fp != &key.fingerprint {
                 return Err(ServerError::bad_request(
                     "fingerprint_mismatch",
-                    format!("ssh_pubkey_fingerprint {fp} does not match the key (its fingerprint is {})", key.fingerprint),
+                    format!(
+                        "ssh_pubkey_fingerprint {fp} does not match the key (its fingerprint is {})",
+                        key.fingerprint
+                    ),
                     "send the fingerprint `ssh-keygen -lf <key>.pub` prints, or leave the field out",
                 ));
             }
@@ -200,15 +180,10 @@ impl App {
                 ));
             }
         }
-        let user_id = self.store.upsert_user(
-            &req.github_username,
-            req.github_id,
-            &key.authorized_line,
-            &key.fingerprint,
-        )?;
+        let user_id =
+            self.store.upsert_user(&req.github_username, req.github_id, &key.authorized_line, &key.fingerprint)?;
         let api_token = secret::random_token("nxs_");
-        self.store
-            .add_token(user_id, &secret::hash_token(&api_token))?;
+        self.store.add_token(user_id, &secret::hash_token(&api_token))?;
         Ok(RegisterResponse {
             github_username: req.github_username,
             ssh_pubkey_fingerprint: key.fingerprint,
@@ -269,9 +244,7 @@ impl App {
         }
         let image = req.image.clone().unwrap_or_default();
         if !image.is_empty()
-            && !image
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
+            && !image.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
         {
             return Err(ServerError::bad_request(
                 "invalid_field",
@@ -279,10 +252,7 @@ impl App {
                 "leave image out to use the node's base image",
             ));
         }
-        let res = req.resources.clone().unwrap_or(Resources {
-            cpu: None,
-            memory: None,
-        });
+        let res = req.resources.clone().unwrap_or(Resources { cpu: None, memory: None });
         let cpu = res.cpu.unwrap_or(self.config.default_cpu);
         if !(1..=64).contains(&cpu) {
             return Err(ServerError::bad_request(
@@ -291,9 +261,7 @@ impl App {
                 "use 1 to 64 CPUs",
             ));
         }
-        let memory = res
-            .memory
-            .unwrap_or_else(|| self.config.default_memory.clone());
+        let memory = res.memory.unwrap_or_else(|| self.config.default_memory.clone());
         if parse_memory(&memory).is_none_or(|b| b < 128 << 20) {
             return Err(ServerError::bad_request(
                 "invalid_field",
@@ -306,10 +274,7 @@ impl App {
             return existing_response(existing, &repo.url);
         }
 
-        let branch = self
-            .probe
-            .resolve_branch(&repo.url, req.branch.as_deref())
-            .await?;
+        let branch = self.probe.resolve_branch(&repo.url, req.branch.as_deref()).await?;
         let node = self.pick_node()?;
 
         let id = format!("ws-{}", &secret::random_token("")[..12]);
@@ -319,9 +284,7 @@ impl App {
             let (lo, hi) = self.config.ssh_ports;
             let mut bound = None;
             for port in (lo..=hi).filter(|p| !used.contains(p)) {
-                if let Ok(listener) =
-                    TcpListener::bind(SocketAddr::new(self.config.ssh_bind_ip, port)).await
-                {
+                if let Ok(listener) = TcpListener::bind(SocketAddr::new(self.config.ssh_bind_ip, port)).await {
                     bound = Some((port, listener));
                     break;
                 }
@@ -350,19 +313,14 @@ impl App {
             });
             if let Err(e) = inserted {
                 // A concurrent create of the same name won the race: answer like a repeat request.
-                if let Some(existing) =
-                    self.store.workspace_by_name(user.id, &req.workspace_name)?
-                {
+                if let Some(existing) = self.store.workspace_by_name(user.id, &req.workspace_name)? {
                     return existing_response(existing, &repo_url);
                 }
                 return Err(e);
             }
             self.serve_listener(port, &id, listener);
         }
-        let ws = self
-            .store
-            .workspace(&id)?
-            .ok_or_else(|| ServerError::WorkspaceNotFound(id.clone()))?;
+        let ws = self.store.workspace(&id)?.ok_or_else(|| ServerError::WorkspaceNotFound(id.clone()))?;
         let status = self.dispatch_ensure(&ws)?;
         Ok(CreateWorkspaceResponse {
             workspace_id: id.clone(),
@@ -419,11 +377,7 @@ impl App {
 
     fn send_command(&self, ws: &WorkspaceRow, op: Op) -> Result<bool> {
         let generation = self.store.next_generation(&ws.id)?;
-        let cmd = Command {
-            workspace_id: ws.id.clone(),
-            generation,
-            op,
-        };
+        let cmd = Command { workspace_id: ws.id.clone(), generation, op };
         Ok(self.hub.send(&ws.node, ServerMessage::Command(cmd)))
     }
 
@@ -445,21 +399,12 @@ impl App {
     pub fn list(&self, caller: &Caller, host: &str) -> Result<WorkspaceList> {
         let user = require_user(caller)?;
         Ok(WorkspaceList {
-            workspaces: self
-                .store
-                .workspaces_of(user.id)?
-                .iter()
-                .map(|w| self.to_view(w, host))
-                .collect(),
+            workspaces: self.store.workspaces_of(user.id)?.iter().map(|w| self.to_view(w, host)).collect(),
         })
     }
 
     fn to_view(&self, ws: &WorkspaceRow, host: &str) -> WorkspaceView {
-        let host = self
-            .config
-            .public_host
-            .clone()
-            .unwrap_or_else(|| host.to_string());
+        let host = self.config.public_host.clone().unwrap_or_else(|| host.to_string());
         let responsive = self.hub.is_responsive(&ws.node);
         let (mut message, mut hint) = (ws.message.clone(), ws.hint.clone());
         if !responsive && !matches!(ws.status, WorkspaceStatus::Stopped) && message.is_none() {
@@ -468,7 +413,10 @@ impl App {
                 ws.node,
                 self.config.node_timeout.as_secs()
             ));
-            hint = Some("the workspace is unreachable until its node is back; ask the operator to check `nexus agent` there".into());
+            hint = Some(
+                "the workspace is unreachable until its node is back; ask the operator to check `nexus agent` there"
+                    .into(),
+            );
         }
         WorkspaceView {
             workspace_id: ws.id.clone(),
@@ -497,16 +445,9 @@ impl App {
             },
             node: Some(NodeRef {
                 name: ws.node.clone(),
-                status: if responsive {
-                    NodeStatus::Ok
-                } else {
-                    NodeStatus::Unresponsive
-                },
+                status: if responsive { NodeStatus::Ok } else { NodeStatus::Unresponsive },
             }),
-            resources: Resources {
-                cpu: Some(ws.cpu),
-                memory: Some(ws.memory.clone()),
-            },
+            resources: Resources { cpu: Some(ws.cpu), memory: Some(ws.memory.clone()) },
             created_at: ws.created_at.clone(),
             updated_at: ws.updated_at.clone(),
         }
@@ -517,28 +458,12 @@ impl App {
         let generation = self.store.next_generation(&ws.id)?;
         let (tx, rx) = oneshot::channel();
         let key = (ws.id.clone(), generation);
-        self.waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), tx);
-        let cmd = Command {
-            workspace_id: ws.id.clone(),
-            generation,
-            op,
-        };
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), tx);
+        let cmd = Command { workspace_id: ws.id.clone(), generation, op };
         let sent = self.hub.send(&ws.node, ServerMessage::Command(cmd));
-        let answer = if sent {
-            tokio::time::timeout(self.config.op_timeout, rx)
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-        } else {
-            None
-        };
-        self.waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
+        let answer =
+            if sent { tokio::time::timeout(self.config.op_timeout, rx).await.ok().and_then(|r| r.ok()) } else { None };
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         match answer {
             Some(outcome) => Ok(outcome),
             None if !sent => Err(self.node_unavailable(ws)),
@@ -550,24 +475,15 @@ impl App {
     }
 
     fn current_status(&self, id: &str) -> Result<StatusChange> {
-        let ws = self
-            .store
-            .workspace(id)?
-            .ok_or_else(|| ServerError::WorkspaceNotFound(id.to_string()))?;
-        Ok(StatusChange {
-            workspace_id: ws.id,
-            status: ws.status,
-        })
+        let ws = self.store.workspace(id)?.ok_or_else(|| ServerError::WorkspaceNotFound(id.to_string()))?;
+        Ok(StatusChange { workspace_id: ws.id, status: ws.status })
     }
 
     /// Stops a workspace and waits for the node to confirm. Stopping a stopped one is a no-op.
     pub async fn stop(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<StatusChange> {
         let ws = self.owned(require_user(caller)?, id)?;
         if ws.status == WorkspaceStatus::Stopped {
-            return Ok(StatusChange {
-                workspace_id: ws.id,
-                status: ws.status,
-            });
+            return Ok(StatusChange { workspace_id: ws.id, status: ws.status });
         }
         if !self.hub.is_responsive(&ws.node) {
             return Err(self.node_unavailable(&ws));
@@ -579,41 +495,29 @@ impl App {
     /// Starts a stopped (or retries a failed) workspace and waits until it runs or fails.
     pub async fn start(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<StatusChange> {
         let ws = self.owned(require_user(caller)?, id)?;
-        let to = ws
-            .status
-            .apply(Event::StartRequested)
-            .map_err(|e| ServerError::Conflict {
-                code: "invalid_state",
-                message: e.to_string(),
-                hint: "check `nexus workspace status`".into(),
-            })?;
+        let to = ws.status.apply(Event::StartRequested).map_err(|e| ServerError::Conflict {
+            code: "invalid_state",
+            message: e.to_string(),
+            hint: "check `nexus workspace status`".into(),
+        })?;
         if to == Transition::Unchanged {
-            return Ok(StatusChange {
-                workspace_id: ws.id,
-                status: ws.status,
-            });
+            return Ok(StatusChange { workspace_id: ws.id, status: ws.status });
         }
         if !self.hub.is_responsive(&ws.node) {
             return Err(self.node_unavailable(&ws));
         }
         {
             let _guard = self.port_lock.lock().await;
-            self.bind_and_serve(ws.ssh_port, &ws.id)
-                .await
-                .map_err(|e| {
-                    ServerError::unavailable(
-                        "ssh_port_busy",
-                        format!(
-                            "SSH port {} of this workspace is taken by another program: {e}",
-                            ws.ssh_port
-                        ),
-                        "ask the operator to free the port, then start the workspace again",
-                    )
-                })?;
+            self.bind_and_serve(ws.ssh_port, &ws.id).await.map_err(|e| {
+                ServerError::unavailable(
+                    "ssh_port_busy",
+                    format!("SSH port {} of this workspace is taken by another program: {e}", ws.ssh_port),
+                    "ask the operator to free the port, then start the workspace again",
+                )
+            })?;
         }
         let spec = self.spec_of(&ws);
-        self.store
-            .set_status(&ws.id, WorkspaceStatus::Creating, None, None)?;
+        self.store.set_status(&ws.id, WorkspaceStatus::Creating, None, None)?;
         self.send_and_wait(&ws, Op::Ensure(spec)).await?;
         self.current_status(id)
     }
@@ -625,13 +529,8 @@ impl App {
             return Err(self.node_unavailable(&ws));
         }
         match self.send_and_wait(&ws, Op::Delete).await? {
-            Outcome::Failed { message, hint } => {
-                Err(ServerError::unavailable("delete_failed", message, hint))
-            }
-            _ => Ok(Deleted {
-                workspace_id: id.to_string(),
-                deleted: true,
-            }),
+            Outcome::Failed { message, hint } => Err(ServerError::unavailable("delete_failed", message, hint)),
+            _ => Ok(Deleted { workspace_id: id.to_string(), deleted: true }),
         }
     }
 
@@ -648,11 +547,7 @@ impl App {
             .list_nodes()?
             .into_iter()
             .map(|n| NodeView {
-                status: if self.hub.is_responsive(&n.name) {
-                    NodeStatus::Ok
-                } else {
-                    NodeStatus::Unresponsive
-                },
+                status: if self.hub.is_responsive(&n.name) { NodeStatus::Ok } else { NodeStatus::Unresponsive },
                 name: n.name,
                 lxd_project: n.lxd_project,
                 workspaces: n.workspaces,
@@ -665,12 +560,7 @@ impl App {
     // ---- SSH ports ------------------------------------------------------------------------------
 
     async fn bind_and_serve(self: &Arc<Self>, port: u16, id: &str) -> std::io::Result<()> {
-        if self
-            .listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&port)
-        {
+        if self.listeners.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&port) {
             return Ok(());
         }
         let listener = TcpListener::bind(SocketAddr::new(self.config.ssh_bind_ip, port)).await?;
@@ -679,62 +569,33 @@ impl App {
     }
 
     fn serve_listener(self: &Arc<Self>, port: u16, id: &str, listener: TcpListener) {
-        let task = tokio::spawn(crate::forwarder::serve_port(
-            self.clone(),
-            listener,
-            id.to_string(),
-        ));
-        if let Some(old) = self
-            .listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(port, task.abort_handle())
-        {
+        let task = tokio::spawn(crate::forwarder::serve_port(self.clone(), listener, id.to_string()));
+        if let Some(old) = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).insert(port, task.abort_handle()) {
             old.abort();
         }
     }
 
     fn close_listener(&self, port: u16) {
-        if let Some(h) = self
-            .listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&port)
-        {
+        if let Some(h) = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).remove(&port) {
             h.abort();
         }
     }
 
     /// A tunnel to `port` inside a running workspace, through its node.
     pub async fn tunnel_to(&self, id: &str, port: u16) -> std::result::Result<WebSocket, String> {
-        let ws = self
-            .store
-            .workspace(id)
-            .map_err(|e| e.to_string())?
-            .ok_or("workspace is gone")?;
+        let ws = self.store.workspace(id).map_err(|e| e.to_string())?.ok_or("workspace is gone")?;
         if ws.status != WorkspaceStatus::Running {
             return Err(format!("workspace is {}", ws.status));
         }
-        self.hub
-            .open_tunnel(&ws.node, id, port)
-            .await
-            .map_err(|e: TunnelError| e.to_string())
+        self.hub.open_tunnel(&ws.node, id, port).await.map_err(|e: TunnelError| e.to_string())
     }
 
     // ---- agents ---------------------------------------------------------------------------------
 
     /// A node said hello: record it, and re-send whatever its workspaces still need.
-    pub fn on_hello(
-        &self,
-        node: &str,
-        lxd_project: &str,
-        inventory: &[InventoryItem],
-    ) -> Result<()> {
+    pub fn on_hello(&self, node: &str, lxd_project: &str, inventory: &[InventoryItem]) -> Result<()> {
         self.store.upsert_node(node, lxd_project)?;
-        let found: HashMap<&str, bool> = inventory
-            .iter()
-            .map(|i| (i.workspace_id.as_str(), i.running))
-            .collect();
+        let found: HashMap<&str, bool> = inventory.iter().map(|i| (i.workspace_id.as_str(), i.running)).collect();
         for ws in self.store.workspaces_on(node)? {
             match (ws.status, found.get(ws.id.as_str())) {
                 (WorkspaceStatus::Pending | WorkspaceStatus::Creating, _) => {
@@ -744,10 +605,7 @@ impl App {
                     self.store.set_status(
                         &ws.id,
                         WorkspaceStatus::Failed,
-                        Some(&format!(
-                            "the container of workspace {} is missing on node {node}",
-                            ws.name
-                        )),
+                        Some(&format!("the container of workspace {} is missing on node {node}", ws.name)),
                         Some("delete the workspace and create it again"),
                     )?;
                     self.close_listener(ws.ssh_port);
@@ -778,11 +636,7 @@ impl App {
             tracing::debug!(workspace = %ws.id, got = report.generation, current = ws.generation, "stale report ignored");
             return Ok(());
         }
-        let waiter = self
-            .waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(ws.id.clone(), report.generation));
+        let waiter = self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&(ws.id.clone(), report.generation));
         let outcome = report.outcome.clone();
         self.apply_report(&ws, report)?;
         if let Some(tx) = waiter {
@@ -813,13 +667,9 @@ impl App {
         };
         match report.outcome {
             Outcome::Ready { commit, host_key } => {
-                self.store
-                    .set_ready(&ws.id, commit.as_deref(), host_key.as_deref())?
+                self.store.set_ready(&ws.id, commit.as_deref(), host_key.as_deref())?
             }
-            Outcome::Failed { message, hint } => {
-                self.store
-                    .set_status(&ws.id, to, Some(&message), Some(&hint))?
-            }
+            Outcome::Failed { message, hint } => self.store.set_status(&ws.id, to, Some(&message), Some(&hint))?,
             _ => self.store.set_status(&ws.id, to, None, None)?,
         }
         if matches!(to, WorkspaceStatus::Stopped | WorkspaceStatus::Failed) {
@@ -836,10 +686,7 @@ fn existing_response(existing: WorkspaceRow, repo_url: &str) -> Result<CreateWor
     if existing.repo_url != repo_url {
         return Err(ServerError::Conflict {
             code: "name_taken",
-            message: format!(
-                "you already have a workspace named {} for {}",
-                existing.name, existing.repo_url
-            ),
+            message: format!("you already have a workspace named {} for {}", existing.name, existing.repo_url),
             hint: "pick another name with --name, or delete the old workspace first".into(),
         });
     }
@@ -857,8 +704,7 @@ fn require_user(caller: &Caller) -> Result<&User> {
         Caller::User(u) => Ok(u),
         Caller::Operator => Err(ServerError::Forbidden {
             message: "the operator token cannot own workspaces".into(),
-            hint: "register a user (`POST /api/v1/users/register`) and use that user's token"
-                .into(),
+            hint: "register a user (`POST /api/v1/users/register`) and use that user's token".into(),
         }),
     }
 }

@@ -66,29 +66,18 @@ impl ServerConfig {
 
 /// Parses `lo-hi` into an inclusive port range.
 pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
-    let (lo, hi) = s
-        .split_once('-')
-        .ok_or_else(|| format!("{s:?} is not `low-high`, e.g. `2222-2299`"))?;
-    let lo: u16 = lo
-        .trim()
-        .parse()
-        .map_err(|_| format!("{lo:?} is not a port number"))?;
-    let hi: u16 = hi
-        .trim()
-        .parse()
-        .map_err(|_| format!("{hi:?} is not a port number"))?;
+    let (lo, hi) = s.split_once('-').ok_or_else(|| format!("{s:?} is not `low-high`, e.g. `2222-2299`"))?;
+    let lo: u16 = lo.trim().parse().map_err(|_| format!("{lo:?} is not a port number"))?;
+    let hi: u16 = hi.trim().parse().map_err(|_| format!("{hi:?} is not a port number"))?;
     if lo == 0 || lo > hi {
-        return Err(format!(
-            "port range {s:?} is empty or starts at 0; use e.g. `2222-2299`"
-        ));
+        return Err(format!("port range {s:?} is empty or starts at 0; use e.g. `2222-2299`"));
     }
     Ok((lo, hi))
 }
 
 /// The address the REST API binds to, parsed.
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    s.parse()
-        .map_err(|_| format!("{s:?} is not `ip:port`, e.g. `0.0.0.0:3001`"))
+    s.parse().map_err(|_| format!("{s:?} is not `ip:port`, e.g. `0.0.0.0:3001`"))
 }
 
 #[cfg(test)]

@@ -95,47 +95,24 @@ pub enum ServerError {
 
 impl ServerError {
     /// A 400 with a code, message and hint.
-    pub fn bad_request(
-        code: &'static str,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> Self {
-        ServerError::BadRequest {
-            code,
-            message: message.into(),
-            hint: hint.into(),
-        }
+    pub fn bad_request(code: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        ServerError::BadRequest { code, message: message.into(), hint: hint.into() }
     }
 
     /// A 503 with a code, message and hint.
-    pub fn unavailable(
-        code: &'static str,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> Self {
-        ServerError::Unavailable {
-            code,
-            message: message.into(),
-            hint: hint.into(),
-        }
+    pub fn unavailable(code: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        ServerError::Unavailable { code, message: message.into(), hint: hint.into() }
     }
 
     /// A 401 with message and hint.
     pub fn unauthorized(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        ServerError::Unauthorized {
-            message: message.into(),
-            hint: hint.into(),
-        }
+        ServerError::Unauthorized { message: message.into(), hint: hint.into() }
     }
 }
 
 impl From<InvalidName> for ServerError {
     fn from(e: InvalidName) -> Self {
-        ServerError::BadRequest {
-            code: "invalid_field",
-            message: e.message,
-            hint: e.hint,
-        }
+        ServerError::BadRequest { code: "invalid_field", message: e.message, hint: e.hint }
     }
 }
 

@@ -51,11 +51,7 @@ pub async fn splice(stream: TcpStream, ws: WebSocket) {
             match tcp_rd.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if ws_tx
-                        .send(Message::Binary(buf[..n].to_vec().into()))
-                        .await
-                        .is_err()
-                    {
+                    if ws_tx.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
                         break;
                     }
                 }

@@ -37,10 +37,7 @@ impl GithubApi {
             .timeout(std::time::Duration::from_secs(15))
             .build()
             .expect("static client settings are valid");
-        GithubApi {
-            base: base.trim_end_matches('/').to_string(),
-            http,
-        }
+        GithubApi { base: base.trim_end_matches('/').to_string(), http }
     }
 }
 
@@ -48,10 +45,7 @@ impl GithubIdentity for GithubApi {
     fn user(&self, token: &str) -> BoxFuture<'_, Result<Option<GithubUser>>> {
         let token = token.to_string();
         Box::pin(async move {
-            let unreachable = |source| ServerError::GithubUnreachable {
-                url: self.base.clone(),
-                source,
-            };
+            let unreachable = |source| ServerError::GithubUnreachable { url: self.base.clone(), source };
             let resp = self
                 .http
                 .get(format!("{}/user", self.base))
@@ -61,9 +55,7 @@ impl GithubIdentity for GithubApi {
                 .send()
                 .await
                 .map_err(unreachable)?;
-            if resp.status() == reqwest::StatusCode::UNAUTHORIZED
-                || resp.status() == reqwest::StatusCode::FORBIDDEN
-            {
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED || resp.status() == reqwest::StatusCode::FORBIDDEN {
                 return Ok(None);
             }
             let resp = resp.error_for_status().map_err(unreachable)?;

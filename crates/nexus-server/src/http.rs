@@ -14,9 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use nexus_types::api::{
-    CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, ErrorBody, ErrorDetail, Health,
-    NodeList, RegisterRequest, RegisterResponse, StatusChange, UserInfo, WorkspaceList,
-    WorkspaceView,
+    CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, ErrorBody, ErrorDetail, Health, NodeList,
+    RegisterRequest, RegisterResponse, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
 };
 use nexus_types::protocol::{AgentMessage, ServerMessage};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -39,17 +38,7 @@ impl From<ServerError> for ApiError {
 }
 
 fn error_response(status: StatusCode, code: &str, message: String, hint: String) -> Response {
-    (
-        status,
-        Json(ErrorBody {
-            error: ErrorDetail {
-                code: code.into(),
-                message,
-                hint,
-            },
-        }),
-    )
-        .into_response()
+    (status, Json(ErrorBody { error: ErrorDetail { code: code.into(), message, hint } })).into_response()
 }
 
 impl IntoResponse for ApiError {
@@ -66,9 +55,7 @@ impl IntoResponse for ApiError {
                 "list your workspaces with `nexus workspace list`".to_string(),
             ),
             E::Conflict { code, hint, .. } => (StatusCode::CONFLICT, code, hint),
-            E::RepoNotFound { hint, .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "repo_not_found", hint)
-            }
+            E::RepoNotFound { hint, .. } => (StatusCode::UNPROCESSABLE_ENTITY, "repo_not_found", hint),
             E::Unavailable { code, hint, .. } => (StatusCode::SERVICE_UNAVAILABLE, code, hint),
             E::Timeout { hint, .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout", hint),
             ref e @ E::GithubUnreachable { .. } => {
@@ -118,12 +105,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<
                     JsonRejection::MissingJsonContentType(_) => "send the header `Content-Type: application/json`",
                     _ => "fix the JSON body; the API reference is `openapi/nexus.json` (also served at /api/v1/openapi.json)",
                 };
-                Err(error_response(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_body",
-                    rejection.body_text(),
-                    hint.into(),
-                ))
+                Err(error_response(StatusCode::BAD_REQUEST, "invalid_body", rejection.body_text(), hint.into()))
             }
         }
     }
@@ -133,10 +115,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
 }
 
@@ -146,20 +125,14 @@ pub struct Auth(pub Caller);
 impl FromRequestParts<Arc<App>> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &Arc<App>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
         Ok(Auth(app.authenticate(bearer(&parts.headers))?))
     }
 }
 
 /// The host name the client used, without the port; what SSH commands are printed with.
 fn request_host(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("localhost");
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
     // `[::1]:3001` keeps its brackets off; `host:3001` loses the port.
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or("localhost").to_string();
@@ -218,9 +191,7 @@ pub fn router(app: Arc<App>) -> Router {
     router
         .route(
             "/api/v1/openapi.json",
-            axum::routing::get(move || async move {
-                ([(header::CONTENT_TYPE, "application/json")], api_json)
-            }),
+            axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], api_json) }),
         )
         .fallback(|| async {
             error_response(
@@ -236,10 +207,7 @@ pub fn router(app: Arc<App>) -> Router {
 /// Liveness.
 #[utoipa::path(get, path = "/health", responses((status = 200, body = Health)))]
 async fn health() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-    })
+    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
 }
 
 /// Registers a user (GitHub login + SSH public key) and returns a new API token.
@@ -250,10 +218,7 @@ async fn register(
     headers: HeaderMap,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(app.register(bearer(&headers), req).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(app.register(bearer(&headers), req).await?)))
 }
 
 /// The user the token belongs to.
@@ -273,11 +238,7 @@ async fn create_workspace(
     ApiJson(req): ApiJson<CreateWorkspaceRequest>,
 ) -> Result<(StatusCode, Json<CreateWorkspaceResponse>), ApiError> {
     let resp = app.create(&caller, req).await?;
-    let status = if resp.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if resp.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(resp)))
 }
 
@@ -349,19 +310,14 @@ fn join_token_error() -> Response {
         StatusCode::UNAUTHORIZED,
         "unauthorized",
         "the join token is missing or wrong".into(),
-        "copy the token from `<data-dir>/join-token` on the server into `nexus agent --join-token`"
-            .into(),
+        "copy the token from `<data-dir>/join-token` on the server into `nexus agent --join-token`".into(),
     )
 }
 
 /// Node agents' control WebSocket (join token as bearer). Protocol: `nexus_types::protocol`.
 #[utoipa::path(get, path = "/api/v1/agent/connect", security(("bearer" = [])),
     responses((status = 101, description = "WebSocket upgrade"), (status = 401, body = ErrorBody)))]
-async fn agent_connect(
-    State(app): AppState,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+async fn agent_connect(State(app): AppState, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
     if !bearer(&headers).is_some_and(|t| app.is_join_token(t)) {
         return join_token_error();
     }
@@ -394,21 +350,15 @@ async fn agent_session(app: Arc<App>, socket: WebSocket) {
         tracing::warn!("agent connected but sent no hello");
         return;
     };
-    let Ok(AgentMessage::Hello {
-        node_name,
-        lxd_project,
-        version,
-        inventory,
-    }) = serde_json::from_str::<AgentMessage>(&text)
+    let Ok(AgentMessage::Hello { node_name, lxd_project, version, inventory }) =
+        serde_json::from_str::<AgentMessage>(&text)
     else {
         tracing::warn!("agent's first message was not a hello");
         return;
     };
     tracing::info!(node = %node_name, %lxd_project, %version, workspaces = inventory.len(), "node joined");
     let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<ServerMessage>();
-    let welcome = ServerMessage::Welcome {
-        heartbeat_secs: app.config().heartbeat.as_secs().max(1),
-    };
+    let welcome = ServerMessage::Welcome { heartbeat_secs: app.config().heartbeat.as_secs().max(1) };
     let _ = out_tx.send(welcome);
     let conn_id = app.hub.attach(&node_name, out_tx);
     if let Err(e) = app.on_hello(&node_name, &lxd_project, &inventory) {

@@ -42,10 +42,7 @@ pub enum TunnelError {
 impl Hub {
     /// A hub that calls a node unresponsive after `node_timeout` without a heartbeat.
     pub fn new(node_timeout: Duration) -> Self {
-        Hub {
-            inner: Mutex::new(Inner::default()),
-            node_timeout,
-        }
+        Hub { inner: Mutex::new(Inner::default()), node_timeout }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -58,14 +55,7 @@ impl Hub {
         let mut inner = self.lock();
         inner.next_conn += 1;
         let conn_id = inner.next_conn;
-        inner.nodes.insert(
-            node.to_string(),
-            NodeConn {
-                conn_id,
-                tx,
-                last_heartbeat: Instant::now(),
-            },
-        );
+        inner.nodes.insert(node.to_string(), NodeConn { conn_id, tx, last_heartbeat: Instant::now() });
         conn_id
     }
 
@@ -86,35 +76,21 @@ impl Hub {
 
     /// Connected and heartbeating within the timeout.
     pub fn is_responsive(&self, node: &str) -> bool {
-        self.lock()
-            .nodes
-            .get(node)
-            .is_some_and(|c| c.last_heartbeat.elapsed() < self.node_timeout && !c.tx.is_closed())
+        self.lock().nodes.get(node).is_some_and(|c| c.last_heartbeat.elapsed() < self.node_timeout && !c.tx.is_closed())
     }
 
     /// Sends a message; false when the node is not connected.
     pub fn send(&self, node: &str, msg: ServerMessage) -> bool {
-        self.lock()
-            .nodes
-            .get(node)
-            .is_some_and(|c| c.tx.send(msg).is_ok())
+        self.lock().nodes.get(node).is_some_and(|c| c.tx.send(msg).is_ok())
     }
 
     /// Asks `node` to connect to `port` in `workspace_id` and waits for its tunnel WebSocket.
-    pub async fn open_tunnel(
-        &self,
-        node: &str,
-        workspace_id: &str,
-        port: u16,
-    ) -> Result<WebSocket, TunnelError> {
+    pub async fn open_tunnel(&self, node: &str, workspace_id: &str, port: u16) -> Result<WebSocket, TunnelError> {
         let tunnel_id = crate::secret::random_token("tun_");
         let (tx, rx) = oneshot::channel();
         self.lock().tunnels.insert(tunnel_id.clone(), tx);
-        let msg = ServerMessage::OpenTunnel {
-            tunnel_id: tunnel_id.clone(),
-            workspace_id: workspace_id.to_string(),
-            port,
-        };
+        let msg =
+            ServerMessage::OpenTunnel { tunnel_id: tunnel_id.clone(), workspace_id: workspace_id.to_string(), port };
         if !self.send(node, msg) {
             self.lock().tunnels.remove(&tunnel_id);
             return Err(TunnelError::NodeGone(node.to_string()));
@@ -147,10 +123,7 @@ mod tests {
         let c1 = hub.attach("n1", tx);
         assert!(hub.is_responsive("n1"));
         std::thread::sleep(Duration::from_millis(60));
-        assert!(
-            !hub.is_responsive("n1"),
-            "missed heartbeats make a node unresponsive"
-        );
+        assert!(!hub.is_responsive("n1"), "missed heartbeats make a node unresponsive");
         hub.heartbeat("n1");
         assert!(hub.is_responsive("n1"));
         // A reconnect replaces the old connection; the old one's detach must not remove the new one.

@@ -23,8 +23,7 @@ pub use error::ServerError;
 /// The OpenAPI document of the API this server serves, pretty-printed JSON.
 pub fn openapi_json() -> String {
     let (_, api) = http::router_and_api();
-    api.to_pretty_json()
-        .expect("the OpenAPI document serializes")
+    api.to_pretty_json().expect("the OpenAPI document serializes")
 }
 
 /// Builds the app with the real GitHub client and git prober, restores SSH listeners, and serves
@@ -35,9 +34,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let github = Box::new(github::GithubApi::new(&config.github_api_url));
-    let probe = Box::new(repo_probe::GitLsRemote {
-        timeout: std::time::Duration::from_secs(20),
-    });
+    let probe = Box::new(repo_probe::GitLsRemote { timeout: std::time::Duration::from_secs(20) });
     let app = App::new(config, github, probe)?;
     serve_app(app, listener, shutdown).await
 }
@@ -53,10 +50,7 @@ pub async fn serve_app(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|source| ServerError::Io {
-            path: "HTTP listener".into(),
-            source,
-        })
+        .map_err(|source| ServerError::Io { path: "HTTP listener".into(), source })
 }
 
 #[cfg(test)]

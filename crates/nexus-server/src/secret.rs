@@ -32,10 +32,7 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 
 /// Reads the token in `path`, or creates it (mode 0600) with a fresh random one.
 pub fn load_or_create(path: &Path, prefix: &str) -> Result<String> {
-    let io = |source| ServerError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+    let io = |source| ServerError::Io { path: path.display().to_string(), source };
     match std::fs::read_to_string(path) {
         Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
         Ok(_) => {}
@@ -70,10 +67,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         }
     }
 }

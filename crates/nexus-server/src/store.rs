@@ -178,7 +178,8 @@ pub fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-const WORKSPACE_COLUMNS: &str = "w.id, w.owner_id, u.github_username, u.ssh_pubkey, w.name, w.provider, w.image, w.cpu, w.memory, \
+const WORKSPACE_COLUMNS: &str =
+    "w.id, w.owner_id, u.github_username, u.ssh_pubkey, w.name, w.provider, w.image, w.cpu, w.memory, \
      w.repo_owner, w.repo_name, w.repo_url, w.branch, w.commit_sha, w.status, w.message, w.hint, w.ssh_port, \
      w.host_key, w.node_name, w.generation, w.created_at, w.updated_at";
 
@@ -236,9 +237,7 @@ impl Store {
             tx.pragma_update(None, "user_version", i + 1)?;
             tx.commit()?;
         }
-        Ok(Store {
-            conn: Mutex::new(conn),
-        })
+        Ok(Store { conn: Mutex::new(conn) })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -263,11 +262,7 @@ impl Store {
                  ssh_pubkey = excluded.ssh_pubkey, ssh_fingerprint = excluded.ssh_fingerprint",
             params![github_username, github_id, ssh_pubkey, fingerprint, now()],
         )?;
-        Ok(conn.query_row(
-            "SELECT id FROM users WHERE github_id = ?1",
-            [github_id],
-            |r| r.get(0),
-        )?)
+        Ok(conn.query_row("SELECT id FROM users WHERE github_id = ?1", [github_id], |r| r.get(0))?)
     }
 
     /// The user holding this login, if any.
@@ -317,10 +312,7 @@ impl Store {
 
     /// Records a heartbeat.
     pub fn touch_node(&self, name: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE nodes SET last_heartbeat = ?2 WHERE name = ?1",
-            params![name, now()],
-        )?;
+        self.conn().execute("UPDATE nodes SET last_heartbeat = ?2 WHERE name = ?1", params![name, now()])?;
         Ok(())
     }
 
@@ -332,12 +324,7 @@ impl Store {
              FROM nodes n ORDER BY n.name",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok(NodeRow {
-                name: r.get(0)?,
-                lxd_project: r.get(1)?,
-                last_heartbeat: r.get(2)?,
-                workspaces: r.get(3)?,
-            })
+            Ok(NodeRow { name: r.get(0)?, lxd_project: r.get(1)?, last_heartbeat: r.get(2)?, workspaces: r.get(3)? })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -358,18 +345,25 @@ impl Store {
                  branch, status, ssh_port, node_name, generation, created_at, updated_at)
              VALUES (?1, ?2, ?3, 'lxc', ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, 1, ?13, ?13)",
             params![
-                w.id, w.owner_id, w.name, w.image, w.cpu, w.memory, w.repo_owner, w.repo_name, w.repo_url, w.branch,
-                w.ssh_port, w.node, now
+                w.id,
+                w.owner_id,
+                w.name,
+                w.image,
+                w.cpu,
+                w.memory,
+                w.repo_owner,
+                w.repo_name,
+                w.repo_url,
+                w.branch,
+                w.ssh_port,
+                w.node,
+                now
             ],
         )?;
         Ok(())
     }
 
-    fn query_workspaces(
-        &self,
-        filter: &str,
-        args: impl rusqlite::Params,
-    ) -> Result<Vec<WorkspaceRow>> {
+    fn query_workspaces(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<WorkspaceRow>> {
         let conn = self.conn();
         let sql = format!(
             "SELECT {WORKSPACE_COLUMNS} FROM workspaces w JOIN users u ON u.id = w.owner_id {filter} ORDER BY w.created_at, w.id"
@@ -381,21 +375,12 @@ impl Store {
 
     /// One workspace by id, whoever owns it.
     pub fn workspace(&self, id: &str) -> Result<Option<WorkspaceRow>> {
-        Ok(self
-            .query_workspaces("WHERE w.id = ?1", [id])?
-            .into_iter()
-            .next())
+        Ok(self.query_workspaces("WHERE w.id = ?1", [id])?.into_iter().next())
     }
 
     /// One workspace by owner and name.
     pub fn workspace_by_name(&self, owner_id: i64, name: &str) -> Result<Option<WorkspaceRow>> {
-        Ok(self
-            .query_workspaces(
-                "WHERE w.owner_id = ?1 AND w.name = ?2",
-                params![owner_id, name],
-            )?
-            .into_iter()
-            .next())
+        Ok(self.query_workspaces("WHERE w.owner_id = ?1 AND w.name = ?2", params![owner_id, name])?.into_iter().next())
     }
 
     /// A user's workspaces, oldest first.
@@ -450,8 +435,7 @@ impl Store {
 
     /// Removes a workspace; its SSH port becomes free.
     pub fn delete_workspace(&self, id: &str) -> Result<()> {
-        self.conn()
-            .execute("DELETE FROM workspaces WHERE id = ?1", [id])?;
+        self.conn().execute("DELETE FROM workspaces WHERE id = ?1", [id])?;
         Ok(())
     }
 }
@@ -491,20 +475,13 @@ mod tests {
     #[test]
     fn users_and_tokens() {
         let s = Store::in_memory().unwrap();
-        let id = s
-            .upsert_user("alice", 1, "ssh-ed25519 A", "SHA256:a")
-            .unwrap();
+        let id = s.upsert_user("alice", 1, "ssh-ed25519 A", "SHA256:a").unwrap();
         // Re-registering after a GitHub rename keeps the same user.
-        let again = s
-            .upsert_user("alice2", 1, "ssh-ed25519 B", "SHA256:b")
-            .unwrap();
+        let again = s.upsert_user("alice2", 1, "ssh-ed25519 B", "SHA256:b").unwrap();
         assert_eq!(id, again);
         s.add_token(id, "h1").unwrap();
         let u = s.user_by_token("h1").unwrap().unwrap();
-        assert_eq!(
-            (u.github_username.as_str(), u.ssh_pubkey.as_str()),
-            ("alice2", "ssh-ed25519 B")
-        );
+        assert_eq!((u.github_username.as_str(), u.ssh_pubkey.as_str()), ("alice2", "ssh-ed25519 B"));
         assert!(s.user_by_token("nope").unwrap().is_none());
     }
 
@@ -513,30 +490,16 @@ mod tests {
         let s = Store::in_memory().unwrap();
         let a = s.upsert_user("alice", 1, "k", "f").unwrap();
         let b = s.upsert_user("bob", 2, "k", "f").unwrap();
-        s.insert_workspace(&sample(&s, a, "ws-1", "one", 2222))
-            .unwrap();
-        s.insert_workspace(&sample(&s, b, "ws-2", "one", 2223))
-            .unwrap();
-        assert!(
-            s.insert_workspace(&sample(&s, b, "ws-3", "two", 2222))
-                .is_err(),
-            "port reused"
-        );
-        assert!(
-            s.insert_workspace(&sample(&s, a, "ws-4", "one", 2224))
-                .is_err(),
-            "name reused"
-        );
+        s.insert_workspace(&sample(&s, a, "ws-1", "one", 2222)).unwrap();
+        s.insert_workspace(&sample(&s, b, "ws-2", "one", 2223)).unwrap();
+        assert!(s.insert_workspace(&sample(&s, b, "ws-3", "two", 2222)).is_err(), "port reused");
+        assert!(s.insert_workspace(&sample(&s, a, "ws-4", "one", 2224)).is_err(), "name reused");
         assert_eq!(s.workspaces_of(a).unwrap().len(), 1);
         assert_eq!(s.used_ports().unwrap(), HashSet::from([2222, 2223]));
         assert_eq!(s.next_generation("ws-1").unwrap(), 2);
-        s.set_ready("ws-1", Some("abc"), Some("ssh-ed25519 H"))
-            .unwrap();
+        s.set_ready("ws-1", Some("abc"), Some("ssh-ed25519 H")).unwrap();
         let w = s.workspace("ws-1").unwrap().unwrap();
-        assert_eq!(
-            (w.status, w.commit.as_deref(), w.owner.as_str()),
-            (WorkspaceStatus::Running, Some("abc"), "alice")
-        );
+        assert_eq!((w.status, w.commit.as_deref(), w.owner.as_str()), (WorkspaceStatus::Running, Some("abc"), "alice"));
         s.delete_workspace("ws-1").unwrap();
         assert_eq!(s.used_ports().unwrap(), HashSet::from([2223]));
         assert_eq!(s.list_nodes().unwrap()[0].workspaces, 1);
@@ -551,9 +514,6 @@ mod tests {
             s.upsert_user("alice", 1, "k", "f").unwrap();
         }
         let s = Store::open(&path).unwrap();
-        assert!(
-            s.user_by_login("ALICE").unwrap().is_some(),
-            "logins compare case-insensitively"
-        );
+        assert!(s.user_by_login("ALICE").unwrap().is_some(), "logins compare case-insensitively");
     }
 }

@@ -17,19 +17,12 @@ pub struct Api {
 impl Api {
     /// A client without a token.
     pub fn new(base: &str) -> Api {
-        Api {
-            base: base.trim_end_matches('/').to_string(),
-            token: None,
-            http: reqwest::Client::new(),
-        }
+        Api { base: base.trim_end_matches('/').to_string(), token: None, http: reqwest::Client::new() }
     }
 
     /// The same client sending `token`.
     pub fn with_token(&self, token: &str) -> Api {
-        Api {
-            token: Some(token.to_string()),
-            ..self.clone()
-        }
+        Api { token: Some(token.to_string()), ..self.clone() }
     }
 
     /// Sends a request; returns (status, JSON body or `null`).
@@ -45,19 +38,13 @@ impl Api {
         let resp = req.send().await.expect("server answers");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// Sends a raw body with a content type (for malformed-input tests).
     pub async fn raw(&self, path: &str, content_type: &str, body: &str) -> (u16, Value) {
-        let mut req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", content_type)
-            .body(body.to_string());
+        let mut req =
+            self.http.post(format!("{}{path}", self.base)).header("content-type", content_type).body(body.to_string());
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -67,13 +54,7 @@ impl Api {
     }
 
     /// Registers a user with the operator token (no GitHub needed); returns a client with their token.
-    pub async fn register_as_operator(
-        &self,
-        operator_token: &str,
-        login: &str,
-        id: i64,
-        pubkey: &str,
-    ) -> Api {
+    pub async fn register_as_operator(&self, operator_token: &str, login: &str, id: i64, pubkey: &str) -> Api {
         let (status, body) = self
             .with_token(operator_token)
             .call(
@@ -88,19 +69,12 @@ impl Api {
 
     /// `POST /api/v1/workspaces/create` with a name and repo.
     pub async fn create(&self, name: &str, repo: &str) -> (u16, Value) {
-        self.call(
-            "POST",
-            "/api/v1/workspaces/create",
-            Some(json!({"workspace_name": name, "repo": repo})),
-        )
-        .await
+        self.call("POST", "/api/v1/workspaces/create", Some(json!({"workspace_name": name, "repo": repo}))).await
     }
 
     /// `GET .../status`; panics unless 200.
     pub async fn status(&self, id: &str) -> Value {
-        let (code, body) = self
-            .call("GET", &format!("/api/v1/workspaces/{id}/status"), None)
-            .await;
+        let (code, body) = self.call("GET", &format!("/api/v1/workspaces/{id}/status"), None).await;
         assert_eq!(code, 200, "status of {id}: {body}");
         body
     }
@@ -115,10 +89,7 @@ impl Api {
                 return body;
             }
             assert!(status != "failed", "workspace {id} failed: {body}");
-            assert!(
-                start.elapsed() < timeout,
-                "workspace {id} still {status} after {timeout:?}: {body}"
-            );
+            assert!(start.elapsed() < timeout, "workspace {id} still {status} after {timeout:?}: {body}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

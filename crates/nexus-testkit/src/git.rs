@@ -21,11 +21,7 @@ fn git(dir: &Path, args: &[&str]) {
         .env("GIT_COMMITTER_EMAIL", "test@nexus.invalid")
         .output()
         .expect("git is installed");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 impl GitServer {
@@ -48,18 +44,11 @@ impl GitServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("git daemon starts");
-        let server = GitServer {
-            base_url: format!("git://{ip}:{port}"),
-            root,
-            child,
-        };
+        let server = GitServer { base_url: format!("git://{ip}:{port}"), root, child };
         // Ready when it accepts connections.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect((ip, port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "git daemon did not start on {ip}:{port}"
-            );
+            assert!(std::time::Instant::now() < deadline, "git daemon did not start on {ip}:{port}");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         server
@@ -79,32 +68,16 @@ impl GitServer {
         }
         git(work.path(), &["add", "-A"]);
         git(work.path(), &["commit", "-q", "-m", "initial"]);
-        git(
-            work.path(),
-            &["push", "-q", &bare.display().to_string(), "main"],
-        );
-        let out = Command::new("git")
-            .args(["rev-parse", "HEAD"])
-            .current_dir(work.path())
-            .output()
-            .unwrap();
+        git(work.path(), &["push", "-q", &bare.display().to_string(), "main"]);
+        let out = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(work.path()).output().unwrap();
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
     /// Adds branch `branch` to `owner/name` (off `main`) with `files` changed; returns its commit.
-    pub fn add_branch(
-        &self,
-        owner: &str,
-        name: &str,
-        branch: &str,
-        files: &[(&str, &str)],
-    ) -> String {
+    pub fn add_branch(&self, owner: &str, name: &str, branch: &str, files: &[(&str, &str)]) -> String {
         let bare = self.root.path().join(owner).join(format!("{name}.git"));
         let work = tempfile::tempdir().unwrap();
-        git(
-            work.path(),
-            &["clone", "-q", &bare.display().to_string(), "."],
-        );
+        git(work.path(), &["clone", "-q", &bare.display().to_string(), "."]);
         git(work.path(), &["checkout", "-q", "-b", branch]);
         for (path, content) in files {
             let p = work.path().join(path);
@@ -112,16 +85,9 @@ impl GitServer {
             std::fs::write(p, content).unwrap();
         }
         git(work.path(), &["add", "-A"]);
-        git(
-            work.path(),
-            &["commit", "-q", "-m", &format!("on {branch}")],
-        );
+        git(work.path(), &["commit", "-q", "-m", &format!("on {branch}")]);
         git(work.path(), &["push", "-q", "origin", branch]);
-        let out = Command::new("git")
-            .args(["rev-parse", "HEAD"])
-            .current_dir(work.path())
-            .output()
-            .unwrap();
+        let out = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(work.path()).output().unwrap();
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 

@@ -43,17 +43,11 @@ fn unauthorized() -> (StatusCode, Json<Value>) {
     )
 }
 
-async fn user(
-    State(state): State<Arc<Mutex<State_>>>,
-    headers: HeaderMap,
-) -> (StatusCode, Json<Value>) {
+async fn user(State(state): State<Arc<Mutex<State_>>>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("token "))
-        });
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("token ")));
     let Some(account) = token.and_then(|t| state.lock().unwrap().tokens.get(t).cloned()) else {
         return unauthorized();
     };
@@ -78,30 +72,18 @@ impl FakeGithub {
     /// Starts the stand-in on 127.0.0.1.
     pub async fn start() -> FakeGithub {
         let state = Arc::new(Mutex::new(State_::default()));
-        let app = Router::new()
-            .route("/user", get(user))
-            .with_state(state.clone());
+        let app = Router::new().route("/user", get(user)).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        FakeGithub {
-            url,
-            state,
-            _task: task,
-        }
+        FakeGithub { url, state, _task: task }
     }
 
     /// Makes `token` valid for the account.
     pub fn add_token(&self, token: &str, login: &str, id: i64) {
-        self.state.lock().unwrap().tokens.insert(
-            token.into(),
-            Account {
-                login: login.into(),
-                id,
-            },
-        );
+        self.state.lock().unwrap().tokens.insert(token.into(), Account { login: login.into(), id });
     }
 
     /// Revokes a token.

@@ -20,21 +20,14 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released; fine for tests on one machine).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `n` consecutive free ports, for an SSH port range.
@@ -44,8 +37,7 @@ pub fn free_port_range(n: u16) -> (u16, u16) {
         if base.checked_add(n).is_none() {
             continue;
         }
-        let all_free =
-            (base..base + n).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok());
+        let all_free = (base..base + n).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok());
         if all_free {
             return (base, base + n - 1);
         }

@@ -33,11 +33,7 @@ pub struct ServerProcess {
 }
 
 fn log_file(dir: &Path, name: &str) -> (File, File) {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(name))
-        .unwrap();
+    let f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).unwrap();
     (f.try_clone().unwrap(), f)
 }
 
@@ -49,20 +45,14 @@ pub fn wait_healthy(url: &str, timeout: Duration) {
         if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
             use std::io::{Read, Write};
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = write!(
-                s,
-                "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-            );
+            let _ = write!(s, "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             let mut buf = String::new();
             let _ = s.read_to_string(&mut buf);
             if buf.starts_with("HTTP/1.1 200") {
                 return;
             }
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server at {url} not healthy after {timeout:?}"
-        );
+        assert!(std::time::Instant::now() < deadline, "server at {url} not healthy after {timeout:?}");
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -90,12 +80,7 @@ impl ServerProcess {
             .args(["server", "--listen", &format!("127.0.0.1:{}", self.port)])
             .arg("--data-dir")
             .arg(self.data_dir.path())
-            .args([
-                "--github-api-url",
-                &self.opts.github_api_url,
-                "--git-base-url",
-                &self.opts.git_base_url,
-            ])
+            .args(["--github-api-url", &self.opts.github_api_url, "--git-base-url", &self.opts.git_base_url])
             .args([
                 "--ssh-port-range",
                 &format!("{lo}-{hi}"),
@@ -114,18 +99,12 @@ impl ServerProcess {
 
     /// The join token agents need.
     pub fn join_token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.path().join("join-token"))
-            .unwrap()
-            .trim()
-            .to_string()
+        std::fs::read_to_string(self.data_dir.path().join("join-token")).unwrap().trim().to_string()
     }
 
     /// The operator token.
     pub fn operator_token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.path().join("operator-token"))
-            .unwrap()
-            .trim()
-            .to_string()
+        std::fs::read_to_string(self.data_dir.path().join("operator-token")).unwrap().trim().to_string()
     }
 
     /// SIGKILL, no chance to clean up.
@@ -169,23 +148,11 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     /// Starts an agent for `server` using LXD project `project`.
-    pub fn start(
-        bin: &Path,
-        server: &ServerProcess,
-        name: &str,
-        project: &str,
-        extra: &[&str],
-    ) -> AgentProcess {
+    pub fn start(bin: &Path, server: &ServerProcess, name: &str, project: &str, extra: &[&str]) -> AgentProcess {
         let log_dir = tempfile::tempdir().unwrap();
         let (out, err) = log_file(log_dir.path(), "agent.log");
         let child = Command::new(bin)
-            .args([
-                "agent",
-                "--server",
-                &server.url,
-                "--join-token",
-                &server.join_token(),
-            ])
+            .args(["agent", "--server", &server.url, "--join-token", &server.join_token()])
             .args(["--lxd-project", project, "--name", name])
             .args(extra)
             .env("NEXUS_LOG", "info,nexus_agent=debug")
@@ -194,29 +161,20 @@ impl AgentProcess {
             .stderr(err)
             .spawn()
             .expect("nexus agent starts");
-        AgentProcess {
-            child: Some(child),
-            log_dir,
-            name: name.into(),
-            project: project.into(),
-        }
+        AgentProcess { child: Some(child), log_dir, name: name.into(), project: project.into() }
     }
 
     /// SIGSTOP: the process freezes with its connections open, so only missed heartbeats show it.
     pub fn freeze(&self) {
         if let Some(c) = &self.child {
-            let _ = Command::new("kill")
-                .args(["-STOP", &c.id().to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-STOP", &c.id().to_string()]).status();
         }
     }
 
     /// SIGKILL.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-CONT", &c.id().to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
             let _ = c.kill();
             let _ = c.wait();
         }

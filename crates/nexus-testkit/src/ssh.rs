@@ -23,15 +23,8 @@ impl TestKey {
             .output()
             .expect("ssh-keygen is installed");
         assert!(out.status.success(), "ssh-keygen failed");
-        let public = std::fs::read_to_string(path.with_extension("pub"))
-            .unwrap()
-            .trim()
-            .to_string();
-        TestKey {
-            _dir: dir,
-            path,
-            public,
-        }
+        let public = std::fs::read_to_string(path.with_extension("pub")).unwrap().trim().to_string();
+        TestKey { _dir: dir, path, public }
     }
 }
 

@@ -17,10 +17,7 @@ pub struct InvalidName {
 }
 
 fn invalid(message: impl Into<String>, hint: impl Into<String>) -> InvalidName {
-    InvalidName {
-        message: message.into(),
-        hint: hint.into(),
-    }
+    InvalidName { message: message.into(), hint: hint.into() }
 }
 
 /// Longest workspace name; container and DNS labels need room for a prefix.
@@ -34,27 +31,15 @@ pub fn workspace_name(name: &str) -> Result<(), InvalidName> {
     }
     if name.len() > MAX_WORKSPACE_NAME {
         return Err(invalid(
-            format!(
-                "workspace_name is {} characters long; the limit is {MAX_WORKSPACE_NAME}",
-                name.len()
-            ),
+            format!("workspace_name is {} characters long; the limit is {MAX_WORKSPACE_NAME}", name.len()),
             hint,
         ));
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Err(invalid(
-            format!("workspace_name contains {bad:?}, which is not allowed"),
-            hint,
-        ));
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
+        return Err(invalid(format!("workspace_name contains {bad:?}, which is not allowed"), hint));
     }
     if name.starts_with('-') || name.ends_with('-') {
-        return Err(invalid(
-            "workspace_name must not start or end with '-'",
-            hint,
-        ));
+        return Err(invalid("workspace_name must not start or end with '-'", hint));
     }
     Ok(())
 }
@@ -87,10 +72,7 @@ pub fn github_login(login: &str) -> Result<(), InvalidName> {
     if ok {
         Ok(())
     } else {
-        Err(invalid(
-            format!("github_username {login:?} is not a valid GitHub login"),
-            hint,
-        ))
+        Err(invalid(format!("github_username {login:?} is not a valid GitHub login"), hint))
     }
 }
 
@@ -111,97 +93,55 @@ fn repo_segment(s: &str) -> bool {
         && s != "."
         && s != ".."
         && !s.starts_with('-')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Parses `owner/name` (resolved against `git_base_url`) or a full `https://`, `http://`, `git://` or
 /// `ssh://` URL.
 pub fn repo(input: &str, git_base_url: &str) -> Result<RepoRef, InvalidName> {
-    let hint = "use `owner/name` (e.g. `my-org/my-project`) or a full URL like `https://github.com/my-org/my-project.git`";
+    let hint =
+        "use `owner/name` (e.g. `my-org/my-project`) or a full URL like `https://github.com/my-org/my-project.git`";
     let input = input.trim();
     if input.is_empty() {
         return Err(invalid("repo is empty", hint));
     }
     if input.chars().any(|c| {
-        c.is_whitespace()
-            || c.is_control()
-            || matches!(
-                c,
-                '\'' | '"' | '`' | '\\' | ';' | '|' | '&' | '$' | '<' | '>'
-            )
+        c.is_whitespace() || c.is_control() || matches!(c, '\'' | '"' | '`' | '\\' | ';' | '|' | '&' | '$' | '<' | '>')
     }) {
-        return Err(invalid(
-            format!("repo {input:?} contains characters a repository reference never has"),
-            hint,
-        ));
+        return Err(invalid(format!("repo {input:?} contains characters a repository reference never has"), hint));
     }
-    let known_scheme = ["https://", "http://", "git://", "ssh://"]
-        .iter()
-        .any(|p| input.starts_with(p));
+    let known_scheme = ["https://", "http://", "git://", "ssh://"].iter().any(|p| input.starts_with(p));
     if input.contains("://") && !known_scheme {
-        return Err(invalid(
-            format!("repo {input:?} uses an unsupported URL scheme"),
-            hint,
-        ));
+        return Err(invalid(format!("repo {input:?} uses an unsupported URL scheme"), hint));
     }
     if known_scheme {
         let after_scheme = &input[input.find("://").map(|i| i + 3).unwrap_or(0)..];
         let path = after_scheme.split_once('/').map(|(_, p)| p).unwrap_or("");
-        let segments: Vec<&str> = path
-            .trim_end_matches('/')
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .collect();
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         let Some(last) = segments.last() else {
-            return Err(invalid(
-                format!("repo URL {input:?} has no repository path"),
-                hint,
-            ));
+            return Err(invalid(format!("repo URL {input:?} has no repository path"), hint));
         };
         let name = last.strip_suffix(".git").unwrap_or(last);
-        let owner = if segments.len() >= 2 {
-            segments[segments.len() - 2]
-        } else {
-            ""
-        };
+        let owner = if segments.len() >= 2 { segments[segments.len() - 2] } else { "" };
         if !repo_segment(name) || (!owner.is_empty() && !repo_segment(owner)) {
-            return Err(invalid(
-                format!("repo URL {input:?} has an invalid owner or name"),
-                hint,
-            ));
+            return Err(invalid(format!("repo URL {input:?} has an invalid owner or name"), hint));
         }
-        return Ok(RepoRef {
-            owner: owner.to_string(),
-            name: name.to_string(),
-            url: input.to_string(),
-        });
+        return Ok(RepoRef { owner: owner.to_string(), name: name.to_string(), url: input.to_string() });
     }
     let Some((owner, name)) = input.split_once('/') else {
-        return Err(invalid(
-            format!("repo {input:?} is neither `owner/name` nor a URL"),
-            hint,
-        ));
+        return Err(invalid(format!("repo {input:?} is neither `owner/name` nor a URL"), hint));
     };
     let name = name.strip_suffix(".git").unwrap_or(name);
     if !repo_segment(owner) || !repo_segment(name) {
-        return Err(invalid(
-            format!("repo {input:?} has an invalid owner or name"),
-            hint,
-        ));
+        return Err(invalid(format!("repo {input:?} has an invalid owner or name"), hint));
     }
     let base = git_base_url.trim_end_matches('/');
-    Ok(RepoRef {
-        owner: owner.to_string(),
-        name: name.to_string(),
-        url: format!("{base}/{owner}/{name}.git"),
-    })
+    Ok(RepoRef { owner: owner.to_string(), name: name.to_string(), url: format!("{base}/{owner}/{name}.git") })
 }
 
 /// Checks a branch name the way `git check-ref-format --branch` would, minus the rarely used corners.
 pub fn branch(name: &str) -> Result<(), InvalidName> {
-    let hint =
-        "use an existing branch name such as `main`, or leave it out for the repo's default branch";
+    let hint = "use an existing branch name such as `main`, or leave it out for the repo's default branch";
     let bad = name.is_empty()
         || name.len() > 200
         || name.starts_with('-')
@@ -215,28 +155,10 @@ pub fn branch(name: &str) -> Result<(), InvalidName> {
         || name.chars().any(|c| {
             c.is_control()
                 || c.is_whitespace()
-                || matches!(
-                    c,
-                    '~' | '^'
-                        | ':'
-                        | '?'
-                        | '*'
-                        | '['
-                        | '\\'
-                        | '\''
-                        | '"'
-                        | '`'
-                        | '$'
-                        | ';'
-                        | '|'
-                        | '&'
-                )
+                || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\' | '\'' | '"' | '`' | '$' | ';' | '|' | '&')
         });
     if bad {
-        return Err(invalid(
-            format!("branch {name:?} is not a valid branch name"),
-            hint,
-        ));
+        return Err(invalid(format!("branch {name:?} is not a valid branch name"), hint));
     }
     Ok(())
 }
@@ -262,48 +184,30 @@ pub struct PublicKey {
 
 /// Parses one `authorized_keys`-style public key line and computes its SHA256 fingerprint.
 pub fn ssh_public_key(line: &str) -> Result<PublicKey, InvalidName> {
-    let hint =
-        "send the contents of your `~/.ssh/id_ed25519.pub` (one line starting with `ssh-ed25519`)";
+    let hint = "send the contents of your `~/.ssh/id_ed25519.pub` (one line starting with `ssh-ed25519`)";
     let line = line.trim();
     if line.contains('\n') || line.contains('\r') {
         return Err(invalid("ssh_pubkey must be a single line", hint));
     }
     let mut parts = line.split_whitespace();
     let (Some(kind), Some(b64)) = (parts.next(), parts.next()) else {
-        return Err(invalid(
-            "ssh_pubkey is not in `type base64 [comment]` form",
-            hint,
-        ));
+        return Err(invalid("ssh_pubkey is not in `type base64 [comment]` form", hint));
     };
     if !KEY_TYPES.contains(&kind) {
-        return Err(invalid(
-            format!("ssh_pubkey type {kind:?} is not supported"),
-            hint,
-        ));
+        return Err(invalid(format!("ssh_pubkey type {kind:?} is not supported"), hint));
     }
     let blob = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|_| invalid("ssh_pubkey's key data is not valid base64", hint))?;
     // The blob starts with the key type as an SSH string; a mismatch means a mangled paste.
-    let declared = blob
-        .get(..4)
-        .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
-        .and_then(|n| blob.get(4..4 + n));
+    let declared =
+        blob.get(..4).map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize).and_then(|n| blob.get(4..4 + n));
     if declared != Some(kind.as_bytes()) {
-        return Err(invalid(
-            "ssh_pubkey's key data does not match its type",
-            hint,
-        ));
+        return Err(invalid("ssh_pubkey's key data does not match its type", hint));
     }
     let digest = Sha256::digest(&blob);
-    let fingerprint = format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
-    );
-    Ok(PublicKey {
-        authorized_line: format!("{kind} {b64}"),
-        fingerprint,
-    })
+    let fingerprint = format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest));
+    Ok(PublicKey { authorized_line: format!("{kind} {b64}"), fingerprint })
 }
 
 #[cfg(test)]
@@ -315,19 +219,7 @@ mod tests {
         for ok in ["a", "my-project", "ws1", &"a".repeat(40)] {
             assert!(workspace_name(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "../etc",
-            "a/b",
-            "a;rm -rf",
-            "$(id)",
-            "UPPER",
-            "-x",
-            "x-",
-            &"a".repeat(41),
-            "a b",
-            "a\n",
-        ] {
+        for bad in ["", "../etc", "a/b", "a;rm -rf", "$(id)", "UPPER", "-x", "x-", &"a".repeat(41), "a b", "a\n"] {
             let err = workspace_name(bad).unwrap_err();
             assert!(!err.hint.is_empty(), "{bad}");
         }
@@ -344,10 +236,7 @@ mod tests {
     fn repos() {
         let r = repo("my-org/my-project", "https://github.com/").unwrap();
         assert_eq!(r.url, "https://github.com/my-org/my-project.git");
-        assert_eq!(
-            (r.owner.as_str(), r.name.as_str()),
-            ("my-org", "my-project")
-        );
+        assert_eq!((r.owner.as_str(), r.name.as_str()), ("my-org", "my-project"));
         let r = repo("http://10.0.0.1:9000/git/acme/site.git", "x").unwrap();
         assert_eq!((r.owner.as_str(), r.name.as_str()), ("acme", "site"));
         for bad in [
@@ -385,14 +274,8 @@ mod tests {
             key.authorized_line,
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEPn2PQTrpqfs8UlAOpzdW9++BQ2Bq0ZEqPQUacqj/Bl"
         );
-        assert_eq!(
-            key.fingerprint,
-            "SHA256:rrPEsjiQhadoqhv4u823F0yTD/cbmZqRlQWgPlO46ns"
-        );
-        assert!(ssh_public_key(
-            "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIEPn2PQTrpqfs8UlAOpzdW9++BQ2Bq0ZEqPQUacqj/Bl"
-        )
-        .is_err());
+        assert_eq!(key.fingerprint, "SHA256:rrPEsjiQhadoqhv4u823F0yTD/cbmZqRlQWgPlO46ns");
+        assert!(ssh_public_key("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIEPn2PQTrpqfs8UlAOpzdW9++BQ2Bq0ZEqPQUacqj/Bl").is_err());
         assert!(ssh_public_key("ssh-ed25519 !!!").is_err());
         assert!(ssh_public_key("ssh-ed25519 AAAA\nssh-ed25519 BBBB").is_err());
         assert!(ssh_public_key("garbage").is_err());

@@ -145,11 +145,7 @@ mod tests {
 
     #[test]
     fn wire_format_is_tagged() {
-        let m = ServerMessage::Command(Command {
-            workspace_id: "ws-1".into(),
-            generation: 3,
-            op: Op::Stop,
-        });
+        let m = ServerMessage::Command(Command { workspace_id: "ws-1".into(), generation: 3, op: Op::Stop });
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(json["type"], "command");
         assert_eq!(json["op"]["op"], "stop");
@@ -158,10 +154,7 @@ mod tests {
         let r = AgentMessage::Report(Report {
             workspace_id: "ws-1".into(),
             generation: 2,
-            outcome: Outcome::Failed {
-                message: "m".into(),
-                hint: "h".into(),
-            },
+            outcome: Outcome::Failed { message: "m".into(), hint: "h".into() },
         });
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<AgentMessage>(&json).unwrap(), r);

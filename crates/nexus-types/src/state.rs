@@ -69,9 +69,7 @@ impl WorkspaceStatus {
 
             // The user asks to start a stopped workspace, or to retry a failed one.
             (S::Stopped | S::Failed, E::StartRequested) => S::Pending,
-            (S::Pending | S::Creating | S::Running, E::StartRequested) => {
-                return Ok(Transition::Unchanged)
-            }
+            (S::Pending | S::Creating | S::Running, E::StartRequested) => return Ok(Transition::Unchanged),
 
             // The node reports a failure while building or starting.
             (S::Pending | S::Creating | S::Running, E::Failed) => S::Failed,
@@ -164,18 +162,8 @@ mod tests {
 
     #[test]
     fn every_edge_matches_the_table() {
-        let events = [
-            E::Dispatched,
-            E::Ready,
-            E::Halted,
-            E::StartRequested,
-            E::Failed,
-        ];
-        assert_eq!(
-            TABLE.len(),
-            S::ALL.len() * events.len(),
-            "table must cover every pair"
-        );
+        let events = [E::Dispatched, E::Ready, E::Halted, E::StartRequested, E::Failed];
+        assert_eq!(TABLE.len(), S::ALL.len() * events.len(), "table must cover every pair");
         for &(from, event, expected) in TABLE {
             let got = from.apply(event).ok();
             assert_eq!(got, expected, "{from} + {event:?}");
@@ -192,10 +180,7 @@ mod tests {
     fn names_round_trip() {
         for s in S::ALL {
             assert_eq!(S::parse(s.as_str()), Some(s));
-            assert_eq!(
-                serde_json::to_string(&s).unwrap(),
-                format!("\"{}\"", s.as_str())
-            );
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
         }
         assert_eq!(S::parse("deleted"), None);
     }

@@ -115,10 +115,7 @@ enum NodeCommand {
 }
 
 fn default_data_dir() -> PathBuf {
-    let is_root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let is_root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     match std::env::var_os("HOME") {
         Some(home) if !is_root => PathBuf::from(home).join(".nexus/server"),
         _ => PathBuf::from("/var/lib/nexus"),
@@ -126,15 +123,9 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn init_logging() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("NEXUS_LOG").unwrap_or_else(|_| "info".into());
-    let color = std::env::var_os("NO_COLOR").is_none()
-        && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(color)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NEXUS_LOG").unwrap_or_else(|_| "info".into());
+    let color = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(color).init();
 }
 
 /// Resolves on Ctrl-C or SIGTERM, for a clean shutdown.
@@ -142,8 +133,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
@@ -152,9 +143,7 @@ async fn shutdown_signal() {
 }
 
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
-    let addr = nexus_server::config::parse_listen(&args.listen)
-        .map_err(anyhow::Error::msg)
-        .context("--listen")?;
+    let addr = nexus_server::config::parse_listen(&args.listen).map_err(anyhow::Error::msg).context("--listen")?;
     let ssh_ports = nexus_server::config::parse_port_range(&args.ssh_port_range)
         .map_err(anyhow::Error::msg)
         .context("--ssh-port-range")?;
@@ -167,17 +156,13 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     config.public_host = args.public_host;
     config.node_timeout = Duration::from_secs(args.node_timeout);
     config.op_timeout = Duration::from_secs(args.op_timeout);
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr}; is another server running? (pick another with --listen)")
-    })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}; is another server running? (pick another with --listen)"))?;
     let local = listener.local_addr()?;
     // Scripts and tests read this line to learn the port when binding to :0.
     println!("nexus server listening on http://{local}");
-    eprintln!(
-        "data dir: {}  (join token for agents: {}/join-token)",
-        data_dir.display(),
-        data_dir.display()
-    );
+    eprintln!("data dir: {}  (join token for agents: {}/join-token)", data_dir.display(), data_dir.display());
     nexus_server::serve(config, listener, shutdown_signal()).await?;
     Ok(())
 }
@@ -185,13 +170,12 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     let node_name = match args.name {
         Some(n) => n,
-        None => std::fs::read_to_string("/etc/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "node".into()),
+        None => {
+            std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "node".into())
+        }
     };
-    let socket = nexus_agent::lxd::LxdProvider::default_socket().context(
-        "hint: prepare this host with `sudo nexus node init`, which installs and starts LXD",
-    )?;
+    let socket = nexus_agent::lxd::LxdProvider::default_socket()
+        .context("hint: prepare this host with `sudo nexus node init`, which installs and starts LXD")?;
     let provider = nexus_agent::lxd::LxdProvider::new(socket, &args.lxd_project);
     let config = nexus_agent::AgentConfig {
         server_url: args.server,
@@ -227,31 +211,20 @@ fn main() -> ExitCode {
             print!("{}", nexus_server::openapi_json());
             Ok(())
         }
-        Command::Node(NodeCommand::Init {
-            image,
-            bridge_cidr,
-            pool_size,
-            dir_pool,
-        }) => {
-            let opts = nexus_cli::node_init::NodeInitOptions {
-                image,
-                bridge_cidr,
-                pool_size,
-                dir_pool,
-                ..Default::default()
-            };
+        Command::Node(NodeCommand::Init { image, bridge_cidr, pool_size, dir_pool }) => {
+            let opts =
+                nexus_cli::node_init::NodeInitOptions { image, bridge_cidr, pool_size, dir_pool, ..Default::default() };
             nexus_cli::node_init::run(&nexus_cli::system::HostSystem, &opts, &ConsoleProgress)
-                .map(|()| eprintln!("node ready: start an agent with `nexus agent --server <url> --join-token <token>`"))
+                .map(|()| {
+                    eprintln!("node ready: start an agent with `nexus agent --server <url> --join-token <token>`")
+                })
                 .map_err(|e| {
                     let hint = e.hint.clone();
                     anyhow::Error::new(e).context(format!("hint: {hint}"))
                 })
         }
         command => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
             rt.block_on(async {
                 match command {
                     Command::Server(args) => run_server(args).await,

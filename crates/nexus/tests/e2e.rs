@@ -27,9 +27,7 @@ fn lxd_host_ip() -> Option<String> {
         eprintln!("NEXUS_SKIP_E2E is set: SKIPPING an end-to-end test (this run proves nothing about LXD)");
         return None;
     }
-    let out = Command::new("lxc")
-        .args(["network", "get", "nexusbr0", "ipv4.address"])
-        .output();
+    let out = Command::new("lxc").args(["network", "get", "nexusbr0", "ipv4.address"]).output();
     let addr = match out {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
         _ => panic!(
@@ -37,14 +35,8 @@ fn lxd_host_ip() -> Option<String> {
              hint: prepare this host with `sudo nexus node init` (or run `.ci/run`), or set NEXUS_SKIP_E2E=1 to skip explicitly"
         ),
     };
-    let image = Command::new("lxc")
-        .args(["image", "info", "nexus-base"])
-        .output()
-        .unwrap();
-    assert!(
-        image.status.success(),
-        "LXD has no `nexus-base` image.\nhint: run `sudo nexus node init`"
-    );
+    let image = Command::new("lxc").args(["image", "info", "nexus-base"]).output().unwrap();
+    assert!(image.status.success(), "LXD has no `nexus-base` image.\nhint: run `sudo nexus node init`");
     Some(addr.split('/').next().unwrap().to_string())
 }
 
@@ -58,36 +50,23 @@ impl ProjectGuard {
 
     /// Every instance in the project, the agent's image templates included.
     fn all_instances(&self) -> Vec<String> {
-        let out = Command::new("lxc")
-            .args(["list", "--project", &self.0, "--format", "csv", "-c", "n"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .filter(|l| !l.is_empty())
-            .collect()
+        let out =
+            Command::new("lxc").args(["list", "--project", &self.0, "--format", "csv", "-c", "n"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
     }
 
     /// The workspace containers in the project.
     fn instances(&self) -> Vec<String> {
-        self.all_instances()
-            .into_iter()
-            .filter(|n| n.starts_with("ws-"))
-            .collect()
+        self.all_instances().into_iter().filter(|n| n.starts_with("ws-")).collect()
     }
 }
 
 impl Drop for ProjectGuard {
     fn drop(&mut self) {
         for name in self.all_instances() {
-            let _ = Command::new("lxc")
-                .args(["delete", "--force", "--project", &self.0, &name])
-                .output();
+            let _ = Command::new("lxc").args(["delete", "--force", "--project", &self.0, &name]).output();
         }
-        let _ = Command::new("lxc")
-            .args(["project", "delete", &self.0])
-            .output();
+        let _ = Command::new("lxc").args(["project", "delete", &self.0]).output();
     }
 }
 
@@ -101,14 +80,8 @@ struct Env {
 async fn env(ssh_ports: u16, node_timeout_secs: u64) -> Option<Env> {
     let ip = lxd_host_ip()?;
     let git = GitServer::start(&ip);
-    let commit = git.create_repo(
-        "acme",
-        "hello",
-        &[
-            ("README.md", "hello from nexus\n"),
-            ("src/index.html", "<h1>hi</h1>\n"),
-        ],
-    );
+    let commit =
+        git.create_repo("acme", "hello", &[("README.md", "hello from nexus\n"), ("src/index.html", "<h1>hi</h1>\n")]);
     let github = FakeGithub::start().await;
     let server = ServerProcess::start(
         &bin(),
@@ -119,23 +92,14 @@ async fn env(ssh_ports: u16, node_timeout_secs: u64) -> Option<Env> {
             node_timeout_secs,
         },
     );
-    Some(Env {
-        git,
-        github,
-        server,
-        commit,
-    })
+    Some(Env { git, github, server, commit })
 }
 
 /// Waits until `n` nodes are connected and responsive.
 async fn wait_nodes(operator: &Api, n: usize) {
     nexus_testkit::eventually(Duration::from_secs(30), "nodes joined", || async {
         let (_, body) = operator.call("GET", "/api/v1/nodes", None).await;
-        (body["nodes"]
-            .as_array()
-            .map(|x| x.iter().filter(|x| x["status"] == "ok").count())
-            == Some(n))
-        .then_some(())
+        (body["nodes"].as_array().map(|x| x.iter().filter(|x| x["status"] == "ok").count()) == Some(n)).then_some(())
     })
     .await;
 }
@@ -163,19 +127,14 @@ async fn workspace_lifecycle_over_ssh_with_isolation() {
         .await;
     assert_eq!(code, 201, "{body}");
     let alice = api.with_token(body["api_token"].as_str().unwrap());
-    let bob = api
-        .register_as_operator(&env.server.operator_token(), "bob", 1002, &bob_key.public)
-        .await;
+    let bob = api.register_as_operator(&env.server.operator_token(), "bob", 1002, &bob_key.public).await;
 
     // A bad GitHub token is refused.
     let (code, body) = api
         .call("POST", "/api/v1/users/register", Some(json!({"github_username": "alice", "github_id": 1001, "ssh_pubkey": alice_key.public, "github_token": "gho_wrong"})))
         .await;
     assert_eq!(code, 401, "{body}");
-    assert!(body["error"]["hint"]
-        .as_str()
-        .unwrap()
-        .contains("nexus auth github"));
+    assert!(body["error"]["hint"].as_str().unwrap().contains("nexus auth github"));
 
     wait_nodes(&api.with_token(&env.server.operator_token()), 1).await;
 
@@ -184,55 +143,29 @@ async fn workspace_lifecycle_over_ssh_with_isolation() {
     assert_eq!(code, 201, "{created}");
     let id = created["workspace_id"].as_str().unwrap().to_string();
     let port = created["ssh_port"].as_u64().unwrap() as u16;
-    assert_eq!(
-        created["polling_url"],
-        format!("/api/v1/workspaces/{id}/status")
-    );
+    assert_eq!(created["polling_url"], format!("/api/v1/workspaces/{id}/status"));
     let running = alice.wait_status(&id, &["running"], READY).await;
     eprintln!("create → running took {:?}", t0.elapsed());
     assert_eq!(running["repo"]["commit"], env.commit.as_str());
     assert_eq!(running["ssh"]["port"], port);
-    assert!(running["ssh"]["host_key"]
-        .as_str()
-        .unwrap()
-        .starts_with("ssh-ed25519 "));
+    assert!(running["ssh"]["host_key"].as_str().unwrap().starts_with("ssh-ed25519 "));
 
     // Creating again is idempotent.
     let (code, again) = alice.create("hello", "acme/hello").await;
-    assert_eq!(
-        (code, again["workspace_id"].as_str()),
-        (200, Some(id.as_str()))
-    );
+    assert_eq!((code, again["workspace_id"].as_str()), (200, Some(id.as_str())));
 
     // The owner's key gets in and sees the repo; Bob's key is refused.
-    assert_eq!(
-        ssh_ok(port, &alice_key, "cat hello/README.md"),
-        "hello from nexus\n"
-    );
-    assert_eq!(
-        ssh_ok(port, &alice_key, "cd hello && git rev-parse HEAD").trim(),
-        env.commit
-    );
+    assert_eq!(ssh_ok(port, &alice_key, "cat hello/README.md"), "hello from nexus\n");
+    assert_eq!(ssh_ok(port, &alice_key, "cd hello && git rev-parse HEAD").trim(), env.commit);
     let sshd = ssh_ok(port, &alice_key, "sudo sshd -T");
-    for setting in [
-        "passwordauthentication no",
-        "permitrootlogin no",
-        "pubkeyauthentication yes",
-    ] {
-        assert!(
-            sshd.lines().any(|l| l == setting),
-            "sshd must have `{setting}`"
-        );
+    for setting in ["passwordauthentication no", "permitrootlogin no", "pubkeyauthentication yes"] {
+        assert!(sshd.lines().any(|l| l == setting), "sshd must have `{setting}`");
     }
     let keys = ssh_ok(port, &alice_key, "cat ~/.ssh/authorized_keys");
     assert_eq!(keys.lines().count(), 1, "only the owner's key: {keys}");
     let refused = ssh::run("127.0.0.1", port, &bob_key, "true");
     assert_eq!(refused.code, 255, "bob must not get in: {refused:?}");
-    assert!(
-        refused.stderr.contains("Permission denied"),
-        "{}",
-        refused.stderr
-    );
+    assert!(refused.stderr.contains("Permission denied"), "{}", refused.stderr);
 
     // Bob sees nothing of Alice's workspace.
     for (method, path) in [
@@ -244,50 +177,23 @@ async fn workspace_lifecycle_over_ssh_with_isolation() {
         assert_eq!(code, 404, "{method} {path}: {body}");
         assert_eq!(body["error"]["code"], "workspace_not_found");
     }
-    let (code, _) = api
-        .call("GET", &format!("/api/v1/workspaces/{id}/status"), None)
-        .await;
+    let (code, _) = api.call("GET", &format!("/api/v1/workspaces/{id}/status"), None).await;
     assert_eq!(code, 401);
-    assert_eq!(
-        alice.status(&id).await["status"],
-        "running",
-        "bob's attempts changed nothing"
-    );
+    assert_eq!(alice.status(&id).await["status"], "running", "bob's attempts changed nothing");
 
     // Stop: SSH refused. Stop again: no-op.
-    let (code, body) = alice
-        .call("POST", &format!("/api/v1/workspaces/{id}/stop"), None)
-        .await;
-    assert_eq!(
-        (code, body["status"].as_str()),
-        (200, Some("stopped")),
-        "{body}"
-    );
-    let (code, body) = alice
-        .call("POST", &format!("/api/v1/workspaces/{id}/stop"), None)
-        .await;
-    assert_eq!(
-        (code, body["status"].as_str()),
-        (200, Some("stopped")),
-        "{body}"
-    );
+    let (code, body) = alice.call("POST", &format!("/api/v1/workspaces/{id}/stop"), None).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("stopped")), "{body}");
+    let (code, body) = alice.call("POST", &format!("/api/v1/workspaces/{id}/stop"), None).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("stopped")), "{body}");
     let out = ssh::run("127.0.0.1", port, &alice_key, "true");
     assert_eq!(out.code, 255);
     assert!(out.stderr.contains("refused"), "{}", out.stderr);
 
     // Start: SSH works again, same repo.
-    let (code, body) = alice
-        .call("POST", &format!("/api/v1/workspaces/{id}/start"), None)
-        .await;
-    assert_eq!(
-        (code, body["status"].as_str()),
-        (200, Some("running")),
-        "{body}"
-    );
-    assert_eq!(
-        ssh_ok(port, &alice_key, "cat hello/README.md"),
-        "hello from nexus\n"
-    );
+    let (code, body) = alice.call("POST", &format!("/api/v1/workspaces/{id}/start"), None).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("running")), "{body}");
+    assert_eq!(ssh_ok(port, &alice_key, "cat hello/README.md"), "hello from nexus\n");
 
     // Fill the two-port range: the next create is refused with a clear error and leaves nothing.
     let (code, other) = bob.create("other", "acme/hello").await;
@@ -296,34 +202,18 @@ async fn workspace_lifecycle_over_ssh_with_isolation() {
     assert_eq!(code, 503, "{body}");
     assert_eq!(body["error"]["code"], "ssh_ports_exhausted");
     assert!(body["error"]["hint"].as_str().unwrap().contains("delete"));
-    bob.wait_status(other["workspace_id"].as_str().unwrap(), &["running"], READY)
-        .await;
-    assert_eq!(
-        project.instances().len(),
-        2,
-        "the refused create made no container"
-    );
+    bob.wait_status(other["workspace_id"].as_str().unwrap(), &["running"], READY).await;
+    assert_eq!(project.instances().len(), 2, "the refused create made no container");
 
     // Delete: container gone, port reusable.
-    let (code, body) = alice
-        .call("DELETE", &format!("/api/v1/workspaces/{id}"), None)
-        .await;
+    let (code, body) = alice.call("DELETE", &format!("/api/v1/workspaces/{id}"), None).await;
     assert_eq!(code, 200, "{body}");
-    assert!(
-        !project.instances().contains(&id),
-        "container {id} still exists"
-    );
-    let (code, _) = alice
-        .call("GET", &format!("/api/v1/workspaces/{id}/status"), None)
-        .await;
+    assert!(!project.instances().contains(&id), "container {id} still exists");
+    let (code, _) = alice.call("GET", &format!("/api/v1/workspaces/{id}/status"), None).await;
     assert_eq!(code, 404);
     let (code, next) = alice.create("third", "acme/hello").await;
     assert_eq!(code, 201, "{next}");
-    assert_eq!(
-        next["ssh_port"].as_u64(),
-        Some(port as u64),
-        "the freed port is handed out again"
-    );
+    assert_eq!(next["ssh_port"].as_u64(), Some(port as u64), "the freed port is handed out again");
     drop(env.git);
 }
 
@@ -336,18 +226,11 @@ async fn server_kill9_mid_create_recovers_workspaces_and_ports() {
     let _agent = AgentProcess::start(&bin(), &env.server, "node-k", &project.0, &[]);
     let key = TestKey::generate("carol");
     let api = Api::new(&env.server.url);
-    let carol = api
-        .register_as_operator(&env.server.operator_token(), "carol", 2001, &key.public)
-        .await;
+    let carol = api.register_as_operator(&env.server.operator_token(), "carol", 2001, &key.public).await;
     wait_nodes(&api.with_token(&env.server.operator_token()), 1).await;
 
     // A full git URL, a non-default branch and explicit limits.
-    let feature = env.git.add_branch(
-        "acme",
-        "hello",
-        "feature",
-        &[("README.md", "feature branch\n")],
-    );
+    let feature = env.git.add_branch("acme", "hello", "feature", &[("README.md", "feature branch\n")]);
     let url = format!("{}/acme/hello.git", env.git.base_url);
     let (code, created) = carol
         .call(
@@ -366,20 +249,16 @@ async fn server_kill9_mid_create_recovers_workspaces_and_ports() {
     assert_eq!(running["ssh"]["port"], port, "allocation survived");
     assert_eq!(running["repo"]["branch"], "feature");
     assert_eq!(running["repo"]["commit"], feature.as_str());
-    assert_eq!(
-        ssh_ok(port, &key, "cat hello/README.md"),
-        "feature branch\n"
-    );
-    assert_eq!(
-        ssh_ok(port, &key, "cd hello && git branch --show-current"),
-        "feature\n"
-    );
-    // The limits are the container's: one CPU, 1 GiB.
-    assert_eq!(ssh_ok(port, &key, "nproc"), "1\n");
-    assert_eq!(
-        ssh_ok(port, &key, "cat /sys/fs/cgroup/memory.max"),
-        "1073741824\n"
-    );
+    assert_eq!(ssh_ok(port, &key, "cat hello/README.md"), "feature branch\n");
+    assert_eq!(ssh_ok(port, &key, "cd hello && git branch --show-current"), "feature\n");
+    // The limits are the container's: one CPU, 1 GiB. LXD pins the CPU count asynchronously,
+    // shortly after start, so the CPU check waits for it.
+    nexus_testkit::eventually(Duration::from_secs(15), "one CPU", || async {
+        (ssh::run("127.0.0.1", port, &key, "nproc").stdout == "1\n").then_some(())
+    })
+    .await;
+    let mem = "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes";
+    assert_eq!(ssh_ok(port, &key, mem), "1073741824\n");
 
     // And once more while running: the listener comes back.
     env.server.kill9();
@@ -387,8 +266,7 @@ async fn server_kill9_mid_create_recovers_workspaces_and_ports() {
     assert_ne!(out.code, 0, "nothing listens while the server is down");
     env.server.restart();
     nexus_testkit::eventually(Duration::from_secs(30), "SSH after restart", || async {
-        (ssh::run("127.0.0.1", port, &key, "cat hello/README.md").stdout == "feature branch\n")
-            .then_some(())
+        (ssh::run("127.0.0.1", port, &key, "cat hello/README.md").stdout == "feature branch\n").then_some(())
     })
     .await;
     let (code, list) = carol.call("GET", "/api/v1/workspaces", None).await;
@@ -408,36 +286,21 @@ async fn two_nodes_share_the_load_and_a_dead_one_is_marked_unresponsive() {
     let op = Api::new(&env.server.url).with_token(&env.server.operator_token());
     wait_nodes(&op, 2).await;
     let key = TestKey::generate("dave");
-    let dave = Api::new(&env.server.url)
-        .register_as_operator(&env.server.operator_token(), "dave", 3001, &key.public)
-        .await;
+    let dave =
+        Api::new(&env.server.url).register_as_operator(&env.server.operator_token(), "dave", 3001, &key.public).await;
     let (c1, w1) = dave.create("one", "acme/hello").await;
     let (c2, w2) = dave.create("two", "acme/hello").await;
     assert_eq!((c1, c2), (201, 201), "{w1} {w2}");
-    let s1 = dave
-        .wait_status(w1["workspace_id"].as_str().unwrap(), &["running"], READY)
-        .await;
-    let s2 = dave
-        .wait_status(w2["workspace_id"].as_str().unwrap(), &["running"], READY)
-        .await;
-    let nodes = [
-        s1["node"]["name"].as_str().unwrap(),
-        s2["node"]["name"].as_str().unwrap(),
-    ];
-    assert!(
-        nodes.contains(&"node-a") && nodes.contains(&"node-b"),
-        "workspaces were not spread: {nodes:?}"
-    );
+    let s1 = dave.wait_status(w1["workspace_id"].as_str().unwrap(), &["running"], READY).await;
+    let s2 = dave.wait_status(w2["workspace_id"].as_str().unwrap(), &["running"], READY).await;
+    let nodes = [s1["node"]["name"].as_str().unwrap(), s2["node"]["name"].as_str().unwrap()];
+    assert!(nodes.contains(&"node-a") && nodes.contains(&"node-b"), "workspaces were not spread: {nodes:?}");
     assert_eq!(pa.instances().len() + pb.instances().len(), 2);
 
     // Each workspace is reachable through its own node's agent.
     for s in [&s1, &s2] {
         assert_eq!(
-            ssh_ok(
-                s["ssh"]["port"].as_u64().unwrap() as u16,
-                &key,
-                "cat hello/README.md"
-            ),
+            ssh_ok(s["ssh"]["port"].as_u64().unwrap() as u16, &key, "cat hello/README.md"),
             "hello from nexus\n"
         );
     }
@@ -447,21 +310,14 @@ async fn two_nodes_share_the_load_and_a_dead_one_is_marked_unresponsive() {
     // Freeze rather than kill: the connection stays open, so only the missed heartbeats can tell.
     let frozen = Instant::now();
     b.freeze();
-    let view =
-        nexus_testkit::eventually(Duration::from_secs(30), "node-b unresponsive", || async {
-            let v = dave.status(id_b).await;
-            (v["node"]["status"] == "unresponsive").then_some(v)
-        })
-        .await;
-    eprintln!(
-        "node-b marked unresponsive {:?} after its agent was frozen",
-        frozen.elapsed()
-    );
+    let view = nexus_testkit::eventually(Duration::from_secs(30), "node-b unresponsive", || async {
+        let v = dave.status(id_b).await;
+        (v["node"]["status"] == "unresponsive").then_some(v)
+    })
+    .await;
+    eprintln!("node-b marked unresponsive {:?} after its agent was frozen", frozen.elapsed());
     assert!(frozen.elapsed() < Duration::from_secs(30));
-    assert!(
-        view["message"].as_str().unwrap().contains("unresponsive"),
-        "{view}"
-    );
+    assert!(view["message"].as_str().unwrap().contains("unresponsive"), "{view}");
     assert!(view["hint"].as_str().is_some());
     // New workspaces go to the live node.
     let (c3, w3) = dave.create("three", "acme/hello").await;

@@ -16,10 +16,8 @@ use nexus_types::protocol::{Outcome, Report};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-const KEY_A: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEPn2PQTrpqfs8UlAOpzdW9++BQ2Bq0ZEqPQUacqj/Bl alice@laptop";
-const KEY_B: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILkyiBTpa4pk8TTXfcuRbznJ8N9+nfdr5slGEePzD1Pq bob@laptop";
+const KEY_A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEPn2PQTrpqfs8UlAOpzdW9++BQ2Bq0ZEqPQUacqj/Bl alice@laptop";
+const KEY_B: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILkyiBTpa4pk8TTXfcuRbznJ8N9+nfdr5slGEePzD1Pq bob@laptop";
 const T: Duration = Duration::from_secs(20);
 
 struct Cluster {
@@ -50,9 +48,7 @@ async fn cluster(ssh_ports: u16) -> Cluster {
     let app = App::new(
         config,
         Box::new(GithubApi::new(&github.url)),
-        Box::new(GitLsRemote {
-            timeout: Duration::from_secs(10),
-        }),
+        Box::new(GitLsRemote { timeout: Duration::from_secs(10) }),
     )
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -61,26 +57,9 @@ async fn cluster(ssh_ports: u16) -> Cluster {
     tokio::spawn(nexus_server::serve_app(app.clone(), listener, async move {
         let _ = stopped.await;
     }));
-    let operator = std::fs::read_to_string(data.path().join("operator-token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let join = std::fs::read_to_string(data.path().join("join-token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    Cluster {
-        app,
-        api: Api::new(&url),
-        url,
-        operator,
-        join,
-        github,
-        git,
-        _data: data,
-        _stop: stop,
-        agents: Vec::new(),
-    }
+    let operator = std::fs::read_to_string(data.path().join("operator-token")).unwrap().trim().to_string();
+    let join = std::fs::read_to_string(data.path().join("join-token")).unwrap().trim().to_string();
+    Cluster { app, api: Api::new(&url), url, operator, join, github, git, _data: data, _stop: stop, agents: Vec::new() }
 }
 
 impl Cluster {
@@ -102,19 +81,13 @@ impl Cluster {
         let op = self.api.with_token(&self.operator);
         nexus_testkit::eventually(T, "nodes joined", || async {
             let (_, b) = op.call("GET", "/api/v1/nodes", None).await;
-            (b["nodes"]
-                .as_array()
-                .map(|x| x.iter().filter(|x| x["status"] == "ok").count())
-                == Some(n))
-            .then_some(())
+            (b["nodes"].as_array().map(|x| x.iter().filter(|x| x["status"] == "ok").count()) == Some(n)).then_some(())
         })
         .await;
     }
 
     async fn user(&self, login: &str, id: i64, key: &str) -> Api {
-        self.api
-            .register_as_operator(&self.operator, login, id, key)
-            .await
+        self.api.register_as_operator(&self.operator, login, id, key).await
     }
 }
 
@@ -138,10 +111,7 @@ async fn every_endpoint_needs_a_valid_token_and_users_only_see_their_own() {
             let (code, body) = api.call(m, p, Some(json!({}))).await;
             assert_eq!(code, 401, "{m} {p}: {body}");
             assert_eq!(body["error"]["code"], "unauthorized");
-            assert!(body["error"]["hint"]
-                .as_str()
-                .unwrap()
-                .contains("nexus ssh setup"));
+            assert!(body["error"]["hint"].as_str().unwrap().contains("nexus ssh setup"));
         }
     }
     let (code, body) = c.api.call("GET", "/health", None).await;
@@ -150,25 +120,17 @@ async fn every_endpoint_needs_a_valid_token_and_users_only_see_their_own() {
     // GitHub proves identity: right token → 201; wrong, revoked or someone else's → 401.
     c.github.add_token("gho_a", "alice", 11);
     c.github.add_token("gho_m", "mallory", 66);
-    let reg = |tok: &str| json!({"github_username": "alice", "github_id": 11, "ssh_pubkey": KEY_A, "github_token": tok});
-    let (code, body) = c
-        .api
-        .call("POST", "/api/v1/users/register", Some(reg("gho_a")))
-        .await;
+    let reg =
+        |tok: &str| json!({"github_username": "alice", "github_id": 11, "ssh_pubkey": KEY_A, "github_token": tok});
+    let (code, body) = c.api.call("POST", "/api/v1/users/register", Some(reg("gho_a"))).await;
     assert_eq!(code, 201, "{body}");
     let alice = c.api.with_token(body["api_token"].as_str().unwrap());
     for bad in ["gho_nope", "gho_m", ""] {
-        let (code, body) = c
-            .api
-            .call("POST", "/api/v1/users/register", Some(reg(bad)))
-            .await;
+        let (code, body) = c.api.call("POST", "/api/v1/users/register", Some(reg(bad))).await;
         assert_eq!(code, 401, "token {bad:?}: {body}");
     }
     c.github.revoke("gho_a");
-    let (code, _) = c
-        .api
-        .call("POST", "/api/v1/users/register", Some(reg("gho_a")))
-        .await;
+    let (code, _) = c.api.call("POST", "/api/v1/users/register", Some(reg("gho_a"))).await;
     assert_eq!(code, 401, "revoked token");
     let (code, me) = alice.call("GET", "/api/v1/users/me", None).await;
     assert_eq!((code, me["github_username"].as_str()), (200, Some("alice")));
@@ -193,11 +155,7 @@ async fn every_endpoint_needs_a_valid_token_and_users_only_see_their_own() {
     let (code, _) = bob.create("proj", "acme/hello").await;
     assert_eq!(code, 201);
     // The operator token manages nodes, not workspaces.
-    let (code, body) = c
-        .api
-        .with_token(&c.operator)
-        .create("x", "acme/hello")
-        .await;
+    let (code, body) = c.api.with_token(&c.operator).create("x", "acme/hello").await;
     assert_eq!(code, 403, "{body}");
     // A user token cannot list nodes.
     let (code, _) = alice.call("GET", "/api/v1/nodes", None).await;
@@ -234,12 +192,7 @@ async fn bad_input_is_refused_with_a_hint_and_creates_nothing() {
         assert_eq!(code, 422, "repo {repo}: {body}");
         assert_eq!(body["error"]["code"], "repo_not_found");
     }
-    for repo in [
-        "file:///etc",
-        "acme/hello;id",
-        "--upload-pack=x/y",
-        "ext::sh",
-    ] {
+    for repo in ["file:///etc", "acme/hello;id", "--upload-pack=x/y", "ext::sh"] {
         let (code, body) = alice.create("ok-name", repo).await;
         assert_eq!(code, 400, "repo {repo}: {body}");
     }
@@ -252,26 +205,11 @@ async fn bad_input_is_refused_with_a_hint_and_creates_nothing() {
         .await;
     assert_eq!(code, 422, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("nope"));
-    let (code, body) = alice
-        .raw(
-            "/api/v1/workspaces/create",
-            "application/json",
-            "{\"workspace_name\": ",
-        )
-        .await;
-    assert_eq!(
-        (code, body["error"]["code"].as_str()),
-        (400, Some("invalid_body")),
-        "{body}"
-    );
-    let (code, body) = alice
-        .raw("/api/v1/workspaces/create", "text/plain", "{}")
-        .await;
+    let (code, body) = alice.raw("/api/v1/workspaces/create", "application/json", "{\"workspace_name\": ").await;
+    assert_eq!((code, body["error"]["code"].as_str()), (400, Some("invalid_body")), "{body}");
+    let (code, body) = alice.raw("/api/v1/workspaces/create", "text/plain", "{}").await;
     assert_eq!(code, 400, "{body}");
-    assert!(body["error"]["hint"]
-        .as_str()
-        .unwrap()
-        .contains("Content-Type"));
+    assert!(body["error"]["hint"].as_str().unwrap().contains("Content-Type"));
     let (code, body) = alice
         .call(
             "POST",
@@ -288,15 +226,18 @@ async fn bad_input_is_refused_with_a_hint_and_creates_nothing() {
         )
         .await;
     assert_eq!(code, 400, "{body}");
-    let (code, body) = c.api.with_token(&c.operator)
-        .call("POST", "/api/v1/users/register", Some(json!({"github_username": "eve", "github_id": 5, "ssh_pubkey": "ssh-ed25519 notbase64!"})))
+    let (code, body) = c
+        .api
+        .with_token(&c.operator)
+        .call(
+            "POST",
+            "/api/v1/users/register",
+            Some(json!({"github_username": "eve", "github_id": 5, "ssh_pubkey": "ssh-ed25519 notbase64!"})),
+        )
         .await;
     assert_eq!(code, 400, "{body}");
     let (code, body) = c.api.call("GET", "/api/v1/nope", None).await;
-    assert_eq!(
-        (code, body["error"]["code"].as_str()),
-        (404, Some("not_found"))
-    );
+    assert_eq!((code, body["error"]["code"].as_str()), (404, Some("not_found")));
 
     // Nothing was created anywhere.
     let (_, list) = alice.call("GET", "/api/v1/workspaces", None).await;
@@ -317,26 +258,14 @@ async fn a_port_range_of_two_refuses_the_third_workspace_clearly() {
     let (code, body) = alice.create("three", "acme/hello").await;
     assert_eq!(code, 503, "{body}");
     assert_eq!(body["error"]["code"], "ssh_ports_exhausted");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("2 SSH ports"));
-    assert!(body["error"]["hint"]
-        .as_str()
-        .unwrap()
-        .contains("nexus workspace delete"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("2 SSH ports"));
+    assert!(body["error"]["hint"].as_str().unwrap().contains("nexus workspace delete"));
     let (_, list) = alice.call("GET", "/api/v1/workspaces", None).await;
-    assert_eq!(
-        list["workspaces"].as_array().unwrap().len(),
-        2,
-        "the refused create left nothing behind"
-    );
+    assert_eq!(list["workspaces"].as_array().unwrap().len(), 2, "the refused create left nothing behind");
     // Freeing one makes room again.
     let id = w1["workspace_id"].as_str().unwrap();
     alice.wait_status(id, &["running"], T).await;
-    let (code, body) = alice
-        .call("DELETE", &format!("/api/v1/workspaces/{id}"), None)
-        .await;
+    let (code, body) = alice.call("DELETE", &format!("/api/v1/workspaces/{id}"), None).await;
     assert_eq!(code, 200, "{body}");
     let (code, body) = alice.create("three", "acme/hello").await;
     assert_eq!(code, 201, "{body}");
@@ -356,10 +285,7 @@ async fn lifecycle_is_idempotent_and_stale_reports_are_ignored() {
     assert_eq!(running["repo"]["branch"], "main");
     assert_eq!(running["repo"]["path"], "/home/dev/hello");
     assert_eq!(running["node"]["status"], "ok");
-    assert!(running["ssh"]["command"]
-        .as_str()
-        .unwrap()
-        .starts_with("ssh -p "));
+    assert!(running["ssh"]["command"].as_str().unwrap().starts_with("ssh -p "));
     assert_eq!(
         fake.authorized_keys(&id).unwrap().trim(),
         KEY_A.rsplit_once(' ').unwrap().0,
@@ -367,14 +293,8 @@ async fn lifecycle_is_idempotent_and_stale_reports_are_ignored() {
     );
 
     for _ in 0..2 {
-        let (code, body) = alice
-            .call("POST", &format!("/api/v1/workspaces/{id}/stop"), None)
-            .await;
-        assert_eq!(
-            (code, body["status"].as_str()),
-            (200, Some("stopped")),
-            "{body}"
-        );
+        let (code, body) = alice.call("POST", &format!("/api/v1/workspaces/{id}/stop"), None).await;
+        assert_eq!((code, body["status"].as_str()), (200, Some("stopped")), "{body}");
     }
     // A late "ready" for an older command must not revive the stopped workspace.
     c.app
@@ -383,32 +303,19 @@ async fn lifecycle_is_idempotent_and_stale_reports_are_ignored() {
             Report {
                 workspace_id: id.clone(),
                 generation: 1,
-                outcome: Outcome::Ready {
-                    commit: None,
-                    host_key: None,
-                },
+                outcome: Outcome::Ready { commit: None, host_key: None },
             },
         )
         .unwrap();
     assert_eq!(alice.status(&id).await["status"], "stopped");
     for _ in 0..2 {
-        let (code, body) = alice
-            .call("POST", &format!("/api/v1/workspaces/{id}/start"), None)
-            .await;
-        assert_eq!(
-            (code, body["status"].as_str()),
-            (200, Some("running")),
-            "{body}"
-        );
+        let (code, body) = alice.call("POST", &format!("/api/v1/workspaces/{id}/start"), None).await;
+        assert_eq!((code, body["status"].as_str()), (200, Some("running")), "{body}");
     }
-    let (code, _) = alice
-        .call("DELETE", &format!("/api/v1/workspaces/{id}"), None)
-        .await;
+    let (code, _) = alice.call("DELETE", &format!("/api/v1/workspaces/{id}"), None).await;
     assert_eq!(code, 200);
     assert!(!fake.exists(&id));
-    let (code, _) = alice
-        .call("DELETE", &format!("/api/v1/workspaces/{id}"), None)
-        .await;
+    let (code, _) = alice.call("DELETE", &format!("/api/v1/workspaces/{id}"), None).await;
     assert_eq!(code, 404, "deleting twice says it is gone");
 }
 
@@ -422,36 +329,18 @@ async fn a_failed_clone_says_why_and_start_retries() {
     let broken = Arc::new(AtomicBool::new(true));
     let flag = broken.clone();
     fake.on_exec(move |_, argv| {
-        (flag.load(Ordering::SeqCst)
-            && argv.iter().any(|a| a == nexus_agent::provision::STEP_CLONE))
-        .then(|| {
-            nexus_agent::provider::ExecOutput::failed(
-                128,
-                "fatal: could not read from remote repository",
-            )
-        })
+        (flag.load(Ordering::SeqCst) && argv.iter().any(|a| a == nexus_agent::provision::STEP_CLONE))
+            .then(|| nexus_agent::provider::ExecOutput::failed(128, "fatal: could not read from remote repository"))
     });
     let (_, ws) = alice.create("proj", "acme/hello").await;
     let id = ws["workspace_id"].as_str().unwrap().to_string();
     let failed = alice.wait_status(&id, &["failed"], T).await;
-    assert!(
-        failed["message"]
-            .as_str()
-            .unwrap()
-            .contains("could not read from remote repository"),
-        "{failed}"
-    );
+    assert!(failed["message"].as_str().unwrap().contains("could not read from remote repository"), "{failed}");
     assert!(!failed["hint"].as_str().unwrap().is_empty(), "{failed}");
     // The cause is fixed; start retries provisioning and the workspace comes up.
     broken.store(false, Ordering::SeqCst);
-    let (code, body) = alice
-        .call("POST", &format!("/api/v1/workspaces/{id}/start"), None)
-        .await;
-    assert_eq!(
-        (code, body["status"].as_str()),
-        (200, Some("running")),
-        "{body}"
-    );
+    let (code, body) = alice.call("POST", &format!("/api/v1/workspaces/{id}/start"), None).await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("running")), "{body}");
     assert!(fake.is_cloned(&id));
 }
 
@@ -462,17 +351,10 @@ async fn no_node_means_a_clear_503_and_a_wrong_join_token_never_joins() {
     let (code, body) = alice.create("proj", "acme/hello").await;
     assert_eq!(code, 503, "{body}");
     assert_eq!(body["error"]["code"], "no_nodes");
-    assert!(body["error"]["hint"]
-        .as_str()
-        .unwrap()
-        .contains("nexus agent"));
+    assert!(body["error"]["hint"].as_str().unwrap().contains("nexus agent"));
     c.add_agent("intruder", "nxj_wrong");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, nodes) = c
-        .api
-        .with_token(&c.operator)
-        .call("GET", "/api/v1/nodes", None)
-        .await;
+    let (_, nodes) = c.api.with_token(&c.operator).call("GET", "/api/v1/nodes", None).await;
     assert_eq!(nodes["nodes"].as_array().unwrap().len(), 0, "{nodes}");
     assert!(c.app.store.used_ports().unwrap().is_empty());
 }
@@ -488,27 +370,17 @@ async fn workspaces_spread_over_nodes_and_a_lost_node_shows() {
     for name in ["a", "b", "c", "d"] {
         let (code, ws) = alice.create(name, "acme/hello").await;
         assert_eq!(code, 201);
-        let s = alice
-            .wait_status(ws["workspace_id"].as_str().unwrap(), &["running"], T)
-            .await;
+        let s = alice.wait_status(ws["workspace_id"].as_str().unwrap(), &["running"], T).await;
         nodes.push(s["node"]["name"].as_str().unwrap().to_string());
     }
     nodes.sort();
-    assert_eq!(
-        nodes,
-        ["n1", "n1", "n2", "n2"],
-        "least-loaded placement alternates"
-    );
+    assert_eq!(nodes, ["n1", "n1", "n2", "n2"], "least-loaded placement alternates");
     // Stop agent n2 (drop its shutdown sender): its node turns unresponsive.
     let (_, stop) = c.agents.remove(1);
     drop(stop);
     let (_, list) = alice.call("GET", "/api/v1/workspaces", None).await;
-    let on_n2 = list["workspaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["node"]["name"] == "n2")
-        .unwrap()["workspace_id"]
+    let on_n2 = list["workspaces"].as_array().unwrap().iter().find(|w| w["node"]["name"] == "n2").unwrap()
+        ["workspace_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -518,14 +390,8 @@ async fn workspaces_spread_over_nodes_and_a_lost_node_shows() {
     })
     .await;
     assert!(view["message"].as_str().unwrap().contains("unresponsive"));
-    let (code, body) = alice
-        .call("POST", &format!("/api/v1/workspaces/{on_n2}/stop"), None)
-        .await;
-    assert_eq!(
-        (code, body["error"]["code"].as_str()),
-        (503, Some("node_unresponsive")),
-        "{body}"
-    );
+    let (code, body) = alice.call("POST", &format!("/api/v1/workspaces/{on_n2}/stop"), None).await;
+    assert_eq!((code, body["error"]["code"].as_str()), (503, Some("node_unresponsive")), "{body}");
     drop(c.git);
 }
 
@@ -552,16 +418,8 @@ async fn concurrent_creates_of_one_name_make_one_workspace() {
     let id = ids.into_iter().next().unwrap();
     alice.wait_status(&id, &["running"], T).await;
     assert_eq!(fake.instances().len(), 1);
-    assert_eq!(
-        c.app.store.used_ports().unwrap().len(),
-        1,
-        "no port leaked by the losers"
-    );
+    assert_eq!(c.app.store.used_ports().unwrap().len(), 1, "no port leaked by the losers");
     // The same name for another repo is a conflict, not a silent reuse.
     let (code, body) = alice.create("race", "acme/other").await;
-    assert_eq!(
-        (code, body["error"]["code"].as_str()),
-        (409, Some("name_taken")),
-        "{body}"
-    );
+    assert_eq!((code, body["error"]["code"].as_str()), (409, Some("name_taken")), "{body}");
 }

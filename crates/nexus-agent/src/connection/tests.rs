@@ -43,21 +43,16 @@ impl TestServer {
                 tokio::spawn(async move {
                     let seen = Arc::new(Mutex::new((String::new(), None::<String>)));
                     let seen2 = seen.clone();
-                    let callback =
-                        move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-                            let auth = req
-                                .headers()
-                                .get("authorization")
-                                .map(|v| v.to_str().unwrap().to_string());
-                            *seen2.lock().unwrap() = (req.uri().path().to_string(), auth);
-                            if counter.fetch_add(1, Ordering::SeqCst) < reject_401 {
-                                let mut err = ErrorResponse::new(Some("bad token".into()));
-                                *err.status_mut() =
-                                    tokio_tungstenite::tungstenite::http::StatusCode::UNAUTHORIZED;
-                                return Err(err);
-                            }
-                            Ok(resp)
-                        };
+                    let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+                        let auth = req.headers().get("authorization").map(|v| v.to_str().unwrap().to_string());
+                        *seen2.lock().unwrap() = (req.uri().path().to_string(), auth);
+                        if counter.fetch_add(1, Ordering::SeqCst) < reject_401 {
+                            let mut err = ErrorResponse::new(Some("bad token".into()));
+                            *err.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::UNAUTHORIZED;
+                            return Err(err);
+                        }
+                        Ok(resp)
+                    };
                     if let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await {
                         let (path, auth) = seen.lock().unwrap().clone();
                         let _ = tx.send(Incoming { path, auth, ws });
@@ -65,18 +60,11 @@ impl TestServer {
                 });
             }
         });
-        TestServer {
-            url,
-            incoming,
-            rejected,
-        }
+        TestServer { url, incoming, rejected }
     }
 
     async fn next(&mut self) -> Incoming {
-        tokio::time::timeout(Duration::from_secs(10), self.incoming.recv())
-            .await
-            .expect("no connection")
-            .unwrap()
+        tokio::time::timeout(Duration::from_secs(10), self.incoming.recv()).await.expect("no connection").unwrap()
     }
 
     /// Accepts the control connection, checks the `Hello` and welcomes the agent.
@@ -92,19 +80,14 @@ impl TestServer {
 }
 
 async fn send_server(ws: &mut ServerWs, msg: &ServerMessage) {
-    ws.send(Message::text(serde_json::to_string(msg).unwrap()))
-        .await
-        .unwrap();
+    ws.send(Message::text(serde_json::to_string(msg).unwrap())).await.unwrap();
 }
 
 /// The next agent message, skipping heartbeats.
 async fn recv(ws: &mut ServerWs) -> AgentMessage {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("agent silent")
-            .unwrap()
-            .unwrap();
+        let msg =
+            tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("agent silent").unwrap().unwrap();
         if let Message::Text(t) = msg {
             let m: AgentMessage = serde_json::from_str(&t).unwrap();
             if m != AgentMessage::Heartbeat {
@@ -122,10 +105,7 @@ async fn recv_report(ws: &mut ServerWs) -> Report {
 }
 
 fn config(url: &str) -> AgentConfig {
-    AgentConfig {
-        heartbeat: Duration::from_millis(50),
-        ..AgentConfig::new(url, "join-secret", "node-1")
-    }
+    AgentConfig { heartbeat: Duration::from_millis(50), ..AgentConfig::new(url, "join-secret", "node-1") }
 }
 
 fn spec() -> WorkspaceSpec {
@@ -133,9 +113,7 @@ fn spec() -> WorkspaceSpec {
         image: String::new(),
         cpu: 2,
         memory: "4GB".into(),
-        authorized_key:
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEPn2PQTrpqfs8UlAOpzdW9++BQ2Bq0ZEqPQUacqj/Bl"
-                .into(),
+        authorized_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEPn2PQTrpqfs8UlAOpzdW9++BQ2Bq0ZEqPQUacqj/Bl".into(),
         repo_url: "https://git.example.com/acme/site.git".into(),
         repo_dir: "site".into(),
         branch: "main".into(),
@@ -143,21 +121,14 @@ fn spec() -> WorkspaceSpec {
 }
 
 fn command(id: &str, generation: i64, op: Op) -> ServerMessage {
-    ServerMessage::Command(Command {
-        workspace_id: id.into(),
-        generation,
-        op,
-    })
+    ServerMessage::Command(Command { workspace_id: id.into(), generation, op })
 }
 
 /// Starts the agent; returns the shutdown trigger and its join handle.
 fn start_agent(
     url: &str,
     fake: &FakeProvider,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), AgentError>>,
-) {
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), AgentError>>) {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(run(config(url), Arc::new(fake.clone()), async {
         let _ = stop_rx.await;
@@ -167,43 +138,20 @@ fn start_agent(
 
 #[test]
 fn websocket_urls() {
-    assert_eq!(
-        ws_url("http://h:8080", CONNECT_PATH).unwrap(),
-        "ws://h:8080/api/v1/agent/connect"
-    );
-    assert_eq!(
-        ws_url("https://h/", CONNECT_PATH).unwrap(),
-        "wss://h/api/v1/agent/connect"
-    );
+    assert_eq!(ws_url("http://h:8080", CONNECT_PATH).unwrap(), "ws://h:8080/api/v1/agent/connect");
+    assert_eq!(ws_url("https://h/", CONNECT_PATH).unwrap(), "wss://h/api/v1/agent/connect");
     assert_eq!(ws_url("https://h/nexus", "/x").unwrap(), "wss://h/nexus/x");
     assert_eq!(ws_url(" ws://h:1 ", "/x").unwrap(), "ws://h:1/x");
-    for bad in [
-        "",
-        "h:8080",
-        "ftp://h",
-        "http://",
-        "http:///x",
-        "http://h/?a=b",
-        "http://h x",
-    ] {
+    for bad in ["", "h:8080", "ftp://h", "http://", "http:///x", "http://h/?a=b", "http://h x"] {
         assert!(ws_url(bad, "/x").is_err(), "{bad}");
     }
 }
 
 #[test]
 fn heartbeat_follows_the_shorter_interval() {
-    assert_eq!(
-        heartbeat_interval(Duration::from_secs(2), 5),
-        Duration::from_secs(2)
-    );
-    assert_eq!(
-        heartbeat_interval(Duration::from_secs(2), 1),
-        Duration::from_secs(1)
-    );
-    assert_eq!(
-        heartbeat_interval(Duration::from_secs(2), 0),
-        Duration::from_secs(2)
-    );
+    assert_eq!(heartbeat_interval(Duration::from_secs(2), 5), Duration::from_secs(2));
+    assert_eq!(heartbeat_interval(Duration::from_secs(2), 1), Duration::from_secs(1));
+    assert_eq!(heartbeat_interval(Duration::from_secs(2), 0), Duration::from_secs(2));
     assert_eq!(heartbeat_interval(Duration::ZERO, 0), DEFAULT_HEARTBEAT);
 }
 
@@ -215,46 +163,20 @@ async fn hello_heartbeat_commands_and_clean_shutdown() {
     let (stop, agent) = start_agent(&server.url, &fake);
 
     let (mut ws, hello) = server.accept_agent().await;
-    let AgentMessage::Hello {
-        node_name,
-        lxd_project,
-        version,
-        inventory,
-    } = hello
-    else {
-        unreachable!()
-    };
-    assert_eq!(
-        (node_name.as_str(), lxd_project.as_str()),
-        ("node-1", "nexus")
-    );
+    let AgentMessage::Hello { node_name, lxd_project, version, inventory } = hello else { unreachable!() };
+    assert_eq!((node_name.as_str(), lxd_project.as_str()), ("node-1", "nexus"));
     assert_eq!(version, env!("CARGO_PKG_VERSION"));
-    assert_eq!(
-        inventory,
-        vec![InventoryItem {
-            workspace_id: "ws-old".into(),
-            running: true
-        }]
-    );
+    assert_eq!(inventory, vec![InventoryItem { workspace_id: "ws-old".into(), running: true }]);
 
     // Heartbeats flow at the configured interval.
-    let first = tokio::time::timeout(Duration::from_secs(2), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        serde_json::from_str::<AgentMessage>(first.to_text().unwrap()).unwrap(),
-        AgentMessage::Heartbeat
-    );
+    let first = tokio::time::timeout(Duration::from_secs(2), ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(serde_json::from_str::<AgentMessage>(first.to_text().unwrap()).unwrap(), AgentMessage::Heartbeat);
 
     send_server(&mut ws, &command("ws-a", 7, Op::Ensure(spec()))).await;
     let report = recv_report(&mut ws).await;
     assert_eq!(report.workspace_id, "ws-a");
     assert_eq!(report.generation, 7);
-    let Outcome::Ready { commit, host_key } = report.outcome else {
-        panic!("{report:?}")
-    };
+    let Outcome::Ready { commit, host_key } = report.outcome else { panic!("{report:?}") };
     assert_eq!(commit.as_deref(), Some(FAKE_COMMIT));
     assert!(host_key.unwrap().starts_with("ssh-ed25519 "));
 
@@ -272,30 +194,21 @@ async fn hello_heartbeat_commands_and_clean_shutdown() {
     assert!(matches!(r.outcome, Outcome::Failed { .. }), "{r:?}");
 
     // Unknown messages are ignored, not fatal.
-    ws.send(Message::text(r#"{"type":"from_the_future"}"#))
-        .await
-        .unwrap();
+    ws.send(Message::text(r#"{"type":"from_the_future"}"#)).await.unwrap();
     send_server(&mut ws, &command("ws-b", 1, Op::Delete)).await;
     assert_eq!(recv_report(&mut ws).await.outcome, Outcome::Deleted);
 
     stop.send(()).unwrap();
     // The agent closes the WebSocket cleanly...
     loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .unwrap()
-        {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
             Some(Ok(Message::Close(_))) | None => break,
             Some(Ok(_)) => {}
             Some(Err(e)) => panic!("unclean close: {e}"),
         }
     }
     // ...and returns Ok.
-    tokio::time::timeout(Duration::from_secs(5), agent)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), agent).await.unwrap().unwrap().unwrap();
 }
 
 #[tokio::test]
@@ -316,52 +229,27 @@ async fn commands_for_one_workspace_run_in_order_others_concurrently() {
     for _ in 0..5 {
         reports.push(recv_report(&mut ws).await);
     }
-    let a: Vec<(i64, &Outcome)> = reports
-        .iter()
-        .filter(|r| r.workspace_id == "ws-a")
-        .map(|r| (r.generation, &r.outcome))
-        .collect();
-    assert_eq!(
-        a.iter().map(|(g, _)| *g).collect::<Vec<_>>(),
-        [1, 2, 3, 4],
-        "{reports:?}"
-    );
+    let a: Vec<(i64, &Outcome)> =
+        reports.iter().filter(|r| r.workspace_id == "ws-a").map(|r| (r.generation, &r.outcome)).collect();
+    assert_eq!(a.iter().map(|(g, _)| *g).collect::<Vec<_>>(), [1, 2, 3, 4], "{reports:?}");
     assert!(matches!(a[0].1, Outcome::Ready { .. }));
     assert_eq!(a[1].1, &Outcome::Stopped);
     assert!(matches!(a[2].1, Outcome::Ready { .. }));
     assert_eq!(a[3].1, &Outcome::Deleted);
     // ws-b did not wait for ws-a's queue.
-    let b_pos = reports
-        .iter()
-        .position(|r| r.workspace_id == "ws-b")
-        .unwrap();
-    assert!(
-        b_pos < 3,
-        "ws-b finished only after ws-a's queue: {reports:?}"
-    );
+    let b_pos = reports.iter().position(|r| r.workspace_id == "ws-b").unwrap();
+    assert!(b_pos < 3, "ws-b finished only after ws-a's queue: {reports:?}");
 
     // In the provider, ws-a's operations never interleave: stop after the first ensure's last
     // step, the second ensure's create after the stop, delete last.
     let labels = fake.labels_for("ws-a");
     let stop = labels.iter().position(|l| l == "stop").unwrap();
     let delete = labels.iter().position(|l| l == "delete").unwrap();
-    let host_keys: Vec<usize> = labels
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| *l == provision::STEP_HOST_KEY)
-        .map(|(i, _)| i)
-        .collect();
-    let creates: Vec<usize> = labels
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| *l == "create")
-        .map(|(i, _)| i)
-        .collect();
+    let host_keys: Vec<usize> =
+        labels.iter().enumerate().filter(|(_, l)| *l == provision::STEP_HOST_KEY).map(|(i, _)| i).collect();
+    let creates: Vec<usize> = labels.iter().enumerate().filter(|(_, l)| *l == "create").map(|(i, _)| i).collect();
     assert_eq!(host_keys.len(), 2, "{labels:?}");
-    assert!(
-        host_keys[0] < stop && stop < creates[1] && host_keys[1] < delete,
-        "{labels:?}"
-    );
+    assert!(host_keys[0] < stop && stop < creates[1] && host_keys[1] < delete, "{labels:?}");
     assert_eq!(delete, labels.len() - 1, "{labels:?}");
 }
 
@@ -375,11 +263,7 @@ async fn tunnel_carries_bytes_both_ways() {
 
     send_server(
         &mut ws,
-        &ServerMessage::OpenTunnel {
-            tunnel_id: "tun-1".into(),
-            workspace_id: "ws-a".into(),
-            port: 22,
-        },
+        &ServerMessage::OpenTunnel { tunnel_id: "tun-1".into(), workspace_id: "ws-a".into(), port: 22 },
     )
     .await;
     let mut tun = server.next().await;
@@ -407,9 +291,7 @@ async fn tunnel_carries_bytes_both_ways() {
     assert_eq!(echoed, payload);
     // Closing from the server side ends the tunnel cleanly.
     tun.ws.close(None).await.unwrap();
-    let end = tokio::time::timeout(Duration::from_secs(5), tun.ws.next())
-        .await
-        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), tun.ws.next()).await.unwrap();
     assert!(matches!(end, None | Some(Ok(Message::Close(_)))), "{end:?}");
 }
 
@@ -418,32 +300,18 @@ async fn tunnel_to_an_unreachable_port_closes_at_once() {
     let mut server = TestServer::start(0).await;
     let fake = FakeProvider::new();
     // A port nothing listens on.
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
     fake.insert_instance("ws-a", true);
     fake.set_endpoint("ws-a", 8080, closed);
     let (_stop, _agent) = start_agent(&server.url, &fake);
     let (mut ws, _) = server.accept_agent().await;
 
     for (id, ws_id, port) in [("t-missing", "ws-nope", 22), ("t-closed", "ws-a", 8080)] {
-        send_server(
-            &mut ws,
-            &ServerMessage::OpenTunnel {
-                tunnel_id: id.into(),
-                workspace_id: ws_id.into(),
-                port,
-            },
-        )
-        .await;
+        send_server(&mut ws, &ServerMessage::OpenTunnel { tunnel_id: id.into(), workspace_id: ws_id.into(), port })
+            .await;
         let mut tun = server.next().await;
         assert!(tun.path.ends_with(id));
-        match tokio::time::timeout(Duration::from_secs(5), tun.ws.next())
-            .await
-            .unwrap()
-        {
+        match tokio::time::timeout(Duration::from_secs(5), tun.ws.next()).await.unwrap() {
             Some(Ok(Message::Close(Some(frame)))) => {
                 assert_eq!(frame.code, CloseCode::Error);
                 assert!(frame.reason.starts_with("unreachable"), "{frame}");
@@ -463,11 +331,7 @@ async fn reconnects_and_resends_hello_after_the_server_drops() {
     let started = Instant::now();
     let (_ws, hello) = server.accept_agent().await;
     assert!(matches!(hello, AgentMessage::Hello { .. }));
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "slow reconnect: {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(2), "slow reconnect: {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -497,26 +361,15 @@ async fn wrong_token_keeps_retrying_until_shutdown() {
         assert!(Instant::now() < deadline, "agent never dialed");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(
-        !agent.is_finished(),
-        "a refused token must not end the agent"
-    );
+    assert!(!agent.is_finished(), "a refused token must not end the agent");
     stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(2), agent)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(2), agent).await.unwrap().unwrap().unwrap();
 }
 
 #[tokio::test]
 async fn server_down_is_retried_and_shutdown_still_works() {
     // Reserve a port, then free it: connections are refused.
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
     let fake = FakeProvider::new();
     let (stop, agent) = start_agent(&format!("http://{addr}"), &fake);
     // Several attempts happen (each lists the inventory first).
@@ -527,23 +380,13 @@ async fn server_down_is_retried_and_shutdown_still_works() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(2), agent)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(2), agent).await.unwrap().unwrap().unwrap();
 }
 
 #[tokio::test]
 async fn bad_server_url_is_an_error() {
     let fake = FakeProvider::new();
-    let err = run(
-        config("localhost:8080"),
-        Arc::new(fake),
-        std::future::pending(),
-    )
-    .await
-    .unwrap_err();
+    let err = run(config("localhost:8080"), Arc::new(fake), std::future::pending()).await.unwrap_err();
     assert!(matches!(err, AgentError::ServerUrl { .. }), "{err:?}");
 }
 
@@ -555,15 +398,11 @@ async fn wss_goes_through_tls() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
-            let _ =
-                tokio::io::AsyncWriteExt::write_all(&mut tcp, b"HTTP/1.1 400 Bad Request\r\n\r\n")
-                    .await;
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut tcp, b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
         }
     });
     let auth = HeaderValue::from_static("Bearer x");
-    let err = dial(&format!("wss://{addr}/x"), &auth, false)
-        .await
-        .expect_err("a plain TCP server cannot speak TLS");
+    let err = dial(&format!("wss://{addr}/x"), &auth, false).await.expect_err("a plain TCP server cannot speak TLS");
     let chain = error_chain(&err);
     assert!(matches!(err, AgentError::Connect { .. }), "{chain}");
     assert!(!chain.contains("not enabled"), "{chain}");
@@ -574,22 +413,13 @@ fn run_with_lxd_is_send() {
     // The binary spawns `run`; this fails to compile if a future in the LXD path is not Send.
     fn assert_send<T: Send>(_: &T) {}
     let provider = Arc::new(crate::lxd::LxdProvider::new("/nonexistent", "nexus"));
-    let fut = run(
-        config("http://127.0.0.1:1"),
-        provider,
-        std::future::pending(),
-    );
+    let fut = run(config("http://127.0.0.1:1"), provider, std::future::pending());
     assert_send(&fut);
 }
 
 #[tokio::test]
 async fn malformed_join_token_is_an_error() {
-    let cfg = AgentConfig {
-        join_token: "a\nb".into(),
-        ..config("http://127.0.0.1:1")
-    };
-    let err = run(cfg, Arc::new(FakeProvider::new()), std::future::pending())
-        .await
-        .unwrap_err();
+    let cfg = AgentConfig { join_token: "a\nb".into(), ..config("http://127.0.0.1:1") };
+    let err = run(cfg, Arc::new(FakeProvider::new()), std::future::pending()).await.unwrap_err();
     assert!(matches!(err, AgentError::JoinToken), "{err:?}");
 }

@@ -25,30 +25,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CHUNK: usize = 32 * 1024;
 
 /// Serves tunnel `tunnel_id` to `port` in `workspace_id` until either side closes.
-pub(super) async fn serve<P: Provider>(
-    shared: Arc<Shared<P>>,
-    tunnel_id: String,
-    workspace_id: String,
-    port: u16,
-) {
+pub(super) async fn serve<P: Provider>(shared: Arc<Shared<P>>, tunnel_id: String, workspace_id: String, port: u16) {
     // The id becomes part of a URL path.
     if tunnel_id.is_empty()
         || tunnel_id.len() > 128
-        || !tunnel_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        || !tunnel_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
     {
         tracing::warn!(tunnel = %truncate(&tunnel_id, 64), "refusing a tunnel with a malformed id");
         return;
     }
     let target = match shared.provider.endpoint(&workspace_id, port).await {
-        Ok(Some(addr)) => {
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-                Ok(Ok(tcp)) => Ok(tcp),
-                Ok(Err(e)) => Err(format!("{addr}: {e}")),
-                Err(_) => Err(format!("{addr}: connect timed out")),
-            }
-        }
+        Ok(Some(addr)) => match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => Ok(tcp),
+            Ok(Err(e)) => Err(format!("{addr}: {e}")),
+            Err(_) => Err(format!("{addr}: connect timed out")),
+        },
         Ok(None) => Err("the workspace has no address (is it running?)".to_string()),
         Err(e) => Err(error_chain(&e)),
     };
@@ -69,10 +60,8 @@ pub(super) async fn serve<P: Provider>(
         Err(why) => {
             tracing::warn!(tunnel = %tunnel_id, workspace = %workspace_id, port, error = %why, "workspace port unreachable; closing the tunnel");
             // Close reasons are limited to 123 bytes.
-            let frame = CloseFrame {
-                code: CloseCode::Error,
-                reason: truncate(&format!("unreachable: {why}"), 120).into(),
-            };
+            let frame =
+                CloseFrame { code: CloseCode::Error, reason: truncate(&format!("unreachable: {why}"), 120).into() };
             close(&mut ws, Some(frame)).await;
         }
     }
