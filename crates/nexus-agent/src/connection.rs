@@ -104,7 +104,10 @@ struct Shared<P> {
     settings: Settings,
     auth: HeaderValue,
     tunnel_base: String,
-    reports: mpsc::UnboundedSender<Report>,
+    /// Messages for the server: command reports and service states.
+    reports: mpsc::UnboundedSender<AgentMessage>,
+    /// Workspace id → its service supervisor, aborted when the workspace is stopped or deleted.
+    supervisors: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     /// Workspace id → its command queue, present while the queue's worker runs.
     queues: Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>,
 }
@@ -130,6 +133,7 @@ pub async fn run<P: Provider>(
         auth,
         tunnel_base,
         reports: reports_tx,
+        supervisors: Mutex::new(HashMap::new()),
         queues: Mutex::new(HashMap::new()),
     });
     // Dropping the set on return aborts command workers and tunnels.
@@ -217,7 +221,7 @@ async fn session<P: Provider, S: Future<Output = ()> + Unpin>(
     shared: &Arc<Shared<P>>,
     url: &str,
     tasks: &mut JoinSet<()>,
-    reports: &mut mpsc::UnboundedReceiver<Report>,
+    reports: &mut mpsc::UnboundedReceiver<AgentMessage>,
     pending: &mut VecDeque<AgentMessage>,
     shutdown: &mut S,
 ) -> End {
@@ -282,7 +286,7 @@ async fn session<P: Provider, S: Future<Output = ()> + Unpin>(
                 close(&mut ws, None).await;
                 return End::Shutdown;
             }
-            Some(report) = reports.recv() => pending.push_back(AgentMessage::Report(report)),
+            Some(msg) = reports.recv() => pending.push_back(msg),
             _ = tick.tick() => {
                 // Pongs (answered by any WebSocket server that reads) prove the server is alive
                 // even when it has nothing to say; a half-open TCP connection shows no error.
@@ -463,7 +467,7 @@ async fn worker<P: Provider>(shared: Arc<Shared<P>>, id: String, mut rx: mpsc::U
         };
         let report = execute(&shared, cmd).await;
         // The receiver lives as long as `run`; if it is gone, so is everything else.
-        let _ = shared.reports.send(report);
+        let _ = shared.reports.send(AgentMessage::Report(report));
     }
 }
 
@@ -472,13 +476,17 @@ async fn execute<P: Provider>(shared: &Shared<P>, cmd: Command) -> Report {
     let started = Instant::now();
     let provider = &*shared.provider;
     let id = cmd.workspace_id.as_str();
+    if !matches!(cmd.op, Op::Ensure(_)) {
+        stop_supervisor(shared, id);
+    }
     let (op, result) = match &cmd.op {
-        Op::Ensure(spec) => (
-            "ensure",
-            provision::ensure(provider, id, spec, &shared.settings)
-                .await
-                .map(|r| Outcome::Ready { commit: r.commit, host_key: r.host_key }),
-        ),
+        Op::Ensure(spec) => {
+            let result = provision::ensure(provider, id, spec, &shared.settings).await;
+            if result.is_ok() {
+                start_supervisor(shared, id, cmd.generation, spec);
+            }
+            ("ensure", result.map(|r| Outcome::Ready { commit: r.commit, host_key: r.host_key }))
+        }
         Op::Stop => ("stop", provision::stop(provider, id).await.map(|()| Outcome::Stopped)),
         Op::Delete => ("delete", provision::delete(provider, id).await.map(|()| Outcome::Deleted)),
     };
@@ -494,6 +502,36 @@ async fn execute<P: Provider>(shared: &Shared<P>, cmd: Command) -> Report {
         }
     };
     Report { workspace_id: cmd.workspace_id, generation: cmd.generation, outcome }
+}
+
+/// (Re)starts the supervisor of a workspace's services; the workspace is up by now.
+fn start_supervisor<P: Provider>(
+    shared: &Shared<P>,
+    id: &str,
+    generation: i64,
+    spec: &nexus_types::protocol::WorkspaceSpec,
+) {
+    stop_supervisor(shared, id);
+    if spec.plan.services.is_empty() && spec.plan.setup.is_empty() {
+        return;
+    }
+    let supervisor = crate::services::Supervisor::new(
+        shared.provider.clone(),
+        id.to_string(),
+        generation,
+        spec.repo_dir.clone(),
+        spec.plan.clone(),
+        shared.reports.clone(),
+    );
+    // Not part of the session's task set: services are watched across reconnects.
+    let task = tokio::spawn(supervisor.run());
+    shared.supervisors.lock().unwrap().insert(id.to_string(), task.abort_handle());
+}
+
+fn stop_supervisor<P>(shared: &Shared<P>, id: &str) {
+    if let Some(task) = shared.supervisors.lock().unwrap().remove(id) {
+        task.abort();
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod fake;
 pub mod lxd;
 pub mod provider;
 pub mod provision;
+pub mod services;
 
 pub use connection::{run, AgentConfig};
 

@@ -487,6 +487,7 @@ mod tests {
             repo_url: "https://git.example.com/acme/site.git".into(),
             repo_dir: "site".into(),
             branch: "main".into(),
+            plan: Default::default(),
         }
     }
 

@@ -211,6 +211,7 @@ async fn provision_on_real_lxd() {
         repo_url: repo_url.clone(),
         repo_dir: repo_dir.into(),
         branch: if expected.is_some() { "main".into() } else { String::new() },
+        plan: Default::default(),
     };
     let settings = Settings::new(&image, &project);
 

@@ -13,7 +13,9 @@ use nexus_types::api::{
     RegisterResponse, RepoInfo, Resources, SshInfo, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
 };
 use nexus_types::names;
-use nexus_types::protocol::{Command, InventoryItem, Op, Outcome, Report, ServerMessage, WorkspaceSpec};
+use nexus_types::protocol::{
+    Command, InventoryItem, Op, Outcome, ProjectPlan, Report, ServerMessage, ServiceState, WorkspaceSpec,
+};
 use nexus_types::state::Event;
 use nexus_types::{Transition, WorkspaceStatus};
 use tokio::net::TcpListener;
@@ -26,7 +28,7 @@ use crate::github::GithubIdentity;
 use crate::hub::{Hub, TunnelError};
 use crate::repo_probe::RepoProbe;
 use crate::secret;
-use crate::store::{NewWorkspace, Store, User, WorkspaceRow};
+use crate::store::{NewWorkspace, ServiceRow, Store, User, WorkspaceRow};
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -276,6 +278,7 @@ impl App {
 
         let branch = self.probe.resolve_branch(&repo.url, req.branch.as_deref()).await?;
         let node = self.pick_node()?;
+        let plan = ProjectPlan::default();
 
         let id = format!("ws-{}", &secret::random_token("")[..12]);
         {
@@ -310,6 +313,7 @@ impl App {
                 branch,
                 ssh_port: port,
                 node,
+                plan: serde_json::to_string(&plan).expect("plans serialize"),
             });
             if let Err(e) = inserted {
                 // A concurrent create of the same name won the race: answer like a repeat request.
@@ -350,7 +354,7 @@ impl App {
 
     /// Sends the ensure command for a workspace and marks it `creating` if the node took it.
     fn dispatch_ensure(&self, ws: &WorkspaceRow) -> Result<WorkspaceStatus> {
-        if !self.send_command(ws, Op::Ensure(self.spec_of(ws)))? {
+        if !self.send_command(ws, Op::Ensure(Box::new(self.spec_of(ws))))? {
             // Stays pending; the node gets the command when it reconnects.
             return Ok(ws.status);
         }
@@ -372,6 +376,7 @@ impl App {
             repo_url: ws.repo_url.clone(),
             repo_dir: ws.repo_name.clone(),
             branch: ws.branch.clone(),
+            plan: plan_of(ws),
         }
     }
 
@@ -434,7 +439,8 @@ impl App {
                 user: "dev".into(),
                 host_key: ws.host_key.clone(),
             },
-            services: Vec::new(),
+            services: self.services_view(ws),
+            services_source: plan_of(ws).source,
             repo: RepoInfo {
                 owner: ws.repo_owner.clone(),
                 name: ws.repo_name.clone(),
@@ -451,6 +457,26 @@ impl App {
             created_at: ws.created_at.clone(),
             updated_at: ws.updated_at.clone(),
         }
+    }
+
+    fn services_view(&self, ws: &WorkspaceRow) -> Vec<nexus_types::api::ServiceInfo> {
+        let rows = self.store.services_of(&ws.id).unwrap_or_else(|e| {
+            tracing::error!(workspace = %ws.id, error = %e, "could not read services");
+            Vec::new()
+        });
+        rows.into_iter()
+            .map(|r| nexus_types::api::ServiceInfo {
+                url: Some(format!("http://localhost:{}", r.mapped_port)),
+                name: r.name,
+                port: r.port,
+                mapped_port: Some(r.mapped_port),
+                status: if ws.status == WorkspaceStatus::Running { r.status } else { "stopped".into() },
+                discovered: r.discovered,
+                message: r.message,
+                hint: r.hint,
+                last_logs: r.last_logs,
+            })
+            .collect()
     }
 
     /// Sends a command and waits for the node's answer to it (or the op timeout).
@@ -518,7 +544,7 @@ impl App {
         }
         let spec = self.spec_of(&ws);
         self.store.set_status(&ws.id, WorkspaceStatus::Creating, None, None)?;
-        self.send_and_wait(&ws, Op::Ensure(spec)).await?;
+        self.send_and_wait(&ws, Op::Ensure(Box::new(spec))).await?;
         self.current_status(id)
     }
 
@@ -623,6 +649,37 @@ impl App {
         Ok(())
     }
 
+    /// Records a node's report of a workspace's services, unless it is stale or from the wrong node.
+    pub fn on_services(
+        &self,
+        node: &str,
+        workspace_id: &str,
+        generation: i64,
+        services: &[ServiceState],
+    ) -> Result<()> {
+        let Some(ws) = self.store.workspace(workspace_id)? else {
+            return Ok(());
+        };
+        if ws.node != node || generation < ws.generation {
+            tracing::debug!(workspace = %ws.id, generation, current = ws.generation, "stale or misrouted services report ignored");
+            return Ok(());
+        }
+        let rows: Vec<ServiceRow> = services
+            .iter()
+            .map(|s| ServiceRow {
+                name: s.name.clone(),
+                port: s.port,
+                mapped_port: 0,
+                status: s.status.clone(),
+                discovered: s.discovered,
+                message: s.message.clone(),
+                hint: s.hint.clone(),
+                last_logs: s.last_logs.clone(),
+            })
+            .collect();
+        self.store.replace_services(&ws.id, ws.owner_id, &rows)
+    }
+
     /// Applies an agent's report, ignoring stale ones and ones from the wrong node.
     pub fn on_report(&self, node: &str, report: Report) -> Result<()> {
         let Some(ws) = self.store.workspace(&report.workspace_id)? else {
@@ -697,6 +754,11 @@ fn existing_response(existing: WorkspaceRow, repo_url: &str) -> Result<CreateWor
         ssh_port: existing.ssh_port,
         created: false,
     })
+}
+
+/// The stored service plan of a workspace (empty for workspaces made before plans existed).
+fn plan_of(ws: &WorkspaceRow) -> ProjectPlan {
+    serde_json::from_str(&ws.plan).unwrap_or_default()
 }
 
 fn require_user(caller: &Caller) -> Result<&User> {

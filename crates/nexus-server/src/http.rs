@@ -394,6 +394,11 @@ async fn agent_session(app: Arc<App>, socket: WebSocket) {
                     tracing::error!(node = %node_name, error = %chain(&e), "could not apply report");
                 }
             }
+            Ok(AgentMessage::Services { workspace_id, generation, services }) => {
+                if let Err(e) = app.on_services(&node_name, &workspace_id, generation, &services) {
+                    tracing::error!(node = %node_name, error = %chain(&e), "could not record services");
+                }
+            }
             Ok(AgentMessage::Hello { .. }) => {
                 tracing::warn!(node = %node_name, "duplicate hello ignored")
             }

@@ -2,16 +2,41 @@
 //!
 //! Done on the server so a typo in `repo` is a 4xx at once instead of a container that fails later.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
 use crate::error::{Result, ServerError};
 
+/// Files the service plan is made from: the config and what auto-detection looks at.
+pub const PLAN_FILES: &[&str] = &[
+    ".nexus/config.yaml",
+    "package.json",
+    "package-lock.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "requirements.txt",
+    "pyproject.toml",
+    "manage.py",
+    "app.py",
+    "main.py",
+    "server.py",
+    "wsgi.py",
+    "index.html",
+    ".devcontainer/devcontainer.json",
+];
+
+/// Largest file read for planning; lock files can be big and only their existence matters.
+const MAX_PLAN_FILE: usize = 256 * 1024;
+
 /// Resolves a clone URL and optional branch to the branch that will be checked out.
 pub trait RepoProbe: Send + Sync {
     /// The branch to use: `branch` if it exists, else the remote's default branch.
     fn resolve_branch<'a>(&'a self, url: &'a str, branch: Option<&'a str>) -> BoxFuture<'a, Result<String>>;
+
+    /// The [`PLAN_FILES`] present at the tip of `branch`, path → content (truncated to 256 KiB).
+    fn plan_files<'a>(&'a self, url: &'a str, branch: &'a str) -> BoxFuture<'a, Result<HashMap<String, String>>>;
 }
 
 /// Runs `git ls-remote`.
@@ -54,6 +79,78 @@ impl RepoProbe for GitLsRemote {
             parse_ls_remote(&String::from_utf8_lossy(&out.stdout), branch).map_err(|detail| not_found(url, &detail))
         })
     }
+
+    fn plan_files<'a>(&'a self, url: &'a str, branch: &'a str) -> BoxFuture<'a, Result<HashMap<String, String>>> {
+        Box::pin(async move {
+            // A depth-1 clone without checkout: the tip's tree, nothing written to a work tree.
+            // TODO-perf: a blobless partial clone would skip large blobs where the host supports it.
+            let dir = tempfile::tempdir().map_err(|source| ServerError::Io { path: "temp dir".into(), source })?;
+            let dest = dir.path().to_string_lossy().to_string();
+            let out = git(
+                &[
+                    "clone",
+                    "-q",
+                    "--depth",
+                    "1",
+                    "--no-checkout",
+                    "--single-branch",
+                    "--branch",
+                    branch,
+                    "--",
+                    url,
+                    &dest,
+                ],
+                None,
+                self.timeout,
+            )
+            .await
+            .map_err(|e| not_found(url, &e))?;
+            if !out.status.success() {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                return Err(not_found(url, stderr.lines().last().unwrap_or("git clone failed").trim()));
+            }
+            let mut args = vec!["ls-tree", "--name-only", "HEAD", "--"];
+            args.extend(PLAN_FILES);
+            let listed = git(&args, Some(dir.path()), self.timeout).await.map_err(|e| not_found(url, &e))?;
+            let mut files = HashMap::new();
+            for path in String::from_utf8_lossy(&listed.stdout).lines() {
+                let shown = git(&["show", &format!("HEAD:{path}")], Some(dir.path()), self.timeout)
+                    .await
+                    .map_err(|e| not_found(url, &e))?;
+                let mut text = String::from_utf8_lossy(&shown.stdout).into_owned();
+                if text.len() > MAX_PLAN_FILE {
+                    let mut cut = MAX_PLAN_FILE;
+                    while !text.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    text.truncate(cut);
+                }
+                files.insert(path.to_string(), text);
+            }
+            Ok(files)
+        })
+    }
+}
+
+async fn git(
+    args: &[&str],
+    dir: Option<&std::path::Path>,
+    timeout: Duration,
+) -> std::result::Result<std::process::Output, String> {
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "/bin/false")
+        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=10")
+        .kill_on_drop(true);
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    match tokio::time::timeout(timeout, cmd.output()).await {
+        Err(_) => Err(format!("git {} took longer than {}s", args[0], timeout.as_secs())),
+        Ok(Err(e)) => Err(format!("could not run git: {e}")),
+        Ok(Ok(out)) => Ok(out),
+    }
 }
 
 /// Picks the branch out of `git ls-remote --symref <url> HEAD [refs/heads/<branch>]` output.
@@ -78,9 +175,18 @@ fn parse_ls_remote(stdout: &str, branch: Option<&str>) -> Result<String, String>
 pub struct FakeRepos {
     /// Known repos.
     pub repos: std::collections::HashMap<String, Vec<String>>,
+    /// Files per repo URL, for [`RepoProbe::plan_files`].
+    pub files: HashMap<String, HashMap<String, String>>,
 }
 
 impl RepoProbe for FakeRepos {
+    fn plan_files<'a>(&'a self, url: &'a str, _branch: &'a str) -> BoxFuture<'a, Result<HashMap<String, String>>> {
+        Box::pin(async move {
+            self.repos.get(url).ok_or_else(|| not_found(url, "repository not found"))?;
+            Ok(self.files.get(url).cloned().unwrap_or_default())
+        })
+    }
+
     fn resolve_branch<'a>(&'a self, url: &'a str, branch: Option<&'a str>) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
             let branches = self.repos.get(url).ok_or_else(|| not_found(url, "repository not found"))?;

@@ -13,7 +13,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use crate::error::Result;
 
 /// Migrations, in order; index + 1 is the schema version after applying it.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id              INTEGER PRIMARY KEY,
     github_username TEXT NOT NULL UNIQUE COLLATE NOCASE,
@@ -58,7 +59,49 @@ CREATE TABLE workspaces (
     UNIQUE (owner_id, name)
 );
 CREATE INDEX workspaces_by_node ON workspaces(node_name);
-"#];
+"#,
+    r#"
+ALTER TABLE workspaces ADD COLUMN plan TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE services (
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    owner_id     INTEGER NOT NULL REFERENCES users(id),
+    name         TEXT NOT NULL,
+    port         INTEGER,
+    mapped_port  INTEGER NOT NULL,
+    status       TEXT NOT NULL,
+    discovered   INTEGER NOT NULL,
+    message      TEXT,
+    hint         TEXT,
+    last_logs    TEXT,
+    PRIMARY KEY (workspace_id, name),
+    UNIQUE (owner_id, mapped_port)
+);
+"#,
+];
+
+/// First port handed out for a user's local forwards to services.
+pub const FIRST_MAPPED_PORT: u16 = 23000;
+
+/// A service as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRow {
+    /// Name.
+    pub name: String,
+    /// Port inside the workspace.
+    pub port: Option<u16>,
+    /// Port on the user's machine, unique among the user's workspaces.
+    pub mapped_port: u16,
+    /// `starting`, `running`, `unhealthy`, `failed`.
+    pub status: String,
+    /// Found listening, not configured.
+    pub discovered: bool,
+    /// Failure message.
+    pub message: Option<String>,
+    /// Failure hint.
+    pub hint: Option<String>,
+    /// Last log lines.
+    pub last_logs: Option<String>,
+}
 
 /// A registered user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +174,8 @@ pub struct WorkspaceRow {
     pub host_key: Option<String>,
     /// Node name.
     pub node: String,
+    /// The service plan, JSON (`nexus_types::protocol::ProjectPlan`).
+    pub plan: String,
     /// Generation of the newest command.
     pub generation: i64,
     /// RFC 3339.
@@ -166,6 +211,8 @@ pub struct NewWorkspace {
     pub ssh_port: u16,
     /// Node name.
     pub node: String,
+    /// The service plan, JSON.
+    pub plan: String,
 }
 
 /// The database.
@@ -181,7 +228,7 @@ pub fn now() -> String {
 const WORKSPACE_COLUMNS: &str =
     "w.id, w.owner_id, u.github_username, u.ssh_pubkey, w.name, w.provider, w.image, w.cpu, w.memory, \
      w.repo_owner, w.repo_name, w.repo_url, w.branch, w.commit_sha, w.status, w.message, w.hint, w.ssh_port, \
-     w.host_key, w.node_name, w.generation, w.created_at, w.updated_at";
+     w.host_key, w.node_name, w.generation, w.created_at, w.updated_at, w.plan";
 
 fn workspace_from_row(r: &Row<'_>) -> rusqlite::Result<WorkspaceRow> {
     let status: String = r.get(14)?;
@@ -210,6 +257,7 @@ fn workspace_from_row(r: &Row<'_>) -> rusqlite::Result<WorkspaceRow> {
         generation: r.get(20)?,
         created_at: r.get(21)?,
         updated_at: r.get(22)?,
+        plan: r.get(23)?,
     })
 }
 
@@ -440,6 +488,68 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Replaces a workspace's services with `services` (name, port, status, discovered, message,
+    /// hint, logs), keeping each known service's mapped port and giving new ones the lowest free
+    /// port from [`FIRST_MAPPED_PORT`] among the owner's services.
+    pub fn replace_services(&self, workspace_id: &str, owner_id: i64, services: &[ServiceRow]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let known: std::collections::HashMap<String, u16> = {
+            let mut stmt = tx.prepare("SELECT name, mapped_port FROM services WHERE workspace_id = ?1")?;
+            let rows = stmt.query_map([workspace_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u16>(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        tx.execute("DELETE FROM services WHERE workspace_id = ?1", [workspace_id])?;
+        let mut used: HashSet<u16> = {
+            let mut stmt = tx.prepare("SELECT mapped_port FROM services WHERE owner_id = ?1")?;
+            let rows = stmt.query_map([owner_id], |r| r.get::<_, u16>(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        // Services that keep their name keep their port, so a user's bookmarks stay valid.
+        used.extend(services.iter().filter_map(|s| known.get(&s.name)));
+        for s in services {
+            let mapped = match known.get(&s.name) {
+                Some(p) => *p,
+                None => {
+                    let p = (FIRST_MAPPED_PORT..=u16::MAX).find(|p| !used.contains(p)).unwrap_or(u16::MAX);
+                    used.insert(p);
+                    p
+                }
+            };
+            tx.execute(
+                "INSERT INTO services (workspace_id, owner_id, name, port, mapped_port, status, discovered, message, hint, last_logs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![workspace_id, owner_id, s.name, s.port, mapped, s.status, s.discovered, s.message, s.hint, s.last_logs],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A workspace's services: configured ones first (in report order), then discovered.
+    pub fn services_of(&self, workspace_id: &str) -> Result<Vec<ServiceRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT name, port, mapped_port, status, discovered, message, hint, last_logs FROM services
+             WHERE workspace_id = ?1 ORDER BY discovered, rowid",
+        )?;
+        let rows = stmt.query_map([workspace_id], |r| {
+            Ok(ServiceRow {
+                name: r.get(0)?,
+                port: r.get(1)?,
+                mapped_port: r.get(2)?,
+                status: r.get(3)?,
+                discovered: r.get(4)?,
+                message: r.get(5)?,
+                hint: r.get(6)?,
+                last_logs: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
 fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         id: r.get(0)?,
@@ -469,6 +579,7 @@ mod tests {
             branch: "main".into(),
             ssh_port: port,
             node: "n1".into(),
+            plan: "{}".into(),
         }
     }
 
@@ -503,6 +614,40 @@ mod tests {
         s.delete_workspace("ws-1").unwrap();
         assert_eq!(s.used_ports().unwrap(), HashSet::from([2223]));
         assert_eq!(s.list_nodes().unwrap()[0].workspaces, 1);
+    }
+
+    #[test]
+    fn mapped_ports_are_stable_and_unique_per_user() {
+        let s = Store::in_memory().unwrap();
+        let a = s.upsert_user("alice", 1, "k", "f").unwrap();
+        let b = s.upsert_user("bob", 2, "k", "f").unwrap();
+        s.insert_workspace(&sample(&s, a, "ws-1", "one", 2222)).unwrap();
+        s.insert_workspace(&sample(&s, a, "ws-2", "two", 2223)).unwrap();
+        s.insert_workspace(&sample(&s, b, "ws-3", "one", 2224)).unwrap();
+        let svc = |name: &str| ServiceRow {
+            name: name.into(),
+            port: Some(3000),
+            mapped_port: 0,
+            status: "running".into(),
+            discovered: false,
+            message: None,
+            hint: None,
+            last_logs: None,
+        };
+        s.replace_services("ws-1", a, &[svc("web"), svc("api")]).unwrap();
+        s.replace_services("ws-2", a, &[svc("web")]).unwrap();
+        s.replace_services("ws-3", b, &[svc("web")]).unwrap();
+        let ports = |id| s.services_of(id).unwrap().iter().map(|r| r.mapped_port).collect::<Vec<_>>();
+        assert_eq!(ports("ws-1"), [23000, 23001]);
+        assert_eq!(ports("ws-2"), [23002], "unique among one user's workspaces");
+        assert_eq!(ports("ws-3"), [23000], "other users start from 23000 again");
+        // A re-report keeps ports; a vanished service frees its port.
+        s.replace_services("ws-1", a, &[svc("api")]).unwrap();
+        assert_eq!(ports("ws-1"), [23001]);
+        s.replace_services("ws-1", a, &[svc("api"), svc("docs")]).unwrap();
+        assert_eq!(ports("ws-1"), [23001, 23000]);
+        s.delete_workspace("ws-1").unwrap();
+        assert!(s.services_of("ws-1").unwrap().is_empty());
     }
 
     #[test]

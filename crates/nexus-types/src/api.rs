@@ -150,14 +150,24 @@ pub struct SshInfo {
 /// A service running in the workspace.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct ServiceInfo {
-    /// Service name from the config.
+    /// Service name from the config (or `port-<n>` for a discovered port).
     pub name: String,
     /// Port inside the workspace.
-    pub port: u16,
-    /// Port on the user's machine the CLI forwards to it.
+    pub port: Option<u16>,
+    /// Port on the user's machine the CLI forwards to it (unique among the user's workspaces).
     pub mapped_port: Option<u16>,
-    /// `starting`, `running`, `unhealthy` or `failed`.
+    /// `starting`, `running`, `unhealthy`, `failed` or `stopped`.
     pub status: String,
+    /// Where the user opens it once `nexus workspace connect` forwards the port.
+    pub url: Option<String>,
+    /// True when found listening in the workspace without being configured.
+    pub discovered: bool,
+    /// For `failed`/`unhealthy`: what happened.
+    pub message: Option<String>,
+    /// For `failed`/`unhealthy`: what to do next.
+    pub hint: Option<String>,
+    /// For failures: the service's last log lines.
+    pub last_logs: Option<String>,
 }
 
 /// The repository a workspace holds.
@@ -219,6 +229,8 @@ pub struct WorkspaceView {
     pub ssh: SshInfo,
     /// Services and their ports.
     pub services: Vec<ServiceInfo>,
+    /// Where the service list came from: `.nexus/config.yaml`, `detected: node (npm)`, ...
+    pub services_source: String,
     /// The repository.
     pub repo: RepoInfo,
     /// Where it runs.

@@ -29,6 +29,15 @@ pub enum AgentMessage {
     Heartbeat,
     /// Progress or outcome of a command.
     Report(Report),
+    /// The current state of a workspace's services (sent on every change).
+    Services {
+        /// `ws-...`.
+        workspace_id: String,
+        /// Generation of the ensure command that started them.
+        generation: i64,
+        /// Every service, configured and discovered.
+        services: Vec<ServiceState>,
+    },
 }
 
 /// A workspace container found on the node.
@@ -113,7 +122,7 @@ pub struct Command {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// Make the workspace exist and run (idempotent: picks up where an earlier attempt stopped).
-    Ensure(WorkspaceSpec),
+    Ensure(Box<WorkspaceSpec>),
     /// Stop the container.
     Stop,
     /// Remove the container and its disk.
@@ -137,6 +146,105 @@ pub struct WorkspaceSpec {
     pub repo_dir: String,
     /// Branch to check out.
     pub branch: String,
+    /// What to run after the clone: setup steps and services (from `.nexus/config.yaml` or detected).
+    #[serde(default)]
+    pub plan: ProjectPlan,
+}
+
+/// The resolved services of a project: what the node runs, in what order, and how it checks them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProjectPlan {
+    /// Where the plan came from, for people: `.nexus/config.yaml`, `detected: node (npm)`, ...
+    pub source: String,
+    /// Shell commands run once, in order, as `dev` in the repo after the first clone.
+    pub setup: Vec<String>,
+    /// Services, in the order they were declared.
+    pub services: Vec<ServicePlan>,
+}
+
+/// One long-running service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServicePlan {
+    /// Name, unique in the project: `[a-z0-9-]`, used in unit names.
+    pub name: String,
+    /// Shell command (run with `bash -lc` as `dev`).
+    pub command: String,
+    /// Port it listens on inside the workspace; exported to it as `PORT`.
+    pub port: Option<u16>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Directory relative to the repo root ("" = the root).
+    pub working_dir: String,
+    /// Services that must be healthy before this one starts.
+    pub depends_on: Vec<String>,
+    /// How to tell it is healthy.
+    pub health: HealthCheck,
+}
+
+/// A health check with its timing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// What to check.
+    pub kind: HealthKind,
+    /// Milliseconds between checks.
+    pub interval_ms: u64,
+    /// Milliseconds one check may take.
+    pub timeout_ms: u64,
+    /// Consecutive failures (after the service first came up) before it is `unhealthy`.
+    pub retries: u32,
+    /// Milliseconds a starting service has to become healthy before it is `failed`.
+    pub start_timeout_ms: u64,
+}
+
+/// The kinds of health check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HealthKind {
+    /// `GET http://<workspace>:<port><path>` answers with a status below 500.
+    Http {
+        /// Port to ask (the service's port by default).
+        port: u16,
+        /// Path, starting with `/`.
+        path: String,
+    },
+    /// A TCP connect to the port succeeds.
+    Tcp {
+        /// Port to connect to.
+        port: u16,
+    },
+    /// A shell command in the workspace exits 0.
+    Command {
+        /// The command (run with `bash -lc` as `dev` in the repo).
+        command: String,
+    },
+    /// No check: running means healthy.
+    None,
+}
+
+impl HealthCheck {
+    /// The defaults: every 1 s, 2 s timeout, 3 retries, 60 s to come up.
+    pub fn new(kind: HealthKind) -> Self {
+        HealthCheck { kind, interval_ms: 1000, timeout_ms: 2000, retries: 3, start_timeout_ms: 60_000 }
+    }
+}
+
+/// Per-service status the node reports.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceState {
+    /// Service name (for discovered ports: `port-<n>`).
+    pub name: String,
+    /// Port inside the workspace.
+    pub port: Option<u16>,
+    /// `starting`, `running`, `unhealthy` or `failed`.
+    pub status: String,
+    /// True for ports found listening that no config announced.
+    pub discovered: bool,
+    /// For `failed`/`unhealthy`: what happened.
+    pub message: Option<String>,
+    /// For `failed`/`unhealthy`: what to do.
+    pub hint: Option<String>,
+    /// The last log lines, for failures.
+    pub last_logs: Option<String>,
 }
 
 #[cfg(test)]

@@ -117,6 +117,7 @@ fn spec() -> WorkspaceSpec {
         repo_url: "https://git.example.com/acme/site.git".into(),
         repo_dir: "site".into(),
         branch: "main".into(),
+        plan: Default::default(),
     }
 }
 
@@ -172,7 +173,7 @@ async fn hello_heartbeat_commands_and_clean_shutdown() {
     let first = tokio::time::timeout(Duration::from_secs(2), ws.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(serde_json::from_str::<AgentMessage>(first.to_text().unwrap()).unwrap(), AgentMessage::Heartbeat);
 
-    send_server(&mut ws, &command("ws-a", 7, Op::Ensure(spec()))).await;
+    send_server(&mut ws, &command("ws-a", 7, Op::Ensure(Box::new(spec())))).await;
     let report = recv_report(&mut ws).await;
     assert_eq!(report.workspace_id, "ws-a");
     assert_eq!(report.generation, 7);
@@ -219,11 +220,11 @@ async fn commands_for_one_workspace_run_in_order_others_concurrently() {
     let (_stop, _agent) = start_agent(&server.url, &fake);
     let (mut ws, _) = server.accept_agent().await;
 
-    send_server(&mut ws, &command("ws-a", 1, Op::Ensure(spec()))).await;
+    send_server(&mut ws, &command("ws-a", 1, Op::Ensure(Box::new(spec())))).await;
     send_server(&mut ws, &command("ws-a", 2, Op::Stop)).await;
-    send_server(&mut ws, &command("ws-a", 3, Op::Ensure(spec()))).await;
+    send_server(&mut ws, &command("ws-a", 3, Op::Ensure(Box::new(spec())))).await;
     send_server(&mut ws, &command("ws-a", 4, Op::Delete)).await;
-    send_server(&mut ws, &command("ws-b", 1, Op::Ensure(spec()))).await;
+    send_server(&mut ws, &command("ws-b", 1, Op::Ensure(Box::new(spec())))).await;
 
     let mut reports = Vec::new();
     for _ in 0..5 {
@@ -341,7 +342,7 @@ async fn reports_survive_a_reconnect() {
     fake.set_latency(Duration::from_millis(30));
     let (_stop, _agent) = start_agent(&server.url, &fake);
     let (mut ws, _) = server.accept_agent().await;
-    send_server(&mut ws, &command("ws-a", 5, Op::Ensure(spec()))).await;
+    send_server(&mut ws, &command("ws-a", 5, Op::Ensure(Box::new(spec())))).await;
     // Drop the connection while the command runs; its report arrives on the next one.
     drop(ws);
     let (mut ws, _) = server.accept_agent().await;
