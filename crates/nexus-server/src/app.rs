@@ -244,41 +244,32 @@ impl App {
                 "use `lxc` (or leave provider out)",
             ));
         }
-        let image = req.image.clone().unwrap_or_default();
-        if !image.is_empty()
-            && !image.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
-        {
-            return Err(ServerError::bad_request(
-                "invalid_field",
-                format!("image {image:?} is not a valid image alias"),
-                "leave image out to use the node's base image",
-            ));
-        }
         let res = req.resources.clone().unwrap_or(Resources { cpu: None, memory: None });
-        let cpu = res.cpu.unwrap_or(self.config.default_cpu);
-        if !(1..=64).contains(&cpu) {
-            return Err(ServerError::bad_request(
-                "invalid_field",
-                format!("cpu {cpu} is out of range"),
-                "use 1 to 64 CPUs",
-            ));
-        }
-        let memory = res.memory.unwrap_or_else(|| self.config.default_memory.clone());
-        if parse_memory(&memory).is_none_or(|b| b < 128 << 20) {
-            return Err(ServerError::bad_request(
-                "invalid_field",
-                format!("memory {memory:?} is not a size of at least 128MiB"),
-                "use a size like `4GB` or `512MiB`",
-            ));
-        }
+        // Fail fast on the request's own values, before any git traffic.
+        check_limits(req.image.as_deref(), res.cpu, res.memory.as_deref(), "invalid_field", "")?;
 
         if let Some(existing) = self.store.workspace_by_name(user.id, &req.workspace_name)? {
             return existing_response(existing, &repo.url);
         }
 
         let branch = self.probe.resolve_branch(&repo.url, req.branch.as_deref()).await?;
+        let files = self.probe.plan_files(&repo.url, &branch).await?;
+        let resolved = nexus_project::resolve(&nexus_project::MapFiles(files)).map_err(|e| {
+            ServerError::BadRequest { code: "invalid_config", message: e.to_string(), hint: e.hint.clone() }
+        })?;
+        // The request's values win over the repo's `providers.lxc`, which win over the defaults.
+        check_limits(
+            resolved.image.as_deref(),
+            resolved.cpu,
+            resolved.memory.as_deref(),
+            "invalid_config",
+            " in .nexus/config.yaml",
+        )?;
+        let image = req.image.clone().or(resolved.image).unwrap_or_default();
+        let cpu = res.cpu.or(resolved.cpu).unwrap_or(self.config.default_cpu);
+        let memory = res.memory.clone().or(resolved.memory).unwrap_or_else(|| self.config.default_memory.clone());
+        let plan = resolved.plan;
         let node = self.pick_node()?;
-        let plan = ProjectPlan::default();
 
         let id = format!("ws-{}", &secret::random_token("")[..12]);
         {
@@ -754,6 +745,38 @@ fn existing_response(existing: WorkspaceRow, repo_url: &str) -> Result<CreateWor
         ssh_port: existing.ssh_port,
         created: false,
     })
+}
+
+/// Checks an image alias, CPU count and memory size, wherever they came from (`source` says where).
+fn check_limits(
+    image: Option<&str>,
+    cpu: Option<u32>,
+    memory: Option<&str>,
+    code: &'static str,
+    source: &str,
+) -> Result<()> {
+    if let Some(image) = image {
+        if image.is_empty()
+            || !image.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'))
+        {
+            return Err(ServerError::bad_request(
+                code,
+                format!("image {image:?}{source} is not a valid image alias"),
+                "leave image out to use the node's base image",
+            ));
+        }
+    }
+    if let Some(cpu) = cpu.filter(|c| !(1..=64).contains(c)) {
+        return Err(ServerError::bad_request(code, format!("cpu {cpu}{source} is out of range"), "use 1 to 64 CPUs"));
+    }
+    if let Some(memory) = memory.filter(|m| parse_memory(m).is_none_or(|b| b < 128 << 20)) {
+        return Err(ServerError::bad_request(
+            code,
+            format!("memory {memory:?}{source} is not a size of at least 128MiB"),
+            "use a size like `4GB` or `512MiB`",
+        ));
+    }
+    Ok(())
 }
 
 /// The stored service plan of a workspace (empty for workspaces made before plans existed).

@@ -390,8 +390,8 @@ impl Store {
         let now = now();
         self.conn().execute(
             "INSERT INTO workspaces (id, owner_id, name, provider, image, cpu, memory, repo_owner, repo_name, repo_url,
-                 branch, status, ssh_port, node_name, generation, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'lxc', ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, 1, ?13, ?13)",
+                 branch, status, ssh_port, node_name, generation, created_at, updated_at, plan)
+             VALUES (?1, ?2, ?3, 'lxc', ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, 1, ?13, ?13, ?14)",
             params![
                 w.id,
                 w.owner_id,
@@ -405,7 +405,8 @@ impl Store {
                 w.branch,
                 w.ssh_port,
                 w.node,
-                now
+                now,
+                w.plan
             ],
         )?;
         Ok(())
@@ -608,6 +609,11 @@ mod tests {
         assert_eq!(s.workspaces_of(a).unwrap().len(), 1);
         assert_eq!(s.used_ports().unwrap(), HashSet::from([2222, 2223]));
         assert_eq!(s.next_generation("ws-1").unwrap(), 2);
+        assert_eq!(s.workspace("ws-1").unwrap().unwrap().plan, "{}");
+        let mut with_plan = sample(&s, a, "ws-9", "nine", 2229);
+        with_plan.plan = r#"{"source":"x"}"#.into();
+        s.insert_workspace(&with_plan).unwrap();
+        assert_eq!(s.workspace("ws-9").unwrap().unwrap().plan, r#"{"source":"x"}"#, "the plan is stored");
         s.set_ready("ws-1", Some("abc"), Some("ssh-ed25519 H")).unwrap();
         let w = s.workspace("ws-1").unwrap().unwrap();
         assert_eq!((w.status, w.commit.as_deref(), w.owner.as_str()), (WorkspaceStatus::Running, Some("abc"), "alice"));

@@ -38,8 +38,78 @@ enum Command {
     /// Driver node set-up.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Your workspaces: services and logs.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// The project's `.nexus/config.yaml`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print the server's OpenAPI document.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum WorkspaceCommand {
+    /// List your workspaces.
+    #[command(after_help = "Examples:\n  nexus workspace list\n  nexus workspace list --json")]
+    List {
+        /// Print JSON (the API's `workspaces` array).
+        #[arg(long)]
+        json: bool,
+        /// Server URL [env: NEXUS_SERVER].
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// List a workspace's services with their status and URLs.
+    #[command(
+        after_help = "Examples:\n  nexus workspace services my-project\n  nexus workspace services my-project --json | jq '.[].url'"
+    )]
+    Services {
+        /// Workspace name or id.
+        workspace: String,
+        /// Print JSON (the API's `services` array).
+        #[arg(long)]
+        json: bool,
+        /// Server URL [env: NEXUS_SERVER].
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Show (or follow) the setup log and service logs of a workspace, over SSH.
+    #[command(
+        after_help = "Examples:\n  nexus workspace logs my-project\n  nexus workspace logs my-project web -f\n  nexus workspace logs my-project setup"
+    )]
+    Logs {
+        /// Workspace name or id.
+        workspace: String,
+        /// A service name, or `setup`; all when left out.
+        service: Option<String>,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many lines of history.
+        #[arg(short = 'n', long, default_value_t = 200)]
+        lines: u32,
+        /// SSH private key [default: ~/.ssh/id_ed25519].
+        #[arg(long, env = "NEXUS_SSH_KEY")]
+        identity: Option<PathBuf>,
+        /// Server URL [env: NEXUS_SERVER].
+        #[arg(long)]
+        server: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Show what Nexus detects in a project without a config, as a `.nexus/config.yaml`.
+    #[command(after_help = "Examples:\n  nexus config detect\n  nexus config detect ~/src/my-project --write")]
+    Detect {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Save it as `<dir>/.nexus/config.yaml` (refuses to overwrite one).
+        #[arg(long)]
+        write: bool,
+    },
 }
 
 #[derive(Args)]
@@ -189,6 +259,128 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn hinted(e: impl std::error::Error + Send + Sync + 'static, hint: String) -> anyhow::Error {
+    anyhow::Error::new(e).context(format!("hint: {hint}"))
+}
+
+async fn run_workspace(cmd: WorkspaceCommand) -> anyhow::Result<()> {
+    use nexus_cli::client::Client;
+    match cmd {
+        WorkspaceCommand::List { json, server } => {
+            let client = Client::from_env(server).map_err(|e| {
+                let h = e.hint.clone();
+                hinted(e, h)
+            })?;
+            let all = client.workspaces().await.map_err(|e| {
+                let h = e.hint.clone();
+                hinted(e, h)
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if all.is_empty() {
+                eprintln!("no workspaces yet");
+            } else {
+                for w in &all {
+                    println!(
+                        "{:24} {:9} {:28} {}",
+                        w.name,
+                        w.status,
+                        format!("{}/{}", w.repo.owner, w.repo.name),
+                        w.ssh.command
+                    );
+                }
+            }
+            Ok(())
+        }
+        WorkspaceCommand::Services { workspace, json, server } => {
+            let client = Client::from_env(server).map_err(|e| {
+                let h = e.hint.clone();
+                hinted(e, h)
+            })?;
+            let ws = client.workspace(&workspace).await.map_err(|e| {
+                let h = e.hint.clone();
+                hinted(e, h)
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&ws.services)?);
+            } else {
+                print!("{}", nexus_cli::services::render(&ws));
+            }
+            Ok(())
+        }
+        WorkspaceCommand::Logs { workspace, service, follow, lines, identity, server } => {
+            let client = Client::from_env(server).map_err(|e| {
+                let h = e.hint.clone();
+                hinted(e, h)
+            })?;
+            let ws = client.workspace(&workspace).await.map_err(|e| {
+                let h = e.hint.clone();
+                hinted(e, h)
+            })?;
+            let key = identity
+                .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".ssh/id_ed25519"));
+            // Pin the host key the server reported: no trust-on-first-use prompt.
+            let known = tempfile::NamedTempFile::new()?;
+            if let Some(hk) = &ws.ssh.host_key {
+                std::fs::write(known.path(), format!("[{}]:{} {hk}\n", ws.ssh.host, ws.ssh.port))?;
+            }
+            let remote = nexus_cli::services::log_command(service.as_deref(), follow, lines);
+            let status = std::process::Command::new("ssh")
+                .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR"])
+                .arg("-o")
+                .arg(format!("UserKnownHostsFile={}", known.path().display()))
+                .args([
+                    "-o",
+                    if ws.ssh.host_key.is_some() {
+                        "StrictHostKeyChecking=yes"
+                    } else {
+                        "StrictHostKeyChecking=accept-new"
+                    },
+                ])
+                .arg("-i")
+                .arg(&key)
+                .args(["-p", &ws.ssh.port.to_string(), &format!("{}@{}", ws.ssh.user, ws.ssh.host), &remote])
+                .status()
+                .context("hint: install an OpenSSH client (`ssh`)")?;
+            if !status.success() {
+                anyhow::bail!(
+                    "reading the logs over SSH failed (exit {})\nhint: check `nexus workspace status {workspace}` and that {} is the key you registered",
+                    status.code().unwrap_or(-1),
+                    key.display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn config_detect(dir: &std::path::Path, write: bool) -> anyhow::Result<()> {
+    let files = nexus_project::DirFiles(dir.to_path_buf());
+    let resolved = nexus_project::resolve(&files).map_err(|e| {
+        let h = e.hint.clone();
+        anyhow::Error::msg(e.to_string()).context(format!("hint: {h}"))
+    })?;
+    let yaml = nexus_project::to_yaml(&resolved.plan);
+    eprintln!(
+        "{} ({} service(s), {} setup step(s))",
+        resolved.plan.source,
+        resolved.plan.services.len(),
+        resolved.plan.setup.len()
+    );
+    if !write {
+        print!("{yaml}");
+        return Ok(());
+    }
+    let path = dir.join(".nexus/config.yaml");
+    if path.exists() {
+        anyhow::bail!("{} already exists\nhint: edit it by hand, or move it away and run this again", path.display());
+    }
+    std::fs::create_dir_all(dir.join(".nexus"))?;
+    std::fs::write(&path, yaml)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
 struct ConsoleProgress;
 
 impl nexus_cli::node_init::Progress for ConsoleProgress {
@@ -211,6 +403,7 @@ fn main() -> ExitCode {
             print!("{}", nexus_server::openapi_json());
             Ok(())
         }
+        Command::Config(ConfigCommand::Detect { dir, write }) => config_detect(&dir, write),
         Command::Node(NodeCommand::Init { image, bridge_cidr, pool_size, dir_pool }) => {
             let opts =
                 nexus_cli::node_init::NodeInitOptions { image, bridge_cidr, pool_size, dir_pool, ..Default::default() };
@@ -229,6 +422,7 @@ fn main() -> ExitCode {
                 match command {
                     Command::Server(args) => run_server(args).await,
                     Command::Agent(args) => run_agent(args).await,
+                    Command::Workspace(cmd) => run_workspace(cmd).await,
                     _ => unreachable!(),
                 }
             })

@@ -325,3 +325,190 @@ async fn two_nodes_share_the_load_and_a_dead_one_is_marked_unresponsive() {
     let s3 = dave.status(w3["workspace_id"].as_str().unwrap()).await;
     assert_eq!(s3["node"]["name"], "node-a");
 }
+
+// ---- services ---------------------------------------------------------------------------------
+
+const WEB_JS: &str = r#"require('http').createServer((q, s) => s.end('web ok\n')).listen(process.env.PORT);"#;
+/// Records whether `web` answered when `api` started, then serves.
+const API_JS: &str = r#"const fs = require('fs');
+fetch('http://127.0.0.1:3000/').then(r => String(r.status)).catch(() => 'down')
+  .then(seen => { fs.writeFileSync(process.env.HOME + '/api-saw-web.txt', seen);
+    require('http').createServer((q, s) => s.end('api ok\n')).listen(process.env.PORT); });"#;
+const SPEC_CONFIG: &str = r#"name: my-project
+provider: lxc
+
+services:
+  web:
+    command: "npm run dev"
+    port: 3000
+    health_check: {type: "http", path: "/"}
+
+  api:
+    command: "npm run server"
+    port: 4000
+    depends_on: ["web"]
+
+providers:
+  lxc:
+    image: "nexus-base"
+    cpu: 2
+    memory: "2GB"
+"#;
+
+fn service<'a>(view: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    view["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no service {name} in {view}"))
+}
+
+/// Polls until every listed service has `status`, returning the view.
+async fn wait_services(api: &Api, id: &str, names: &[&str], status: &str) -> serde_json::Value {
+    nexus_testkit::eventually(READY, &format!("services {names:?} {status}"), || async {
+        let v = api.status(id).await;
+        let services = v["services"].as_array().cloned().unwrap_or_default();
+        let done = names.iter().all(|n| services.iter().any(|s| s["name"] == *n && s["status"] == status));
+        done.then_some(v)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_start_in_order_are_detected_and_failures_explain_themselves() {
+    let Some(env) = env(8, 30).await else { return };
+    let g = &env.git;
+    g.create_repo(
+        "acme",
+        "spec",
+        &[
+            (
+                "package.json",
+                r#"{"name":"spec","version":"1.0.0","scripts":{"dev":"node web.js","server":"node api.js"}}"#,
+            ),
+            ("web.js", WEB_JS),
+            ("api.js", API_JS),
+            (".nexus/config.yaml", SPEC_CONFIG),
+        ],
+    );
+    g.create_repo(
+        "acme",
+        "node-auto",
+        &[
+            ("package.json", r#"{"name":"auto","version":"1.0.0","scripts":{"dev":"node server.js"}}"#),
+            ("server.js", WEB_JS),
+        ],
+    );
+    g.create_repo(
+        "acme",
+        "py-auto",
+        &[
+            ("requirements.txt", "# no dependencies\n"),
+            (
+                "app.py",
+                "import http.server, os\nhttp.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler).serve_forever()\n",
+            ),
+        ],
+    );
+    g.create_repo("acme", "static", &[("index.html", "<h1>static ok</h1>\n")]);
+    g.create_repo(
+        "acme",
+        "crash",
+        &[(".nexus/config.yaml", "services:\n  boom:\n    command: \"echo boom-started; exit 3\"\n    port: 5000\n")],
+    );
+    let project = ProjectGuard::new("svc");
+    let _agent = AgentProcess::start(&bin(), &env.server, "node-s", &project.0, &[]);
+    let key = TestKey::generate("erin");
+    let api = Api::new(&env.server.url);
+    wait_nodes(&api.with_token(&env.server.operator_token()), 1).await;
+    let erin = api.register_as_operator(&env.server.operator_token(), "erin", 4001, &key.public).await;
+
+    let mut ids = std::collections::HashMap::new();
+    for repo in ["spec", "node-auto", "py-auto", "static", "crash"] {
+        let (code, body) = erin.create(repo, &format!("acme/{repo}")).await;
+        assert_eq!(code, 201, "{repo}: {body}");
+        ids.insert(repo, body["workspace_id"].as_str().unwrap().to_string());
+    }
+
+    // The spec's own config: web then api, api only after web was healthy.
+    let spec = wait_services(&erin, &ids["spec"], &["web", "api"], "running").await;
+    assert_eq!(spec["services_source"], ".nexus/config.yaml");
+    assert_eq!(spec["status"], "running");
+    let port = spec["ssh"]["port"].as_u64().unwrap() as u16;
+    assert_eq!(ssh_ok(port, &key, "cat ~/api-saw-web.txt"), "200", "api started before web was healthy");
+    assert_eq!(ssh_ok(port, &key, "curl -s localhost:4000"), "api ok\n");
+    assert_eq!(spec["resources"]["memory"], "2GB", "providers.lxc applies");
+    let (web, apis) = (service(&spec, "web"), service(&spec, "api"));
+    assert_eq!((web["port"].as_u64(), apis["port"].as_u64()), (Some(3000), Some(4000)));
+    assert_ne!(web["mapped_port"], apis["mapped_port"]);
+    assert!(web["mapped_port"].as_u64().unwrap() >= 23000);
+    assert_eq!(web["url"], format!("http://localhost:{}", web["mapped_port"]));
+
+    // No config: detected and started.
+    let node = wait_services(&erin, &ids["node-auto"], &["web"], "running").await;
+    assert!(node["services_source"].as_str().unwrap().contains("node"), "{node}");
+    let py = nexus_testkit::eventually(READY, "python service running", || async {
+        let v = erin.status(&ids["py-auto"]).await;
+        let svc = v["services"].as_array().cloned().unwrap_or_default();
+        svc.iter().any(|s| s["status"] == "running" && !s["discovered"].as_bool().unwrap_or(false)).then_some(v)
+    })
+    .await;
+    assert!(py["services_source"].as_str().unwrap().contains("python"), "{py}");
+    let py_port = py["ssh"]["port"].as_u64().unwrap() as u16;
+    assert_eq!(ssh_ok(py_port, &key, "test -x ~/py-auto/.venv/bin/python && echo venv"), "venv\n");
+    let st = wait_services(&erin, &ids["static"], &["web"], "running").await;
+    let st_port = st["ssh"]["port"].as_u64().unwrap() as u16;
+    let served = ssh_ok(st_port, &key, &format!("curl -s localhost:{}", service(&st, "web")["port"]));
+    assert_eq!(served, "<h1>static ok</h1>\n");
+
+    // A crashing service: the workspace runs, the service failed, with its logs and a hint.
+    let crash = wait_services(&erin, &ids["crash"], &["boom"], "failed").await;
+    assert_eq!(crash["status"], "running");
+    let boom = service(&crash, "boom");
+    assert!(boom["last_logs"].as_str().unwrap().contains("boom-started"), "{boom}");
+    assert!(boom["hint"].as_str().unwrap().contains("nexus workspace logs"), "{boom}");
+
+    // A port opened by hand shows up as discovered.
+    ssh_ok(st_port, &key, "nohup python3 -m http.server 8765 >/dev/null 2>&1 &");
+    let found = wait_services(&erin, &ids["static"], &["port-8765"], "running").await;
+    assert_eq!(service(&found, "port-8765")["discovered"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_config_fails_the_create_at_once_with_its_location() {
+    let Some(env) = env(4, 30).await else { return };
+    let cases = [
+        ("bad-yaml", "services:\n  web:\n    command: \"npm run dev\n", ".nexus/config.yaml:"),
+        ("unknown-key", "services:\n  web:\n    comand: \"npm run dev\"\n", ".nexus/config.yaml:3:5"),
+        (
+            "cycle",
+            "services:\n  a:\n    command: x\n    depends_on: [b]\n  b:\n    command: y\n    depends_on: [a]\n",
+            ".nexus/config.yaml:",
+        ),
+    ];
+    for (name, yaml, _) in &cases {
+        env.git.create_repo("acme", name, &[(".nexus/config.yaml", yaml)]);
+    }
+    let project = ProjectGuard::new("badcfg");
+    let _agent = AgentProcess::start(&bin(), &env.server, "node-c", &project.0, &[]);
+    let key = TestKey::generate("finn");
+    let api = Api::new(&env.server.url);
+    wait_nodes(&api.with_token(&env.server.operator_token()), 1).await;
+    let finn = api.register_as_operator(&env.server.operator_token(), "finn", 5001, &key.public).await;
+    for (name, _, location) in cases {
+        let t0 = Instant::now();
+        let (code, body) = finn.create(name, &format!("acme/{name}")).await;
+        assert_eq!(code, 400, "{name}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_config", "{name}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().starts_with(location), "{name}: {body}");
+        assert!(!body["error"]["hint"].as_str().unwrap().is_empty());
+        assert!(t0.elapsed() < Duration::from_secs(10), "refused at once");
+        if name == "unknown-key" {
+            assert!(body["error"]["hint"].as_str().unwrap().contains("command"), "nearest key: {body}");
+        }
+    }
+    let (_, list) = finn.call("GET", "/api/v1/workspaces", None).await;
+    assert_eq!(list["workspaces"].as_array().unwrap().len(), 0);
+    assert!(project.instances().is_empty(), "no container left behind");
+}
