@@ -2,7 +2,8 @@
 //! the SSH forwarder against SSH straight to the container, measured in the same run.
 //!
 //! Run: `cargo bench --bench create_ready` (needs a node prepared by `sudo nexus node init`).
-//! Env: `BENCH_N` workspaces (default 10), `BENCH_SSH_N` ssh round trips per path (default 30).
+//! Env: `BENCH_N` workspaces (default 10), `BENCH_SSH_N` ssh round trips per path (default 30),
+//! `BENCH_SVC_N` runs of the npm sample with the spec's two services (default 5).
 //! Prints a Markdown table for BENCHMARKS.md.
 
 use std::path::PathBuf;
@@ -83,6 +84,21 @@ async fn main() {
     let ip = bridge.trim().split('/').next().unwrap().to_string();
     let git = GitServer::start(&ip);
     git.create_repo("bench", "hello", &[("README.md", "hello\n")]);
+    // The spec's sample: web on 3000, api on 4000 after web is healthy; no installs needed.
+    let web = r#"require('http').createServer((q, s) => s.end('ok')).listen(process.env.PORT);"#;
+    git.create_repo(
+        "bench",
+        "npm-sample",
+        &[
+            ("package.json", r#"{"name":"s","version":"1.0.0","scripts":{"dev":"node web.js","server":"node api.js"}}"#),
+            ("web.js", web),
+            ("api.js", web),
+            (
+                ".nexus/config.yaml",
+                "services:\n  web:\n    command: \"npm run dev\"\n    port: 3000\n    health_check: {type: http, path: /}\n  api:\n    command: \"npm run server\"\n    port: 4000\n    depends_on: [web]\n",
+            ),
+        ],
+    );
     let server = ServerProcess::start(
         &bin,
         ServerOpts {
@@ -140,6 +156,31 @@ async fn main() {
         eprintln!("round {i}: running {t_ready:.2}s, first ssh ok {t_ssh:.2}s, lxd floor {t_floor:.2}s");
     }
 
+    // The npm sample: create → every service `running` (health checks passed, in dependency order).
+    let svc_n: usize = std::env::var("BENCH_SVC_N").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let mut services_ready = Vec::new();
+    for i in 0..svc_n {
+        let t0 = Instant::now();
+        let (code, body) = api.create(&format!("svc{i}"), "bench/npm-sample").await;
+        assert_eq!(code, 201, "{body}");
+        let id = body["workspace_id"].as_str().unwrap().to_string();
+        loop {
+            let s = api.status(&id).await;
+            let svcs = s["services"].as_array().cloned().unwrap_or_default();
+            if svcs.len() >= 2 && svcs.iter().filter(|x| x["discovered"] == false).all(|x| x["status"] == "running") {
+                break;
+            }
+            assert!(svcs.iter().all(|x| x["status"] != "failed"), "service failed: {s}");
+            assert!(t0.elapsed() < Duration::from_secs(120), "services never came up: {s}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let t = t0.elapsed().as_secs_f64();
+        eprintln!("services run {i}: all running after {t:.2}s");
+        services_ready.push(t);
+        let (code, body) = api.call("DELETE", &format!("/api/v1/workspaces/{id}"), None).await;
+        assert_eq!(code, 200, "{body}");
+    }
+
     // SSH through the forwarder vs straight to the container, interleaved to share the noise.
     let (code, body) = api.create("ssh-bench", "bench/hello").await;
     assert_eq!(code, 201, "{body}");
@@ -170,6 +211,8 @@ async fn main() {
     println!("| create → first `ssh … true` succeeds | {s50:.2} s | {s95:.2} s | {smin:.2} s | {smax:.2} s |");
     println!("| raw LXD floor: `lxc launch` → sshd banner | {f50:.2} s | {f95:.2} s | {fmin:.2} s | {fmax:.2} s |");
     println!("| ratio create→running / floor (p50) | {:.2} | | | |", r50 / f50);
+    let (v50, v95, vmin, vmax) = summary(services_ready);
+    println!("| npm sample (web, then api): create → all services `running` (n={svc_n}) | {v50:.2} s | {v95:.2} s | {vmin:.2} s | {vmax:.2} s |");
     println!();
     println!("| `ssh … true` (n={ssh_n}, interleaved) | p50 | p95 |");
     println!("|---|---|---|");

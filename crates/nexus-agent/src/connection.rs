@@ -106,6 +106,9 @@ struct Shared<P> {
     tunnel_base: String,
     /// Messages for the server: command reports and service states.
     reports: mpsc::UnboundedSender<AgentMessage>,
+    /// (Workspace id, port) → address tunnels last reached it at; dropped on every command for the
+    /// workspace, since a restart can bring a new DHCP lease.
+    endpoints: Mutex<HashMap<(String, u16), std::net::SocketAddr>>,
     /// Workspace id → its service supervisor, aborted when the workspace is stopped or deleted.
     supervisors: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     /// Workspace id → its command queue, present while the queue's worker runs.
@@ -134,6 +137,7 @@ pub async fn run<P: Provider>(
         tunnel_base,
         reports: reports_tx,
         supervisors: Mutex::new(HashMap::new()),
+        endpoints: Mutex::new(HashMap::new()),
         queues: Mutex::new(HashMap::new()),
     });
     // Dropping the set on return aborts command workers and tunnels.
@@ -479,6 +483,7 @@ async fn execute<P: Provider>(shared: &Shared<P>, cmd: Command) -> Report {
     if !matches!(cmd.op, Op::Ensure(_)) {
         stop_supervisor(shared, id);
     }
+    shared.endpoints.lock().unwrap().retain(|(ws, _), _| ws != id);
     let (op, result) = match &cmd.op {
         Op::Ensure(spec) => {
             let result = provision::ensure(provider, id, spec, &shared.settings).await;

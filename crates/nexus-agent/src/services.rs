@@ -305,7 +305,8 @@ impl<P: Provider> Supervisor<P> {
                 self.report();
                 return;
             }
-            let interval = waiting.iter().map(|s| s.health.interval_ms).min().unwrap_or(1000).clamp(100, 10_000);
+            // While starting, look often: the user is waiting, and a check is one cheap exec.
+            let interval = waiting.iter().map(|s| s.health.interval_ms).min().unwrap_or(1000).clamp(100, 250);
             tokio::time::sleep(Duration::from_millis(interval)).await;
             let round = self.check().await;
             let checking: Vec<&ServicePlan> = plans

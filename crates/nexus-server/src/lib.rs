@@ -47,6 +47,11 @@ pub async fn serve_app(
 ) -> Result<(), ServerError> {
     app.restore().await?;
     let router = http::router(app);
+    use axum::serve::ListenerExt as _;
+    // Tunnel WebSockets carry SSH's small interactive packets; Nagle would hold them back.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

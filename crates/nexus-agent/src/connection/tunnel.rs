@@ -34,17 +34,10 @@ pub(super) async fn serve<P: Provider>(shared: Arc<Shared<P>>, tunnel_id: String
         tracing::warn!(tunnel = %truncate(&tunnel_id, 64), "refusing a tunnel with a malformed id");
         return;
     }
-    let target = match shared.provider.endpoint(&workspace_id, port).await {
-        Ok(Some(addr)) => match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(tcp)) => Ok(tcp),
-            Ok(Err(e)) => Err(format!("{addr}: {e}")),
-            Err(_) => Err(format!("{addr}: connect timed out")),
-        },
-        Ok(None) => Err("the workspace has no address (is it running?)".to_string()),
-        Err(e) => Err(error_chain(&e)),
-    };
     let url = format!("{}/{tunnel_id}", shared.tunnel_base);
-    let mut ws = match dial(&url, &shared.auth, true).await {
+    // Reaching the workspace and dialing back are independent: do both at once.
+    let (target, ws) = tokio::join!(connect(&shared, &workspace_id, port), dial(&url, &shared.auth, true));
+    let mut ws = match ws {
         Ok(ws) => ws,
         Err(e) => {
             tracing::warn!(tunnel = %tunnel_id, workspace = %workspace_id, error = %error_chain(&e), "dialing the tunnel failed");
@@ -64,6 +57,32 @@ pub(super) async fn serve<P: Provider>(shared: Arc<Shared<P>>, tunnel_id: String
                 CloseFrame { code: CloseCode::Error, reason: truncate(&format!("unreachable: {why}"), 120).into() };
             close(&mut ws, Some(frame)).await;
         }
+    }
+}
+
+/// Connects to `port` in the workspace. The address is cached per workspace, because asking LXD
+/// for it costs a REST round trip per SSH connection; a failed connect asks again once.
+async fn connect<P: Provider>(shared: &Shared<P>, workspace_id: &str, port: u16) -> Result<TcpStream, String> {
+    let key = (workspace_id.to_string(), port);
+    let cached = shared.endpoints.lock().unwrap().get(&key).copied();
+    if let Some(addr) = cached {
+        if let Ok(Ok(tcp)) = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            return Ok(tcp);
+        }
+        shared.endpoints.lock().unwrap().remove(&key);
+    }
+    let addr = match shared.provider.endpoint(workspace_id, port).await {
+        Ok(Some(addr)) => addr,
+        Ok(None) => return Err("the workspace has no address (is it running?)".to_string()),
+        Err(e) => return Err(error_chain(&e)),
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(tcp)) => {
+            shared.endpoints.lock().unwrap().insert(key, addr);
+            Ok(tcp)
+        }
+        Ok(Err(e)) => Err(format!("{addr}: {e}")),
+        Err(_) => Err(format!("{addr}: connect timed out")),
     }
 }
 
