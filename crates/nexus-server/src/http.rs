@@ -193,6 +193,13 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/openapi.json",
             axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], api_json) }),
         )
+        // Editors (VS Code's YAML extension, JetBrains) complete `.nexus/config.yaml` from this.
+        .route(
+            "/schemas/nexus-config.schema.json",
+            axum::routing::get(|| async {
+                ([(header::CONTENT_TYPE, "application/schema+json")], nexus_project::json_schema_text())
+            }),
+        )
         .fallback(|| async {
             error_response(
                 StatusCode::NOT_FOUND,

@@ -445,6 +445,28 @@ async fn services_start_in_order_are_detected_and_failures_explain_themselves() 
     assert!(web["mapped_port"].as_u64().unwrap() >= 23000);
     assert_eq!(web["url"], format!("http://localhost:{}", web["mapped_port"]));
 
+    // The CLI shows the same, and reads the service's journal over SSH.
+    let cli = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(args)
+            .env("NEXUS_SERVER", &env.server.url)
+            .env("NEXUS_TOKEN", erin.token().unwrap())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "nexus {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let table = cli(&["workspace", "services", "spec"]);
+    for expected in ["web", "api", "running", &format!("http://localhost:{}", web["mapped_port"])] {
+        assert!(table.contains(expected), "`nexus workspace services` lacks {expected:?}:\n{table}");
+    }
+    let listed: serde_json::Value = serde_json::from_str(&cli(&["workspace", "services", "spec", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let key_path = key.path.to_string_lossy().to_string();
+    let logs = cli(&["workspace", "logs", "spec", "web", "-n", "50", "--identity", &key_path]);
+    assert!(logs.contains("node web.js"), "web's journal: {logs}");
+
     // No config: detected and started.
     let node = wait_services(&erin, &ids["node-auto"], &["web"], "running").await;
     assert!(node["services_source"].as_str().unwrap().contains("node"), "{node}");

@@ -116,6 +116,9 @@ async fn every_endpoint_needs_a_valid_token_and_users_only_see_their_own() {
     }
     let (code, body) = c.api.call("GET", "/health", None).await;
     assert_eq!((code, body["status"].as_str()), (200, Some("ok")));
+    let (code, schema) = c.api.call("GET", "/schemas/nexus-config.schema.json", None).await;
+    assert_eq!(code, 200, "the config schema is public");
+    assert!(schema["properties"]["services"].is_object(), "{schema}");
 
     // GitHub proves identity: right token → 201; wrong, revoked or someone else's → 401.
     c.github.add_token("gho_a", "alice", 11);
