@@ -62,6 +62,7 @@ pub struct Supervisor<P> {
     last_sent: Option<Vec<ServiceState>>,
     /// Consecutive failed checks per service since it was last healthy.
     misses: HashMap<String, u32>,
+    watch_interval: Duration,
 }
 
 /// What one check round saw.
@@ -94,7 +95,14 @@ impl<P: Provider> Supervisor<P> {
             discovered: Vec::new(),
             last_sent: None,
             misses: HashMap::new(),
+            watch_interval: WATCH_INTERVAL,
         }
+    }
+
+    /// Checks running services every `every` instead of every 5 s (tests).
+    pub fn with_watch_interval(mut self, every: Duration) -> Self {
+        self.watch_interval = every;
+        self
     }
 
     fn repo_path(&self) -> String {
@@ -350,7 +358,7 @@ impl<P: Provider> Supervisor<P> {
     async fn watch(&mut self) {
         let plans = self.plan.services.clone();
         loop {
-            tokio::time::sleep(WATCH_INTERVAL).await;
+            tokio::time::sleep(self.watch_interval).await;
             let round = self.check().await;
             for svc in &plans {
                 let status = self.status_of(&svc.name).unwrap_or("failed").to_string();
@@ -494,6 +502,116 @@ mod tests {
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             health: HealthCheck::new(kind),
         }
+    }
+
+    use crate::fake::{Call, FakeProvider};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Runs a supervisor over the fake with check output from `checks`, collecting its reports.
+    fn supervise(
+        plan: Vec<ServicePlan>,
+        checks: impl Fn() -> String + Send + Sync + 'static,
+    ) -> (FakeProvider, mpsc::UnboundedReceiver<AgentMessage>, tokio::task::JoinHandle<()>) {
+        let fake = FakeProvider::new();
+        fake.insert_instance("ws-1", true);
+        fake.on_exec(move |_, argv| argv.iter().any(|a| a == STEP_CHECK).then(|| ExecOutput::ok(checks())));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let plan = ProjectPlan { source: "test".into(), setup: vec![], services: plan };
+        let sup = Supervisor::new(Arc::new(fake.clone()), "ws-1".into(), 1, "proj".into(), plan, tx)
+            .with_watch_interval(Duration::from_millis(10));
+        (fake, rx, tokio::spawn(sup.run()))
+    }
+
+    /// Waits for a report in which `name` has `status` (one report can settle several services, so
+    /// the last report is remembered and looked at first).
+    async fn until(rx: &mut mpsc::UnboundedReceiver<AgentMessage>, name: &str, status: &str) -> ServiceState {
+        thread_local! {
+            static LAST: std::cell::RefCell<Vec<ServiceState>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        if let Some(s) = LAST.with(|l| l.borrow().iter().find(|s| s.name == name && s.status == status).cloned()) {
+            return s;
+        }
+        loop {
+            let msg =
+                tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a report in time").unwrap();
+            if let AgentMessage::Services { services, generation, .. } = msg {
+                assert_eq!(generation, 1);
+                LAST.with(|l| *l.borrow_mut() = services.clone());
+                if let Some(s) = services.into_iter().find(|s| s.name == name && s.status == status) {
+                    return s;
+                }
+            }
+        }
+    }
+
+    fn restarts(fake: &FakeProvider) -> Vec<String> {
+        fake.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Exec { argv, .. } if argv.get(1).map(String::as_str) == Some("restart") => argv.last().cloned(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_dependent_starts_only_after_its_dependency_is_healthy() {
+        let web_up = Arc::new(AtomicBool::new(false));
+        let flag = web_up.clone();
+        let plan = vec![
+            svc("api", Some(4000), &["web"], HealthKind::Tcp { port: 4000 }),
+            svc("web", Some(3000), &[], HealthKind::Tcp { port: 3000 }),
+        ];
+        let (fake, mut rx, task) =
+            supervise(
+                plan,
+                move || if flag.load(Ordering::SeqCst) { "ok web\nok api\n".into() } else { String::new() },
+            );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(restarts(&fake), ["nexus-svc-web.service"], "api waits while web is unhealthy");
+        web_up.store(true, Ordering::SeqCst);
+        until(&mut rx, "api", "running").await;
+        assert_eq!(restarts(&fake), ["nexus-svc-web.service", "nexus-svc-api.service"]);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_running_service_turns_unhealthy_after_its_retries_and_recovers() {
+        let up = Arc::new(AtomicBool::new(true));
+        let flag = up.clone();
+        let (_fake, mut rx, task) =
+            supervise(vec![svc("web", Some(3000), &[], HealthKind::Tcp { port: 3000 })], move || {
+                if flag.load(Ordering::SeqCst) {
+                    "ok web\n".into()
+                } else {
+                    String::new()
+                }
+            });
+        until(&mut rx, "web", "running").await;
+        up.store(false, Ordering::SeqCst);
+        let sick = until(&mut rx, "web", "unhealthy").await;
+        assert!(sick.message.unwrap().contains("last 3 health checks"));
+        assert!(sick.hint.unwrap().contains("nexus workspace logs"));
+        up.store(true, Ordering::SeqCst);
+        let back = until(&mut rx, "web", "running").await;
+        assert_eq!((back.message, back.hint), (None, None));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_failed_dependency_fails_its_dependents_with_a_reason() {
+        let plan = vec![
+            svc("web", Some(3000), &[], HealthKind::Tcp { port: 3000 }),
+            svc("api", Some(4000), &["web"], HealthKind::Tcp { port: 4000 }),
+        ];
+        // systemd gave up on web: it never starts api.
+        let (fake, mut rx, task) = supervise(plan, || "failed web\nport 0016\n".into());
+        let web = until(&mut rx, "web", "failed").await;
+        assert!(web.message.unwrap().contains("systemd gave up"));
+        let api = until(&mut rx, "api", "failed").await;
+        assert!(api.message.unwrap().contains("dependency `web` failed"), "api must say why");
+        assert_eq!(restarts(&fake), ["nexus-svc-web.service"]);
+        task.abort();
     }
 
     #[test]
