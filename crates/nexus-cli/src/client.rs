@@ -43,13 +43,24 @@ impl Client {
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(reqwest::Method::GET, path).await
+    }
+
+    /// Sends a body-less request and parses the JSON answer (or the API's error).
+    pub async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<T, ClientError> {
         let resp =
-            self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.map_err(|e| {
-                err(
-                    format!("cannot reach the Nexus server at {}: {e}", self.base),
-                    "check the address and that `nexus server` runs there",
-                )
-            })?;
+            self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.map_err(
+                |e| {
+                    err(
+                        format!("cannot reach the Nexus server at {}: {e}", self.base),
+                        "check the address and that `nexus server` runs there",
+                    )
+                },
+            )?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {

@@ -60,6 +60,53 @@ enum WorkspaceCommand {
         #[arg(long)]
         server: Option<String>,
     },
+    /// Show a workspace: status, SSH command, repo, services.
+    #[command(
+        after_help = "Examples:\n  nexus workspace status my-project\n  nexus workspace status my-project --json"
+    )]
+    Status {
+        /// Workspace name or id.
+        workspace: String,
+        /// Print JSON (the API's status response).
+        #[arg(long)]
+        json: bool,
+        /// Server URL [env: NEXUS_SERVER].
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Stop a workspace (its disk and SSH port are kept).
+    Stop {
+        /// Workspace name or id.
+        workspace: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Server URL [env: NEXUS_SERVER].
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Start a stopped workspace, or retry a failed one.
+    Start {
+        /// Workspace name or id.
+        workspace: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Server URL [env: NEXUS_SERVER].
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Delete a workspace: container, disk and SSH port. Unpushed work in it is lost.
+    Delete {
+        /// Workspace name or id.
+        workspace: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Server URL [env: NEXUS_SERVER].
+        #[arg(long)]
+        server: Option<String>,
+    },
     /// List a workspace's services with their status and URLs.
     #[command(
         after_help = "Examples:\n  nexus workspace services my-project\n  nexus workspace services my-project --json | jq '.[].url'"
@@ -292,6 +339,37 @@ async fn run_workspace(cmd: WorkspaceCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        WorkspaceCommand::Status { workspace, json, server } => {
+            let client = Client::from_env(server).map_err(|e| {
+                let h = e.hint.clone();
+                hinted(e, h)
+            })?;
+            let ws = client.workspace(&workspace).await.map_err(|e| {
+                let h = e.hint.clone();
+                hinted(e, h)
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&ws)?);
+                return Ok(());
+            }
+            println!("{} ({}): {}", ws.name, ws.workspace_id, ws.status);
+            if let (Some(m), Some(h)) = (&ws.message, &ws.hint) {
+                println!("  {m}\n  hint: {h}");
+            }
+            println!("  SSH:  {}", ws.ssh.command);
+            println!(
+                "  Repo: {}/{} @ {} ({})",
+                ws.repo.owner,
+                ws.repo.name,
+                ws.repo.branch,
+                ws.repo.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or("not cloned yet")
+            );
+            print!("{}", nexus_cli::services::render(&ws));
+            Ok(())
+        }
+        WorkspaceCommand::Stop { workspace, json, server } => lifecycle("stop", &workspace, json, server).await,
+        WorkspaceCommand::Start { workspace, json, server } => lifecycle("start", &workspace, json, server).await,
+        WorkspaceCommand::Delete { workspace, json, server } => lifecycle("delete", &workspace, json, server).await,
         WorkspaceCommand::Services { workspace, json, server } => {
             let client = Client::from_env(server).map_err(|e| {
                 let h = e.hint.clone();
@@ -352,6 +430,35 @@ async fn run_workspace(cmd: WorkspaceCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Stop, start or delete a workspace by name, waiting for the node like the API does.
+async fn lifecycle(op: &str, workspace: &str, json: bool, server: Option<String>) -> anyhow::Result<()> {
+    let client = nexus_cli::client::Client::from_env(server).map_err(|e| {
+        let h = e.hint.clone();
+        hinted(e, h)
+    })?;
+    let ws = client.workspace(workspace).await.map_err(|e| {
+        let h = e.hint.clone();
+        hinted(e, h)
+    })?;
+    let (method, path) = match op {
+        "delete" => (reqwest::Method::DELETE, format!("/api/v1/workspaces/{}", ws.workspace_id)),
+        _ => (reqwest::Method::POST, format!("/api/v1/workspaces/{}/{op}", ws.workspace_id)),
+    };
+    let started = std::time::Instant::now();
+    eprintln!("{op}: {} ...", ws.name);
+    let answer: serde_json::Value = client.send(method, &path).await.map_err(|e| {
+        let h = e.hint.clone();
+        hinted(e, h)
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        let what = answer["status"].as_str().unwrap_or("deleted");
+        eprintln!("✓ {}: {what} ({:.1}s)", ws.name, started.elapsed().as_secs_f64());
+    }
+    Ok(())
 }
 
 fn config_detect(dir: &std::path::Path, write: bool) -> anyhow::Result<()> {

@@ -491,6 +491,16 @@ async fn services_start_in_order_are_detected_and_failures_explain_themselves() 
     assert!(boom["last_logs"].as_str().unwrap().contains("boom-started"), "{boom}");
     assert!(boom["hint"].as_str().unwrap().contains("nexus workspace logs"), "{boom}");
 
+    // The lifecycle commands work by name, with --json for scripts.
+    let stopped: serde_json::Value = serde_json::from_str(&cli(&["workspace", "stop", "crash", "--json"])).unwrap();
+    assert_eq!(stopped["status"], "stopped");
+    let status: serde_json::Value = serde_json::from_str(&cli(&["workspace", "status", "crash", "--json"])).unwrap();
+    assert_eq!(status["status"], "stopped");
+    assert!(status["services"].as_array().unwrap().iter().all(|s| s["status"] == "stopped"), "{status}");
+    let deleted: serde_json::Value = serde_json::from_str(&cli(&["workspace", "delete", "crash", "--json"])).unwrap();
+    assert_eq!(deleted["deleted"], true);
+    assert!(!cli(&["workspace", "list"]).contains("crash"));
+
     // A port opened by hand shows up as discovered.
     ssh_ok(st_port, &key, "nohup python3 -m http.server 8765 >/dev/null 2>&1 &");
     let found = wait_services(&erin, &ids["static"], &["port-8765"], "running").await;
