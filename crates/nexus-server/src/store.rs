@@ -614,6 +614,7 @@ mod tests {
         with_plan.plan = r#"{"source":"x"}"#.into();
         s.insert_workspace(&with_plan).unwrap();
         assert_eq!(s.workspace("ws-9").unwrap().unwrap().plan, r#"{"source":"x"}"#, "the plan is stored");
+        s.delete_workspace("ws-9").unwrap();
         s.set_ready("ws-1", Some("abc"), Some("ssh-ed25519 H")).unwrap();
         let w = s.workspace("ws-1").unwrap().unwrap();
         assert_eq!((w.status, w.commit.as_deref(), w.owner.as_str()), (WorkspaceStatus::Running, Some("abc"), "alice"));
