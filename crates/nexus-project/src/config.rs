@@ -398,7 +398,7 @@ value_type!(Cpu, "a whole number of CPUs from 1 to 64", {
 struct Memory(String);
 value_type!(Memory, "a size like `4GB` or `512MiB`", {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Memory, E> {
-        match parse_memory(v) {
+        match nexus_types::names::memory_bytes(v) {
             Some(bytes) if bytes >= MIN_MEMORY => Ok(Memory(v.trim().to_string())),
             _ => Err(E::custom(with_hint(
                 format!("memory {v:?} is not a size of at least 128MiB"),
@@ -410,26 +410,6 @@ value_type!(Memory, "a size like `4GB` or `512MiB`", {
         Err(E::custom(with_hint(format!("memory {v} has no unit"), "use a size like `4GB` or `512MiB`")))
     }
 });
-
-/// The same sizes the server accepts (`crates/nexus-server/src/app.rs`), so a config it would refuse
-/// fails here, in the editor, instead.
-fn parse_memory(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let unit: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        _ => return None,
-    };
-    number.checked_mul(unit)
-}
 
 /// An LXD image name; not blank.
 struct Image(String);

@@ -62,24 +62,6 @@ pub fn polling_path(id: &str) -> String {
     format!("/api/v1/workspaces/{id}/status")
 }
 
-fn parse_memory(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
 impl App {
     /// Builds the app: opens the store, loads or creates the tokens in the data dir.
     pub fn new(config: ServerConfig, github: Box<dyn GithubIdentity>, probe: Box<dyn RepoProbe>) -> Result<Arc<App>> {
@@ -769,7 +751,7 @@ fn check_limits(
     if let Some(cpu) = cpu.filter(|c| !(1..=64).contains(c)) {
         return Err(ServerError::bad_request(code, format!("cpu {cpu}{source} is out of range"), "use 1 to 64 CPUs"));
     }
-    if let Some(memory) = memory.filter(|m| parse_memory(m).is_none_or(|b| b < 128 << 20)) {
+    if let Some(memory) = memory.filter(|m| names::memory_bytes(m).is_none_or(|b| b < 128 << 20)) {
         return Err(ServerError::bad_request(
             code,
             format!("memory {memory:?}{source} is not a size of at least 128MiB"),
@@ -791,18 +773,5 @@ fn require_user(caller: &Caller) -> Result<&User> {
             message: "the operator token cannot own workspaces".into(),
             hint: "register a user (`POST /api/v1/users/register`) and use that user's token".into(),
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_memory;
-
-    #[test]
-    fn memory_sizes() {
-        assert_eq!(parse_memory("4GB"), Some(4_000_000_000));
-        assert_eq!(parse_memory("512MiB"), Some(512 << 20));
-        assert_eq!(parse_memory("lots"), None);
-        assert_eq!(parse_memory("4 TB"), None);
     }
 }

@@ -163,6 +163,26 @@ pub fn branch(name: &str) -> Result<(), InvalidName> {
     Ok(())
 }
 
+/// Bytes in a memory size as LXD writes them (`4GB`, `512MiB`, `1073741824`); `None` if unreadable.
+/// The server and the config parser both use this, so a config the server would refuse fails early.
+pub fn memory_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let unit: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(unit)
+}
+
 /// Key types sshd in the workspace accepts.
 const KEY_TYPES: [&str; 6] = [
     "ssh-ed25519",
@@ -279,6 +299,15 @@ mod tests {
         assert!(ssh_public_key("ssh-ed25519 !!!").is_err());
         assert!(ssh_public_key("ssh-ed25519 AAAA\nssh-ed25519 BBBB").is_err());
         assert!(ssh_public_key("garbage").is_err());
+    }
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(memory_bytes("4GB"), Some(4_000_000_000));
+        assert_eq!(memory_bytes("512MiB"), Some(512 << 20));
+        assert_eq!(memory_bytes("1073741824"), Some(1 << 30));
+        assert_eq!(memory_bytes("lots"), None);
+        assert_eq!(memory_bytes("4 TB"), None);
     }
 
     #[test]

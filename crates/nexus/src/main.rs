@@ -48,17 +48,24 @@ enum Command {
     Openapi,
 }
 
+/// What every workspace command needs to reach the server, and its output format.
+#[derive(Args)]
+struct ClientArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Server URL [env: NEXUS_SERVER].
+    #[arg(long)]
+    server: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum WorkspaceCommand {
     /// List your workspaces.
     #[command(after_help = "Examples:\n  nexus workspace list\n  nexus workspace list --json")]
     List {
-        /// Print JSON (the API's `workspaces` array).
-        #[arg(long)]
-        json: bool,
-        /// Server URL [env: NEXUS_SERVER].
-        #[arg(long)]
-        server: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Show a workspace: status, SSH command, repo, services.
     #[command(
@@ -67,45 +74,29 @@ enum WorkspaceCommand {
     Status {
         /// Workspace name or id.
         workspace: String,
-        /// Print JSON (the API's status response).
-        #[arg(long)]
-        json: bool,
-        /// Server URL [env: NEXUS_SERVER].
-        #[arg(long)]
-        server: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Stop a workspace (its disk and SSH port are kept).
     Stop {
         /// Workspace name or id.
         workspace: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        /// Server URL [env: NEXUS_SERVER].
-        #[arg(long)]
-        server: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Start a stopped workspace, or retry a failed one.
     Start {
         /// Workspace name or id.
         workspace: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        /// Server URL [env: NEXUS_SERVER].
-        #[arg(long)]
-        server: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Delete a workspace: container, disk and SSH port. Unpushed work in it is lost.
     Delete {
         /// Workspace name or id.
         workspace: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        /// Server URL [env: NEXUS_SERVER].
-        #[arg(long)]
-        server: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// List a workspace's services with their status and URLs.
     #[command(
@@ -114,12 +105,8 @@ enum WorkspaceCommand {
     Services {
         /// Workspace name or id.
         workspace: String,
-        /// Print JSON (the API's `services` array).
-        #[arg(long)]
-        json: bool,
-        /// Server URL [env: NEXUS_SERVER].
-        #[arg(long)]
-        server: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Show (or follow) the setup log and service logs of a workspace, over SSH.
     #[command(
@@ -310,91 +297,70 @@ fn hinted(e: impl std::error::Error + Send + Sync + 'static, hint: String) -> an
     anyhow::Error::new(e).context(format!("hint: {hint}"))
 }
 
+fn client_error(e: nexus_cli::client::ClientError) -> anyhow::Error {
+    let hint = e.hint.clone();
+    hinted(e, hint)
+}
+
+async fn workspace_view(
+    workspace: &str,
+    server: Option<String>,
+) -> anyhow::Result<(nexus_cli::client::Client, nexus_types::api::WorkspaceView)> {
+    let client = nexus_cli::client::Client::from_env(server).map_err(client_error)?;
+    let ws = client.workspace(workspace).await.map_err(client_error)?;
+    Ok((client, ws))
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
 async fn run_workspace(cmd: WorkspaceCommand) -> anyhow::Result<()> {
-    use nexus_cli::client::Client;
     match cmd {
-        WorkspaceCommand::List { json, server } => {
-            let client = Client::from_env(server).map_err(|e| {
-                let h = e.hint.clone();
-                hinted(e, h)
-            })?;
-            let all = client.workspaces().await.map_err(|e| {
-                let h = e.hint.clone();
-                hinted(e, h)
-            })?;
+        WorkspaceCommand::List { client: ClientArgs { json, server } } => {
+            let client = nexus_cli::client::Client::from_env(server).map_err(client_error)?;
+            let all = client.workspaces().await.map_err(client_error)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
-            } else if all.is_empty() {
+                return print_json(&all);
+            }
+            if all.is_empty() {
                 eprintln!("no workspaces yet");
-            } else {
-                for w in &all {
-                    println!(
-                        "{:24} {:9} {:28} {}",
-                        w.name,
-                        w.status,
-                        format!("{}/{}", w.repo.owner, w.repo.name),
-                        w.ssh.command
-                    );
-                }
+            }
+            for w in &all {
+                let repo = format!("{}/{}", w.repo.owner, w.repo.name);
+                println!("{:24} {:9} {:28} {}", w.name, w.status, repo, w.ssh.command);
             }
             Ok(())
         }
-        WorkspaceCommand::Status { workspace, json, server } => {
-            let client = Client::from_env(server).map_err(|e| {
-                let h = e.hint.clone();
-                hinted(e, h)
-            })?;
-            let ws = client.workspace(&workspace).await.map_err(|e| {
-                let h = e.hint.clone();
-                hinted(e, h)
-            })?;
+        WorkspaceCommand::Status { workspace, client: ClientArgs { json, server } } => {
+            let (_, ws) = workspace_view(&workspace, server).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&ws)?);
-                return Ok(());
+                return print_json(&ws);
             }
             println!("{} ({}): {}", ws.name, ws.workspace_id, ws.status);
             if let (Some(m), Some(h)) = (&ws.message, &ws.hint) {
                 println!("  {m}\n  hint: {h}");
             }
             println!("  SSH:  {}", ws.ssh.command);
-            println!(
-                "  Repo: {}/{} @ {} ({})",
-                ws.repo.owner,
-                ws.repo.name,
-                ws.repo.branch,
-                ws.repo.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or("not cloned yet")
-            );
+            let commit = ws.repo.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or("not cloned yet");
+            println!("  Repo: {}/{} @ {} ({commit})", ws.repo.owner, ws.repo.name, ws.repo.branch);
             print!("{}", nexus_cli::services::render(&ws));
             Ok(())
         }
-        WorkspaceCommand::Stop { workspace, json, server } => lifecycle("stop", &workspace, json, server).await,
-        WorkspaceCommand::Start { workspace, json, server } => lifecycle("start", &workspace, json, server).await,
-        WorkspaceCommand::Delete { workspace, json, server } => lifecycle("delete", &workspace, json, server).await,
-        WorkspaceCommand::Services { workspace, json, server } => {
-            let client = Client::from_env(server).map_err(|e| {
-                let h = e.hint.clone();
-                hinted(e, h)
-            })?;
-            let ws = client.workspace(&workspace).await.map_err(|e| {
-                let h = e.hint.clone();
-                hinted(e, h)
-            })?;
+        WorkspaceCommand::Stop { workspace, client } => lifecycle("stop", &workspace, client).await,
+        WorkspaceCommand::Start { workspace, client } => lifecycle("start", &workspace, client).await,
+        WorkspaceCommand::Delete { workspace, client } => lifecycle("delete", &workspace, client).await,
+        WorkspaceCommand::Services { workspace, client: ClientArgs { json, server } } => {
+            let (_, ws) = workspace_view(&workspace, server).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&ws.services)?);
-            } else {
-                print!("{}", nexus_cli::services::render(&ws));
+                return print_json(&ws.services);
             }
+            print!("{}", nexus_cli::services::render(&ws));
             Ok(())
         }
         WorkspaceCommand::Logs { workspace, service, follow, lines, identity, server } => {
-            let client = Client::from_env(server).map_err(|e| {
-                let h = e.hint.clone();
-                hinted(e, h)
-            })?;
-            let ws = client.workspace(&workspace).await.map_err(|e| {
-                let h = e.hint.clone();
-                hinted(e, h)
-            })?;
+            let (_, ws) = workspace_view(&workspace, server).await?;
             let key = identity
                 .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".ssh/id_ed25519"));
             // Pin the host key the server reported: no trust-on-first-use prompt.
@@ -402,19 +368,16 @@ async fn run_workspace(cmd: WorkspaceCommand) -> anyhow::Result<()> {
             if let Some(hk) = &ws.ssh.host_key {
                 std::fs::write(known.path(), format!("[{}]:{} {hk}\n", ws.ssh.host, ws.ssh.port))?;
             }
+            let strict = if ws.ssh.host_key.is_some() {
+                "StrictHostKeyChecking=yes"
+            } else {
+                "StrictHostKeyChecking=accept-new"
+            };
             let remote = nexus_cli::services::log_command(service.as_deref(), follow, lines);
             let status = std::process::Command::new("ssh")
-                .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR"])
+                .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "-o", strict])
                 .arg("-o")
                 .arg(format!("UserKnownHostsFile={}", known.path().display()))
-                .args([
-                    "-o",
-                    if ws.ssh.host_key.is_some() {
-                        "StrictHostKeyChecking=yes"
-                    } else {
-                        "StrictHostKeyChecking=accept-new"
-                    },
-                ])
                 .arg("-i")
                 .arg(&key)
                 .args(["-p", &ws.ssh.port.to_string(), &format!("{}@{}", ws.ssh.user, ws.ssh.host), &remote])
@@ -433,31 +396,20 @@ async fn run_workspace(cmd: WorkspaceCommand) -> anyhow::Result<()> {
 }
 
 /// Stop, start or delete a workspace by name, waiting for the node like the API does.
-async fn lifecycle(op: &str, workspace: &str, json: bool, server: Option<String>) -> anyhow::Result<()> {
-    let client = nexus_cli::client::Client::from_env(server).map_err(|e| {
-        let h = e.hint.clone();
-        hinted(e, h)
-    })?;
-    let ws = client.workspace(workspace).await.map_err(|e| {
-        let h = e.hint.clone();
-        hinted(e, h)
-    })?;
+async fn lifecycle(op: &str, workspace: &str, args: ClientArgs) -> anyhow::Result<()> {
+    let (client, ws) = workspace_view(workspace, args.server).await?;
     let (method, path) = match op {
         "delete" => (reqwest::Method::DELETE, format!("/api/v1/workspaces/{}", ws.workspace_id)),
         _ => (reqwest::Method::POST, format!("/api/v1/workspaces/{}/{op}", ws.workspace_id)),
     };
     let started = std::time::Instant::now();
     eprintln!("{op}: {} ...", ws.name);
-    let answer: serde_json::Value = client.send(method, &path).await.map_err(|e| {
-        let h = e.hint.clone();
-        hinted(e, h)
-    })?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
-    } else {
-        let what = answer["status"].as_str().unwrap_or("deleted");
-        eprintln!("✓ {}: {what} ({:.1}s)", ws.name, started.elapsed().as_secs_f64());
+    let answer: serde_json::Value = client.send(method, &path).await.map_err(client_error)?;
+    if args.json {
+        return print_json(&answer);
     }
+    let what = answer["status"].as_str().unwrap_or("deleted");
+    eprintln!("✓ {}: {what} ({:.1}s)", ws.name, started.elapsed().as_secs_f64());
     Ok(())
 }
 
