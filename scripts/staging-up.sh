@@ -87,12 +87,26 @@ while :; do
 done
 echo >&2
 ssh_port=$(echo "$status" | field '["ssh"]["port"]')
+# Wait (briefly) for the detected services so the block below can list them.
+for _ in $(seq 100); do
+  status=$(api "http://127.0.0.1:$port/api/v1/workspaces/$id/status")
+  echo "$status" | python3 -c 'import json,sys; s=json.load(sys.stdin)["services"]; sys.exit(0 if s and all(x["status"] in ("running","failed") for x in s) else 1)' && break
+  sleep 0.3
+done
+services=$(echo "$status" | python3 -c '
+import json, sys
+for s in json.load(sys.stdin)["services"]:
+    line = "  - %s: %s (port %s in the workspace, %s)" % (s["name"], s["url"], s["port"], s["status"])
+    print(line)')
 cat <<TXT
 
 ✅ Workspace Ready
 Server: 127.0.0.1:$port
 SSH: ssh -i $state/demo_key -p $ssh_port dev@127.0.0.1
 Repo: /home/dev/site (commit $(echo "$status" | field '["repo"]["commit"]' | cut -c1-12))
+Services:
+${services:-  (none)}
+  Forward one to your machine: ssh -i $state/demo_key -p $ssh_port -L <url port>:localhost:<port> dev@127.0.0.1
 
 Stop everything (data is kept): scripts/staging-down.sh
 TXT
