@@ -198,6 +198,11 @@ async fn main() {
         direct.push(time_ssh(&cip, 22, &key));
     }
     let _ = api.call("DELETE", &format!("/api/v1/workspaces/{id}"), None).await;
+    // The agent's image template lives in the project too; remove everything, then the project.
+    drop(_agent);
+    for name in lxc(&["list", "--project", &project, "--format", "csv", "-c", "n"]).lines().filter(|l| !l.is_empty()) {
+        let _ = Command::new("lxc").args(["delete", "--force", "--project", &project, name]).output();
+    }
     let _ = Command::new("lxc").args(["project", "delete", &project]).output();
 
     let (r50, r95, rmin, rmax) = summary(ready);

@@ -63,10 +63,20 @@ impl ProjectGuard {
 
 impl Drop for ProjectGuard {
     fn drop(&mut self) {
-        for name in self.all_instances() {
-            let _ = Command::new("lxc").args(["delete", "--force", "--project", &self.0, &name]).output();
+        // The agent may still be finishing its background image template when the test ends, so a
+        // container can appear after the first sweep: sweep until the project itself is gone.
+        for _ in 0..10 {
+            for name in self.all_instances() {
+                let _ = Command::new("lxc").args(["delete", "--force", "--project", &self.0, &name]).output();
+            }
+            let gone =
+                Command::new("lxc").args(["project", "delete", &self.0]).output().is_ok_and(|o| o.status.success());
+            if gone {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
-        let _ = Command::new("lxc").args(["project", "delete", &self.0]).output();
+        eprintln!("warning: LXD project {} could not be removed", self.0);
     }
 }
 
