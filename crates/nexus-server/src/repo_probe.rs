@@ -170,35 +170,6 @@ fn parse_ls_remote(stdout: &str, branch: Option<&str>) -> Result<String, String>
         .ok_or_else(|| "it has no default branch (is it empty?)".to_string())
 }
 
-/// A fixed set of repos: URL → branches (the first is the default).
-#[derive(Default)]
-pub struct FakeRepos {
-    /// Known repos.
-    pub repos: std::collections::HashMap<String, Vec<String>>,
-    /// Files per repo URL, for [`RepoProbe::plan_files`].
-    pub files: HashMap<String, HashMap<String, String>>,
-}
-
-impl RepoProbe for FakeRepos {
-    fn plan_files<'a>(&'a self, url: &'a str, _branch: &'a str) -> BoxFuture<'a, Result<HashMap<String, String>>> {
-        Box::pin(async move {
-            self.repos.get(url).ok_or_else(|| not_found(url, "repository not found"))?;
-            Ok(self.files.get(url).cloned().unwrap_or_default())
-        })
-    }
-
-    fn resolve_branch<'a>(&'a self, url: &'a str, branch: Option<&'a str>) -> BoxFuture<'a, Result<String>> {
-        Box::pin(async move {
-            let branches = self.repos.get(url).ok_or_else(|| not_found(url, "repository not found"))?;
-            match branch {
-                Some(b) if branches.iter().any(|x| x == b) => Ok(b.to_string()),
-                Some(b) => Err(not_found(url, &format!("branch {b:?} does not exist"))),
-                None => branches.first().cloned().ok_or_else(|| not_found(url, "no branches")),
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::parse_ls_remote;

@@ -79,11 +79,6 @@ impl WorkspaceStatus {
         };
         Ok(Transition::To(to))
     }
-
-    /// True when a node is (or should be) working on this workspace right now.
-    pub fn is_transitional(self) -> bool {
-        matches!(self, WorkspaceStatus::Pending | WorkspaceStatus::Creating)
-    }
 }
 
 impl std::fmt::Display for WorkspaceStatus {
