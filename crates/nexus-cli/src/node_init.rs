@@ -153,6 +153,9 @@ fn ensure_packages(sys: &dyn System, progress: &dyn Progress) -> Result<(), Node
     Ok(())
 }
 
+const LXD_LOG: &str = "/var/log/lxd/lxd.log";
+const LXD_DAEMON_OUTPUT: &str = "/var/log/lxd/daemon.out";
+
 fn daemon_ready(sys: &dyn System, seconds: u32) -> bool {
     sys.run(&["lxd", "waitready", &format!("--timeout={seconds}")], None).is_ok_and(|o| o.ok())
 }
@@ -169,14 +172,13 @@ fn ensure_daemon(sys: &dyn System, progress: &dyn Progress) -> Result<(), NodeIn
     if has_systemd {
         let _ = sys.run(&["systemctl", "start", "lxd.socket", "lxd.service"], None);
     } else {
-        let _ = sys.run(&["mkdir", "-p", "/var/log/lxd"], None);
-        run_ok(
-            sys,
-            "LXD daemon",
-            &["setsid", "-f", "lxd", "--group", "root", "--logfile", "/var/log/lxd/lxd.log"],
-            None,
-            "check that the `lxd` package is installed (`apt-get install lxd`)",
-        )?;
+        let hint = "check that the `lxd` package is installed (`apt-get install lxd`)";
+        let argv = ["lxd", "--group", "root", "--logfile", LXD_LOG];
+        match sys.spawn_detached(&argv, LXD_DAEMON_OUTPUT) {
+            Ok(0) => {}
+            Ok(code) => return Err(fail(what, format!("`setsid -f lxd` exited with {code}"), hint)),
+            Err(e) => return Err(fail(what, format!("could not start `lxd`: {e}"), hint)),
+        }
     }
     if !daemon_ready(sys, 60) {
         return Err(fail(
@@ -366,7 +368,7 @@ mod tests {
         let sys = ready_host();
         run(&sys, &NodeInitOptions::default(), &Quiet).unwrap();
         let calls = sys.calls();
-        for forbidden in ["apt-get", "lxd init", "setsid", "bash", "alias create"] {
+        for forbidden in ["apt-get", "lxd init", "detached", "bash", "alias create"] {
             assert!(!calls.iter().any(|c| c.contains(forbidden)), "ran {forbidden}: {calls:?}");
         }
     }
@@ -380,7 +382,7 @@ mod tests {
             .on("lxd waitready --timeout=1", 1, "")
             .on("lxd waitready", 0, "")
             .on("test -d /run/systemd/system", 1, "")
-            .on("setsid", 0, "")
+            .on("detached", 0, "")
             .on("lxc storage show", 1, "")
             .on("lxc network show", 1, "")
             .on("lxd init --preseed", 0, "")
@@ -391,7 +393,7 @@ mod tests {
         assert_eq!(err.step, "image");
         let calls = sys.calls();
         assert!(calls.iter().any(|c| c.starts_with("apt-get install -y -q --no-install-recommends lxd btrfs-progs")));
-        assert!(calls.iter().any(|c| c.starts_with("setsid -f lxd --group root")));
+        assert!(calls.iter().any(|c| c.starts_with("detached lxd --group root")));
         assert!(calls.iter().any(|c| c.starts_with("bash ") && c.contains(&recipe_alias())));
         let stdin = sys.stdin.lock().unwrap();
         let yaml = stdin.get("lxd init --preseed").unwrap();

@@ -28,6 +28,9 @@ pub trait System: Send + Sync {
     fn run(&self, argv: &[&str], stdin: Option<&str>) -> std::io::Result<Output>;
     /// Runs `argv` with output streaming to the terminal (long steps like apt and debootstrap).
     fn run_visible(&self, argv: &[&str]) -> std::io::Result<i32>;
+    /// Starts a long-lived daemon in its own session with its output appended to `log`, returning once it
+    /// is forked. The daemon must not inherit our pipes: a captured stdout would never reach end-of-file.
+    fn spawn_detached(&self, argv: &[&str], log: &str) -> std::io::Result<i32>;
 }
 
 /// The real host.
@@ -60,6 +63,21 @@ impl System for HostSystem {
             .stdin(Stdio::null())
             .stdout(std::io::stderr())
             .stderr(Stdio::inherit())
+            .status()?;
+        Ok(status.code().unwrap_or(-1))
+    }
+
+    fn spawn_detached(&self, argv: &[&str], log: &str) -> std::io::Result<i32> {
+        if let Some(dir) = std::path::Path::new(log).parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let status = std::process::Command::new("setsid")
+            .arg("-f")
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
             .status()?;
         Ok(status.code().unwrap_or(-1))
     }
@@ -107,5 +125,46 @@ impl System for FakeSystem {
         let line = argv.join(" ");
         self.calls.lock().unwrap().push(line.clone());
         Ok(self.answer(&line).code)
+    }
+
+    fn spawn_detached(&self, argv: &[&str], log: &str) -> std::io::Result<i32> {
+        let line = format!("detached {} > {log}", argv.join(" "));
+        self.calls.lock().unwrap().push(line.clone());
+        Ok(self.answer(&line).code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_detached_daemon_does_not_hold_us_until_it_exits() {
+        // Regression: `node init` hung in CI because the daemon inherited captured pipes.
+        let dir = std::env::temp_dir().join(format!("nexus-detached-{}", std::process::id()));
+        let log = dir.join("out.log");
+        let marker = dir.join("pid");
+        let script = format!("echo started; echo $$ > {}; exec sleep 60", marker.display());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_path = log.to_str().unwrap().to_string();
+        std::thread::spawn(move || {
+            let _ = tx.send(HostSystem.spawn_detached(&["sh", "-c", &script], &log_path));
+        });
+        let code = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("spawn_detached returned").unwrap();
+        assert_eq!(code, 0);
+        // The daemon is alive after we returned, and writes to its log.
+        let mut pid = String::new();
+        for _ in 0..100 {
+            pid = std::fs::read_to_string(&marker).unwrap_or_default();
+            if !pid.trim().is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let pid = pid.trim().to_string();
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "daemon {pid:?} is running");
+        assert!(std::fs::read_to_string(&log).unwrap().contains("started"));
+        let _ = std::process::Command::new("kill").arg(&pid).status();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
