@@ -31,6 +31,10 @@ pub const STEP_WRITE_KEY: &str = "nexus-write-key";
 pub const STEP_HEAD: &str = "nexus-head";
 /// `$0` of the script that clones the repository.
 pub const STEP_CLONE: &str = "nexus-clone";
+/// `$0` of the script that sets up git's identity and credentials for `dev`.
+pub const STEP_GIT_SETUP: &str = "nexus-git-setup";
+/// `$0` of the script that points the `upstream` remote at the original repository.
+pub const STEP_UPSTREAM: &str = "nexus-upstream";
 /// `$0` of the script that prints sshd's ed25519 public host key.
 pub const STEP_HOST_KEY: &str = "nexus-host-key";
 /// Exit status of [`STEP_HEAD`] when there is no checkout yet.
@@ -79,6 +83,36 @@ if [ "$rc" -ne 0 ]; then
 fi
 mv -T -- "$tmp" "$dir" || exit 3
 git -C "$dir" rev-parse --verify --quiet HEAD || true
+"#;
+
+/// Runs as `dev`. `$1`: `scheme://host[:port]` of the git host (empty: no credentials), `$2`: gh's
+/// host name, `$3`/`$4`: author name and email (empty: leave as is). The token comes in
+/// `NEXUS_GIT_TOKEN` rather than an argument, because arguments show in `ps` on the node.
+/// Written every ensure so a token the owner re-issued replaces the old one.
+const GIT_SETUP_SCRIPT: &str = r#"set -eu
+umask 077
+if [ -n "$3" ]; then
+  git config --global user.name "$3"
+  git config --global user.email "$4"
+fi
+if [ -n "$1" ] && [ -n "${NEXUS_GIT_TOKEN:-}" ]; then
+  proto=${1%%://*} rest=${1#*://}
+  printf '%s://x-access-token:%s@%s\n' "$proto" "$NEXUS_GIT_TOKEN" "$rest" > "$HOME/.git-credentials.nexus-tmp"
+  mv -f "$HOME/.git-credentials.nexus-tmp" "$HOME/.git-credentials"
+  git config --global credential.helper store
+  mkdir -p "$HOME/.config/gh"
+  printf '%s:\n    oauth_token: %s\n    git_protocol: https\n' "$2" "$NEXUS_GIT_TOKEN" > "$HOME/.config/gh/hosts.yml"
+fi
+"#;
+
+/// Runs as `dev`. `$1`: checkout directory, `$2`: the original repository's URL.
+const UPSTREAM_SCRIPT: &str = r#"set -eu
+cd "$1"
+if git remote get-url upstream >/dev/null 2>&1; then
+  git remote set-url upstream "$2"
+else
+  git remote add upstream "$2"
+fi
 "#;
 
 /// Runs as root. sshd's unit generates this key on first boot, before sshd listens.
@@ -273,6 +307,16 @@ fn validate(id: &str, spec: &WorkspaceSpec) -> Result<(), ProvisionFailure> {
         if spec.branch.starts_with('-') || spec.branch.contains(|c: char| c.is_whitespace() || c.is_control()) {
             return Err(failure(format!("branch {:?} is not valid", spec.branch), server_bug));
         }
+        if let Some(u) = &spec.upstream_url {
+            if u.starts_with('-') || u.contains(char::is_whitespace) {
+                return Err(failure(format!("upstream URL {u:?} is not valid"), server_bug));
+            }
+        }
+        if let Some(t) = &spec.git_token {
+            if t.contains(|c: char| c.is_whitespace() || c.is_control() || c == '@' || c == '/') {
+                return Err(failure("the git token has characters a token cannot have", server_bug));
+            }
+        }
     }
     Ok(())
 }
@@ -352,8 +396,68 @@ async fn checkout<P: Provider>(
     if spec.repo_url.is_empty() {
         return Ok(None);
     }
+    git_setup(provider, id, spec).await?;
     let dir = format!("{DEV_HOME}/{}", spec.repo_dir);
-    let head = exec_as_dev(provider, id, &script(HEAD_SCRIPT, STEP_HEAD, &[&dir]))
+    let commit = clone_if_missing(provider, id, spec, settings, &dir).await?;
+    if let Some(upstream) = &spec.upstream_url {
+        let out = exec_as_dev(provider, id, &script(UPSTREAM_SCRIPT, STEP_UPSTREAM, &[&dir, upstream]))
+            .await
+            .map_err(|e| lxd_failure("adding the `upstream` remote failed", &e, "check LXD on the node, then retry"))?;
+        if out.code != 0 {
+            return Err(failure(
+                format!("adding the `upstream` remote failed: {}", out.last_stderr_line()),
+                format!("inside the workspace, run `git -C {dir} remote add upstream {upstream}`"),
+            ));
+        }
+    }
+    Ok(commit)
+}
+
+/// `scheme://host[:port]` of an http(s) clone URL; `None` for ssh and local URLs.
+fn http_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let host = rest.split('/').next()?.rsplit('@').next()?;
+    (!host.is_empty()).then(|| format!("{scheme}://{host}"))
+}
+
+/// Git identity and, with a token, credentials for the repo's host, so clone/push/`gh` work as the owner.
+async fn git_setup<P: Provider>(provider: &P, id: &str, spec: &WorkspaceSpec) -> Result<(), ProvisionFailure> {
+    let token = spec.git_token.as_deref().filter(|t| !t.is_empty());
+    if token.is_none() && spec.git_author.is_none() {
+        return Ok(());
+    }
+    let origin = token.and(http_origin(&spec.repo_url)).unwrap_or_default();
+    let gh_host = origin.split("://").nth(1).unwrap_or("").split(':').next().unwrap_or("").to_string();
+    let (name, email) = spec.git_author.as_ref().map(|a| (a.name.as_str(), a.email.as_str())).unwrap_or(("", ""));
+    let mut env = dev_env();
+    if let Some(t) = token {
+        env.push(("NEXUS_GIT_TOKEN".into(), t.to_string()));
+    }
+    let argv = script(GIT_SETUP_SCRIPT, STEP_GIT_SETUP, &[&origin, &gh_host, name, email]);
+    let out = provider
+        .exec(id, &argv, Some((DEV_UID, DEV_UID)), &env, Some(DEV_HOME))
+        .await
+        .map_err(|e| lxd_failure("setting up git in the workspace failed", &e, "check LXD on the node, then retry"))?;
+    if out.code != 0 {
+        return Err(failure(
+            format!("setting up git in the workspace failed: {}", out.last_stderr_line()),
+            "the image needs `git` and a writable /home/dev; check with `lxc exec <id> -- git --version`",
+        ));
+    }
+    Ok(())
+}
+
+async fn clone_if_missing<P: Provider>(
+    provider: &P,
+    id: &str,
+    spec: &WorkspaceSpec,
+    settings: &Settings,
+    dir: &str,
+) -> Result<Option<String>, ProvisionFailure> {
+    let head = exec_as_dev(provider, id, &script(HEAD_SCRIPT, STEP_HEAD, &[dir]))
         .await
         .map_err(|e| lxd_failure("checking the repository checkout failed", &e, "check LXD on the node, then retry"))?;
     match head.code {
@@ -368,7 +472,7 @@ async fn checkout<P: Provider>(
     }
     let tmp = format!("{DEV_HOME}/.nexus-clone-{}", spec.repo_dir);
     let limit = settings.clone_timeout.as_secs().max(1).to_string();
-    let argv = script(CLONE_SCRIPT, STEP_CLONE, &[&dir, &tmp, &spec.repo_url, &spec.branch, &limit]);
+    let argv = script(CLONE_SCRIPT, STEP_CLONE, &[dir, &tmp, &spec.repo_url, &spec.branch, &limit]);
     let started = Instant::now();
     let out = exec_as_dev(provider, id, &argv)
         .await
@@ -488,6 +592,9 @@ mod tests {
             repo_dir: "site".into(),
             branch: "main".into(),
             plan: Default::default(),
+            git_token: None,
+            upstream_url: None,
+            git_author: None,
         }
     }
 
@@ -540,6 +647,52 @@ mod tests {
             &argv[4..8],
             ["/home/dev/site", "/home/dev/.nexus-clone-site", "https://git.example.com/acme/site.git", "main"]
         );
+    }
+
+    #[tokio::test]
+    async fn token_identity_and_upstream_are_set_up_without_the_token_in_argv() {
+        let fake = FakeProvider::new();
+        let spec = WorkspaceSpec {
+            git_token: Some("ghs_secret123".into()),
+            upstream_url: Some("https://git.example.com/upstream/site.git".into()),
+            git_author: Some(nexus_types::protocol::GitAuthor {
+                name: "alice".into(),
+                email: "7+alice@users.noreply.github.com".into(),
+            }),
+            ..spec()
+        };
+        ensure(&fake, "ws-a", &spec, &settings()).await.unwrap();
+        let labels = fake.labels_for("ws-a");
+        // Credentials before the clone (private repos), upstream after it.
+        assert!(position(&labels, STEP_GIT_SETUP) < position(&labels, STEP_CLONE), "{labels:?}");
+        assert!(position(&labels, STEP_CLONE) < position(&labels, STEP_UPSTREAM), "{labels:?}");
+        let setup = fake.calls().into_iter().find(|c| c.step() == Some(STEP_GIT_SETUP)).unwrap();
+        let Call::Exec { argv, env, user, .. } = setup else { unreachable!() };
+        assert_eq!(user, Some((1000, 1000)));
+        assert_eq!(
+            &argv[4..],
+            ["https://git.example.com", "git.example.com", "alice", "7+alice@users.noreply.github.com"]
+        );
+        assert!(!argv.iter().any(|a| a.contains("ghs_secret123")), "token in argv: {argv:?}");
+        assert!(env.contains(&("NEXUS_GIT_TOKEN".into(), "ghs_secret123".into())));
+        let upstream = fake.calls().into_iter().find(|c| c.step() == Some(STEP_UPSTREAM)).unwrap();
+        let Call::Exec { argv, .. } = upstream else { unreachable!() };
+        assert_eq!(&argv[4..], ["/home/dev/site", "https://git.example.com/upstream/site.git"]);
+
+        // Without token or author nothing extra runs.
+        let fake = FakeProvider::new();
+        ensure(&fake, "ws-b", &super::tests::spec(), &settings()).await.unwrap();
+        let labels = fake.labels_for("ws-b");
+        assert!(!labels.iter().any(|l| l == STEP_GIT_SETUP || l == STEP_UPSTREAM), "{labels:?}");
+    }
+
+    #[test]
+    fn http_origins() {
+        assert_eq!(http_origin("https://github.com/a/b.git").as_deref(), Some("https://github.com"));
+        assert_eq!(http_origin("http://10.87.0.1:4567/a/b.git").as_deref(), Some("http://10.87.0.1:4567"));
+        assert_eq!(http_origin("https://user@host.example/a").as_deref(), Some("https://host.example"));
+        assert_eq!(http_origin("git@github.com:a/b.git"), None);
+        assert_eq!(http_origin("git://host/a"), None);
     }
 
     #[tokio::test]

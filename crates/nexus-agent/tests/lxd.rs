@@ -212,6 +212,9 @@ async fn provision_on_real_lxd() {
         repo_dir: repo_dir.into(),
         branch: if expected.is_some() { "main".into() } else { String::new() },
         plan: Default::default(),
+        git_token: None,
+        upstream_url: None,
+        git_author: None,
     };
     let settings = Settings::new(&image, &project);
 

@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::WebSocket;
 use nexus_types::api::{
-    CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, NodeList, NodeRef, NodeStatus, NodeView, RegisterRequest,
-    RegisterResponse, RepoInfo, Resources, SshInfo, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
+    ClientConfig, CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, NodeList, NodeRef, NodeStatus, NodeView,
+    RegisterRequest, RegisterResponse, RepoInfo, Resources, SshInfo, StatusChange, UserInfo, WorkspaceList,
+    WorkspaceView,
 };
 use nexus_types::names;
 use nexus_types::protocol::{
-    Command, InventoryItem, Op, Outcome, ProjectPlan, Report, ServerMessage, ServiceState, WorkspaceSpec,
+    Command, GitAuthor, InventoryItem, Op, Outcome, ProjectPlan, Report, ServerMessage, ServiceState, WorkspaceSpec,
 };
 use nexus_types::state::Event;
 use nexus_types::{Transition, WorkspaceStatus};
@@ -195,6 +196,16 @@ impl App {
         }
     }
 
+    /// What the CLI needs to sign in to the GitHub this server trusts.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            github_url: self.config.git_base_url.trim_end_matches('/').to_string(),
+            github_api_url: self.config.github_api_url.trim_end_matches('/').to_string(),
+            github_client_id: self.config.github_client_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
     /// Creates a workspace, or returns the caller's existing one of that name for the same repo.
     pub async fn create(
         self: &Arc<Self>,
@@ -234,8 +245,20 @@ impl App {
             return existing_response(existing, &repo.url);
         }
 
-        let branch = self.probe.resolve_branch(&repo.url, req.branch.as_deref()).await?;
-        let files = self.probe.plan_files(&repo.url, &branch).await?;
+        let upstream_url = match req.upstream.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            Some(u) => Some(names::repo(u, &self.config.git_base_url)?.url),
+            None => None,
+        };
+        let token = req.git_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        if token.is_some_and(|t| t.len() > 512 || t.chars().any(|c| c.is_whitespace() || c.is_control())) {
+            return Err(ServerError::bad_request(
+                "invalid_field",
+                "git_token is not a token (it has spaces or is too long)",
+                "send the GitHub token as it is, or leave git_token out",
+            ));
+        }
+        let branch = self.probe.resolve_branch(&repo.url, req.branch.as_deref(), token).await?;
+        let files = self.probe.plan_files(&repo.url, &branch, token).await?;
         let resolved = nexus_project::resolve(&nexus_project::MapFiles(files)).map_err(|e| {
             ServerError::BadRequest { code: "invalid_config", message: e.to_string(), hint: e.hint.clone() }
         })?;
@@ -287,6 +310,8 @@ impl App {
                 ssh_port: port,
                 node,
                 plan: serde_json::to_string(&plan).expect("plans serialize"),
+                git_token: token.map(str::to_string),
+                upstream_url,
             });
             if let Err(e) = inserted {
                 // A concurrent create of the same name won the race: answer like a repeat request.
@@ -350,6 +375,12 @@ impl App {
             repo_dir: ws.repo_name.clone(),
             branch: ws.branch.clone(),
             plan: plan_of(ws),
+            git_token: ws.git_token.clone(),
+            upstream_url: ws.upstream_url.clone(),
+            git_author: Some(GitAuthor {
+                name: ws.owner.clone(),
+                email: format!("{}+{}@users.noreply.github.com", ws.owner_github_id, ws.owner),
+            }),
         }
     }
 

@@ -20,8 +20,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// GitHub API base URL used to verify registrations.
     pub github_api_url: String,
-    /// Base URL `owner/name` repos resolve against.
+    /// Base URL `owner/name` repos resolve against (GitHub's web URL).
     pub git_base_url: String,
+    /// OAuth app client id the CLI uses for GitHub's device flow.
+    pub github_client_id: Option<String>,
     /// Inclusive SSH port range.
     pub ssh_ports: (u16, u16),
     /// Address the SSH forward listeners bind to (the REST listener's IP by default).
@@ -47,6 +49,7 @@ impl ServerConfig {
             data_dir,
             github_api_url: DEFAULT_GITHUB_API_URL.into(),
             git_base_url: DEFAULT_GIT_BASE_URL.into(),
+            github_client_id: None,
             ssh_ports: DEFAULT_SSH_PORTS,
             ssh_bind_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
             public_host: None,

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use nexus_types::api::{
-    CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, ErrorBody, ErrorDetail, Health, NodeList,
+    ClientConfig, CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, ErrorBody, ErrorDetail, Health, NodeList,
     RegisterRequest, RegisterResponse, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
 };
 use nexus_types::protocol::{AgentMessage, ServerMessage};
@@ -168,6 +168,7 @@ impl Modify for BearerAuth {
 pub fn router_and_api() -> (OpenApiRouter<Arc<App>>, utoipa::openapi::OpenApi) {
     let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
+        .routes(routes!(client_config))
         .routes(routes!(register))
         .routes(routes!(me))
         .routes(routes!(create_workspace))
@@ -215,6 +216,12 @@ pub fn router(app: Arc<App>) -> Router {
 #[utoipa::path(get, path = "/health", responses((status = 200, body = Health)))]
 async fn health() -> Json<Health> {
     Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+/// Where to sign in to GitHub: what `nexus auth github` asks before the user has a token.
+#[utoipa::path(get, path = "/api/v1/client-config", responses((status = 200, body = ClientConfig)))]
+async fn client_config(State(app): AppState) -> Json<ClientConfig> {
+    Json(app.client_config())
 }
 
 /// Registers a user (GitHub login + SSH public key) and returns a new API token.

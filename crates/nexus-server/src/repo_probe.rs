@@ -33,10 +33,21 @@ const MAX_PLAN_FILE: usize = 256 * 1024;
 /// Resolves a clone URL and optional branch to the branch that will be checked out.
 pub trait RepoProbe: Send + Sync {
     /// The branch to use: `branch` if it exists, else the remote's default branch.
-    fn resolve_branch<'a>(&'a self, url: &'a str, branch: Option<&'a str>) -> BoxFuture<'a, Result<String>>;
+    /// `token` authenticates to the git host (private repositories).
+    fn resolve_branch<'a>(
+        &'a self,
+        url: &'a str,
+        branch: Option<&'a str>,
+        token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<String>>;
 
     /// The [`PLAN_FILES`] present at the tip of `branch`, path → content (truncated to 256 KiB).
-    fn plan_files<'a>(&'a self, url: &'a str, branch: &'a str) -> BoxFuture<'a, Result<HashMap<String, String>>>;
+    fn plan_files<'a>(
+        &'a self,
+        url: &'a str,
+        branch: &'a str,
+        token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<HashMap<String, String>>>;
 }
 
 /// Runs `git ls-remote`.
@@ -54,14 +65,15 @@ fn not_found(url: &str, detail: &str) -> ServerError {
 }
 
 impl RepoProbe for GitLsRemote {
-    fn resolve_branch<'a>(&'a self, url: &'a str, branch: Option<&'a str>) -> BoxFuture<'a, Result<String>> {
+    fn resolve_branch<'a>(
+        &'a self,
+        url: &'a str,
+        branch: Option<&'a str>,
+        token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
-            let mut cmd = tokio::process::Command::new("git");
-            cmd.args(["ls-remote", "--symref", "--", url, "HEAD"])
-                .env("GIT_TERMINAL_PROMPT", "0")
-                .env("GIT_ASKPASS", "/bin/false")
-                .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=10")
-                .kill_on_drop(true);
+            let mut cmd = git_command(token);
+            cmd.args(["ls-remote", "--symref", "--", url, "HEAD"]);
             if let Some(b) = branch {
                 cmd.arg(format!("refs/heads/{b}"));
             }
@@ -80,7 +92,12 @@ impl RepoProbe for GitLsRemote {
         })
     }
 
-    fn plan_files<'a>(&'a self, url: &'a str, branch: &'a str) -> BoxFuture<'a, Result<HashMap<String, String>>> {
+    fn plan_files<'a>(
+        &'a self,
+        url: &'a str,
+        branch: &'a str,
+        token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<HashMap<String, String>>> {
         Box::pin(async move {
             // A depth-1 clone without checkout: the tip's tree, nothing written to a work tree.
             // TODO-perf: a blobless partial clone would skip large blobs where the host supports it.
@@ -101,6 +118,7 @@ impl RepoProbe for GitLsRemote {
                     &dest,
                 ],
                 None,
+                token,
                 self.timeout,
             )
             .await
@@ -111,10 +129,10 @@ impl RepoProbe for GitLsRemote {
             }
             let mut args = vec!["ls-tree", "--name-only", "HEAD", "--"];
             args.extend(PLAN_FILES);
-            let listed = git(&args, Some(dir.path()), self.timeout).await.map_err(|e| not_found(url, &e))?;
+            let listed = git(&args, Some(dir.path()), None, self.timeout).await.map_err(|e| not_found(url, &e))?;
             let mut files = HashMap::new();
             for path in String::from_utf8_lossy(&listed.stdout).lines() {
-                let shown = git(&["show", &format!("HEAD:{path}")], Some(dir.path()), self.timeout)
+                let shown = git(&["show", &format!("HEAD:{path}")], Some(dir.path()), None, self.timeout)
                     .await
                     .map_err(|e| not_found(url, &e))?;
                 let mut text = String::from_utf8_lossy(&shown.stdout).into_owned();
@@ -132,17 +150,32 @@ impl RepoProbe for GitLsRemote {
     }
 }
 
-async fn git(
-    args: &[&str],
-    dir: Option<&std::path::Path>,
-    timeout: Duration,
-) -> std::result::Result<std::process::Output, String> {
+/// `git` that never prompts; with `token`, HTTP requests carry it as GitHub expects
+/// (`x-access-token:<token>` basic auth), passed through the environment so it never shows in `ps`.
+fn git_command(token: Option<&str>) -> tokio::process::Command {
+    use base64::Engine as _;
     let mut cmd = tokio::process::Command::new("git");
-    cmd.args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
+    cmd.env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "/bin/false")
         .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=10")
         .kill_on_drop(true);
+    if let Some(t) = token {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{t}"));
+        cmd.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {basic}"));
+    }
+    cmd
+}
+
+async fn git(
+    args: &[&str],
+    dir: Option<&std::path::Path>,
+    token: Option<&str>,
+    timeout: Duration,
+) -> std::result::Result<std::process::Output, String> {
+    let mut cmd = git_command(token);
+    cmd.args(args);
     if let Some(d) = dir {
         cmd.current_dir(d);
     }

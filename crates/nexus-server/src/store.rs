@@ -77,6 +77,10 @@ CREATE TABLE services (
     UNIQUE (owner_id, mapped_port)
 );
 "#,
+    r#"
+ALTER TABLE workspaces ADD COLUMN git_token TEXT;
+ALTER TABLE workspaces ADD COLUMN upstream_url TEXT;
+"#,
 ];
 
 /// First port handed out for a user's local forwards to services.
@@ -176,6 +180,12 @@ pub struct WorkspaceRow {
     pub node: String,
     /// The service plan, JSON (`nexus_types::protocol::ProjectPlan`).
     pub plan: String,
+    /// The owner's GitHub token for the repo's host, when they sent one.
+    pub git_token: Option<String>,
+    /// The repo this one was forked from.
+    pub upstream_url: Option<String>,
+    /// Owner's GitHub numeric id.
+    pub owner_github_id: i64,
     /// Generation of the newest command.
     pub generation: i64,
     /// RFC 3339.
@@ -213,6 +223,10 @@ pub struct NewWorkspace {
     pub node: String,
     /// The service plan, JSON.
     pub plan: String,
+    /// The owner's GitHub token for the repo's host.
+    pub git_token: Option<String>,
+    /// The repo this one was forked from.
+    pub upstream_url: Option<String>,
 }
 
 /// The database.
@@ -228,7 +242,8 @@ pub fn now() -> String {
 const WORKSPACE_COLUMNS: &str =
     "w.id, w.owner_id, u.github_username, u.ssh_pubkey, w.name, w.provider, w.image, w.cpu, w.memory, \
      w.repo_owner, w.repo_name, w.repo_url, w.branch, w.commit_sha, w.status, w.message, w.hint, w.ssh_port, \
-     w.host_key, w.node_name, w.generation, w.created_at, w.updated_at, w.plan";
+     w.host_key, w.node_name, w.generation, w.created_at, w.updated_at, w.plan, \
+     w.git_token, w.upstream_url, u.github_id";
 
 fn workspace_from_row(r: &Row<'_>) -> rusqlite::Result<WorkspaceRow> {
     let status: String = r.get(14)?;
@@ -258,6 +273,9 @@ fn workspace_from_row(r: &Row<'_>) -> rusqlite::Result<WorkspaceRow> {
         created_at: r.get(21)?,
         updated_at: r.get(22)?,
         plan: r.get(23)?,
+        git_token: r.get(24)?,
+        upstream_url: r.get(25)?,
+        owner_github_id: r.get(26)?,
     })
 }
 
@@ -390,8 +408,8 @@ impl Store {
         let now = now();
         self.conn().execute(
             "INSERT INTO workspaces (id, owner_id, name, provider, image, cpu, memory, repo_owner, repo_name, repo_url,
-                 branch, status, ssh_port, node_name, generation, created_at, updated_at, plan)
-             VALUES (?1, ?2, ?3, 'lxc', ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, 1, ?13, ?13, ?14)",
+                 branch, status, ssh_port, node_name, generation, created_at, updated_at, plan, git_token, upstream_url)
+             VALUES (?1, ?2, ?3, 'lxc', ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, 1, ?13, ?13, ?14, ?15, ?16)",
             params![
                 w.id,
                 w.owner_id,
@@ -406,7 +424,9 @@ impl Store {
                 w.ssh_port,
                 w.node,
                 now,
-                w.plan
+                w.plan,
+                w.git_token,
+                w.upstream_url
             ],
         )?;
         Ok(())
@@ -581,6 +601,8 @@ mod tests {
             ssh_port: port,
             node: "n1".into(),
             plan: "{}".into(),
+            git_token: None,
+            upstream_url: None,
         }
     }
 

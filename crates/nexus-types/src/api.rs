@@ -17,6 +17,20 @@ pub struct Health {
     pub version: String,
 }
 
+/// `GET /api/v1/client-config`: what the CLI needs before the user has signed in.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClientConfig {
+    /// GitHub's web URL the server clones `owner/name` repos from (`https://github.com`, a GitHub
+    /// Enterprise host, or a test server); the CLI signs in there.
+    pub github_url: String,
+    /// GitHub's API base URL the server checks identities with.
+    pub github_api_url: String,
+    /// OAuth app client id for the device flow, when the operator configured one.
+    pub github_client_id: Option<String>,
+    /// The server's version.
+    pub version: String,
+}
+
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -115,6 +129,15 @@ pub struct CreateWorkspaceRequest {
     /// CPU and memory limits (the spec's `providers.lxc`).
     #[serde(default)]
     pub resources: Option<Resources>,
+    /// The caller's GitHub token, used to clone a private repository and, inside the workspace, to push
+    /// and open pull requests as the caller. Kept by the server until the workspace is deleted; never
+    /// returned by the API.
+    #[serde(default)]
+    pub git_token: Option<String>,
+    /// The repository `repo` was forked from (`owner/name` or a git URL); the workspace's clone gets it
+    /// as its `upstream` remote.
+    #[serde(default)]
+    pub upstream: Option<String>,
 }
 
 /// Answer to a create.

@@ -149,6 +149,25 @@ pub struct WorkspaceSpec {
     /// What to run after the clone: setup steps and services (from `.nexus/config.yaml` or detected).
     #[serde(default)]
     pub plan: ProjectPlan,
+    /// Git credentials for `repo_url`'s host (the owner's GitHub token), so private repos clone and
+    /// `git push` / `gh` work as the owner inside the workspace. See docs/architecture.md for the risk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_token: Option<String>,
+    /// The repository `repo_url` was forked from, added as the `upstream` remote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_url: Option<String>,
+    /// `user.name` / `user.email` for commits made in the workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_author: Option<GitAuthor>,
+}
+
+/// Who commits in a workspace.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GitAuthor {
+    /// `user.name`.
+    pub name: String,
+    /// `user.email` (GitHub's noreply address by default).
+    pub email: String,
 }
 
 /// The resolved services of a project: what the node runs, in what order, and how it checks them.

@@ -160,6 +160,9 @@ struct ServerArgs {
     /// Base URL that `owner/name` repos are cloned from.
     #[arg(long, env = "NEXUS_GIT_BASE_URL", default_value = nexus_server::config::DEFAULT_GIT_BASE_URL)]
     git_base_url: String,
+    /// OAuth app client id handed to `nexus auth github` for GitHub's device flow.
+    #[arg(long, env = "NEXUS_GITHUB_CLIENT_ID")]
+    github_client_id: Option<String>,
     /// Inclusive range of ports forwarded to workspaces' sshd.
     #[arg(long, env = "NEXUS_SSH_PORT_RANGE", default_value = "2222-2299")]
     ssh_port_range: String,
@@ -255,6 +258,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let mut config = nexus_server::ServerConfig::new(data_dir.clone());
     config.github_api_url = args.github_api_url;
     config.git_base_url = args.git_base_url;
+    config.github_client_id = args.github_client_id;
     config.ssh_ports = ssh_ports;
     config.ssh_bind_ip = addr.ip();
     config.public_host = args.public_host;

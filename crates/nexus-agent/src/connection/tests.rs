@@ -118,6 +118,9 @@ fn spec() -> WorkspaceSpec {
         repo_dir: "site".into(),
         branch: "main".into(),
         plan: Default::default(),
+        git_token: None,
+        upstream_url: None,
+        git_author: None,
     }
 }
 
