@@ -19,6 +19,9 @@ pub struct ServerOpts {
     pub node_timeout_secs: u64,
 }
 
+/// The OAuth client id test servers hand to `nexus auth github`.
+pub const TEST_CLIENT_ID: &str = "Iv1.nexus-test-client";
+
 /// A running `nexus server`.
 pub struct ServerProcess {
     bin: PathBuf,
@@ -81,6 +84,8 @@ impl ServerProcess {
             .arg("--data-dir")
             .arg(self.data_dir.path())
             .args(["--github-api-url", &self.opts.github_api_url, "--git-base-url", &self.opts.git_base_url])
+            // The GitHub test server accepts any OAuth client id for the device flow.
+            .args(["--github-client-id", TEST_CLIENT_ID])
             .args([
                 "--ssh-port-range",
                 &format!("{lo}-{hi}"),

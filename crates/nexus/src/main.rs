@@ -38,7 +38,13 @@ enum Command {
     /// Driver node set-up.
     #[command(subcommand)]
     Node(NodeCommand),
-    /// Your workspaces: services and logs.
+    /// Sign in to GitHub (device flow in the browser, or a token).
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Your SSH key: generate, upload to GitHub, register with the server.
+    #[command(subcommand)]
+    Ssh(SshCommand),
+    /// Your workspaces: create, connect, services, logs, pull requests.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
     /// The project's `.nexus/config.yaml`.
@@ -60,7 +66,154 @@ struct ClientArgs {
 }
 
 #[derive(Subcommand)]
+enum AuthCommand {
+    /// Sign in to GitHub and save the token (0600) in ~/.nexus/config.yaml.
+    #[command(
+        after_help = "Shows a one-time code and opens GitHub in your browser; approve there and you're signed in.\n\
+                      If the GitHub CLI (`gh`) is signed in, you're offered its token instead.\n\n\
+                      Examples:\n  nexus auth github --server staging.example.com\n  gh auth token | nexus auth github --with-token\n  nexus auth github --github-host github.example.com"
+    )]
+    Github {
+        /// Coordination server to use from now on (host, host:port or URL).
+        #[arg(long)]
+        server: Option<String>,
+        /// GitHub host: github.com (default), a GitHub Enterprise host, or a URL.
+        #[arg(long)]
+        github_host: Option<String>,
+        /// OAuth app client id for the device flow [default: the server's].
+        #[arg(long, env = "NEXUS_GITHUB_CLIENT_ID")]
+        client_id: Option<String>,
+        /// Read a token from standard input instead of using the browser.
+        #[arg(long)]
+        with_token: bool,
+        /// Reuse the GitHub CLI's token without asking.
+        #[arg(long)]
+        use_gh_token: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show who you are signed in as, on GitHub and on the server.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the saved GitHub and server tokens.
+    Logout,
+}
+
+#[derive(Subcommand)]
+enum SshCommand {
+    /// Create ~/.ssh/id_ed25519 if missing (never overwritten), add it to GitHub, register with the server.
+    #[command(after_help = "Examples:\n  nexus ssh setup\n  nexus ssh setup --server staging.example.com --json")]
+    Setup {
+        /// Server to register with [default: `server:` in ~/.nexus/config.yaml].
+        #[arg(long)]
+        server: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PortsCommand {
+    /// List running forwards.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a workspace's forwards.
+    Stop {
+        /// Workspace name.
+        workspace: String,
+    },
+    /// Run the forwarder in the foreground (what `connect` starts in the background).
+    #[command(hide = true)]
+    Run {
+        /// Workspace name.
+        workspace: String,
+        /// Server URL [env: NEXUS_SERVER].
+        #[arg(long)]
+        server: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum WorkspaceCommand {
+    /// Create a workspace for a GitHub repo (forking it when you can't push), and wait until it's ready.
+    #[command(
+        after_help = "Examples:\n  nexus workspace create my-org/my-project\n  nexus workspace create https://github.com/my-org/my-project --branch redesign --name redesign"
+    )]
+    Create {
+        /// `owner/repo` or a GitHub URL.
+        repo: String,
+        /// Branch to check out [default: the repo's default branch].
+        #[arg(long)]
+        branch: Option<String>,
+        /// Workspace name [default: the repo's name].
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Open a workspace in your editor over SSH and forward its services' ports.
+    #[command(
+        after_help = "Examples:\n  nexus workspace connect\n  nexus workspace connect my-project --editor code\n  nexus workspace connect my-project --editor none"
+    )]
+    Connect {
+        /// Workspace name [default: your only workspace].
+        workspace: Option<String>,
+        /// `cursor`, `code` or `none` [default: `editor:` in ~/.nexus/config.yaml, else cursor].
+        #[arg(long)]
+        editor: Option<String>,
+        /// Don't forward service ports.
+        #[arg(long)]
+        no_forward: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show or stop the background port forwards.
+    #[command(after_help = "Examples:\n  nexus workspace ports\n  nexus workspace ports stop my-project")]
+    Ports {
+        #[command(subcommand)]
+        cmd: Option<PortsCommand>,
+    },
+    /// Open a shell (or run a command) in a workspace.
+    #[command(
+        after_help = "Examples:\n  nexus workspace ssh my-project\n  nexus workspace ssh my-project -- git status"
+    )]
+    Ssh {
+        /// Workspace name [default: your only workspace].
+        workspace: Option<String>,
+        /// Command to run instead of a shell.
+        #[arg(last = true)]
+        command: Vec<String>,
+        /// Server URL [env: NEXUS_SERVER].
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Push the workspace's branch and open a pull request to the upstream repo.
+    #[command(
+        after_help = "Examples:\n  nexus workspace pr my-project\n  nexus workspace pr my-project --title \"New hero section\""
+    )]
+    Pr {
+        /// Workspace name [default: your only workspace].
+        workspace: Option<String>,
+        /// Title [default: the last commit's subject].
+        #[arg(long)]
+        title: Option<String>,
+        /// Description.
+        #[arg(long)]
+        body: Option<String>,
+        /// Branch to merge into [default: upstream's default branch].
+        #[arg(long)]
+        base: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// List your workspaces.
     #[command(after_help = "Examples:\n  nexus workspace list\n  nexus workspace list --json")]
     List {
@@ -320,8 +473,167 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_workspace(cmd: WorkspaceCommand) -> anyhow::Result<()> {
+fn exit_with(code: i32) -> anyhow::Result<()> {
+    if code == 0 {
+        return Ok(());
+    }
+    std::process::exit(code)
+}
+
+async fn run_auth(cmd: AuthCommand) -> anyhow::Result<()> {
+    use nexus_cli::account;
     match cmd {
+        AuthCommand::Github { server, github_host, client_id, with_token, use_gh_token, json } => {
+            let ui = nexus_cli::ui::Ui::new(json);
+            let token = if with_token {
+                let mut t = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)?;
+                Some(t)
+            } else {
+                None
+            };
+            let opts = account::AuthOptions { server, github_host, client_id, token, use_gh: use_gh_token };
+            let opener = nexus_cli::opener::SystemOpener::from_env();
+            let (login, id) = account::auth_github(&opts, &ui, &nexus_cli::system::HostSystem, &opener)
+                .await
+                .map_err(client_error)?;
+            if json {
+                return print_json(&serde_json::json!({"github_username": login, "github_id": id}));
+            }
+            ui.info("Next: nexus ssh setup");
+            Ok(())
+        }
+        AuthCommand::Status { json } => {
+            let ui = nexus_cli::ui::Ui::new(json);
+            let st = account::auth_status(&ui).await.map_err(client_error)?;
+            if json {
+                return print_json(&st);
+            }
+            match (&st.github_user, &st.github_problem) {
+                (Some(u), _) => println!("GitHub ({}): signed in as {u}", st.github_host),
+                (None, Some(p)) => println!("GitHub ({}): {p} (run `nexus auth github`)", st.github_host),
+                (None, None) => println!("GitHub ({}): not signed in", st.github_host),
+            }
+            match &st.server {
+                Some(s) if st.registered => println!("Server {s}: registered"),
+                Some(s) => println!("Server {s}: not registered (run `nexus ssh setup`)"),
+                None => println!("Server: none configured (run `nexus auth github --server <host>`)"),
+            }
+            println!("Config: {}", st.config_path);
+            Ok(())
+        }
+        AuthCommand::Logout => {
+            let ui = nexus_cli::ui::Ui::new(false);
+            if account::auth_logout(&ui).map_err(client_error)? {
+                ui.ok("Signed out: the GitHub and server tokens are removed from your config");
+                ui.info("To revoke the GitHub token itself: GitHub → Settings → Applications");
+            } else {
+                ui.info("You were not signed in");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn run_ssh(cmd: SshCommand) -> anyhow::Result<()> {
+    let SshCommand::Setup { server, json } = cmd;
+    let ui = nexus_cli::ui::Ui::new(json);
+    let opts = nexus_cli::account::SshSetupOptions { server };
+    let out = nexus_cli::account::ssh_setup(&opts, &ui, &nexus_cli::system::HostSystem).await.map_err(client_error)?;
+    if json {
+        return print_json(&out);
+    }
+    ui.info("Next: nexus workspace create <owner/repo>");
+    Ok(())
+}
+
+async fn run_workspace(cmd: WorkspaceCommand) -> anyhow::Result<()> {
+    use nexus_cli::workspace_flow as flow;
+    match cmd {
+        WorkspaceCommand::Create { repo, branch, name, client: ClientArgs { json, server } } => {
+            let ui = nexus_cli::ui::Ui::new(json);
+            let view =
+                flow::create(&flow::CreateOptions { repo, branch, name, server }, &ui).await.map_err(client_error)?;
+            if json {
+                return print_json(&view);
+            }
+            ui.result(flow::render_ready(&view).trim_end());
+            Ok(())
+        }
+        WorkspaceCommand::Connect { workspace, editor, no_forward, client: ClientArgs { json, server } } => {
+            let ui = nexus_cli::ui::Ui::new(json);
+            let exe = std::env::current_exe().context("hint: run nexus from its installed path")?;
+            let opts = flow::ConnectOptions { workspace, editor, no_forward, server };
+            let done = flow::connect(
+                &opts,
+                &ui,
+                &nexus_cli::system::HostSystem,
+                &nexus_cli::opener::HostPrograms,
+                &nexus_cli::opener::SystemOpener::from_env(),
+                &exe,
+            )
+            .await
+            .map_err(client_error)?;
+            if json {
+                return print_json(&done);
+            }
+            ui.result(&format!("Ready to design! Your files are in {} on {}", done.folder, done.ssh_alias));
+            Ok(())
+        }
+        WorkspaceCommand::Ports { cmd } => {
+            let home = PathBuf::from(std::env::var("HOME").context("hint: set HOME")?);
+            match cmd.unwrap_or(PortsCommand::List { json: false }) {
+                PortsCommand::List { json } => {
+                    let all = nexus_cli::forward::all_running(&home);
+                    if json {
+                        return print_json(&all);
+                    }
+                    if all.is_empty() {
+                        eprintln!("no port forwards are running (start them with `nexus workspace connect`)");
+                    }
+                    for st in &all {
+                        let up = st.ssh_pid.is_some_and(nexus_cli::forward::alive);
+                        println!(
+                            "{} (pid {}, {}, {} connect(s))",
+                            st.workspace,
+                            st.pid,
+                            if up { "connected" } else { "reconnecting" },
+                            st.connects
+                        );
+                        for p in &st.ports {
+                            println!("  {:12} http://localhost:{} → workspace port {}", p.service, p.local, p.remote);
+                        }
+                    }
+                    Ok(())
+                }
+                PortsCommand::Stop { workspace } => {
+                    if nexus_cli::forward::stop(&home, &workspace)? {
+                        eprintln!("✓ stopped the port forwards of {workspace}");
+                    } else {
+                        eprintln!("no port forwards were running for {workspace}");
+                    }
+                    Ok(())
+                }
+                PortsCommand::Run { workspace, server } => {
+                    flow::run_forwards(&workspace, server).await.map_err(client_error)
+                }
+            }
+        }
+        WorkspaceCommand::Ssh { workspace, command, server } => {
+            let ui = nexus_cli::ui::Ui::new(false);
+            let code = flow::ssh(workspace.as_deref(), &command, server, &ui).await.map_err(client_error)?;
+            exit_with(code)
+        }
+        WorkspaceCommand::Pr { workspace, title, body, base, client: ClientArgs { json, server } } => {
+            let ui = nexus_cli::ui::Ui::new(json);
+            let opts = flow::PrOptions { workspace, title, body, base, server };
+            let out = flow::pr(&opts, &ui, &nexus_cli::system::HostSystem).await.map_err(client_error)?;
+            if json {
+                return print_json(&out);
+            }
+            ui.result(&out.url);
+            Ok(())
+        }
         WorkspaceCommand::List { client: ClientArgs { json, server } } => {
             let client = nexus_cli::client::Client::from_env(server).map_err(client_error)?;
             let all = client.workspaces().await.map_err(client_error)?;
@@ -412,6 +724,17 @@ async fn lifecycle(op: &str, workspace: &str, args: ClientArgs) -> anyhow::Resul
     if args.json {
         return print_json(&answer);
     }
+    if op != "start" {
+        // Forwards to a stopped or deleted workspace would only retry forever.
+        if let Some(home) = std::env::var_os("HOME") {
+            let _ = nexus_cli::forward::stop(std::path::Path::new(&home), &ws.name);
+        }
+    }
+    if op == "delete" {
+        if let Ok(files) = nexus_cli::ssh_config::SshFiles::from_env() {
+            let _ = files.remove(&ws.name, &ws.workspace_id);
+        }
+    }
     let what = answer["status"].as_str().unwrap_or("deleted");
     eprintln!("✓ {}: {what} ({:.1}s)", ws.name, started.elapsed().as_secs_f64());
     Ok(())
@@ -486,6 +809,8 @@ fn main() -> ExitCode {
                     Command::Server(args) => run_server(args).await,
                     Command::Agent(args) => run_agent(args).await,
                     Command::Workspace(cmd) => run_workspace(cmd).await,
+                    Command::Auth(cmd) => run_auth(cmd).await,
+                    Command::Ssh(cmd) => run_ssh(cmd).await,
                     _ => unreachable!(),
                 }
             })
