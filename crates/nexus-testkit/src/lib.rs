@@ -3,7 +3,9 @@
 
 pub mod api;
 pub mod git;
+pub mod git_http;
 pub mod github;
+pub mod github_openapi;
 pub mod process;
 pub mod ssh;
 

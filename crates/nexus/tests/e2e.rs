@@ -96,7 +96,7 @@ async fn env(ssh_ports: u16, node_timeout_secs: u64) -> Option<Env> {
     let server = ServerProcess::start(
         &bin(),
         ServerOpts {
-            github_api_url: github.url.clone(),
+            github_api_url: github.api_url.clone(),
             git_base_url: git.base_url.clone(),
             ssh_ports: nexus_testkit::free_port_range(ssh_ports),
             node_timeout_secs,
@@ -553,4 +553,194 @@ async fn an_invalid_config_fails_the_create_at_once_with_its_location() {
     let (_, list) = finn.call("GET", "/api/v1/workspaces", None).await;
     assert_eq!(list["workspaces"].as_array().unwrap().len(), 0);
     assert!(project.instances().is_empty(), "no container left behind");
+}
+
+/// Runs the `nexus` CLI as the designer: their HOME, no browser, the stand-in editor first on PATH.
+fn designer(home: &std::path::Path, bin_dir: &std::path::Path) -> Command {
+    let mut c = Command::new(bin());
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    c.env("HOME", home)
+        .env("PATH", path)
+        .env("NEXUS_BROWSER", "none")
+        .env("NO_COLOR", "1")
+        .env_remove("NEXUS_SERVER")
+        .env_remove("NEXUS_TOKEN")
+        .env_remove("NEXUS_CONFIG")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+fn run_ok(mut c: Command, what: &str) -> String {
+    let out = c.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{what} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+async fn http_get(url: &str) -> Option<String> {
+    let resp = reqwest::Client::new().get(url).timeout(Duration::from_secs(3)).send().await.ok()?;
+    resp.status().is_success().then_some(())?;
+    resp.text().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn designer_journey_auth_ssh_fork_connect_forward_push_pr() {
+    let Some(ip) = lxd_host_ip() else { return };
+    let github = FakeGithub::start_on(&ip).await;
+    github.add_account("alice", 1001);
+    github.add_account("acme", 2001);
+    github.set_device_interval(1);
+    github.create_repo(
+        "acme",
+        "site",
+        false,
+        &[
+            ("README.md", "acme site\n"),
+            ("package.json", r#"{"name":"site","version":"1.0.0","scripts":{"dev":"node server.js"}}"#),
+            ("server.js", WEB_JS),
+        ],
+    );
+    let server = ServerProcess::start(
+        &bin(),
+        ServerOpts {
+            github_api_url: github.api_url.clone(),
+            git_base_url: github.web_url.clone(),
+            ssh_ports: nexus_testkit::free_port_range(4),
+            node_timeout_secs: 30,
+        },
+    );
+    let project = ProjectGuard::new("designer");
+    let _agent = AgentProcess::start(&bin(), &server, "node-a", &project.0, &[]);
+    wait_nodes(&Api::new(&server.url).with_token(&server.operator_token()), 1).await;
+
+    let home = tempfile::tempdir().unwrap();
+    let bin_dir = tempfile::tempdir().unwrap();
+    let record = bin_dir.path().join("cursor-args");
+    let cursor = bin_dir.path().join("cursor");
+    std::fs::write(&cursor, format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", record.display())).unwrap();
+    std::fs::set_permissions(&cursor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let h = home.path();
+
+    // 1. GitHub device flow: the test plays the designer approving the code in the browser.
+    let mut auth = designer(h, bin_dir.path());
+    auth.args(["auth", "github", "--server", &server.url]).stderr(std::process::Stdio::piped());
+    let child = auth.spawn().unwrap();
+    let code = nexus_testkit::eventually(Duration::from_secs(20), "device code requested", || async {
+        github.pending_user_codes().into_iter().next()
+    })
+    .await;
+    github.approve_device(&code, "alice");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "auth github failed: {stderr}");
+    assert!(stderr.contains(&code), "the code is shown to the designer: {stderr}");
+    assert!(stderr.contains("Authenticated as: alice"), "{stderr}");
+    let config_path = h.join(".nexus/config.yaml");
+    let mode = std::fs::metadata(&config_path).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(config.contains("username: alice") && config.contains("auth_token:"), "{config}");
+
+    // 2. SSH key: generated, uploaded once (a re-run detects it), registered with the server.
+    let mut setup = designer(h, bin_dir.path());
+    setup.args(["ssh", "setup"]);
+    run_ok(setup, "ssh setup");
+    assert!(h.join(".ssh/id_ed25519").exists() && h.join(".ssh/id_ed25519.pub").exists());
+    let key_before = std::fs::read(h.join(".ssh/id_ed25519")).unwrap();
+    let mut again = designer(h, bin_dir.path());
+    again.args(["ssh", "setup", "--json"]);
+    let second: serde_json::Value = serde_json::from_str(&run_ok(again, "ssh setup again")).unwrap();
+    assert_eq!(second["generated"], false, "{second}");
+    assert_eq!(second["uploaded"], false, "{second}");
+    assert_eq!(github.keys("alice").len(), 1, "uploaded exactly once");
+    assert_eq!(std::fs::read(h.join(".ssh/id_ed25519")).unwrap(), key_before, "the key is never overwritten");
+
+    // 3. Create: alice can't push to acme/site, so it is forked and the fork cloned.
+    let mut create = designer(h, bin_dir.path());
+    create.args(["workspace", "create", "acme/site"]);
+    let ready = run_ok(create, "workspace create");
+    assert!(ready.contains("Workspace Ready") && ready.contains("SSH: ssh -p"), "{ready}");
+    assert!(ready.contains("  - web: http://localhost:"), "{ready}");
+    assert!(github.bare_repo_path("alice", "site").exists(), "fork made");
+    // Running it again offers the same workspace instead of a second one.
+    let mut create_again = designer(h, bin_dir.path());
+    create_again.args(["workspace", "create", "acme/site", "--json"]);
+    let view: serde_json::Value = serde_json::from_str(&run_ok(create_again, "create again")).unwrap();
+    assert_eq!(view["name"], "site");
+    let mut list = designer(h, bin_dir.path());
+    list.args(["workspace", "list", "--json"]);
+    let all: serde_json::Value = serde_json::from_str(&run_ok(list, "list")).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+    let mapped = view["services"][0]["mapped_port"].as_u64().expect("web has a local port");
+
+    // 4. Connect: ssh config with the pinned key, forwards in the background, Cursor's CLI.
+    let mut connect = designer(h, bin_dir.path());
+    connect.args(["workspace", "connect", "site", "--editor", "cursor"]);
+    run_ok(connect, "connect");
+    let args = std::fs::read_to_string(&record).unwrap();
+    assert_eq!(args.trim(), "--folder-uri=vscode-remote://ssh-remote+nexus-site/home/dev/site");
+    let local = format!("http://localhost:{mapped}/");
+    assert_eq!(http_get(&local).await.as_deref(), Some("web ok\n"), "service reachable on the designer's side");
+
+    // The forward heals after its ssh connection is killed.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(h.join(".nexus/forwards/site.json")).unwrap()).unwrap();
+    let ssh_pid = state["ssh_pid"].as_u64().unwrap();
+    Command::new("kill").args(["-9", &ssh_pid.to_string()]).status().unwrap();
+    nexus_testkit::eventually(Duration::from_secs(30), "forward reconnected", || async {
+        let st: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(h.join(".nexus/forwards/site.json")).ok()?).ok()?;
+        (st["connects"].as_u64()? >= 2).then_some(())?;
+        http_get(&local).await
+    })
+    .await;
+
+    // 5. The designer commits and pushes from inside the workspace, as themselves, to the fork.
+    let ssh_config = h.join(".ssh/config");
+    let push = "cd ~/site && git remote get-url upstream && git switch -q -c tweak && echo more >> README.md \
+                && git commit -qam 'Designer tweak' && git push -q -u origin tweak && git log -1 --format=%ae";
+    let out = Command::new("ssh")
+        .arg("-F")
+        .arg(&ssh_config)
+        .args(["-o", "BatchMode=yes", "nexus-site", push])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "push from the workspace failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&github.clone_url("acme", "site")), "upstream remote: {text}");
+    assert!(text.contains("1001+alice@users.noreply.github.com"), "commits as alice: {text}");
+    let pushed = Command::new("git")
+        .args([
+            "--git-dir",
+            &github.bare_repo_path("alice", "site").display().to_string(),
+            "log",
+            "-1",
+            "--format=%s",
+            "tweak",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&pushed.stdout).trim(), "Designer tweak");
+
+    // 6. The PR goes from alice:tweak to acme/site.
+    let mut pr = designer(h, bin_dir.path());
+    pr.args(["workspace", "pr", "site", "--json"]);
+    let pr: serde_json::Value = serde_json::from_str(&run_ok(pr, "workspace pr")).unwrap();
+    let pulls = github.pulls("acme", "site");
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert_eq!((pulls[0].head_owner.as_str(), pulls[0].head_ref.as_str()), ("alice", "tweak"));
+    assert_eq!(pulls[0].title, "Designer tweak");
+    assert!(pr["url"].as_str().unwrap().ends_with("/acme/site/pull/1"), "{pr}");
+
+    // Deleting the workspace stops its forwards and removes its ssh entry.
+    let mut delete = designer(h, bin_dir.path());
+    delete.args(["workspace", "delete", "site"]);
+    run_ok(delete, "delete");
+    assert!(!h.join(".nexus/forwards/site.json").exists());
+    assert!(!std::fs::read_to_string(h.join(".nexus/ssh/config")).unwrap().contains("nexus-site"));
+    github.assert_conformant();
 }

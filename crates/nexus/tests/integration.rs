@@ -40,14 +40,14 @@ async fn cluster(ssh_ports: u16) -> Cluster {
     let github = FakeGithub::start().await;
     let data = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(data.path().to_path_buf());
-    config.github_api_url = github.url.clone();
+    config.github_api_url = github.api_url.clone();
     config.git_base_url = git.base_url.clone();
     config.ssh_ports = nexus_testkit::free_port_range(ssh_ports);
     config.ssh_bind_ip = "127.0.0.1".parse().unwrap();
     config.op_timeout = Duration::from_secs(10);
     let app = App::new(
         config,
-        Box::new(GithubApi::new(&github.url)),
+        Box::new(GithubApi::new(&github.api_url)),
         Box::new(GitLsRemote { timeout: Duration::from_secs(10) }),
     )
     .unwrap();
