@@ -14,6 +14,11 @@ install_prereqs() {
     as_root apt-get update -q
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
+  # npm fetches GitHub's OpenAPI description for the GitHub contract tests.
+  if ! command -v npm >/dev/null; then
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
+  fi
   if ! command -v cargo >/dev/null; then
     echo "error: cargo is not installed" >&2
     echo "hint: install Rust with rustup: curl --proto '=https' -sSf https://sh.rustup.rs | sh, then re-run" >&2

@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 step "host packages"
 install_prereqs
 
+step "GitHub's OpenAPI description (@octokit/openapi) for the GitHub contract tests"
+NEXUS_GITHUB_OPENAPI=$(scripts/github-openapi.sh)
+export NEXUS_GITHUB_OPENAPI
+
 step "build"
 cargo build --locked --bin nexus
 
