@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
-# Stops the local staging processes started by staging-up.sh; data in .nexus-dev/ is kept.
+# Stops local staging started by staging-up.sh (`nexus down`): the demo workspace is stopped with its
+# disk kept, and the agent, server and git daemon exit; everything in .nexus-dev/ is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for p in agent server git; do
-  f=.nexus-dev/$p.pid
-  if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
-    kill "$(cat "$f")" && echo "stopped $p"
-  fi
-  rm -f "$f"
-done
+. scripts/prereqs.sh
+nexus=target/release/nexus
+[ -x "$nexus" ] || nexus=target/debug/nexus
+as_root "$PWD/$nexus" down --dir "$PWD/.nexus-dev" --port "${NEXUS_PORT:-3001}"

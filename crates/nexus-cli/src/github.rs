@@ -726,7 +726,8 @@ impl GithubClient {
         Ok(a.json::<RawRepo>(&action)?.into())
     }
 
-    /// Polls [`GithubClient::repo`] with backoff while GitHub answers 404, up to `timeout`.
+    /// Polls [`GithubClient::repo`] while GitHub answers 404, up to `timeout`, waiting the retry
+    /// base delay at first and doubling up to 5 s (GitHub documents forks may take minutes).
     pub async fn wait_for_repo(&self, owner: &str, name: &str, timeout: Duration) -> Result<Repository, GithubError> {
         let start = Instant::now();
         let mut delay = self.base_delay.max(Duration::from_millis(1));

@@ -12,6 +12,7 @@ pub mod node_init;
 pub mod opener;
 pub mod services;
 pub mod ssh_config;
+pub mod staging;
 pub mod system;
 pub mod ui;
 pub mod workspace_flow;

@@ -220,12 +220,13 @@ pub async fn wait_ready(client: &Client, id: &str, ui: &Ui) -> Result<WorkspaceV
     Ok(view)
 }
 
-/// The spec's "Workspace Ready" block.
-pub fn render_ready(view: &WorkspaceView) -> String {
+/// The spec's "Workspace Ready" block; `ssh` replaces the server's plain `ssh -p` command (e.g. with
+/// one that names the key and pinned host key).
+pub fn render_ready(view: &WorkspaceView, ssh: Option<&str>) -> String {
     let mut out = String::from("✅ Workspace Ready\n");
     out.push_str(&format!("Workspace: {}\n", view.name));
     out.push_str(&format!("Server: {}\n", view.ssh.host));
-    out.push_str(&format!("SSH: {}\n", view.ssh.command));
+    out.push_str(&format!("SSH: {}\n", ssh.unwrap_or(&view.ssh.command)));
     out.push_str(&format!(
         "Repository: {}/{} ({}) in {}\n",
         view.repo.owner, view.repo.name, view.repo.branch, view.repo.path
@@ -237,7 +238,9 @@ pub fn render_ready(view: &WorkspaceView) -> String {
             out.push_str(&format!("  - {}: {url} ({})\n", s.name, s.status));
         }
     }
-    out.push_str(&format!("Next: nexus workspace connect {}\n", view.name));
+    if ssh.is_none() {
+        out.push_str(&format!("Next: nexus workspace connect {}\n", view.name));
+    }
     out
 }
 

@@ -736,6 +736,8 @@ impl App {
         if matches!(to, WorkspaceStatus::Stopped | WorkspaceStatus::Failed) {
             // Refuse SSH outright rather than accept and drop: clients then say "connection refused".
             self.close_listener(ws.ssh_port);
+            // The node stopped them with the container; they start again with it.
+            self.store.set_services_status(&ws.id, "starting")?;
         }
         Ok(())
     }

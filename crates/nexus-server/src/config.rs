@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub default_cpu: u32,
     /// Memory limit when the request names none.
     pub default_memory: String,
+    /// Extra CLI binaries served at `/download/nexus-<os>-<arch>` (files with exactly those names);
+    /// the server's own executable is always served for its platform. None by default.
+    pub binaries_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -58,6 +61,7 @@ impl ServerConfig {
             op_timeout: Duration::from_secs(120),
             default_cpu: 2,
             default_memory: "4GB".into(),
+            binaries_dir: None,
         }
     }
 

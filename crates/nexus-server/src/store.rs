@@ -548,6 +548,16 @@ impl Store {
         Ok(())
     }
 
+    /// Marks every service of a workspace `status` (keeping ports), e.g. `starting` once it stopped,
+    /// so a restarted workspace does not show the last run's `running` before its node reports.
+    pub fn set_services_status(&self, workspace_id: &str, status: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE services SET status = ?2, message = NULL, hint = NULL WHERE workspace_id = ?1",
+            params![workspace_id, status],
+        )?;
+        Ok(())
+    }
+
     /// A workspace's services: configured ones first (in report order), then discovered.
     pub fn services_of(&self, workspace_id: &str) -> Result<Vec<ServiceRow>> {
         let conn = self.conn();

@@ -112,7 +112,12 @@ pub fn run_git(dir: &Path, args: &[&str]) -> String {
 /// Serves one request with `git http-backend` over the repositories under `project_root`.
 /// `path_info` is the repository-relative path to serve (`/owner/repo.git/info/refs`; the caller may
 /// have normalised the URL's spelling); `remote_user` is the authenticated login, if any.
-pub async fn serve(project_root: &Path, path_info: &str, remote_user: Option<&str>, req: Request<Body>) -> Response<Body> {
+pub async fn serve(
+    project_root: &Path,
+    path_info: &str,
+    remote_user: Option<&str>,
+    req: Request<Body>,
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let header_str = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let mut cmd = tokio::process::Command::new("git");

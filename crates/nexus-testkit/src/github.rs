@@ -40,8 +40,7 @@ pub const DEFAULT_SCOPES: &[&str] = &["admin:public_key", "read:org", "repo"];
 const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
 const DOCS: &str = "https://docs.github.com/rest";
 const DOC_USER: &str = "https://docs.github.com/rest/users/users#get-the-authenticated-user";
-const DOC_KEYS_LIST: &str =
-    "https://docs.github.com/rest/users/keys#list-public-ssh-keys-for-the-authenticated-user";
+const DOC_KEYS_LIST: &str = "https://docs.github.com/rest/users/keys#list-public-ssh-keys-for-the-authenticated-user";
 const DOC_KEYS_CREATE: &str =
     "https://docs.github.com/rest/users/keys#create-a-public-ssh-key-for-the-authenticated-user";
 const DOC_REPO: &str = "https://docs.github.com/rest/repos/repos#get-a-repository";
@@ -50,6 +49,7 @@ const DOC_PULLS_CREATE: &str = "https://docs.github.com/rest/pulls/pulls#create-
 const DOC_PULLS_LIST: &str = "https://docs.github.com/rest/pulls/pulls#list-pull-requests";
 const DOC_DEVICE_ERRORS: &str =
     "https://docs.github.com/developers/apps/authorizing-oauth-apps#error-codes-for-the-device-flow";
+const SLOW_DOWN: &str = "Too many requests have been made in the same timeframe.";
 const DEVICE_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// The API routes the stand-in serves, with every status it can answer (besides those GitHub
@@ -225,7 +225,10 @@ impl St {
     }
 
     fn new_token(&mut self, login: &str, scopes: Vec<String>) -> String {
-        let token = format!("gho_{}", self.random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", 36));
+        let token = format!(
+            "gho_{}",
+            self.random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", 36)
+        );
         self.tokens.insert(token.clone(), TokenInfo { login: login.to_string(), scopes });
         token
     }
@@ -772,11 +775,8 @@ async fn fork(shared: &Shared, owner: &str, name: &str, login: &str, req: &Value
     let dest_path = shared.bare_path(login, &dest_name);
     let cloned = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(dest_path.parent().unwrap()).ok();
-        let out = std::process::Command::new("git")
-            .args(["clone", "--bare", "-q"])
-            .arg(&src_path)
-            .arg(&dest_path)
-            .output();
+        let out =
+            std::process::Command::new("git").args(["clone", "--bare", "-q"]).arg(&src_path).arg(&dest_path).output();
         match out {
             Ok(o) if o.status.success() => {
                 git_http::enable_receive_pack(&dest_path);
@@ -810,7 +810,8 @@ async fn fork(shared: &Shared, owner: &str, name: &str, login: &str, req: &Value
 
 async fn create_pull(shared: &Shared, owner: &str, name: &str, login: &str, req: &Value) -> Reply {
     let s = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_string);
-    let (title, head, base, body) = (s("title"), s("head").unwrap_or_default(), s("base").unwrap_or_default(), s("body"));
+    let (title, head, base, body) =
+        (s("title"), s("head").unwrap_or_default(), s("base").unwrap_or_default(), s("body"));
     let (base_key, head_owner, head_ref, head, base_path) = {
         let st = shared.st.lock().unwrap();
         let Some(base_repo) = st.visible_repo(owner, name).filter(|r| can_read(r, Some(login))) else {
@@ -842,10 +843,16 @@ async fn create_pull(shared: &Shared, owner: &str, name: &str, login: &str, req:
         None => (key("", ""), None),
     };
     let Some(head_sha) = head_sha else {
-        return Reply::validation(DOC_PULLS_CREATE, json!([{"resource": "PullRequest", "field": "head", "code": "invalid"}]));
+        return Reply::validation(
+            DOC_PULLS_CREATE,
+            json!([{"resource": "PullRequest", "field": "head", "code": "invalid"}]),
+        );
     };
     if git_rev_async(base_path, base.clone()).await.is_none() {
-        return Reply::validation(DOC_PULLS_CREATE, json!([{"resource": "PullRequest", "field": "base", "code": "invalid"}]));
+        return Reply::validation(
+            DOC_PULLS_CREATE,
+            json!([{"resource": "PullRequest", "field": "base", "code": "invalid"}]),
+        );
     }
     let mut st = shared.st.lock().unwrap();
     let duplicate = st.pulls.iter().any(|p| {
@@ -925,8 +932,11 @@ async fn api(shared: &Shared, req: Request<Body>) -> Response<Body> {
     let query = parts.uri.query().unwrap_or("").to_string();
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let spec = github_openapi::spec();
-    let mut problems: Vec<String> =
-        spec.check_request(&method, &target, content_type, &bytes).into_iter().map(|p| format!("request: {p}")).collect();
+    let mut problems: Vec<String> = spec
+        .check_request(&method, &target, content_type, &bytes)
+        .into_iter()
+        .map(|p| format!("request: {p}"))
+        .collect();
 
     let caller = match api_token(&parts.headers) {
         None => Caller::Anonymous,
@@ -999,8 +1009,11 @@ fn oauth_reply(headers: &HeaderMap, pairs: Vec<(&str, Value)>) -> Response<Body>
 }
 
 fn device_error(headers: &HeaderMap, error: &str, description: &str, interval: Option<u64>) -> Response<Body> {
-    let mut pairs =
-        vec![("error", json!(error)), ("error_description", json!(description)), ("error_uri", json!(DOC_DEVICE_ERRORS))];
+    let mut pairs = vec![
+        ("error", json!(error)),
+        ("error_description", json!(description)),
+        ("error_uri", json!(DOC_DEVICE_ERRORS)),
+    ];
     if let Some(i) = interval {
         pairs.push(("interval", json!(i)));
     }
@@ -1010,7 +1023,8 @@ fn device_error(headers: &HeaderMap, error: &str, description: &str, interval: O
 async fn oauth(shared: &Shared, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
-    let is_json = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("json"));
+    let is_json =
+        parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("json"));
     let mut params: HashMap<String, String> = if is_json {
         serde_json::from_slice::<serde_json::Map<String, Value>>(&bytes)
             .unwrap_or_default()
@@ -1040,11 +1054,8 @@ async fn oauth(shared: &Shared, req: Request<Body>) -> Response<Body> {
                 r
             } else {
                 let device_code = st.random_string(b"0123456789abcdef", 40);
-                let user_code = format!(
-                    "{}-{}",
-                    st.random_string(b"BCDFGHJKLMNPQRSTVWXZ", 4),
-                    st.random_string(b"0123456789", 4)
-                );
+                let user_code =
+                    format!("{}-{}", st.random_string(b"BCDFGHJKLMNPQRSTVWXZ", 4), st.random_string(b"0123456789", 4));
                 let grant = DeviceGrant {
                     client_id: param("client_id"),
                     device_code: device_code.clone(),
@@ -1100,23 +1111,31 @@ async fn oauth(shared: &Shared, req: Request<Body>) -> Response<Body> {
                 Some(g) if g.state == GrantState::Denied => {
                     device_error(headers, "access_denied", "The authorization request was denied.", None)
                 }
-                Some(g)
-                    if force_slow || g.last_poll.is_some_and(|t| now.duration_since(t) < Duration::from_secs(g.interval)) =>
-                {
+                // A forced slow_down (test control) reports a longer interval without enforcing it,
+                // so tests need not wait the extra 5 s.
+                Some(g) if force_slow => {
+                    g.last_poll = Some(now);
+                    device_error(headers, "slow_down", SLOW_DOWN, Some(g.interval + 5))
+                }
+                Some(g) if g.last_poll.is_some_and(|t| now.duration_since(t) < Duration::from_secs(g.interval)) => {
                     g.interval += 5;
                     g.last_poll = Some(now);
-                    let interval = g.interval;
-                    device_error(headers, "slow_down", "Too many requests have been made in the same timeframe.", Some(interval))
+                    device_error(headers, "slow_down", SLOW_DOWN, Some(g.interval))
                 }
                 Some(g) => {
                     g.last_poll = Some(now);
                     match g.state.clone() {
                         GrantState::Approved(token) => {
                             g.state = GrantState::Redeemed;
-                            let scope = g.scope.split([' ', ',']).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(",");
+                            let scope =
+                                g.scope.split([' ', ',']).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(",");
                             oauth_reply(
                                 headers,
-                                vec![("access_token", json!(token)), ("token_type", json!("bearer")), ("scope", json!(scope))],
+                                vec![
+                                    ("access_token", json!(token)),
+                                    ("token_type", json!("bearer")),
+                                    ("scope", json!(scope)),
+                                ],
                             )
                         }
                         _ => device_error(
@@ -1151,7 +1170,8 @@ async fn git(shared: &Shared, target: git_http::GitTarget, req: Request<Body>) -
     let login = known;
     let decision = {
         let st = shared.st.lock().unwrap();
-        st.visible_repo(&target.owner, &target.repo).map(|r| (can_read(r, login.as_deref()), can_push(r, login.as_deref())))
+        st.visible_repo(&target.owner, &target.repo)
+            .map(|r| (can_read(r, login.as_deref()), can_push(r, login.as_deref())))
     };
     let full = format!("{}/{}", target.owner, target.repo);
     let refusal = match (decision, &login) {
@@ -1273,7 +1293,9 @@ impl FakeGithub {
         self.st().device_expires_in = secs;
     }
 
-    /// The next `n` token polls answer `slow_down` whatever their timing.
+    /// The next `n` token polls answer `slow_down` whatever their timing, reporting an interval
+    /// 5 s longer without enforcing it (polling faster than the real interval also gets
+    /// `slow_down`, and that one is enforced).
     pub fn slow_down_next(&self, n: u32) {
         self.st().slow_down_next = n;
     }
@@ -1463,6 +1485,64 @@ mod tests {
         let back = parse_urlencoded(&s);
         assert_eq!(back["scope"], "repo admin:public_key");
         assert_eq!(back["x"], "a&b=c");
+    }
+
+    #[tokio::test]
+    async fn polling_faster_than_the_interval_gets_slow_down() {
+        let gh = FakeGithub::start().await;
+        gh.set_device_interval(1);
+        let http = reqwest::Client::new();
+        // Without `Accept: application/json` GitHub answers form-encoded.
+        let form = http
+            .post(format!("{}/login/device/code", gh.web_url))
+            .body("client_id=c&scope=repo")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let device_code = parse_urlencoded(&form)["device_code"].clone();
+        assert!(form.contains("interval=1"), "{form}");
+        let poll = || async {
+            let body = urlencode(&[
+                ("client_id", "c".to_string()),
+                ("device_code", device_code.clone()),
+                ("grant_type", DEVICE_GRANT_TYPE.to_string()),
+            ]);
+            let resp = http
+                .post(format!("{}/login/oauth/access_token", gh.web_url))
+                .header("accept", "application/json")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<Value>().await.unwrap()
+        };
+        assert_eq!(poll().await["error"], "authorization_pending");
+        let v = poll().await;
+        assert_eq!((v["error"].as_str(), v["interval"].as_u64()), (Some("slow_down"), Some(6)));
+        assert_eq!(poll().await["interval"], 11);
+        gh.assert_conformant();
+    }
+
+    /// The checks are wired in: a request GitHub would not accept is recorded and fails the test.
+    #[tokio::test]
+    async fn nonconforming_requests_are_recorded() {
+        let gh = FakeGithub::start().await;
+        gh.add_token("t", "alice", 1);
+        let http = reqwest::Client::new();
+        let keys = format!("{}/user/keys", gh.api_url);
+        http.post(&keys).bearer_auth("t").json(&json!({"title": 5})).send().await.unwrap();
+        http.get(format!("{}/no/such/endpoint", gh.api_url)).bearer_auth("t").send().await.unwrap();
+        let v = gh.violations();
+        assert!(v.iter().any(|l| l.contains("missing required property `key`")), "{v:?}");
+        assert!(v.iter().any(|l| l.contains("$.title: expected string")), "{v:?}");
+        assert!(v.iter().any(|l| l.contains("no operation GET /no/such/endpoint")), "{v:?}");
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gh.assert_conformant()));
+        assert!(caught.is_err());
     }
 
     /// Every route and status the stand-in can answer is in GitHub's description.

@@ -384,13 +384,21 @@ impl OpenApi {
                 &generic_error
             }
             None => {
-                let listed: Vec<&String> = responses.and_then(Value::as_object).map(|o| o.keys().collect()).unwrap_or_default();
-                return vec![format!("{method} {} does not document status {status} (documented: {listed:?})", m.template)];
+                let listed: Vec<&String> =
+                    responses.and_then(Value::as_object).map(|o| o.keys().collect()).unwrap_or_default();
+                return vec![format!(
+                    "{method} {} does not document status {status} (documented: {listed:?})",
+                    m.template
+                )];
             }
         };
         let Some(content) = response.get("content").and_then(Value::as_object) else {
             if !body.is_empty() {
-                return vec![format!("status {status} of {method} {} has no body in the description, got {} bytes", m.template, body.len())];
+                return vec![format!(
+                    "status {status} of {method} {} has no body in the description, got {} bytes",
+                    m.template,
+                    body.len()
+                )];
             }
             return vec![];
         };
@@ -461,7 +469,11 @@ impl OpenApi {
                 }
             }
             if let Some(errs) = best {
-                out.push(format!("{at}: matches none of the {} branches of {key}; closest: {}", branches.len(), errs.join("; ")));
+                out.push(format!(
+                    "{at}: matches none of the {} branches of {key}; closest: {}",
+                    branches.len(),
+                    errs.join("; ")
+                ));
             }
         }
         let types: Vec<&str> = match s.get("type") {
@@ -471,7 +483,12 @@ impl OpenApi {
         };
         if !types.is_empty() && !types.iter().any(|t| type_matches(t, v)) {
             let nullable_hint = if v.is_null() { " (the schema is not nullable)" } else { "" };
-            out.push(format!("{at}: expected {}, got {} {}{nullable_hint}", types.join(" or "), type_name(v), short(v)));
+            out.push(format!(
+                "{at}: expected {}, got {} {}{nullable_hint}",
+                types.join(" or "),
+                type_name(v),
+                short(v)
+            ));
             return;
         }
         if let Some(allowed) = s.get("enum").and_then(Value::as_array) {
@@ -610,12 +627,19 @@ mod tests {
     fn conforming_exchange_passes() {
         let api = mini();
         let body = br#"{"login":"alice","id":1,"bio":null,"kind":"User","tags":["a"],"either":null}"#;
-        assert_eq!(api.check_response("GET", "/api/v3/user", 200, Some("application/json; charset=utf-8"), body), Vec::<String>::new());
+        assert_eq!(
+            api.check_response("GET", "/api/v3/user", 200, Some("application/json; charset=utf-8"), body),
+            Vec::<String>::new()
+        );
         assert!(api.check_response("GET", "/user", 304, None, b"").is_empty());
-        assert!(api.check_request("POST", "/user/keys", Some("application/json"), br#"{"key":"ssh-ed25519 AAAA"}"#).is_empty());
+        assert!(api
+            .check_request("POST", "/user/keys", Some("application/json"), br#"{"key":"ssh-ed25519 AAAA"}"#)
+            .is_empty());
         assert!(api.check_request("GET", "/search?state=open&per_page=30", None, b"").is_empty());
         // Bad credentials are possible on any endpoint.
-        assert!(api.check_response("GET", "/user", 401, Some("application/json"), br#"{"message":"Bad credentials"}"#).is_empty());
+        assert!(api
+            .check_response("GET", "/user", 401, Some("application/json"), br#"{"message":"Bad credentials"}"#)
+            .is_empty());
     }
 
     #[test]
@@ -654,7 +678,11 @@ mod tests {
     #[test]
     fn github_description_catches_a_wrong_user() {
         let api = spec();
-        assert!(api.versions().1.starts_with("3.0"), "the checker assumes OpenAPI 3.0 (nullable): {:?}", api.versions());
+        assert!(
+            api.versions().1.starts_with("3.0"),
+            "the checker assumes OpenAPI 3.0 (nullable): {:?}",
+            api.versions()
+        );
         let account = crate::github::Account { login: "alice".into(), id: 7 };
         let good = serde_json::to_vec(&crate::github::user_json(&account)).unwrap();
         let ct = Some("application/json; charset=utf-8");

@@ -35,6 +35,35 @@ enum Command {
         after_help = "Examples:\n  nexus agent --server http://staging:3001 --join-token $(cat /var/lib/nexus/join-token)\n  nexus agent --server http://127.0.0.1:3001 --join-token nxj_... --lxd-project node-b --name node-b"
     )]
     Agent(AgentArgs),
+    /// Local staging in one command: node set-up, server, agent and a demo workspace on this machine.
+    #[command(
+        after_help = "Ends with the Workspace Ready block: an ssh command that works and the demo's service URL.\n\n\
+                      Examples:\n  sudo nexus up\n  sudo nexus up --dir /srv/nexus-staging --port 3101"
+    )]
+    Up {
+        /// Where the staging data lives [default: /var/lib/nexus-staging as root, else ~/.nexus/staging].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// API port.
+        #[arg(long, default_value_t = 3001)]
+        port: u16,
+        /// Port of the demo repository's git daemon.
+        #[arg(long, default_value_t = nexus_cli::staging::DEFAULT_GIT_PORT)]
+        git_port: u16,
+        /// Print the workspace as JSON instead of the Ready block.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop local staging (the demo workspace, agent, server); all data is kept for the next `up`.
+    #[command(after_help = "Examples:\n  sudo nexus down")]
+    Down {
+        /// The staging data directory `up` used.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// API port `up` used.
+        #[arg(long, default_value_t = 3001)]
+        port: u16,
+    },
     /// Driver node set-up.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -328,6 +357,10 @@ struct ServerArgs {
     /// Seconds stop/start/delete wait for the node.
     #[arg(long, env = "NEXUS_OP_TIMEOUT", default_value_t = 120)]
     op_timeout: u64,
+    /// Directory of CLI builds for /install.sh to hand out, named `nexus-<os>-<arch>` (os: linux, darwin;
+    /// arch: amd64, arm64); this executable is always served for its own platform.
+    #[arg(long, env = "NEXUS_BINARIES_DIR")]
+    binaries_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -417,6 +450,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     config.public_host = args.public_host;
     config.node_timeout = Duration::from_secs(args.node_timeout);
     config.op_timeout = Duration::from_secs(args.op_timeout);
+    config.binaries_dir = args.binaries_dir;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}; is another server running? (pick another with --listen)"))?;
@@ -470,6 +504,37 @@ async fn workspace_view(
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+async fn run_up(dir: Option<PathBuf>, port: u16, git_port: u16, json: bool) -> anyhow::Result<()> {
+    let ui = nexus_cli::ui::Ui::new(json);
+    let started = std::time::Instant::now();
+    ui.section("⚙  Node set-up (LXD, storage pool, bridge, base image)");
+    let sys = nexus_cli::system::HostSystem;
+    let node = nexus_cli::node_init::NodeInitOptions::default();
+    tokio::task::block_in_place(|| nexus_cli::node_init::run(&sys, &node, &ConsoleProgress)).map_err(|e| {
+        let hint = e.hint.clone();
+        anyhow::Error::new(e).context(format!("hint: {hint}"))
+    })?;
+    let opts = nexus_cli::staging::UpOptions {
+        dir: dir.unwrap_or_else(|| nexus_cli::staging::default_dir(is_root())),
+        port,
+        git_port,
+        exe: std::env::current_exe().context("hint: run nexus from its installed path")?,
+    };
+    let (view, ssh) = nexus_cli::staging::up(&opts, &ui, &sys).await.map_err(client_error)?;
+    if json {
+        return print_json(&view);
+    }
+    let block = nexus_cli::workspace_flow::render_ready(&view, Some(&ssh));
+    ui.result(block.trim_end());
+    ui.result(&format!("Stop it (data kept): nexus down --dir {}", opts.dir.display()));
+    ui.info(&format!("Up in {:.1}s", started.elapsed().as_secs_f64()));
     Ok(())
 }
 
@@ -557,7 +622,7 @@ async fn run_workspace(cmd: WorkspaceCommand) -> anyhow::Result<()> {
             if json {
                 return print_json(&view);
             }
-            ui.result(flow::render_ready(&view).trim_end());
+            ui.result(flow::render_ready(&view, None).trim_end());
             Ok(())
         }
         WorkspaceCommand::Connect { workspace, editor, no_forward, client: ClientArgs { json, server } } => {
@@ -810,6 +875,14 @@ fn main() -> ExitCode {
                     Command::Agent(args) => run_agent(args).await,
                     Command::Workspace(cmd) => run_workspace(cmd).await,
                     Command::Auth(cmd) => run_auth(cmd).await,
+                    Command::Up { dir, port, git_port, json } => run_up(dir, port, git_port, json).await,
+                    Command::Down { dir, port } => {
+                        let dir = dir.unwrap_or_else(|| nexus_cli::staging::default_dir(is_root()));
+                        let ui = nexus_cli::ui::Ui::new(false);
+                        nexus_cli::staging::down(&dir, port, &ui).await.map_err(client_error)?;
+                        ui.info(&format!("Data kept in {}; `nexus up` brings it back", dir.display()));
+                        Ok(())
+                    }
                     Command::Ssh(cmd) => run_ssh(cmd).await,
                     _ => unreachable!(),
                 }

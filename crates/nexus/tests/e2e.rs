@@ -587,9 +587,14 @@ async fn http_get(url: &str) -> Option<String> {
     resp.text().await.ok()
 }
 
+/// Tests that forward services to this machine's localhost take turns: each user's first service
+/// gets local port 23000, whatever server it is on.
+static LOCAL_FORWARDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn designer_journey_auth_ssh_fork_connect_forward_push_pr() {
     let Some(ip) = lxd_host_ip() else { return };
+    let _local = LOCAL_FORWARDS.lock().await;
     let github = FakeGithub::start_on(&ip).await;
     github.add_account("alice", 1001);
     github.add_account("acme", 2001);
@@ -743,4 +748,81 @@ async fn designer_journey_auth_ssh_fork_connect_forward_push_pr() {
     assert!(!h.join(".nexus/forwards/site.json").exists());
     assert!(!std::fs::read_to_string(h.join(".nexus/ssh/config")).unwrap().contains("nexus-site"));
     github.assert_conformant();
+}
+
+/// `nexus up` in a directory of its own, on ports of its own; `down` stops it, keeping data.
+struct Staging {
+    dir: tempfile::TempDir,
+    port: u16,
+    git_port: u16,
+}
+
+impl Staging {
+    fn cmd(&self, verb: &str) -> Command {
+        let mut c = Command::new(bin());
+        c.arg(verb).arg("--dir").arg(self.dir.path()).args(["--port", &self.port.to_string()]);
+        if verb == "up" {
+            c.args(["--git-port", &self.git_port.to_string()]);
+        }
+        c.env("NO_COLOR", "1").stdin(std::process::Stdio::null());
+        c
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = self.cmd("down").output();
+        // The demo workspace lives in the staging project; remove it with the test's data.
+        let out =
+            Command::new("lxc").args(["list", "--project", "nexus-staging", "--format", "csv", "-c", "n"]).output();
+        let db = std::fs::read(self.dir.path().join("server/nexus.sqlite3")).unwrap_or_default();
+        let db = String::from_utf8_lossy(&db);
+        if let Ok(o) = out {
+            for name in String::from_utf8_lossy(&o.stdout).lines().filter(|n| db.contains(*n)) {
+                let _ = Command::new("lxc").args(["delete", "--force", "--project", "nexus-staging", name]).output();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_up_gives_a_working_ssh_command_and_service_url_and_down_keeps_data() {
+    if lxd_host_ip().is_none() {
+        return;
+    }
+    let _local = LOCAL_FORWARDS.lock().await;
+    let staging = Staging {
+        dir: tempfile::tempdir().unwrap(),
+        port: nexus_testkit::free_port(),
+        git_port: nexus_testkit::free_port(),
+    };
+    let ready = run_ok(staging.cmd("up"), "nexus up");
+    assert!(ready.contains("Workspace Ready"), "{ready}");
+    let ssh_line = ready.lines().find_map(|l| l.strip_prefix("SSH: ")).expect("an SSH line").to_string();
+    let url = ready.lines().find_map(|l| l.trim().strip_prefix("- web: ")).and_then(|l| l.split_whitespace().next());
+    let url = url.expect("a web service URL").to_string();
+
+    // The printed ssh command works as printed.
+    let mut words: Vec<&str> = ssh_line.split_whitespace().collect();
+    words.extend(["-o", "BatchMode=yes", "cat site/index.html"]);
+    let out = Command::new(words[0]).args(&words[1..]).output().unwrap();
+    assert!(out.status.success(), "{ssh_line}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Nexus demo"));
+    // And so does the service URL, on this machine.
+    let page = nexus_testkit::eventually(Duration::from_secs(30), "demo page", || http_get(&url)).await;
+    assert!(page.contains("Nexus demo"), "{page}");
+
+    // Changes made in the workspace survive down + up.
+    let mut mark = Command::new(words[0]);
+    mark.args(&words[1..words.len() - 1]).arg("echo kept > site/note.txt");
+    run_ok(mark, "write a file in the workspace");
+    run_ok(staging.cmd("down"), "nexus down");
+    assert!(http_get(&url).await.is_none(), "the forward stops with down");
+    let again = run_ok(staging.cmd("up"), "nexus up again");
+    assert!(again.contains("Workspace Ready"), "{again}");
+    let mut read = Command::new(words[0]);
+    read.args(&words[1..words.len() - 1]).arg("cat site/note.txt");
+    assert_eq!(run_ok(read, "read the file back").trim(), "kept");
+    let page = nexus_testkit::eventually(Duration::from_secs(30), "demo page after up", || http_get(&url)).await;
+    assert!(page.contains("Nexus demo"));
 }
