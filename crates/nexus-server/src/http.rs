@@ -25,6 +25,7 @@ use utoipa_axum::routes;
 
 use crate::app::{App, Caller};
 use crate::error::ServerError;
+use crate::installer::{Download, Installer};
 
 type AppState = State<Arc<App>>;
 
@@ -144,8 +145,9 @@ fn request_host(headers: &HeaderMap) -> String {
 #[openapi(
     info(
         title = "Nexus coordination server",
-        description = "Workspaces, users and nodes. Every endpoint except `/health` needs `Authorization: Bearer <api_token>`; \
-                       `register` also accepts the operator token. Errors are `{error: {code, message, hint}}`."
+        description = "Workspaces, users and nodes. Every endpoint except `/health`, `/api/v1/client-config`, `/install.sh` and \
+                       `/download/{file}` needs `Authorization: Bearer <api_token>`; `register` also accepts the operator token. \
+                       Errors are `{error: {code, message, hint}}`."
     ),
     modifiers(&BearerAuth),
     components(schemas(ErrorBody, ErrorDetail))
@@ -179,13 +181,21 @@ pub fn router_and_api() -> (OpenApiRouter<Arc<App>>, utoipa::openapi::OpenApi) {
         .routes(routes!(delete_workspace))
         .routes(routes!(list_nodes))
         .routes(routes!(agent_connect))
-        .routes(routes!(agent_tunnel));
+        .routes(routes!(agent_tunnel))
+        .routes(routes!(install_script))
+        .routes(routes!(download));
     let api = router.get_openapi().clone();
     (router, api)
 }
 
-/// The full HTTP service.
+/// The full HTTP service; the installer's download catalog is built on first use.
 pub fn router(app: Arc<App>) -> Router {
+    let installer = Arc::new(Installer::new(app.config().binaries_dir.clone()));
+    router_with_installer(app, installer)
+}
+
+/// The full HTTP service, serving downloads from `installer` (whose catalog `serve` builds at start).
+pub fn router_with_installer(app: Arc<App>, installer: Arc<Installer>) -> Router {
     let (router, api) = router_and_api();
     let api_json = api.to_pretty_json().unwrap_or_default();
     let (router, _) = router.split_for_parts();
@@ -209,6 +219,7 @@ pub fn router(app: Arc<App>) -> Router {
                 "see /api/v1/openapi.json for the endpoints this server has".into(),
             )
         })
+        .layer(axum::Extension(installer))
         .with_state(app)
 }
 
@@ -317,6 +328,97 @@ async fn delete_workspace(
     responses((status = 200, body = NodeList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_nodes(State(app): AppState, Auth(caller): Auth) -> Result<Json<NodeList>, ApiError> {
     Ok(Json(app.nodes(&caller)?))
+}
+
+/// The one-line installer, with this server (as the client reached it) as its default `--server`.
+#[utoipa::path(get, path = "/install.sh",
+    responses((status = 200, description = "bash script: `curl -fsSL http://<server>:3001/install.sh | bash -s -- --repo <owner/repo>`; `--help` lists its flags",
+        content_type = "text/x-shellscript", body = String)))]
+async fn install_script(headers: HeaderMap) -> Response {
+    let text = |name| headers.get(name).and_then(|v: &header::HeaderValue| v.to_str().ok());
+    let url =
+        crate::installer::served_from(text(header::HOST), text(header::HeaderName::from_static("x-forwarded-proto")));
+    let script = crate::installer::render_script(url.as_deref(), env!("CARGO_PKG_VERSION"));
+    // The script depends on the Host it was asked for, so shared caches must not reuse it.
+    ([(header::CONTENT_TYPE, "text/x-shellscript"), (header::CACHE_CONTROL, "no-store")], script).into_response()
+}
+
+/// The nexus CLI for a platform, or its checksum; what `/install.sh` downloads. No token needed.
+#[utoipa::path(get, path = "/download/{file}",
+    params(("file" = String, Path, description = "`nexus-<os>-<arch>` (the binary) or `nexus-<os>-<arch>.sha256` (its checksum, \
+        `sha256sum` format); os is `linux` or `darwin`, arch is `amd64` or `arm64`")),
+    responses((status = 200, description = "the binary, or `<hex>  nexus-<os>-<arch>` and a newline",
+            content(("application/octet-stream"), ("text/plain"))),
+        (status = 404, description = "this server has no binary for that platform", body = ErrorBody)))]
+async fn download(
+    axum::Extension(installer): axum::Extension<Arc<Installer>>,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
+    let catalog = installer.catalog().await?;
+    let hint = |platforms: &str| {
+        format!(
+            "this server has: {platforms}. The operator can add other platforms' builds with `nexus server --binaries-dir DIR` \
+             (files named `nexus-<os>-<arch>`)"
+        )
+    };
+    let Some(wanted) = Download::parse(&file) else {
+        return Ok(error_response(
+            StatusCode::NOT_FOUND,
+            "binary_not_found",
+            format!(
+                "no download named {file:?}: downloads are `nexus-<os>-<arch>` and `nexus-<os>-<arch>.sha256` \
+                 for os linux or darwin and arch amd64 or arm64"
+            ),
+            hint(&catalog.platforms()),
+        ));
+    };
+    let platform = match wanted {
+        Download::Binary(p) | Download::Checksum(p) => p,
+    };
+    let Some(binary) = catalog.get(platform) else {
+        return Ok(error_response(
+            StatusCode::NOT_FOUND,
+            "binary_not_found",
+            format!("this server has no nexus CLI for {platform}"),
+            hint(&catalog.platforms()),
+        ));
+    };
+    if let Download::Checksum(_) = wanted {
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], binary.checksum_line()).into_response());
+    }
+    let io = |source| ServerError::Io { path: binary.source.clone(), source };
+    let file = tokio::fs::File::open(&binary.path).await.map_err(io)?;
+    let len = file.metadata().await.map_err(io)?.len();
+    if len != binary.len {
+        tracing::error!(file = %binary.source, was = binary.len, now = len, "a served binary changed on disk");
+        return Ok(error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "binary_changed",
+            format!("{} changed on disk after the server computed its checksum", binary.platform.file_name()),
+            "the operator should restart the server so it checksums the new file".into(),
+        ));
+    }
+    // Streamed in chunks: binaries are tens of MB and several installs may run at once.
+    let reader = tokio::io::AsyncReadExt::take(file, len);
+    let stream = futures_util::stream::try_unfold(reader, |mut reader| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = tokio::io::AsyncReadExt::read(&mut reader, &mut buf).await?;
+        if n == 0 {
+            return Ok::<_, std::io::Error>(None);
+        }
+        buf.truncate(n);
+        Ok(Some((axum::body::Bytes::from(buf), reader)))
+    });
+    let disposition = format!("attachment; filename=\"{}\"", binary.platform.file_name());
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 fn join_token_error() -> Response {

@@ -9,6 +9,7 @@ pub mod forwarder;
 pub mod github;
 pub mod http;
 pub mod hub;
+pub mod installer;
 pub mod repo_probe;
 pub mod secret;
 pub mod store;
@@ -26,8 +27,8 @@ pub fn openapi_json() -> String {
     api.to_pretty_json().expect("the OpenAPI document serializes")
 }
 
-/// Builds the app with the real GitHub client and git prober, restores SSH listeners, and serves
-/// HTTP on `listener` until `shutdown` resolves.
+/// Builds the app with the real GitHub client and git prober, checksums the CLI binaries it serves,
+/// restores SSH listeners, and serves HTTP on `listener` until `shutdown` resolves.
 pub async fn serve(
     config: ServerConfig,
     listener: tokio::net::TcpListener,
@@ -35,18 +36,32 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let github = Box::new(github::GithubApi::new(&config.github_api_url));
     let probe = Box::new(repo_probe::GitLsRemote { timeout: std::time::Duration::from_secs(20) });
+    // Checksums once, at start (a bad `--binaries-dir` stops the start here), not per download.
+    let installer = Arc::new(installer::Installer::new(config.binaries_dir.clone()));
+    let catalog = installer.catalog().await?;
+    tracing::info!(platforms = %catalog.platforms(), "serving the CLI at /download and the installer at /install.sh");
     let app = App::new(config, github, probe)?;
-    serve_app(app, listener, shutdown).await
+    serve_with_installer(app, installer, listener, shutdown).await
 }
 
-/// Serves an already-built app (tests inject fakes this way).
+/// Serves an already-built app (tests inject fakes this way); the download catalog is built on first use.
 pub async fn serve_app(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let installer = Arc::new(installer::Installer::new(app.config().binaries_dir.clone()));
+    serve_with_installer(app, installer, listener, shutdown).await
+}
+
+async fn serve_with_installer(
+    app: Arc<App>,
+    installer: Arc<installer::Installer>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     app.restore().await?;
-    let router = http::router(app);
+    let router = http::router_with_installer(app, installer);
     use axum::serve::ListenerExt as _;
     // Tunnel WebSockets carry SSH's small interactive packets; Nagle would hold them back.
     let listener = listener.tap_io(|tcp| {

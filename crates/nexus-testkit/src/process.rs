@@ -26,6 +26,7 @@ pub const TEST_CLIENT_ID: &str = "Iv1.nexus-test-client";
 pub struct ServerProcess {
     bin: PathBuf,
     opts: ServerOpts,
+    extra_args: Vec<String>,
     child: Option<Child>,
     /// REST port (kept across restarts so agents reconnect to the same URL).
     pub port: u16,
@@ -63,10 +64,17 @@ pub fn wait_healthy(url: &str, timeout: Duration) {
 impl ServerProcess {
     /// Starts a server with a fresh data dir on a free port.
     pub fn start(bin: &Path, opts: ServerOpts) -> ServerProcess {
+        Self::start_with_args(bin, opts, &[])
+    }
+
+    /// Like [`ServerProcess::start`], with more `nexus server` flags (e.g. `--binaries-dir DIR`),
+    /// kept across restarts.
+    pub fn start_with_args(bin: &Path, opts: ServerOpts, extra_args: &[&str]) -> ServerProcess {
         let port = crate::free_port();
         let mut s = ServerProcess {
             bin: bin.to_path_buf(),
             opts,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             child: None,
             port,
             url: format!("http://127.0.0.1:{port}"),
@@ -92,6 +100,7 @@ impl ServerProcess {
                 "--node-timeout",
                 &self.opts.node_timeout_secs.to_string(),
             ])
+            .args(&self.extra_args)
             .env("NEXUS_LOG", "info,nexus_server=debug")
             .stdin(Stdio::null())
             .stdout(out)
