@@ -52,6 +52,8 @@ pub struct AuthOptions {
     pub token: Option<String>,
     /// Reuse `gh`'s token without asking.
     pub use_gh: bool,
+    /// Sign in again even when the saved token still works.
+    pub force: bool,
 }
 
 /// Where to sign in: flag, then config, then what the server says, then github.com.
@@ -109,6 +111,18 @@ pub async fn auth_github(
     ui.section("🔐 GitHub Authentication");
     let (endpoints, client_id) = github_target(opts, &mut loaded.config, ui).await;
 
+    // Re-running the installer (or this command) must not ask for the browser again.
+    if opts.token.is_none() && !opts.force {
+        if let (Some(login), Some(saved)) = (&loaded.config.github.username, &loaded.config.github.auth_token) {
+            if let Ok(user) = GithubClient::new(endpoints.clone(), Some(saved.clone())).user().await {
+                if user.login.eq_ignore_ascii_case(login) {
+                    ui.ok(&format!("Authenticated as: {} (already signed in; `--force` signs in again)", user.login));
+                    save(&loaded)?;
+                    return Ok((user.login, user.id));
+                }
+            }
+        }
+    }
     let token = if let Some(t) = opts.token.clone() {
         t.trim().to_string()
     } else if let Some(t) = gh_token(sys, &loaded.config.github.host)

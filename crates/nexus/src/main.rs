@@ -118,6 +118,9 @@ enum AuthCommand {
         /// Reuse the GitHub CLI's token without asking.
         #[arg(long)]
         use_gh_token: bool,
+        /// Sign in again even if the saved token still works.
+        #[arg(long)]
+        force: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -548,7 +551,7 @@ fn exit_with(code: i32) -> anyhow::Result<()> {
 async fn run_auth(cmd: AuthCommand) -> anyhow::Result<()> {
     use nexus_cli::account;
     match cmd {
-        AuthCommand::Github { server, github_host, client_id, with_token, use_gh_token, json } => {
+        AuthCommand::Github { server, github_host, client_id, with_token, use_gh_token, force, json } => {
             let ui = nexus_cli::ui::Ui::new(json);
             let token = if with_token {
                 let mut t = String::new();
@@ -557,7 +560,7 @@ async fn run_auth(cmd: AuthCommand) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let opts = account::AuthOptions { server, github_host, client_id, token, use_gh: use_gh_token };
+            let opts = account::AuthOptions { server, github_host, client_id, token, use_gh: use_gh_token, force };
             let opener = nexus_cli::opener::SystemOpener::from_env();
             let (login, id) = account::auth_github(&opts, &ui, &nexus_cli::system::HostSystem, &opener)
                 .await

@@ -826,3 +826,114 @@ async fn staging_up_gives_a_working_ssh_command_and_service_url_and_down_keeps_d
     let page = nexus_testkit::eventually(Duration::from_secs(30), "demo page after up", || http_get(&url)).await;
     assert!(page.contains("Nexus demo"));
 }
+
+/// The whole journey from the one install line on real LXD: `curl <server>/install.sh | bash -s --
+/// --repo … --server …` with an empty HOME and no terminal; the test approves the device code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_journey_from_the_install_line_to_the_editor() {
+    let Some(ip) = lxd_host_ip() else { return };
+    let _local = LOCAL_FORWARDS.lock().await;
+    let github = std::sync::Arc::new(FakeGithub::start_on(&ip).await);
+    github.add_account("alice", 1001);
+    github.add_account("acme", 2001);
+    github.set_device_interval(1);
+    github.create_repo(
+        "acme",
+        "site",
+        false,
+        &[
+            ("package.json", r#"{"name":"site","version":"1.0.0","scripts":{"dev":"node server.js"}}"#),
+            ("server.js", WEB_JS),
+        ],
+    );
+    let server = ServerProcess::start(
+        &bin(),
+        ServerOpts {
+            github_api_url: github.api_url.clone(),
+            git_base_url: github.web_url.clone(),
+            ssh_ports: nexus_testkit::free_port_range(4),
+            node_timeout_secs: 30,
+        },
+    );
+    let project = ProjectGuard::new("journey");
+    let _agent = AgentProcess::start(&bin(), &server, "node-a", &project.0, &[]);
+    wait_nodes(&Api::new(&server.url).with_token(&server.operator_token()), 1).await;
+    let approver = {
+        let github = github.clone();
+        tokio::spawn(async move {
+            loop {
+                for code in github.pending_user_codes() {
+                    github.approve_device(&code, "alice");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    let home = tempfile::tempdir().unwrap();
+    let bin_dir = tempfile::tempdir().unwrap();
+    let record = bin_dir.path().join("cursor-args");
+    let cursor = bin_dir.path().join("cursor");
+    std::fs::write(&cursor, format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", record.display())).unwrap();
+    std::fs::set_permissions(&cursor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let prefix = home.path().join(".local/bin");
+    let path = format!("{}:{}", bin_dir.path().display(), std::env::var("PATH").unwrap());
+    let line = "set -o pipefail; curl -fsSL \"$0/install.sh\" | bash -s -- \"$@\"";
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking({
+        let (server_url, home, prefix) = (server.url.clone(), home.path().to_path_buf(), prefix.clone());
+        move || {
+            Command::new("setsid")
+                .args(["-w", "bash", "-c", line, &server_url, "--repo", "acme/site", "--server", &server_url])
+                .args(["--editor", "cursor", "--prefix"])
+                .arg(&prefix)
+                .env_clear()
+                .env("HOME", &home)
+                .env("PATH", path)
+                .env("NO_COLOR", "1")
+                .env("NEXUS_BROWSER", "none")
+                .env("LANG", "C.UTF-8")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    approver.abort();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "install line failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    eprintln!("whole journey took {:.1}s\n{stderr}\n{stdout}", took.as_secs_f64());
+    assert!(stdout.contains("Workspace Ready"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(&record).expect("the editor was invoked").trim(),
+        "--folder-uri=vscode-remote://ssh-remote+nexus-site/home/dev/site"
+    );
+    let installed = prefix.join("nexus");
+    let list = Command::new(&installed)
+        .args(["workspace", "list", "--json"])
+        .env("HOME", home.path())
+        .env_remove("NEXUS_SERVER")
+        .env_remove("NEXUS_TOKEN")
+        .env_remove("NEXUS_CONFIG")
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list[0]["status"], "running", "{list}");
+    let mapped = list[0]["services"][0]["mapped_port"].as_u64().expect("the web service has a local port");
+    let page = http_get(&format!("http://localhost:{mapped}/")).await;
+    assert_eq!(page.as_deref(), Some("web ok\n"), "the service answers on the designer's side");
+
+    let delete = Command::new(&installed)
+        .args(["workspace", "delete", "site"])
+        .env("HOME", home.path())
+        .env_remove("NEXUS_SERVER")
+        .env_remove("NEXUS_TOKEN")
+        .env_remove("NEXUS_CONFIG")
+        .output()
+        .unwrap();
+    assert!(delete.status.success(), "{}", String::from_utf8_lossy(&delete.stderr));
+    github.assert_conformant();
+}
