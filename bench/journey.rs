@@ -156,17 +156,7 @@ async fn main() {
         // Run 0 warms the node's image template and is not counted.
         let login = format!("designer{run}");
         github.add_account(&login, 5000 + run as i64);
-        let approver = {
-            let (github, login) = (github.clone(), login.clone());
-            tokio::spawn(async move {
-                loop {
-                    for code in github.pending_user_codes() {
-                        github.approve_device(&code, &login);
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            })
-        };
+        let approver = github.auto_approve(&login);
         let home = tempfile::tempdir().unwrap();
         let tools = tempfile::tempdir().unwrap();
         let record = tools.path().join("cursor-args");

@@ -643,45 +643,9 @@ fn name_and_expected(after: &str) -> (String, Vec<String>) {
     (name.to_string(), expected)
 }
 
-/// The valid key closest to `word`, if it is close enough to be a likely typo (or a known alias).
+/// The valid key closest to `word` (the same rule as `.nexus/config.yaml`'s hints).
 fn nearest(word: &str, candidates: &[String]) -> Option<String> {
-    let lower = word.to_ascii_lowercase().replace('-', "_");
-    if let Some((_, to)) = ALIASES.iter().find(|(from, to)| *from == lower && candidates.iter().any(|c| c == to)) {
-        return Some((*to).to_string());
-    }
-    candidates
-        .iter()
-        .map(|c| (distance(&lower, c), c))
-        .filter(|(d, c)| {
-            *d <= 2
-                || d * 2 <= c.len()
-                || (lower.len() >= 3 && (c.starts_with(&lower) || lower.starts_with(c.as_str())))
-        })
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.clone())
-}
-
-/// Optimal string alignment distance: Levenshtein plus adjacent transpositions.
-fn distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
+    nexus_project::nearest_key(&word.replace('-', "_"), candidates, ALIASES)
 }
 
 /// Line and column of top-level `key:` in `text`, or (1, 1).

@@ -122,14 +122,7 @@ pub async fn create(opts: &CreateOptions, ui: &Ui) -> Result<WorkspaceView, Clie
         }
         ui.section("🔨 Workspace Initialization");
         if w.status == WorkspaceStatus::Stopped {
-            let step = ui.step(&format!("Starting {}", w.name));
-            let started: Result<serde_json::Value, _> =
-                client.send(reqwest::Method::POST, &format!("/api/v1/workspaces/{}/start", w.workspace_id)).await;
-            if let Err(e) = started {
-                step.fail("Start failed");
-                return Err(e);
-            }
-            step.ok("Started");
+            start(&client, w, ui).await?;
         }
         return wait_ready(&client, &w.workspace_id, ui).await;
     }
@@ -158,6 +151,22 @@ pub async fn create(opts: &CreateOptions, ui: &Ui) -> Result<WorkspaceView, Clie
     };
     let created = client.create(&req).await?;
     wait_ready(&client, &created.workspace_id, ui).await
+}
+
+/// Starts a stopped workspace, with a spinner.
+async fn start(client: &Client, view: &WorkspaceView, ui: &Ui) -> Result<(), ClientError> {
+    let step = ui.step(&format!("Starting {}", view.name));
+    let path = format!("/api/v1/workspaces/{}/start", view.workspace_id);
+    match client.send::<serde_json::Value>(reqwest::Method::POST, &path).await {
+        Ok(_) => {
+            step.ok("Started");
+            Ok(())
+        }
+        Err(e) => {
+            step.fail("Start failed");
+            Err(e)
+        }
+    }
 }
 
 /// Polls until the workspace runs and its services settle, with a spinner saying what it waits for.
@@ -339,14 +348,7 @@ pub async fn connect(
     let client = Client::from_config(opts.server.clone(), cfg)?;
     let mut view = find(&client, opts.workspace.as_deref()).await?;
     if view.status == WorkspaceStatus::Stopped {
-        let step = ui.step(&format!("Starting {}", view.name));
-        let started: Result<serde_json::Value, _> =
-            client.send(reqwest::Method::POST, &format!("/api/v1/workspaces/{}/start", view.workspace_id)).await;
-        if let Err(e) = started {
-            step.fail("Start failed");
-            return Err(e);
-        }
-        step.ok("Started");
+        start(&client, &view, ui).await?;
         view = wait_ready(&client, &view.workspace_id, ui).await?;
     }
     if view.status != WorkspaceStatus::Running {

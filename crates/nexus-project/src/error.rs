@@ -237,8 +237,15 @@ const ALIASES: &[(&str, &str)] = &[
 
 /// The valid key closest to `word`, if it is close enough to be a likely typo (or a known alias).
 pub(crate) fn nearest(word: &str, candidates: &[String]) -> Option<String> {
+    nearest_key(word, candidates, ALIASES)
+}
+
+/// The candidate closest to `word` when it is close enough to be a likely typo, or what `aliases`
+/// maps it to (`(alias, key)` pairs; used only when the key is a candidate). Shared by every config
+/// file Nexus parses so their "did you mean" hints behave alike.
+pub fn nearest_key(word: &str, candidates: &[String], aliases: &[(&str, &str)]) -> Option<String> {
     let lower = word.to_ascii_lowercase();
-    if let Some((_, to)) = ALIASES.iter().find(|(from, to)| *from == lower && candidates.iter().any(|c| c == to)) {
+    if let Some((_, to)) = aliases.iter().find(|(from, to)| *from == lower && candidates.iter().any(|c| c == to)) {
         return Some((*to).to_string());
     }
     let normalized = lower.replace('-', "_");

@@ -1334,6 +1334,20 @@ impl FakeGithub {
         token
     }
 
+    /// Plays the user approving every device code as `login`, as soon as it appears, until the
+    /// returned task is aborted.
+    pub fn auto_approve(self: &std::sync::Arc<Self>, login: &str) -> tokio::task::JoinHandle<()> {
+        let (github, login) = (self.clone(), login.to_string());
+        tokio::spawn(async move {
+            loop {
+                for code in github.pending_user_codes() {
+                    github.approve_device(&code, &login);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+    }
+
     /// Plays the user cancelling the authorization: the next poll gets `access_denied`.
     pub fn deny_device(&self, user_code: &str) {
         self.grant(user_code, |st, i| st.grants[i].state = GrantState::Denied);

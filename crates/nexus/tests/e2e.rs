@@ -555,6 +555,25 @@ async fn an_invalid_config_fails_the_create_at_once_with_its_location() {
     assert!(project.instances().is_empty(), "no container left behind");
 }
 
+/// A stand-in `cursor` in `dir` that saves its arguments; returns where they are saved.
+fn recording_cursor(dir: &std::path::Path) -> PathBuf {
+    let record = dir.join("cursor-args");
+    let cursor = dir.join("cursor");
+    std::fs::write(&cursor, format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", record.display())).unwrap();
+    std::fs::set_permissions(&cursor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    record
+}
+
+/// `acme/site` on the GitHub test server: an npm project whose `dev` script serves `web ok`.
+fn create_site_repo(github: &FakeGithub, extra: &[(&str, &str)]) {
+    let mut files = vec![
+        ("package.json", r#"{"name":"site","version":"1.0.0","scripts":{"dev":"node server.js"}}"#),
+        ("server.js", WEB_JS),
+    ];
+    files.extend_from_slice(extra);
+    github.create_repo("acme", "site", false, &files);
+}
+
 /// Runs the `nexus` CLI as the designer: their HOME, no browser, the stand-in editor first on PATH.
 fn designer(home: &std::path::Path, bin_dir: &std::path::Path) -> Command {
     let mut c = Command::new(bin());
@@ -599,16 +618,7 @@ async fn designer_journey_auth_ssh_fork_connect_forward_push_pr() {
     github.add_account("alice", 1001);
     github.add_account("acme", 2001);
     github.set_device_interval(1);
-    github.create_repo(
-        "acme",
-        "site",
-        false,
-        &[
-            ("README.md", "acme site\n"),
-            ("package.json", r#"{"name":"site","version":"1.0.0","scripts":{"dev":"node server.js"}}"#),
-            ("server.js", WEB_JS),
-        ],
-    );
+    create_site_repo(&github, &[("README.md", "acme site\n")]);
     let server = ServerProcess::start(
         &bin(),
         ServerOpts {
@@ -624,10 +634,7 @@ async fn designer_journey_auth_ssh_fork_connect_forward_push_pr() {
 
     let home = tempfile::tempdir().unwrap();
     let bin_dir = tempfile::tempdir().unwrap();
-    let record = bin_dir.path().join("cursor-args");
-    let cursor = bin_dir.path().join("cursor");
-    std::fs::write(&cursor, format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", record.display())).unwrap();
-    std::fs::set_permissions(&cursor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let record = recording_cursor(bin_dir.path());
     let h = home.path();
 
     // 1. GitHub device flow: the test plays the designer approving the code in the browser.
@@ -837,15 +844,7 @@ async fn whole_journey_from_the_install_line_to_the_editor() {
     github.add_account("alice", 1001);
     github.add_account("acme", 2001);
     github.set_device_interval(1);
-    github.create_repo(
-        "acme",
-        "site",
-        false,
-        &[
-            ("package.json", r#"{"name":"site","version":"1.0.0","scripts":{"dev":"node server.js"}}"#),
-            ("server.js", WEB_JS),
-        ],
-    );
+    create_site_repo(&github, &[]);
     let server = ServerProcess::start(
         &bin(),
         ServerOpts {
@@ -858,24 +857,11 @@ async fn whole_journey_from_the_install_line_to_the_editor() {
     let project = ProjectGuard::new("journey");
     let _agent = AgentProcess::start(&bin(), &server, "node-a", &project.0, &[]);
     wait_nodes(&Api::new(&server.url).with_token(&server.operator_token()), 1).await;
-    let approver = {
-        let github = github.clone();
-        tokio::spawn(async move {
-            loop {
-                for code in github.pending_user_codes() {
-                    github.approve_device(&code, "alice");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let approver = github.auto_approve("alice");
 
     let home = tempfile::tempdir().unwrap();
     let bin_dir = tempfile::tempdir().unwrap();
-    let record = bin_dir.path().join("cursor-args");
-    let cursor = bin_dir.path().join("cursor");
-    std::fs::write(&cursor, format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", record.display())).unwrap();
-    std::fs::set_permissions(&cursor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let record = recording_cursor(bin_dir.path());
     let prefix = home.path().join(".local/bin");
     let path = format!("{}:{}", bin_dir.path().display(), std::env::var("PATH").unwrap());
     let line = "set -o pipefail; curl -fsSL \"$0/install.sh\" | bash -s -- \"$@\"";

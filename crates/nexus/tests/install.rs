@@ -454,17 +454,7 @@ async fn full_install_signs_in_creates_the_workspace_and_can_run_again() {
     })
     .await;
     // The test plays the user approving each device code in the browser.
-    let approver = {
-        let github = github.clone();
-        tokio::spawn(async move {
-            loop {
-                for code in github.pending_user_codes() {
-                    github.approve_device(&code, "alice");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let approver = github.auto_approve("alice");
 
     let machine = Arc::new(Machine::new());
     let install = |machine: Arc<Machine>, url: String| {
