@@ -153,6 +153,16 @@ pub async fn create(opts: &CreateOptions, ui: &Ui) -> Result<WorkspaceView, Clie
     wait_ready(&client, &created.workspace_id, ui).await
 }
 
+fn require_running(view: &WorkspaceView) -> Result<(), ClientError> {
+    if view.status == WorkspaceStatus::Running {
+        return Ok(());
+    }
+    Err(err(
+        format!("workspace {} is {}, not running", view.name, view.status),
+        format!("start it with `nexus workspace start {}`", view.name),
+    ))
+}
+
 /// Starts a stopped workspace, with a spinner.
 async fn start(client: &Client, view: &WorkspaceView, ui: &Ui) -> Result<(), ClientError> {
     let step = ui.step(&format!("Starting {}", view.name));
@@ -452,12 +462,7 @@ pub async fn ssh(
     let cfg = load_config(ui)?.config;
     let client = Client::from_config(server, &cfg)?;
     let view = find(&client, workspace).await?;
-    if view.status != WorkspaceStatus::Running {
-        return Err(err(
-            format!("workspace {} is {}, not running", view.name, view.status),
-            format!("start it with `nexus workspace start {}`", view.name),
-        ));
-    }
+    require_running(&view)?;
     let alias = configure_ssh(&view, &cfg)?;
     let files = SshFiles::from_env().map_err(|e| err(e.to_string(), "set HOME"))?;
     let mut cmd = std::process::Command::new("ssh");
@@ -523,12 +528,7 @@ pub async fn pr(opts: &PrOptions, ui: &Ui, sys: &dyn System) -> Result<PrOutcome
     let client = Client::from_config(opts.server.clone(), &cfg)?;
     let (gh, _login) = github_of(&cfg)?;
     let view = find(&client, opts.workspace.as_deref()).await?;
-    if view.status != WorkspaceStatus::Running {
-        return Err(err(
-            format!("workspace {} is {}, not running", view.name, view.status),
-            format!("start it with `nexus workspace start {}`", view.name),
-        ));
-    }
+    require_running(&view)?;
     let alias = configure_ssh(&view, &cfg)?;
     let files = SshFiles::from_env().map_err(|e| err(e.to_string(), "set HOME"))?;
     let path = &view.repo.path;

@@ -555,6 +555,19 @@ async fn an_invalid_config_fails_the_create_at_once_with_its_location() {
     assert!(project.instances().is_empty(), "no container left behind");
 }
 
+/// A server that trusts the GitHub test server and clones from it.
+fn server_for(github: &FakeGithub) -> ServerProcess {
+    ServerProcess::start(
+        &bin(),
+        ServerOpts {
+            github_api_url: github.api_url.clone(),
+            git_base_url: github.web_url.clone(),
+            ssh_ports: nexus_testkit::free_port_range(4),
+            node_timeout_secs: 30,
+        },
+    )
+}
+
 /// A stand-in `cursor` in `dir` that saves its arguments; returns where they are saved.
 fn recording_cursor(dir: &std::path::Path) -> PathBuf {
     let record = dir.join("cursor-args");
@@ -619,15 +632,7 @@ async fn designer_journey_auth_ssh_fork_connect_forward_push_pr() {
     github.add_account("acme", 2001);
     github.set_device_interval(1);
     create_site_repo(&github, &[("README.md", "acme site\n")]);
-    let server = ServerProcess::start(
-        &bin(),
-        ServerOpts {
-            github_api_url: github.api_url.clone(),
-            git_base_url: github.web_url.clone(),
-            ssh_ports: nexus_testkit::free_port_range(4),
-            node_timeout_secs: 30,
-        },
-    );
+    let server = server_for(&github);
     let project = ProjectGuard::new("designer");
     let _agent = AgentProcess::start(&bin(), &server, "node-a", &project.0, &[]);
     wait_nodes(&Api::new(&server.url).with_token(&server.operator_token()), 1).await;
@@ -845,15 +850,7 @@ async fn whole_journey_from_the_install_line_to_the_editor() {
     github.add_account("acme", 2001);
     github.set_device_interval(1);
     create_site_repo(&github, &[]);
-    let server = ServerProcess::start(
-        &bin(),
-        ServerOpts {
-            github_api_url: github.api_url.clone(),
-            git_base_url: github.web_url.clone(),
-            ssh_ports: nexus_testkit::free_port_range(4),
-            node_timeout_secs: 30,
-        },
-    );
+    let server = server_for(&github);
     let project = ProjectGuard::new("journey");
     let _agent = AgentProcess::start(&bin(), &server, "node-a", &project.0, &[]);
     wait_nodes(&Api::new(&server.url).with_token(&server.operator_token()), 1).await;
