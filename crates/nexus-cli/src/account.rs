@@ -397,3 +397,26 @@ async fn register_with_retries(
     }
     Err(last.expect("at least one attempt"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::system::FakeSystem;
+
+    #[test]
+    fn gh_token_is_offered_only_when_gh_is_signed_in_to_that_host() {
+        let sys = FakeSystem::default().on("gh auth token --hostname github.com", 0, "gho_from_gh\n");
+        assert_eq!(gh_token(&sys, "github.com").as_deref(), Some("gho_from_gh"));
+        let sys = FakeSystem::default().on("gh auth token", 1, "");
+        assert_eq!(gh_token(&sys, "github.com"), None);
+        // A test server's URL is not a host gh knows.
+        assert_eq!(gh_token(&FakeSystem::default(), "http://10.0.0.1:8080"), None);
+    }
+
+    #[test]
+    fn github_host_from_the_servers_url() {
+        assert_eq!(github_host_of("https://github.com"), "github.com");
+        assert_eq!(github_host_of("https://ghe.example.com/"), "ghe.example.com");
+        assert_eq!(github_host_of("http://10.87.0.1:4567"), "http://10.87.0.1:4567");
+    }
+}

@@ -173,6 +173,36 @@ async fn unknown_repo_revoked_token_and_unreachable_server_make_nothing() {
     github.assert_conformant();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_status_and_logout() {
+    let (github, _server, d) = setup().await;
+    let (ok, out, _) = d.run(&["auth", "status", "--json"], None);
+    assert!(ok);
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["github_user"], serde_json::Value::Null, "{st}");
+    sign_in(&d);
+    let (ok, _, err) = d.run(&["ssh", "setup"], None);
+    assert!(ok, "{err}");
+    // Signing in again with a token that still works keeps it: no browser needed.
+    let (ok, _, err) = d.run(&["auth", "github"], None);
+    assert!(ok, "{err}");
+    assert!(err.contains("already signed in"), "{err}");
+    let (ok, out, _) = d.run(&["auth", "status", "--json"], None);
+    assert!(ok);
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["github_user"], "alice", "{st}");
+    assert_eq!(st["registered"], true, "{st}");
+    let (ok, _, _) = d.run(&["auth", "logout"], None);
+    assert!(ok);
+    assert!(!d.config().contains("auth_token") && !d.config().contains("api_token"), "{}", d.config());
+    assert!(d.config().contains("username: alice"), "the rest of the config stays: {}", d.config());
+    let (ok, _, err) = d.run(&["workspace", "list"], None);
+    assert!(!ok);
+    assert_error_and_hint(&err);
+    assert!(err.contains("nexus auth github"), "{err}");
+    github.assert_conformant();
+}
+
 #[test]
 fn config_errors_point_at_the_line() {
     let home = tempfile::tempdir().unwrap();

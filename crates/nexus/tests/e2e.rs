@@ -716,6 +716,16 @@ async fn designer_journey_auth_ssh_fork_connect_forward_push_pr() {
     })
     .await;
 
+    // The forwards are visible, and `workspace ssh` runs commands in the workspace.
+    let mut ports = designer(h, bin_dir.path());
+    ports.args(["workspace", "ports", "list", "--json"]);
+    let ports: serde_json::Value = serde_json::from_str(&run_ok(ports, "ports list")).unwrap();
+    assert_eq!(ports[0]["workspace"], "site", "{ports}");
+    assert_eq!(ports[0]["ports"][0]["local"].as_u64(), Some(mapped), "{ports}");
+    let mut in_ws = designer(h, bin_dir.path());
+    in_ws.args(["workspace", "ssh", "site", "--", "cat", "site/README.md"]);
+    assert_eq!(run_ok(in_ws, "workspace ssh").trim(), "acme site");
+
     // 5. The designer commits and pushes from inside the workspace, as themselves, to the fork.
     let ssh_config = h.join(".ssh/config");
     let push = "cd ~/site && git remote get-url upstream && git switch -q -c tweak && echo more >> README.md \
@@ -752,6 +762,20 @@ async fn designer_journey_auth_ssh_fork_connect_forward_push_pr() {
     assert_eq!((pulls[0].head_owner.as_str(), pulls[0].head_ref.as_str()), ("alice", "tweak"));
     assert_eq!(pulls[0].title, "Designer tweak");
     assert!(pr["url"].as_str().unwrap().ends_with("/acme/site/pull/1"), "{pr}");
+
+    // A private repository of alice's own: no fork (she can push), cloned with her token.
+    github.create_repo("alice", "secret", true, &[("NOTES.md", "private notes\n")]);
+    let mut private = designer(h, bin_dir.path());
+    private.args(["workspace", "create", "alice/secret", "--json"]);
+    let secret: serde_json::Value = serde_json::from_str(&run_ok(private, "create a private repo")).unwrap();
+    assert_eq!(secret["status"], "running", "{secret}");
+    assert!(!github.bare_repo_path("alice", "secret-1").exists());
+    let mut read = designer(h, bin_dir.path());
+    read.args(["workspace", "ssh", "secret", "--", "cat", "secret/NOTES.md"]);
+    assert_eq!(run_ok(read, "read the private checkout").trim(), "private notes");
+    let mut delete = designer(h, bin_dir.path());
+    delete.args(["workspace", "delete", "secret"]);
+    run_ok(delete, "delete the private workspace");
 
     // Deleting the workspace stops its forwards and removes its ssh entry.
     let mut delete = designer(h, bin_dir.path());
