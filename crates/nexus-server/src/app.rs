@@ -322,6 +322,23 @@ impl App {
             }
             self.serve_listener(port, &id, listener);
         }
+        // The planned services are listed (`starting`, local ports assigned) from the start, so a
+        // client that sees `running` before the node's first services report still knows what to wait for.
+        let planned: Vec<ServiceRow> = plan
+            .services
+            .iter()
+            .map(|s| ServiceRow {
+                name: s.name.clone(),
+                port: s.port,
+                mapped_port: 0,
+                status: "starting".into(),
+                discovered: false,
+                message: None,
+                hint: None,
+                last_logs: None,
+            })
+            .collect();
+        self.store.replace_services(&id, user.id, &planned)?;
         let ws = self.store.workspace(&id)?.ok_or_else(|| ServerError::WorkspaceNotFound(id.clone()))?;
         let status = self.dispatch_ensure(&ws)?;
         Ok(CreateWorkspaceResponse {

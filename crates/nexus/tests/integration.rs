@@ -426,3 +426,25 @@ async fn concurrent_creates_of_one_name_make_one_workspace() {
     let (code, body) = alice.create("race", "acme/other").await;
     assert_eq!((code, body["error"]["code"].as_str()), (409, Some("name_taken")), "{body}");
 }
+
+#[tokio::test]
+async fn planned_services_are_listed_with_local_ports_from_the_create_on() {
+    let mut c = cluster(4).await;
+    c.git.create_repo(
+        "acme",
+        "svc",
+        &[(".nexus/config.yaml", "services:\n  web:\n    command: \"python3 -m http.server 3000\"\n    port: 3000\n")],
+    );
+    c.add_agent("node-a", &c.join.clone());
+    c.wait_nodes(1).await;
+    let alice = c.user("alice", 11, KEY_A).await;
+    let (code, body) = alice.create("svc", "acme/svc").await;
+    assert_eq!(code, 201, "{body}");
+    // Before the node has said anything about services, the plan's are there, with their local port.
+    let view = alice.status(body["workspace_id"].as_str().unwrap()).await;
+    let services = view["services"].as_array().unwrap();
+    assert_eq!(services.len(), 1, "{view}");
+    assert_eq!(services[0]["name"], "web");
+    assert_eq!(services[0]["port"], 3000);
+    assert_eq!(services[0]["mapped_port"], 23000);
+}
