@@ -203,6 +203,8 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
             .map_err(|e| err(format!("cannot read the server's {name}: {e}"), "run `nexus down` and `nexus up` again"))
     };
     let join = read("join-token")?;
+    // Named after the host, like any node; the same name across runs keeps its workspaces attached.
+    let node_name = run_ok(sys, &["hostname"], "install hostname (`apt-get install hostname`)")?.trim().to_string();
     let agent = [
         exe.clone(),
         "agent".into(),
@@ -213,36 +215,37 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
         "--lxd-project".into(),
         "nexus-staging".into(),
         "--name".into(),
-        "staging-node".into(),
+        node_name.clone(),
     ];
     let started = ensure_process(&dir, "agent", &agent, &[])?;
-    ui.ok(&format!("agent staging-node {}", if started { "(started)" } else { "(running)" }));
+    ui.ok(&format!("agent {node_name} {}", if started { "(started)" } else { "(running)" }));
+
+    // Until the agent has said hello, the server only knows what the workspace was doing before:
+    // wait for the node, so the reconciliation it triggers is what we read next.
+    wait_node(&Client::new(&base, &read("operator-token")?), &node_name, &dir).await?;
 
     ui.section("👤 Demo user");
     let home = dir.join("home");
-    let key = home.join(".ssh/id_ed25519");
+    // Kept where earlier versions of staging put it, so an existing demo user keeps working.
+    let key = dir.join("demo_key");
     let outcome = crate::keys::ensure_key(sys, &key, "demo@nexus-staging").map_err(|e| err(e.to_string(), e.hint()))?;
     let config_path = home.join(".nexus/config.yaml");
     let mut cfg = UserConfig::load_from(&config_path).map_err(|e| err(e.to_string(), e.hint()))?.config;
     cfg.server = Some(base.clone());
     cfg.ssh.key_path = key.display().to_string();
     let operator = Client::new(&base, &read("operator-token")?);
-    let registered = match &cfg.api_token {
-        Some(t) => Client::new(&base, t).workspaces().await.is_ok(),
-        None => false,
-    };
-    if !registered {
-        let resp = operator
-            .register(&RegisterRequest {
-                github_username: "demo".into(),
-                github_id: 1,
-                ssh_pubkey: outcome.key().authorized_line(),
-                ssh_pubkey_fingerprint: None,
-                github_token: None,
-            })
-            .await?;
-        cfg.api_token = Some(resp.api_token);
-    }
+    // Registering again is an upsert: it keeps the server's key for `demo` equal to the key on disk
+    // (a new key reaches the workspace the next time it starts) and hands out a fresh token.
+    let resp = operator
+        .register(&RegisterRequest {
+            github_username: "demo".into(),
+            github_id: 1,
+            ssh_pubkey: outcome.key().authorized_line(),
+            ssh_pubkey_fingerprint: None,
+            github_token: None,
+        })
+        .await?;
+    cfg.api_token = Some(resp.api_token);
     cfg.save_to(&config_path).map_err(|e| err(e.to_string(), e.hint()))?;
     ui.ok(&format!("demo (HOME={})", home.display()));
 
@@ -313,6 +316,22 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
     }
     let ssh = format!("ssh -F {} {alias}", files.user_config.display());
     Ok((view, ssh))
+}
+
+async fn wait_node(operator: &Client, name: &str, dir: &Path) -> Result<(), ClientError> {
+    for _ in 0..150 {
+        let nodes: Result<nexus_types::api::NodeList, _> = operator.send(reqwest::Method::GET, "/api/v1/nodes").await;
+        if let Ok(list) = nodes {
+            if list.nodes.iter().any(|n| n.name == name && n.status == nexus_types::api::NodeStatus::Ok) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(err(
+        format!("the node agent {name} did not join the server within 15 s"),
+        format!("read {}", dir.join("agent.log").display()),
+    ))
 }
 
 /// Retries while the server says no node has joined yet (the agent was just started).
