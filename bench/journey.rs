@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nexus_testkit::github::FakeGithub;
-use nexus_testkit::process::{AgentProcess, ServerOpts, ServerProcess};
+use nexus_testkit::process::{AgentProcess, ServerProcess};
 
 /// Section headers the installer and the CLI print, in journey order: each step runs from its header
 /// to the next one.
@@ -130,15 +130,7 @@ async fn main() {
             ("server.js", r#"require('http').createServer((q, s) => s.end('web ok\n')).listen(process.env.PORT);"#),
         ],
     );
-    let server = ServerProcess::start(
-        &bin,
-        ServerOpts {
-            github_api_url: github.api_url.clone(),
-            git_base_url: github.web_url.clone(),
-            ssh_ports: nexus_testkit::free_port_range(16),
-            node_timeout_secs: 30,
-        },
-    );
+    let server = ServerProcess::for_github(&bin, &github, 16);
     let project = format!("bench-journey-{}", std::process::id());
     let ok = Command::new("lxc")
         .args(["project", "create", &project, "-c", "features.images=false", "-c", "features.profiles=false"])

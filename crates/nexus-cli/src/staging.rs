@@ -222,7 +222,8 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
 
     // Until the agent has said hello, the server only knows what the workspace was doing before:
     // wait for the node, so the reconciliation it triggers is what we read next.
-    wait_node(&Client::new(&base, &read("operator-token")?), &node_name, &dir).await?;
+    let operator = Client::new(&base, &read("operator-token")?);
+    wait_node(&operator, &node_name, &dir).await?;
 
     ui.section("👤 Demo user");
     let home = dir.join("home");
@@ -233,7 +234,6 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
     let mut cfg = UserConfig::load_from(&config_path).map_err(|e| err(e.to_string(), e.hint()))?.config;
     cfg.server = Some(base.clone());
     cfg.ssh.key_path = key.display().to_string();
-    let operator = Client::new(&base, &read("operator-token")?);
     // Registering again is an upsert: it keeps the server's key for `demo` equal to the key on disk
     // (a new key reaches the workspace the next time it starts) and hands out a fresh token.
     let resp = operator

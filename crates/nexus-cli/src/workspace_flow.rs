@@ -11,7 +11,7 @@ use crate::client::{Client, ClientError};
 use crate::config::{Editor, UserConfig};
 use crate::editor::{self, EditorChoice, Opened};
 use crate::forward::{self, PortForward};
-use crate::github::{parse_repo_arg, GithubClient, GithubEndpoints, GithubError, Repository};
+use crate::github::{parse_repo_arg, GithubClient, GithubEndpoints, Repository};
 use crate::opener::{Opener, Programs};
 use crate::ssh_config::{self, SshEntry, SshFiles};
 use crate::system::System;
@@ -574,15 +574,11 @@ pub async fn pr(opts: &PrOptions, ui: &Ui, sys: &dyn System) -> Result<PrOutcome
         Ok(p) => p,
         Err(e) => {
             step.fail("GitHub refused the pull request");
-            return Err(pr_error(e));
+            return Err(github_err(e));
         }
     };
     step.ok(&format!("Pull request #{} opened", pull.number));
     Ok(PrOutcome { url: pull.html_url, number: pull.number, created: true, head, base: base_label })
-}
-
-fn pr_error(e: GithubError) -> ClientError {
-    github_err(e)
 }
 
 #[cfg(test)]

@@ -62,6 +62,20 @@ pub fn wait_healthy(url: &str, timeout: Duration) {
 }
 
 impl ServerProcess {
+    /// A server that trusts `github` (the test server) for identities and clones `owner/name` from it,
+    /// with `ssh_ports` forwarding ports.
+    pub fn for_github(bin: &Path, github: &crate::github::FakeGithub, ssh_ports: u16) -> ServerProcess {
+        ServerProcess::start(
+            bin,
+            ServerOpts {
+                github_api_url: github.api_url.clone(),
+                git_base_url: github.web_url.clone(),
+                ssh_ports: crate::free_port_range(ssh_ports),
+                node_timeout_secs: 30,
+            },
+        )
+    }
+
     /// Starts a server with a fresh data dir on a free port.
     pub fn start(bin: &Path, opts: ServerOpts) -> ServerProcess {
         Self::start_with_args(bin, opts, &[])

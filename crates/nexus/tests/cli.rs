@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nexus_testkit::github::FakeGithub;
-use nexus_testkit::process::{ServerOpts, ServerProcess};
+use nexus_testkit::process::ServerProcess;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nexus"))
@@ -66,15 +66,7 @@ async fn setup() -> (FakeGithub, ServerProcess, Designer) {
     github.add_account("acme", 2001);
     github.add_token("gho_alice", "alice", 1001);
     github.create_repo("acme", "site", false, &[("README.md", "hi\n")]);
-    let server = ServerProcess::start(
-        &bin(),
-        ServerOpts {
-            github_api_url: github.api_url.clone(),
-            git_base_url: github.web_url.clone(),
-            ssh_ports: nexus_testkit::free_port_range(2),
-            node_timeout_secs: 30,
-        },
-    );
+    let server = ServerProcess::for_github(&bin(), &github, 2);
     let d = Designer { home: tempfile::tempdir().unwrap(), server: server.url.clone(), github: github.web_url.clone() };
     (github, server, d)
 }

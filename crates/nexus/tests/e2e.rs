@@ -557,15 +557,19 @@ async fn an_invalid_config_fails_the_create_at_once_with_its_location() {
 
 /// A server that trusts the GitHub test server and clones from it.
 fn server_for(github: &FakeGithub) -> ServerProcess {
-    ServerProcess::start(
-        &bin(),
-        ServerOpts {
-            github_api_url: github.api_url.clone(),
-            git_base_url: github.web_url.clone(),
-            ssh_ports: nexus_testkit::free_port_range(4),
-            node_timeout_secs: 30,
-        },
-    )
+    ServerProcess::for_github(&bin(), github, 4)
+}
+
+/// Runs the CLI the installer put in place, as the designer whose HOME is `home`.
+fn installed_cli(installed: &std::path::Path, home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(installed)
+        .args(args)
+        .env("HOME", home)
+        .env_remove("NEXUS_SERVER")
+        .env_remove("NEXUS_TOKEN")
+        .env_remove("NEXUS_CONFIG")
+        .output()
+        .unwrap()
 }
 
 /// A stand-in `cursor` in `dir` that saves its arguments; returns where they are saved.
@@ -919,28 +923,14 @@ async fn whole_journey_from_the_install_line_to_the_editor() {
         "--folder-uri=vscode-remote://ssh-remote+nexus-site/home/dev/site"
     );
     let installed = prefix.join("nexus");
-    let list = Command::new(&installed)
-        .args(["workspace", "list", "--json"])
-        .env("HOME", home.path())
-        .env_remove("NEXUS_SERVER")
-        .env_remove("NEXUS_TOKEN")
-        .env_remove("NEXUS_CONFIG")
-        .output()
-        .unwrap();
+    let list = installed_cli(&installed, home.path(), &["workspace", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(list[0]["status"], "running", "{list}");
     let mapped = list[0]["services"][0]["mapped_port"].as_u64().expect("the web service has a local port");
     let page = http_get(&format!("http://localhost:{mapped}/")).await;
     assert_eq!(page.as_deref(), Some("web ok\n"), "the service answers on the designer's side");
 
-    let delete = Command::new(&installed)
-        .args(["workspace", "delete", "site"])
-        .env("HOME", home.path())
-        .env_remove("NEXUS_SERVER")
-        .env_remove("NEXUS_TOKEN")
-        .env_remove("NEXUS_CONFIG")
-        .output()
-        .unwrap();
+    let delete = installed_cli(&installed, home.path(), &["workspace", "delete", "site"]);
     assert!(delete.status.success(), "{}", String::from_utf8_lossy(&delete.stderr));
     github.assert_conformant();
 }

@@ -432,15 +432,7 @@ async fn full_install_signs_in_creates_the_workspace_and_can_run_again() {
     github.add_account("alice", 1001);
     github.add_account("acme", 2001);
     github.create_repo("acme", "site", false, &[("README.md", "hi\n")]);
-    let server = ServerProcess::start(
-        &bin(),
-        ServerOpts {
-            github_api_url: github.api_url.clone(),
-            git_base_url: github.web_url.clone(),
-            ssh_ports: nexus_testkit::free_port_range(2),
-            node_timeout_secs: 30,
-        },
-    );
+    let server = ServerProcess::for_github(&bin(), &github, 2);
     // A simulated node (the real agent code over the in-memory provider) runs the workspace.
     let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
     let agent_config = nexus_agent::AgentConfig::new(server.url.clone(), server.join_token(), "node-a");
