@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nexus_types::protocol::{AgentMessage, HealthKind, ProjectPlan, ServicePlan, ServiceState};
+use nexus_types::ServiceStatus;
 use tokio::sync::mpsc;
 
 use crate::provider::{ExecOutput, Provider};
@@ -37,11 +38,11 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-fn state(svc: &ServicePlan, status: &str) -> ServiceState {
+fn state(svc: &ServicePlan, status: ServiceStatus) -> ServiceState {
     ServiceState {
         name: svc.name.clone(),
         port: svc.port,
-        status: status.into(),
+        status,
         discovered: false,
         message: None,
         hint: None,
@@ -83,7 +84,7 @@ impl<P: Provider> Supervisor<P> {
         plan: ProjectPlan,
         tx: mpsc::UnboundedSender<AgentMessage>,
     ) -> Self {
-        let states = plan.services.iter().map(|s| state(s, "starting")).collect();
+        let states = plan.services.iter().map(|s| state(s, ServiceStatus::Starting)).collect();
         Supervisor {
             provider,
             id,
@@ -122,17 +123,17 @@ impl<P: Provider> Supervisor<P> {
         });
     }
 
-    fn set(&mut self, name: &str, status: &str, message: Option<String>, hint: Option<String>, logs: Option<String>) {
+    fn set(&mut self, name: &str, status: ServiceStatus, message: Option<String>, hint: Option<String>, logs: Option<String>) {
         if let Some(s) = self.states.iter_mut().find(|s| s.name == name) {
-            s.status = status.into();
+            s.status = status;
             s.message = message;
             s.hint = hint;
             s.last_logs = logs;
         }
     }
 
-    fn status_of(&self, name: &str) -> Option<&str> {
-        self.states.iter().find(|s| s.name == name).map(|s| s.status.as_str())
+    fn status_of(&self, name: &str) -> Option<ServiceStatus> {
+        self.states.iter().find(|s| s.name == name).map(|s| s.status)
     }
 
     async fn exec(&self, argv: Vec<String>, as_dev: bool) -> ExecOutput {
@@ -155,7 +156,7 @@ impl<P: Provider> Supervisor<P> {
             for svc in self.plan.services.clone() {
                 self.set(
                     &svc.name,
-                    "failed",
+                    ServiceStatus::Failed,
                     Some(format!("could not install the service's systemd unit: {e}")),
                     Some("check the workspace's disk and systemd (`systemctl status`)".into()),
                     None,
@@ -187,7 +188,7 @@ impl<P: Provider> Supervisor<P> {
                 for svc in self.plan.services.clone() {
                     self.set(
                         &svc.name,
-                        "failed",
+                        ServiceStatus::Failed,
                         Some(format!("setup step `{step}` failed (exit {}), so services were not started", out.code)),
                         Some(format!(
                             "read ~/.nexus/logs/setup.log in the workspace, fix the step (in .nexus/config.yaml or the project), run it by hand in ~/{}, then stop and start the workspace",
@@ -258,19 +259,19 @@ impl<P: Provider> Supervisor<P> {
                 if started.contains(&svc.name) {
                     continue;
                 }
-                let deps: Vec<Option<&str>> = svc.depends_on.iter().map(|d| self.status_of(d)).collect();
-                if let Some(bad) = svc.depends_on.iter().zip(&deps).find(|(_, s)| matches!(s, Some("failed") | None)) {
+                let deps: Vec<Option<ServiceStatus>> = svc.depends_on.iter().map(|d| self.status_of(d)).collect();
+                if let Some(bad) = svc.depends_on.iter().zip(&deps).find(|(_, s)| matches!(s, Some(ServiceStatus::Failed) | None)) {
                     started.insert(svc.name.clone());
                     self.set(
                         &svc.name,
-                        "failed",
+                        ServiceStatus::Failed,
                         Some(format!("not started: its dependency `{}` failed", bad.0)),
                         Some(format!("fix `{}` first (see its logs); this service starts after it", bad.0)),
                         None,
                     );
                     continue;
                 }
-                if deps.iter().all(|s| *s == Some("running")) {
+                if deps.iter().all(|s| *s == Some(ServiceStatus::Running)) {
                     let out = self
                         .exec(
                             vec!["systemctl".into(), "restart".into(), "--no-block".into(), unit_name(&svc.name)],
@@ -282,7 +283,7 @@ impl<P: Provider> Supervisor<P> {
                     if out.code != 0 {
                         self.set(
                             &svc.name,
-                            "failed",
+                            ServiceStatus::Failed,
                             Some(format!("systemd could not start it: {}", out.last_stderr_line())),
                             Some("check the command in .nexus/config.yaml".into()),
                             None,
@@ -293,7 +294,7 @@ impl<P: Provider> Supervisor<P> {
             self.report();
             let waiting: Vec<&ServicePlan> = plans
                 .iter()
-                .filter(|s| started.contains(&s.name) && self.status_of(&s.name) == Some("starting"))
+                .filter(|s| started.contains(&s.name) && self.status_of(&s.name) == Some(ServiceStatus::Starting))
                 .collect();
             if waiting.is_empty() && started.len() == plans.len() {
                 return;
@@ -304,7 +305,7 @@ impl<P: Provider> Supervisor<P> {
                 for svc in plans.iter().filter(|s| !started.contains(&s.name)) {
                     self.set(
                         &svc.name,
-                        "failed",
+                        ServiceStatus::Failed,
                         Some("not started: its dependencies form a cycle".into()),
                         Some("remove the cycle from `depends_on` in .nexus/config.yaml".into()),
                         None,
@@ -319,11 +320,11 @@ impl<P: Provider> Supervisor<P> {
             let round = self.check().await;
             let checking: Vec<&ServicePlan> = plans
                 .iter()
-                .filter(|s| self.status_of(&s.name) == Some("starting") && started.contains(&s.name))
+                .filter(|s| self.status_of(&s.name) == Some(ServiceStatus::Starting) && started.contains(&s.name))
                 .collect();
             for svc in checking {
                 if round.healthy.contains(&svc.name) {
-                    self.set(&svc.name, "running", None, None, None);
+                    self.set(&svc.name, ServiceStatus::Running, None, None, None);
                 } else if round.unit_failed.contains(&svc.name) {
                     self.fail(svc, "it exited with an error and systemd gave up restarting it").await;
                 } else if since[&svc.name].elapsed() > Duration::from_millis(svc.health.start_timeout_ms) {
@@ -342,7 +343,7 @@ impl<P: Provider> Supervisor<P> {
             .await;
         self.set(
             &svc.name,
-            "failed",
+            ServiceStatus::Failed,
             Some(format!("service `{}` failed: {why}", svc.name)),
             Some(format!(
                 "read its logs (`nexus workspace logs <workspace> {}`), fix the command `{}`, then restart it in the workspace with `sudo systemctl restart {}`",
@@ -361,14 +362,14 @@ impl<P: Provider> Supervisor<P> {
             tokio::time::sleep(self.watch_interval).await;
             let round = self.check().await;
             for svc in &plans {
-                let status = self.status_of(&svc.name).unwrap_or("failed").to_string();
-                if status == "failed" && !round.healthy.contains(&svc.name) {
+                let status = self.status_of(&svc.name).unwrap_or(ServiceStatus::Failed);
+                if status == ServiceStatus::Failed && !round.healthy.contains(&svc.name) {
                     continue;
                 }
                 if round.healthy.contains(&svc.name) {
                     self.misses.remove(&svc.name);
-                    if status != "running" {
-                        self.set(&svc.name, "running", None, None, None);
+                    if status != ServiceStatus::Running {
+                        self.set(&svc.name, ServiceStatus::Running, None, None, None);
                     }
                 } else if round.unit_failed.contains(&svc.name) {
                     self.fail(svc, "it stopped and systemd gave up restarting it").await;
@@ -378,10 +379,10 @@ impl<P: Provider> Supervisor<P> {
                         *m += 1;
                         *m
                     };
-                    if misses >= svc.health.retries.max(1) && status == "running" {
+                    if misses >= svc.health.retries.max(1) && status == ServiceStatus::Running {
                         self.set(
                             &svc.name,
-                            "unhealthy",
+                            ServiceStatus::Unhealthy,
                             Some(format!("service `{}` failed its last {} health checks", svc.name, misses)),
                             Some(format!("read its logs: `nexus workspace logs <workspace> {}`", svc.name)),
                             None,
@@ -478,7 +479,7 @@ fn discovered(plans: &[ServicePlan], listening: &BTreeSet<u16>) -> Vec<ServiceSt
         .map(|p| ServiceState {
             name: format!("port-{p}"),
             port: Some(*p),
-            status: "running".into(),
+            status: ServiceStatus::Running,
             discovered: true,
             message: None,
             hint: None,
@@ -524,7 +525,7 @@ mod tests {
 
     /// Waits for a report in which `name` has `status` (one report can settle several services, so
     /// the last report is remembered and looked at first).
-    async fn until(rx: &mut mpsc::UnboundedReceiver<AgentMessage>, name: &str, status: &str) -> ServiceState {
+    async fn until(rx: &mut mpsc::UnboundedReceiver<AgentMessage>, name: &str, status: ServiceStatus) -> ServiceState {
         thread_local! {
             static LAST: std::cell::RefCell<Vec<ServiceState>> = const { std::cell::RefCell::new(Vec::new()) };
         }
@@ -570,7 +571,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(restarts(&fake), ["nexus-svc-web.service"], "api waits while web is unhealthy");
         web_up.store(true, Ordering::SeqCst);
-        until(&mut rx, "api", "running").await;
+        until(&mut rx, "api", ServiceStatus::Running).await;
         assert_eq!(restarts(&fake), ["nexus-svc-web.service", "nexus-svc-api.service"]);
         task.abort();
     }
@@ -587,13 +588,13 @@ mod tests {
                     String::new()
                 }
             });
-        until(&mut rx, "web", "running").await;
+        until(&mut rx, "web", ServiceStatus::Running).await;
         up.store(false, Ordering::SeqCst);
-        let sick = until(&mut rx, "web", "unhealthy").await;
+        let sick = until(&mut rx, "web", ServiceStatus::Unhealthy).await;
         assert!(sick.message.unwrap().contains("last 3 health checks"));
         assert!(sick.hint.unwrap().contains("nexus workspace logs"));
         up.store(true, Ordering::SeqCst);
-        let back = until(&mut rx, "web", "running").await;
+        let back = until(&mut rx, "web", ServiceStatus::Running).await;
         assert_eq!((back.message, back.hint), (None, None));
         task.abort();
     }
@@ -606,9 +607,9 @@ mod tests {
         ];
         // systemd gave up on web: it never starts api.
         let (fake, mut rx, task) = supervise(plan, || "failed web\nport 0016\n".into());
-        let web = until(&mut rx, "web", "failed").await;
+        let web = until(&mut rx, "web", ServiceStatus::Failed).await;
         assert!(web.message.unwrap().contains("systemd gave up"));
-        let api = until(&mut rx, "api", "failed").await;
+        let api = until(&mut rx, "api", ServiceStatus::Failed).await;
         assert!(api.message.unwrap().contains("dependency `web` failed"), "api must say why");
         assert_eq!(restarts(&fake), ["nexus-svc-web.service"]);
         task.abort();

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::WorkspaceStatus;
+use crate::{ServiceStatus, WorkspaceStatus};
 
 /// `GET /health`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -179,8 +179,8 @@ pub struct ServiceInfo {
     pub port: Option<u16>,
     /// Port on the user's machine the CLI forwards to it (unique among the user's workspaces).
     pub mapped_port: Option<u16>,
-    /// `starting`, `running`, `unhealthy`, `failed` or `stopped`.
-    pub status: String,
+    /// `starting`, `running`, `unhealthy`, `failed`, or `stopped` while the workspace is not running.
+    pub status: ServiceStatus,
     /// Where the user opens it once `nexus workspace connect` forwards the port.
     pub url: Option<String>,
     /// True when found listening in the workspace without being configured.
@@ -215,7 +215,7 @@ pub struct RepoInfo {
 pub struct NodeRef {
     /// Node name.
     pub name: String,
-    /// `ok` or `unresponsive` (no heartbeat within the timeout).
+    /// `ok`, `connecting` (not reconnected yet since the server started) or `unresponsive`.
     pub status: NodeStatus,
 }
 
@@ -227,6 +227,9 @@ pub enum NodeStatus {
     Ok,
     /// No heartbeat within the timeout, or disconnected.
     Unresponsive,
+    /// Not heard from since the server started, which was less than the node timeout ago: after a
+    /// server restart every node reconnects within a few seconds, so this is no cause for alarm yet.
+    Connecting,
 }
 
 /// `GET /api/v1/workspaces/{id}/status` and the items of the list.

@@ -3,8 +3,9 @@
 //! The server, the agent and the CLI all compile against this crate, so a shape changes in one place only.
 
 pub mod api;
+pub mod diagnostics;
 pub mod names;
 pub mod protocol;
 pub mod state;
 
-pub use state::{Transition, TransitionError, WorkspaceStatus};
+pub use state::{ServiceStatus, Transition, TransitionError, WorkspaceStatus};

@@ -255,7 +255,7 @@ pub struct ServiceState {
     /// Port inside the workspace.
     pub port: Option<u16>,
     /// `starting`, `running`, `unhealthy` or `failed`.
-    pub status: String,
+    pub status: crate::ServiceStatus,
     /// True for ports found listening that no config announced.
     pub discovered: bool,
     /// For `failed`/`unhealthy`: what happened.

@@ -121,6 +121,61 @@ pub struct TransitionError {
     pub event: Event,
 }
 
+/// Where a service in a workspace is; the agent reports it, the server stores it, the CLI shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceStatus {
+    /// Set up or started, waiting for its health check to pass (or its dependencies to be healthy).
+    Starting,
+    /// Its health check passes.
+    Running,
+    /// It was running and its health check has failed `retries` times in a row; it may recover.
+    Unhealthy,
+    /// It exited, never became healthy in time, or a dependency failed; `message` says which.
+    Failed,
+    /// The workspace is not running (only in the API's view; agents never report it).
+    Stopped,
+}
+
+impl ServiceStatus {
+    /// Every status, for exhaustive tests and docs.
+    pub const ALL: [ServiceStatus; 5] = [
+        ServiceStatus::Starting,
+        ServiceStatus::Running,
+        ServiceStatus::Unhealthy,
+        ServiceStatus::Failed,
+        ServiceStatus::Stopped,
+    ];
+
+    /// The lowercase name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceStatus::Starting => "starting",
+            ServiceStatus::Running => "running",
+            ServiceStatus::Unhealthy => "unhealthy",
+            ServiceStatus::Failed => "failed",
+            ServiceStatus::Stopped => "stopped",
+        }
+    }
+
+    /// Parses the name stored in the database.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Settled: waiting longer changes nothing by itself. Everything but `starting` — a client that
+    /// waits for services to come up stops waiting once every service is settled.
+    pub fn is_settled(self) -> bool {
+        !matches!(self, ServiceStatus::Starting)
+    }
+}
+
+impl std::fmt::Display for ServiceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Event as E, Transition as T, WorkspaceStatus as S};
@@ -178,5 +233,16 @@ mod tests {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
         }
         assert_eq!(S::parse("deleted"), None);
+    }
+
+    #[test]
+    fn service_names_round_trip_and_only_starting_is_unsettled() {
+        use super::ServiceStatus;
+        for s in ServiceStatus::ALL {
+            assert_eq!(ServiceStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(s.is_settled(), s != ServiceStatus::Starting, "{s}");
+        }
+        assert_eq!(ServiceStatus::parse("healthy"), None);
     }
 }
