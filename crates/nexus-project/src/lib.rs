@@ -17,6 +17,7 @@ mod error;
 mod files;
 mod locate;
 mod render;
+mod runtime;
 mod schema;
 
 pub use config::{check_service_name, parse_config, LxcConfig, ProjectConfig, MAX_SERVICE_NAME};
@@ -25,6 +26,7 @@ pub use error::{nearest_key, ConfigError, CONFIG_PATH};
 pub use files::{DirFiles, MapFiles, RepoFiles};
 pub use nexus_types::protocol::{HealthCheck, HealthKind, ProjectPlan, ServicePlan};
 pub use render::to_yaml;
+pub use runtime::{parse_node_index, pick_node, pick_python, resolve_runtime, NodeRelease, RUNTIME_FILES};
 pub use schema::{json_schema, json_schema_text, SCHEMA_FILE};
 
 /// A repo's plan and the container settings that go with it.

@@ -266,6 +266,115 @@ pub struct ServiceState {
     pub last_logs: Option<String>,
 }
 
+/// The language runtimes and package managers a project asks for, read from its files by nexus-project
+/// (`.nvmrc`, `engines.node`, `packageManager`, lock files, `.python-version`, `requires-python`). The
+/// node provisions them before the setup steps run; it picks concrete versions, because only it knows
+/// which versions its source has.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuntimePlan {
+    /// Node and its package manager, for a project with a `package.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeRuntime>,
+    /// Python and its installer, for a project with Python dependency files or `manage.py`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<PythonRuntime>,
+}
+
+/// Node for a project.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeRuntime {
+    /// What the project asks for; `None`: the newest LTS the node's source has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<VersionRequest>,
+    /// How dependencies are installed.
+    pub package_manager: PackageManager,
+}
+
+/// A version requirement as the project wrote it, and where, so that a version the node cannot
+/// provide is reported at the line that asked for it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VersionRequest {
+    /// As written: `20`, `lts/iron`, `^20.19 || >=22.12` (Node); `3.12`, `>=3.10` (Python).
+    pub spec: String,
+    /// The file it is in: `.nvmrc`, `package.json`, `pyproject.toml`, ...
+    pub file: String,
+    /// The key inside that file (`engines.node`, `requires-python`, `nodejs`); `None` for files that
+    /// hold only a version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// 1-based line of the value.
+    pub line: usize,
+    /// 1-based column of the value.
+    pub column: usize,
+}
+
+/// A Node package manager and how it installs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PackageManager {
+    /// Which one.
+    pub kind: PackageManagerKind,
+    /// The exact version `packageManager` names (`9.15.0`); `None`: whichever the node provides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Corepack's hash of that version (`sha512.<hex>`), to check the download against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// Why this one: `package.json packageManager`, a lock file's name, or `default`.
+    pub source: String,
+    /// The lock file the install keeps to; `None` when there is none (or it is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_file: Option<String>,
+    /// The install command, run in the repo: `npm ci --no-audit --no-fund`, `pnpm install
+    /// --frozen-lockfile`, ...
+    pub install: String,
+}
+
+/// The Node package managers a project can name.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PackageManagerKind {
+    /// npm, which ships with Node.
+    Npm,
+    /// pnpm.
+    Pnpm,
+    /// Yarn 1 (`yarn.lock` starting `# yarn lockfile v1`).
+    YarnClassic,
+    /// Yarn 2 and later ("berry").
+    YarnBerry,
+    /// Bun: recognised so it can be refused clearly; Nexus does not provision it.
+    Bun,
+}
+
+/// Python for a project.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PythonRuntime {
+    /// What the project asks for; `None`: the node's newest interpreter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<VersionRequest>,
+    /// What installs the dependencies.
+    pub installer: PythonInstaller,
+    /// The install command, run in the repo, which leaves a virtualenv in `.venv`; `None` when there is
+    /// nothing to install. It runs `uv`, and uses the interpreter `UV_PYTHON` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<String>,
+}
+
+/// How a Python project's dependencies get installed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PythonInstaller {
+    /// `uv.lock`: `uv sync`.
+    UvSync,
+    /// `poetry.lock` or `[tool.poetry]`: Poetry, run through uv.
+    Poetry,
+    /// `requirements.txt`: `uv pip install -r` into a fresh virtualenv.
+    Requirements,
+    /// A `pyproject.toml` with a `[project]` table: `uv pip install -e .` into a fresh virtualenv.
+    Pyproject,
+    /// No dependency file.
+    None,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
