@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use nexus_types::api::RegisterRequest;
 
-use crate::client::{base_url, Client, ClientError};
+use crate::client::{base_url, Client};
 use crate::config::{Loaded, UserConfig};
+use crate::error::Error;
 use crate::github::{AddKey, GithubClient, GithubEndpoints, GithubError};
 use crate::keys::{self, KeyOutcome};
 use crate::opener::Opener;
@@ -17,26 +18,21 @@ use crate::ui::Ui;
 /// to upload the SSH key; `read:org` so `gh` works inside the workspace.
 pub const GITHUB_SCOPES: &str = "repo read:org admin:public_key";
 
-fn err(message: impl Into<String>, hint: impl Into<String>) -> ClientError {
-    ClientError::new(message, hint)
-}
-
-/// A GitHub failure as message + next step.
-pub fn github_err(e: GithubError) -> ClientError {
-    err(e.to_string(), e.hint())
+fn err(message: impl Into<String>, hint: impl Into<String>) -> Error {
+    Error::new(message, hint)
 }
 
 /// The user's config, or an error saying how to fix the file.
-pub fn load_config(ui: &Ui) -> Result<Loaded, ClientError> {
-    let loaded = UserConfig::load().map_err(|e| err(e.to_string(), e.hint()))?;
+pub fn load_config(ui: &Ui) -> Result<Loaded, Error> {
+    let loaded = UserConfig::load()?;
     if let Some((message, hint)) = loaded.permission_warning() {
         ui.warn(&format!("{message} ({hint})"));
     }
     Ok(loaded)
 }
 
-fn save(loaded: &Loaded) -> Result<(), ClientError> {
-    loaded.config.save_to(&loaded.path).map_err(|e| err(e.to_string(), e.hint()))
+fn save(loaded: &Loaded) -> Result<(), Error> {
+    Ok(loaded.config.save_to(&loaded.path)?)
 }
 
 /// `nexus auth github` options.
@@ -68,9 +64,7 @@ async fn github_target(opts: &AuthOptions, cfg: &mut UserConfig, ui: &Ui) -> (Gi
                 }
                 client_id = client_id.or(cc.github_client_id);
             }
-            Err(e) => {
-                ui.warn(&format!("could not ask the server which GitHub to use ({}); using the config", e.message))
-            }
+            Err(e) => ui.warn(&format!("could not ask the server which GitHub to use ({}); using the config", e)),
         }
     }
     if let Some(h) = host {
@@ -103,7 +97,7 @@ pub async fn auth_github(
     ui: &Ui,
     sys: &dyn System,
     opener: &dyn Opener,
-) -> Result<(String, i64), ClientError> {
+) -> Result<(String, i64), Error> {
     let mut loaded = load_config(ui)?;
     if let Some(server) = &opts.server {
         loaded.config.server = Some(server.clone());
@@ -139,7 +133,7 @@ pub async fn auth_github(
         Ok(u) => u,
         Err(e) => {
             step.fail("GitHub did not accept the token");
-            return Err(github_err(e));
+            return Err(e.into());
         }
     };
     step.ok(&format!("Authenticated as: {}", user.login));
@@ -155,7 +149,7 @@ async fn device_flow(
     client_id: Option<&str>,
     ui: &Ui,
     opener: &dyn Opener,
-) -> Result<String, ClientError> {
+) -> Result<String, Error> {
     let client_id = client_id.ok_or_else(|| {
         err(
             "no GitHub OAuth app is configured for signing in with the browser",
@@ -163,7 +157,7 @@ async fn device_flow(
         )
     })?;
     let gh = GithubClient::new(endpoints.clone(), None);
-    let code = gh.request_device_code(client_id, GITHUB_SCOPES).await.map_err(github_err)?;
+    let code = gh.request_device_code(client_id, GITHUB_SCOPES).await?;
     ui.info(&format!("First copy your one-time code: {}", code.user_code));
     match opener.open_url(&code.verification_uri) {
         Ok(()) => ui.info(&format!("Opened {} in your browser; paste the code there", code.verification_uri)),
@@ -177,7 +171,7 @@ async fn device_flow(
         }
         Err(e) => {
             step.fail("Not approved");
-            Err(github_err(e))
+            Err(e.into())
         }
     }
 }
@@ -200,7 +194,7 @@ pub struct AuthStatus {
 }
 
 /// Checks the saved GitHub token and server registration.
-pub async fn auth_status(ui: &Ui) -> Result<AuthStatus, ClientError> {
+pub async fn auth_status(ui: &Ui) -> Result<AuthStatus, Error> {
     let loaded = load_config(ui)?;
     let cfg = &loaded.config;
     let mut status = AuthStatus {
@@ -219,15 +213,13 @@ pub async fn auth_status(ui: &Ui) -> Result<AuthStatus, ClientError> {
         },
     }
     if let (Some(server), Some(token)) = (&status.server, &cfg.api_token) {
-        let me: Result<serde_json::Value, _> =
-            Client::new(server, token).send(reqwest::Method::GET, "/api/v1/users/me").await;
-        status.registered = me.is_ok();
+        status.registered = Client::new(server, token).me().await.is_ok();
     }
     Ok(status)
 }
 
 /// Forgets the GitHub and server tokens (the rest of the config stays).
-pub fn auth_logout(ui: &Ui) -> Result<bool, ClientError> {
+pub fn auth_logout(ui: &Ui) -> Result<bool, Error> {
     let mut loaded = load_config(ui)?;
     let had = loaded.config.github.auth_token.is_some() || loaded.config.api_token.is_some();
     loaded.config.github.auth_token = None;
@@ -269,7 +261,7 @@ fn hostname(sys: &dyn System) -> String {
 }
 
 /// Generates the key if needed, puts it on GitHub, and registers user + key with the server.
-pub async fn ssh_setup(opts: &SshSetupOptions, ui: &Ui, sys: &dyn System) -> Result<SshSetupOutcome, ClientError> {
+pub async fn ssh_setup(opts: &SshSetupOptions, ui: &Ui, sys: &dyn System) -> Result<SshSetupOutcome, Error> {
     let mut loaded = load_config(ui)?;
     if let Some(server) = &opts.server {
         loaded.config.server = Some(server.clone());
@@ -285,10 +277,9 @@ pub async fn ssh_setup(opts: &SshSetupOptions, ui: &Ui, sys: &dyn System) -> Res
         )
     })?;
     ui.section("🔑 SSH Key Setup");
-    let key_path = cfg.key_path().map_err(|e| err(e.to_string(), e.hint()))?;
+    let key_path = cfg.key_path()?;
     let host = hostname(sys);
-    let outcome = keys::ensure_key_of_type(sys, &key_path, &format!("nexus:{login}@{host}"), cfg.ssh.key_type)
-        .map_err(|e| err(e.to_string(), e.hint()))?;
+    let outcome = keys::ensure_key_of_type(sys, &key_path, &format!("nexus:{login}@{host}"), cfg.ssh.key_type)?;
     let public = outcome.key().clone();
     match &outcome {
         KeyOutcome::Generated(_) => ui.ok(&format!("SSH key generated ({})", key_path.display())),
@@ -312,7 +303,7 @@ pub async fn ssh_setup(opts: &SshSetupOptions, ui: &Ui, sys: &dyn System) -> Res
         Ok(keys) => keys,
         Err(e @ GithubError::Unauthorized { .. }) => {
             step.fail("GitHub did not accept your sign-in");
-            return Err(github_err(e));
+            return Err(e.into());
         }
         Err(e) => {
             step.fail("Could not read your keys on GitHub");
@@ -340,7 +331,7 @@ pub async fn ssh_setup(opts: &SshSetupOptions, ui: &Ui, sys: &dyn System) -> Res
             }
             Err(e @ GithubError::Unauthorized { .. }) => {
                 step.fail("GitHub did not accept your sign-in");
-                return Err(github_err(e));
+                return Err(e.into());
             }
             Err(e) => {
                 step.fail("Upload failed");
@@ -349,7 +340,7 @@ pub async fn ssh_setup(opts: &SshSetupOptions, ui: &Ui, sys: &dyn System) -> Res
         }
     };
 
-    let user = gh.user().await.map_err(github_err)?;
+    let user = gh.user().await?;
     let step = ui.step("Registering with the Nexus server");
     let req = RegisterRequest {
         github_username: user.login.clone(),
@@ -381,13 +372,13 @@ pub async fn ssh_setup(opts: &SshSetupOptions, ui: &Ui, sys: &dyn System) -> Res
 async fn register_with_retries(
     client: &Client,
     req: &RegisterRequest,
-) -> Result<nexus_types::api::RegisterResponse, ClientError> {
+) -> Result<nexus_types::api::RegisterResponse, Error> {
     let mut delay = Duration::from_millis(500);
     let mut last = None;
     for _ in 0..3 {
         match client.register(req).await {
             Ok(r) => return Ok(r),
-            Err(e) if e.retryable => {
+            Err(e) if e.retryable() => {
                 last = Some(e);
                 tokio::time::sleep(delay).await;
                 delay *= 2;

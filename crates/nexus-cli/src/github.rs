@@ -2,7 +2,7 @@
 //! keys, repositories, forks and pull requests, against github.com or a GitHub Enterprise host.
 //!
 //! Transient failures (network errors, 5xx) are retried with exponential backoff; every other
-//! answer becomes one [`GithubError`] whose [`GithubError::hint`] tells the user what to do next.
+//! answer becomes one [`GithubError`] whose [`Hint`] tells the user what to do next.
 //! Tests run it against `nexus_testkit::github::FakeGithub`, which checks every request against
 //! GitHub's OpenAPI description.
 
@@ -15,6 +15,8 @@ use reqwest::header::{HeaderMap, ACCEPT};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
+
+use nexus_types::diagnostics::Hint;
 
 /// REST API version the client is written against (`X-GitHub-Api-Version`).
 pub const API_VERSION: &str = "2022-11-28";
@@ -158,7 +160,7 @@ impl std::fmt::Display for ValidationDetail {
 }
 
 /// Everything that can go wrong talking to GitHub. `Display` says what happened;
-/// [`GithubError::hint`] says what to do next.
+/// [`Hint`] says what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum GithubError {
     /// No answer: DNS, connection, TLS or timeout.
@@ -265,10 +267,9 @@ pub enum GithubError {
     },
 }
 
-impl GithubError {
-    /// The next step for the user.
-    pub fn hint(&self) -> String {
-        match self {
+impl Hint for GithubError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             GithubError::Unreachable { .. } => {
                 "check your network; GitHub Enterprise users set `github.host` in ~/.nexus/config.yaml".into()
             }
@@ -321,7 +322,7 @@ impl GithubError {
             GithubError::InvalidRepo { .. } => {
                 "write it as `owner/repo`, `https://github.com/owner/repo` or `git@github.com:owner/repo.git`".into()
             }
-        }
+        })
     }
 }
 
@@ -873,7 +874,7 @@ mod tests {
         {
             let e = parse_repo_arg(bad).unwrap_err();
             assert!(matches!(e, GithubError::InvalidRepo { .. }), "{bad}: {e:?}");
-            assert!(e.hint().contains("owner/repo"));
+            assert!(e.hint().unwrap().contains("owner/repo"));
         }
     }
 
@@ -897,10 +898,11 @@ mod tests {
         ];
         for e in errors {
             assert!(!e.to_string().is_empty());
-            assert!(e.hint().len() > 20, "{e:?} has no useful hint");
+            assert!(e.hint().unwrap().len() > 20, "{e:?} has no useful hint");
         }
         assert!(GithubError::MissingScope { action: "a".into(), scope: "admin:public_key".into() }
             .hint()
+            .unwrap()
             .contains("`nexus auth github`"));
     }
 

@@ -7,6 +7,8 @@
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
+use nexus_types::diagnostics::Hint;
+
 use crate::config::KeyType;
 use crate::system::System;
 
@@ -120,10 +122,9 @@ pub enum KeyError {
     },
 }
 
-impl KeyError {
-    /// The next step for the user.
-    pub fn hint(&self) -> String {
-        match self {
+impl Hint for KeyError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             KeyError::NoSshKeygen => {
                 "install OpenSSH: `sudo apt-get install openssh-client` (Linux) or `brew install openssh` (macOS)"
                     .to_string()
@@ -138,7 +139,7 @@ impl KeyError {
                 path.display()
             ),
             KeyError::Io { path, .. } => format!("check the owner and mode of `{}` (`ls -l`)", path.display()),
-        }
+        })
     }
 }
 
@@ -301,7 +302,7 @@ mod tests {
         sys.rules.push(("ssh-keygen -y".into(), Output { code: 255, stdout: String::new(), stderr: stderr.into() }));
         let err = ensure_key(&sys, &key, "nexus").unwrap_err();
         assert!(matches!(err, KeyError::Encrypted { .. }), "{err:?}");
-        assert!(err.hint().contains(&format!("ssh-keygen -y -f {}", key.display())), "{}", err.hint());
+        assert!(err.hint().unwrap().contains(&format!("ssh-keygen -y -f {}", key.display())), "{:?}", err.hint());
         assert!(!public_key_path(&key).exists());
     }
 
@@ -345,8 +346,8 @@ mod tests {
         }
         let err = ensure_key(&Missing, &key, "c").unwrap_err();
         assert!(matches!(err, KeyError::NoSshKeygen));
-        assert!(err.hint().contains("sudo apt-get install openssh-client"));
-        assert!(err.hint().contains("brew install openssh"));
+        assert!(err.hint().unwrap().contains("sudo apt-get install openssh-client"));
+        assert!(err.hint().unwrap().contains("brew install openssh"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod account;
 pub mod client;
 pub mod config;
 pub mod editor;
+pub mod error;
 pub mod forward;
 pub mod github;
 pub mod keys;

@@ -14,7 +14,7 @@ pub fn render(ws: &WorkspaceView) -> String {
         let port = s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
         let url = s.url.clone().unwrap_or_default();
         let tag = if s.discovered { "  (discovered)" } else { "" };
-        out.push_str(&format!("  {:width$}  {:9}  {:>5}  {url}{tag}\n", s.name, s.status, port));
+        out.push_str(&format!("  {:width$}  {:9}  {:>5}  {url}{tag}\n", s.name, s.status.as_str(), port));
         if let Some(m) = &s.message {
             out.push_str(&format!("      {m}\n"));
         }

@@ -11,8 +11,9 @@ use std::time::Duration;
 use nexus_types::api::{CreateWorkspaceRequest, RegisterRequest, WorkspaceView};
 use nexus_types::state::WorkspaceStatus;
 
-use crate::client::{Client, ClientError};
+use crate::client::Client;
 use crate::config::UserConfig;
+use crate::error::{Error, ErrorCode};
 use crate::system::System;
 use crate::ui::Ui;
 
@@ -25,8 +26,8 @@ const DEMO_WORKSPACE: &str = "demo";
 /// Default port of the demo's `git daemon`.
 pub const DEFAULT_GIT_PORT: u16 = 9418;
 
-fn err(message: impl Into<String>, hint: impl Into<String>) -> ClientError {
-    ClientError::new(message, hint)
+fn err(message: impl Into<String>, hint: impl Into<String>) -> Error {
+    Error::new(message, hint)
 }
 
 /// `nexus up` options.
@@ -61,7 +62,7 @@ fn running_pid(dir: &Path, name: &str) -> Option<u32> {
 }
 
 /// Starts `argv` detached (own process group, output to `<dir>/<name>.log`) unless it already runs.
-fn ensure_process(dir: &Path, name: &str, argv: &[String], env: &[(&str, &Path)]) -> Result<bool, ClientError> {
+fn ensure_process(dir: &Path, name: &str, argv: &[String], env: &[(&str, &Path)]) -> Result<bool, Error> {
     use std::os::unix::process::CommandExt as _;
     if running_pid(dir, name).is_some() {
         return Ok(false);
@@ -89,7 +90,7 @@ fn ensure_process(dir: &Path, name: &str, argv: &[String], env: &[(&str, &Path)]
     Ok(true)
 }
 
-fn run_ok(sys: &dyn System, argv: &[&str], hint: &str) -> Result<String, ClientError> {
+fn run_ok(sys: &dyn System, argv: &[&str], hint: &str) -> Result<String, Error> {
     let out = sys.run(argv, None).map_err(|e| err(format!("could not run {}: {e}", argv[0]), hint.to_string()))?;
     if !out.ok() {
         let last = out.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
@@ -99,7 +100,7 @@ fn run_ok(sys: &dyn System, argv: &[&str], hint: &str) -> Result<String, ClientE
 }
 
 /// The bare demo repository, made once from the shipped files.
-fn ensure_demo_repo(sys: &dyn System, git_root: &Path) -> Result<(), ClientError> {
+fn ensure_demo_repo(sys: &dyn System, git_root: &Path) -> Result<(), Error> {
     let bare = git_root.join("demo/site.git");
     if bare.join("HEAD").exists() {
         return Ok(());
@@ -136,10 +137,10 @@ fn ensure_demo_repo(sys: &dyn System, git_root: &Path) -> Result<(), ClientError
     Ok(())
 }
 
-async fn wait_health(base: &str, dir: &Path) -> Result<(), ClientError> {
-    let http = reqwest::Client::new();
+async fn wait_health(base: &str, dir: &Path) -> Result<(), Error> {
+    let server = Client::new(base, "");
     for _ in 0..150 {
-        if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if server.health().await.is_ok() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -151,7 +152,7 @@ async fn wait_health(base: &str, dir: &Path) -> Result<(), ClientError> {
 }
 
 /// Brings everything up and returns the demo workspace, ready.
-pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(WorkspaceView, String), ClientError> {
+pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(WorkspaceView, String), Error> {
     let dir = &opts.dir;
     std::fs::create_dir_all(dir)
         .map_err(|e| err(format!("cannot create {}: {e}", dir.display()), "pass a writable --dir"))?;
@@ -229,9 +230,9 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
     let home = dir.join("home");
     // Kept where earlier versions of staging put it, so an existing demo user keeps working.
     let key = dir.join("demo_key");
-    let outcome = crate::keys::ensure_key(sys, &key, "demo@nexus-staging").map_err(|e| err(e.to_string(), e.hint()))?;
+    let outcome = crate::keys::ensure_key(sys, &key, "demo@nexus-staging")?;
     let config_path = home.join(".nexus/config.yaml");
-    let mut cfg = UserConfig::load_from(&config_path).map_err(|e| err(e.to_string(), e.hint()))?.config;
+    let mut cfg = UserConfig::load_from(&config_path)?.config;
     cfg.server = Some(base.clone());
     cfg.ssh.key_path = key.display().to_string();
     // Registering again is an upsert: it keeps the server's key for `demo` equal to the key on disk
@@ -246,26 +247,17 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
         })
         .await?;
     cfg.api_token = Some(resp.api_token);
-    cfg.save_to(&config_path).map_err(|e| err(e.to_string(), e.hint()))?;
+    cfg.save_to(&config_path)?;
     ui.ok(&format!("demo (HOME={})", home.display()));
 
     ui.section("🔨 Demo workspace");
     let client = Client::new(&base, cfg.api_token.as_deref().unwrap_or_default());
-    let existing = client.workspaces().await?.into_iter().find(|w| w.name == DEMO_WORKSPACE);
+    let existing = client.list().await?.into_iter().find(|w| w.name == DEMO_WORKSPACE);
     let id = match existing {
         Some(w) => {
             if matches!(w.status, WorkspaceStatus::Stopped | WorkspaceStatus::Failed) {
                 // Agent just started: give it a moment to join before asking it to start the container.
-                retry_no_nodes(|| async {
-                    client
-                        .send::<serde_json::Value>(
-                            reqwest::Method::POST,
-                            &format!("/api/v1/workspaces/{}/start", w.workspace_id),
-                        )
-                        .await
-                        .map(|_| ())
-                })
-                .await?;
+                retry_no_nodes(|| async { client.start(&w.workspace_id).await }).await?;
             }
             w.workspace_id
         }
@@ -318,11 +310,10 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
     Ok((view, ssh))
 }
 
-async fn wait_node(operator: &Client, name: &str, dir: &Path) -> Result<(), ClientError> {
+async fn wait_node(operator: &Client, name: &str, dir: &Path) -> Result<(), Error> {
     for _ in 0..150 {
-        let nodes: Result<nexus_types::api::NodeList, _> = operator.send(reqwest::Method::GET, "/api/v1/nodes").await;
-        if let Ok(list) = nodes {
-            if list.nodes.iter().any(|n| n.name == name && n.status == nexus_types::api::NodeStatus::Ok) {
+        if let Ok(nodes) = operator.nodes().await {
+            if nodes.iter().any(|n| n.name == name && n.status == nexus_types::api::NodeStatus::Ok) {
                 return Ok(());
             }
         }
@@ -335,16 +326,16 @@ async fn wait_node(operator: &Client, name: &str, dir: &Path) -> Result<(), Clie
 }
 
 /// Retries while the server says no node has joined yet (the agent was just started).
-async fn retry_no_nodes<T, F, Fut>(mut call: F) -> Result<T, ClientError>
+async fn retry_no_nodes<T, F, Fut>(mut call: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ClientError>>,
+    Fut: std::future::Future<Output = Result<T, Error>>,
 {
     let mut last = None;
     for _ in 0..100 {
         match call().await {
             Ok(v) => return Ok(v),
-            Err(e) if e.message.contains("no node") || e.message.contains("not responding") => last = Some(e),
+            Err(e) if matches!(e.code(), Some(ErrorCode::NoNodes | ErrorCode::NodeUnresponsive)) => last = Some(e),
             Err(e) => return Err(e),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -353,17 +344,16 @@ where
 }
 
 /// Stops the demo workspace (its disk is kept), the forwards, agent, server and git daemon.
-pub async fn down(dir: &Path, port: u16, ui: &Ui) -> Result<(), ClientError> {
+pub async fn down(dir: &Path, port: u16, ui: &Ui) -> Result<(), Error> {
     let config_path = dir.join("home/.nexus/config.yaml");
     if let Ok(loaded) = UserConfig::load_from(&config_path) {
         if let Some(token) = &loaded.config.api_token {
             let client = Client::new(&format!("http://127.0.0.1:{port}"), token);
-            if let Ok(all) = client.workspaces().await {
+            if let Ok(all) = client.list().await {
                 for w in all.iter().filter(|w| w.status == WorkspaceStatus::Running) {
-                    let path = format!("/api/v1/workspaces/{}/stop", w.workspace_id);
-                    match client.send::<serde_json::Value>(reqwest::Method::POST, &path).await {
+                    match client.stop(&w.workspace_id).await {
                         Ok(_) => ui.ok(&format!("stopped workspace {} (its disk is kept)", w.name)),
-                        Err(e) => ui.warn(&format!("could not stop workspace {}: {}", w.name, e.message)),
+                        Err(e) => ui.warn(&format!("could not stop workspace {}: {}", w.name, e)),
                     }
                 }
             }

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use nexus_types::api::{CreateWorkspaceRequest, WorkspaceView};
-use nexus_types::state::WorkspaceStatus;
+use nexus_types::state::{ServiceStatus, WorkspaceStatus};
 
-use crate::account::{github_err, load_config};
-use crate::client::{Client, ClientError};
+use crate::account::load_config;
+use crate::client::Client;
 use crate::config::{Editor, UserConfig};
 use crate::editor::{self, EditorChoice, Opened};
+use crate::error::Error;
 use crate::forward::{self, PortForward};
 use crate::github::{parse_repo_arg, GithubClient, GithubEndpoints, Repository};
 use crate::opener::{Opener, Programs};
@@ -17,8 +18,8 @@ use crate::ssh_config::{self, SshEntry, SshFiles};
 use crate::system::System;
 use crate::ui::Ui;
 
-fn err(message: impl Into<String>, hint: impl Into<String>) -> ClientError {
-    ClientError::new(message, hint)
+fn err(message: impl Into<String>, hint: impl Into<String>) -> Error {
+    Error::new(message, hint)
 }
 
 /// How long `create` waits for the workspace and its services.
@@ -38,7 +39,7 @@ pub struct CreateOptions {
     pub server: Option<String>,
 }
 
-fn github_of(cfg: &UserConfig) -> Result<(GithubClient, String), ClientError> {
+fn github_of(cfg: &UserConfig) -> Result<(GithubClient, String), Error> {
     let (Some(login), Some(token)) = (cfg.github.username.clone(), cfg.github.auth_token.clone()) else {
         return Err(err("you are not signed in to GitHub yet", "run `nexus auth github`, then `nexus ssh setup`"));
     };
@@ -57,9 +58,9 @@ async fn repo_to_clone(
     owner: &str,
     name: &str,
     ui: &Ui,
-) -> Result<(Repository, Option<Repository>), ClientError> {
+) -> Result<(Repository, Option<Repository>), Error> {
     ui.section("📦 Repository Setup");
-    let repo = gh.repo(owner, name).await.map_err(github_err)?;
+    let repo = gh.repo(owner, name).await?;
     if repo.can_push {
         ui.ok(&format!("You can push to {}: working on it directly", repo.full_name));
         return Ok((repo, None));
@@ -76,7 +77,7 @@ async fn repo_to_clone(
         Ok(f) => f,
         Err(e) => {
             step.fail("Fork failed");
-            return Err(github_err(e));
+            return Err(e.into());
         }
     };
     let fork_owner = fork.owner_login.clone();
@@ -84,7 +85,7 @@ async fn repo_to_clone(
         Ok(f) => f,
         Err(e) => {
             step.fail("The fork did not become ready");
-            return Err(github_err(e));
+            return Err(e.into());
         }
     };
     step.ok(&format!("Repository forked to {}", fork.full_name));
@@ -92,16 +93,16 @@ async fn repo_to_clone(
 }
 
 /// Creates (or reuses) the workspace for a repo and waits until it and its services are ready.
-pub async fn create(opts: &CreateOptions, ui: &Ui) -> Result<WorkspaceView, ClientError> {
+pub async fn create(opts: &CreateOptions, ui: &Ui) -> Result<WorkspaceView, Error> {
     let loaded = load_config(ui)?;
     let cfg = &loaded.config;
     let client = Client::from_config(opts.server.clone(), cfg)?;
     let (gh, login) = github_of(cfg)?;
-    let (owner, name) = parse_repo_arg(&opts.repo).map_err(github_err)?;
+    let (owner, name) = parse_repo_arg(&opts.repo)?;
     let (target, upstream) = repo_to_clone(&gh, &login, &owner, &name, ui).await?;
 
     // Running create again for the same repo offers the workspace that exists.
-    let mine = client.workspaces().await?;
+    let mine = client.list().await?;
     let existing = mine.iter().find(|w| match &opts.name {
         Some(n) => &w.name == n,
         None => same_repo_url(&w.repo.url, &target.clone_url),
@@ -153,7 +154,7 @@ pub async fn create(opts: &CreateOptions, ui: &Ui) -> Result<WorkspaceView, Clie
     wait_ready(&client, &created.workspace_id, ui).await
 }
 
-fn require_running(view: &WorkspaceView) -> Result<(), ClientError> {
+fn require_running(view: &WorkspaceView) -> Result<(), Error> {
     if view.status == WorkspaceStatus::Running {
         return Ok(());
     }
@@ -164,10 +165,9 @@ fn require_running(view: &WorkspaceView) -> Result<(), ClientError> {
 }
 
 /// Starts a stopped workspace, with a spinner.
-async fn start(client: &Client, view: &WorkspaceView, ui: &Ui) -> Result<(), ClientError> {
+async fn start(client: &Client, view: &WorkspaceView, ui: &Ui) -> Result<(), Error> {
     let step = ui.step(&format!("Starting {}", view.name));
-    let path = format!("/api/v1/workspaces/{}/start", view.workspace_id);
-    match client.send::<serde_json::Value>(reqwest::Method::POST, &path).await {
+    match client.start(&view.workspace_id).await {
         Ok(_) => {
             step.ok("Started");
             Ok(())
@@ -180,7 +180,7 @@ async fn start(client: &Client, view: &WorkspaceView, ui: &Ui) -> Result<(), Cli
 }
 
 /// Polls until the workspace runs and its services settle, with a spinner saying what it waits for.
-pub async fn wait_ready(client: &Client, id: &str, ui: &Ui) -> Result<WorkspaceView, ClientError> {
+pub async fn wait_ready(client: &Client, id: &str, ui: &Ui) -> Result<WorkspaceView, Error> {
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
     let step = ui.step("Creating workspace (estimated 45s)");
     let view = loop {
@@ -215,14 +215,14 @@ pub async fn wait_ready(client: &Client, id: &str, ui: &Ui) -> Result<WorkspaceV
     let step = ui.step("Services starting...");
     let mut view = view;
     loop {
-        let settled = view.services.iter().all(|s| matches!(s.status.as_str(), "running" | "failed" | "unhealthy"));
+        let settled = view.services.iter().all(|s| s.status.is_settled());
         if settled || tokio::time::Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(POLL).await;
         view = client.status(id).await?;
     }
-    let bad: Vec<_> = view.services.iter().filter(|s| s.status != "running").collect();
+    let bad: Vec<_> = view.services.iter().filter(|s| s.status != ServiceStatus::Running).collect();
     if bad.is_empty() {
         step.ok("Services ready");
     } else {
@@ -231,7 +231,7 @@ pub async fn wait_ready(client: &Client, id: &str, ui: &Ui) -> Result<WorkspaceV
             ui.warn(&format!(
                 "{}: {}{}",
                 s.name,
-                s.message.as_deref().unwrap_or(&s.status),
+                s.message.as_deref().unwrap_or(s.status.as_str()),
                 s.hint.as_deref().map(|h| format!(" (hint: {h})")).unwrap_or_default()
             ));
         }
@@ -264,11 +264,11 @@ pub fn render_ready(view: &WorkspaceView, ssh: Option<&str>) -> String {
 }
 
 /// Finds one of the caller's workspaces: by name or id, or the only one.
-pub async fn find(client: &Client, name: Option<&str>) -> Result<WorkspaceView, ClientError> {
+pub async fn find(client: &Client, name: Option<&str>) -> Result<WorkspaceView, Error> {
     if let Some(n) = name {
         return client.workspace(n).await;
     }
-    let mut all = client.workspaces().await?;
+    let mut all = client.list().await?;
     match all.len() {
         0 => Err(err("you have no workspaces yet", "create one with `nexus workspace create <owner/repo>`")),
         1 => Ok(all.remove(0)),
@@ -284,9 +284,9 @@ pub async fn find(client: &Client, name: Option<&str>) -> Result<WorkspaceView, 
 }
 
 /// Writes the workspace's ssh entry and pinned host key; returns the alias.
-pub fn configure_ssh(view: &WorkspaceView, cfg: &UserConfig) -> Result<String, ClientError> {
+pub fn configure_ssh(view: &WorkspaceView, cfg: &UserConfig) -> Result<String, Error> {
     let files = SshFiles::from_env().map_err(|e| err(format!("cannot find your home directory: {e}"), "set HOME"))?;
-    let key = cfg.key_path().map_err(|e| err(e.to_string(), e.hint()))?;
+    let key = cfg.key_path()?;
     let entry = SshEntry {
         name: view.name.clone(),
         id: view.workspace_id.clone(),
@@ -352,7 +352,7 @@ pub async fn connect(
     programs: &dyn Programs,
     opener: &dyn Opener,
     exe: &std::path::Path,
-) -> Result<Connected, ClientError> {
+) -> Result<Connected, Error> {
     let loaded = load_config(ui)?;
     let cfg = &loaded.config;
     let client = Client::from_config(opts.server.clone(), cfg)?;
@@ -428,7 +428,7 @@ pub async fn connect(
     Ok(Connected { workspace: view.name.clone(), ssh_alias: alias, ssh_command, forwards, editor: how.into(), folder })
 }
 
-fn home() -> Result<std::path::PathBuf, ClientError> {
+fn home() -> Result<std::path::PathBuf, Error> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(std::path::PathBuf::from)
@@ -436,9 +436,9 @@ fn home() -> Result<std::path::PathBuf, ClientError> {
 }
 
 /// The forward supervisor's body (`nexus workspace ports run <ws>`), until stopped.
-pub async fn run_forwards(workspace: &str, server: Option<String>) -> Result<(), ClientError> {
+pub async fn run_forwards(workspace: &str, server: Option<String>) -> Result<(), Error> {
     let home = home()?;
-    let cfg = UserConfig::load().map_err(|e| err(e.to_string(), e.hint()))?.config;
+    let cfg = UserConfig::load()?.config;
     let client = Client::from_config(server, &cfg)?;
     let files = SshFiles::from_env().map_err(|e| err(e.to_string(), "set HOME"))?;
     let alias = ssh_config::alias(workspace);
@@ -453,12 +453,7 @@ pub async fn run_forwards(workspace: &str, server: Option<String>) -> Result<(),
 }
 
 /// Runs `ssh <alias> [command]` with the terminal attached; returns its exit code.
-pub async fn ssh(
-    workspace: Option<&str>,
-    command: &[String],
-    server: Option<String>,
-    ui: &Ui,
-) -> Result<i32, ClientError> {
+pub async fn ssh(workspace: Option<&str>, command: &[String], server: Option<String>, ui: &Ui) -> Result<i32, Error> {
     let cfg = load_config(ui)?.config;
     let client = Client::from_config(server, &cfg)?;
     let view = find(&client, workspace).await?;
@@ -507,7 +502,7 @@ pub struct PrOutcome {
     pub base: String,
 }
 
-fn remote(sys: &dyn System, files: &SshFiles, alias: &str, script: &str) -> Result<String, ClientError> {
+fn remote(sys: &dyn System, files: &SshFiles, alias: &str, script: &str) -> Result<String, Error> {
     let config = files.user_config.display().to_string();
     let out = sys
         .run(&["ssh", "-F", &config, "-o", "BatchMode=yes", alias, script], None)
@@ -523,7 +518,7 @@ fn remote(sys: &dyn System, files: &SshFiles, alias: &str, script: &str) -> Resu
 }
 
 /// Pushes the workspace's current branch to its repo and opens a PR to upstream.
-pub async fn pr(opts: &PrOptions, ui: &Ui, sys: &dyn System) -> Result<PrOutcome, ClientError> {
+pub async fn pr(opts: &PrOptions, ui: &Ui, sys: &dyn System) -> Result<PrOutcome, Error> {
     let cfg = load_config(ui)?.config;
     let client = Client::from_config(opts.server.clone(), &cfg)?;
     let (gh, _login) = github_of(&cfg)?;
@@ -554,16 +549,16 @@ pub async fn pr(opts: &PrOptions, ui: &Ui, sys: &dyn System) -> Result<PrOutcome
     }
     step.ok(&format!("Pushed {branch}"));
 
-    let repo = gh.repo(&view.repo.owner, &view.repo.name).await.map_err(github_err)?;
+    let repo = gh.repo(&view.repo.owner, &view.repo.name).await?;
     let (base_owner, base_name) = match repo.parent_full_name.as_deref().and_then(|p| p.split_once('/')) {
         Some((o, n)) => (o.to_string(), n.to_string()),
         None => (view.repo.owner.clone(), view.repo.name.clone()),
     };
-    let base_repo = gh.repo(&base_owner, &base_name).await.map_err(github_err)?;
+    let base_repo = gh.repo(&base_owner, &base_name).await?;
     let base_branch = opts.base.clone().unwrap_or_else(|| base_repo.default_branch.clone());
     let head = format!("{}:{branch}", view.repo.owner);
     let base_label = format!("{base_owner}/{base_name}:{base_branch}");
-    if let Some(p) = gh.find_open_pull(&base_owner, &base_name, &head).await.map_err(github_err)? {
+    if let Some(p) = gh.find_open_pull(&base_owner, &base_name, &head).await? {
         ui.ok(&format!("A pull request is already open: {}", p.html_url));
         return Ok(PrOutcome { url: p.html_url, number: p.number, created: false, head, base: base_label });
     }
@@ -574,7 +569,7 @@ pub async fn pr(opts: &PrOptions, ui: &Ui, sys: &dyn System) -> Result<PrOutcome
         Ok(p) => p,
         Err(e) => {
             step.fail("GitHub refused the pull request");
-            return Err(github_err(e));
+            return Err(e.into());
         }
     };
     step.ok(&format!("Pull request #{} opened", pull.number));

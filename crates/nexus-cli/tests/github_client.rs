@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use nexus_cli::github::{AddKey, GithubClient, GithubEndpoints, GithubError, SleepFn};
 use nexus_testkit::github::FakeGithub;
+use nexus_types::diagnostics::Hint as _;
 
 const CLIENT_ID: &str = "Iv1.nexus-test";
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJq3ohDV6zDrZyuDaKVJ6wlu0SUbMfsTC3XX0ZsuVQjY alice@laptop";
@@ -97,13 +98,13 @@ async fn device_flow_denied_and_expired() {
     github.deny_device(&code.user_code);
     let err = c.poll_device_token(CLIENT_ID, &code).await.unwrap_err();
     assert!(matches!(err, GithubError::AccessDenied), "{err:?}");
-    assert!(err.hint().contains("nexus auth github"), "{}", err.hint());
+    assert!(err.hint().unwrap().contains("nexus auth github"), "{:?}", err.hint());
 
     let code = c.request_device_code(CLIENT_ID, "repo").await.unwrap();
     github.expire_device(&code.user_code);
     let err = c.poll_device_token(CLIENT_ID, &code).await.unwrap_err();
     assert!(matches!(err, GithubError::DeviceCodeExpired), "{err:?}");
-    assert!(err.hint().contains("nexus auth github"), "{}", err.hint());
+    assert!(err.hint().unwrap().contains("nexus auth github"), "{:?}", err.hint());
 
     // A wrong client id is the OAuth app's problem, not the user's code.
     let code = c.request_device_code(CLIENT_ID, "repo").await.unwrap();
@@ -164,7 +165,7 @@ async fn user_and_revoked_token() {
     github.revoke("tok-alice");
     let err = c.user().await.unwrap_err();
     assert!(matches!(&err, GithubError::Unauthorized { message } if message == "Bad credentials"), "{err:?}");
-    assert_eq!(err.hint(), "your GitHub sign-in expired or was revoked: run `nexus auth github`");
+    assert_eq!(err.hint().unwrap(), "your GitHub sign-in expired or was revoked: run `nexus auth github`");
 
     let err = client(&github, None).user().await.unwrap_err();
     assert!(matches!(err, GithubError::NotSignedIn), "{err:?}");
@@ -193,7 +194,7 @@ async fn keys_add_list_and_duplicate() {
 
     let err = c.add_key("junk", "not a key").await.unwrap_err();
     assert!(matches!(err, GithubError::Rejected { .. }), "{err:?}");
-    assert!(err.hint().contains("OpenSSH public key"), "{}", err.hint());
+    assert!(err.hint().unwrap().contains("OpenSSH public key"), "{:?}", err.hint());
     github.assert_conformant();
 }
 
@@ -204,7 +205,7 @@ async fn key_upload_without_scope_says_to_sign_in_again() {
     github.refuse_key_uploads(true);
     let err = client(&github, Some("tok-alice")).add_key("laptop", KEY).await.unwrap_err();
     assert!(matches!(&err, GithubError::MissingScope { scope, .. } if scope == "admin:public_key"), "{err:?}");
-    assert_eq!(err.hint(), "run `nexus auth github` again to grant the `admin:public_key` scope");
+    assert_eq!(err.hint().unwrap(), "run `nexus auth github` again to grant the `admin:public_key` scope");
 
     // The real cause: a token signed in without the scope.
     github.refuse_key_uploads(false);
@@ -241,7 +242,7 @@ async fn repositories_public_private_and_hidden() {
     assert!(!open.private && !open.can_push);
     let err = bob.repo("alice", "secret").await.unwrap_err();
     assert!(matches!(&err, GithubError::NotFound { what } if what == "repository alice/secret"), "{err:?}");
-    assert!(err.hint().starts_with("check the spelling of owner/repo"), "{}", err.hint());
+    assert!(err.hint().unwrap().starts_with("check the spelling of owner/repo"), "{:?}", err.hint());
     assert!(matches!(bob.repo("alice", "nope").await.unwrap_err(), GithubError::NotFound { .. }));
 
     assert!(client(&github, Some("tok-carol")).repo("alice", "secret").await.unwrap().can_push);
@@ -326,7 +327,7 @@ async fn clone_push_and_open_a_pull_request_from_a_fork() {
 
     let err = bob.create_pull("acme", "hello", "Nothing", "bob:missing", "main", "").await.unwrap_err();
     assert!(matches!(err, GithubError::Rejected { .. }), "{err:?}");
-    assert!(err.hint().contains("push the branch"), "{}", err.hint());
+    assert!(err.hint().unwrap().contains("push the branch"), "{:?}", err.hint());
     github.assert_conformant();
 }
 
@@ -363,7 +364,7 @@ async fn transient_server_errors_are_retried() {
     github.fail_next("GET", "/api/v3/user", 10, 503);
     let err = c.user().await.unwrap_err();
     assert!(matches!(err, GithubError::ServerError { status: 503, attempts: 4, .. }), "{err:?}");
-    assert!(err.hint().contains("try again"), "{}", err.hint());
+    assert!(err.hint().unwrap().contains("try again"), "{:?}", err.hint());
     github.assert_conformant();
 }
 
@@ -374,5 +375,5 @@ async fn unreachable_github_says_what_to_check() {
         .with_retries(1, Duration::from_millis(1));
     let err = c.user().await.unwrap_err();
     assert!(matches!(err, GithubError::Unreachable { .. }), "{err:?}");
-    assert!(err.hint().contains("github.host"), "{}", err.hint());
+    assert!(err.hint().unwrap().contains("github.host"), "{:?}", err.hint());
 }

@@ -491,8 +491,8 @@ fn hinted(e: impl std::error::Error + Send + Sync + 'static, hint: String) -> an
     anyhow::Error::new(e).context(format!("hint: {hint}"))
 }
 
-fn client_error(e: nexus_cli::client::ClientError) -> anyhow::Error {
-    let hint = e.hint.clone();
+fn client_error(e: nexus_cli::error::Error) -> anyhow::Error {
+    let hint = nexus_types::diagnostics::Hint::hint(&e).unwrap_or_default();
     hinted(e, hint)
 }
 
@@ -704,7 +704,7 @@ async fn run_workspace(cmd: WorkspaceCommand) -> anyhow::Result<()> {
         }
         WorkspaceCommand::List { client: ClientArgs { json, server } } => {
             let client = nexus_cli::client::Client::from_env(server).map_err(client_error)?;
-            let all = client.workspaces().await.map_err(client_error)?;
+            let all = client.list().await.map_err(client_error)?;
             if json {
                 return print_json(&all);
             }
@@ -782,13 +782,24 @@ async fn run_workspace(cmd: WorkspaceCommand) -> anyhow::Result<()> {
 /// Stop, start or delete a workspace by name, waiting for the node like the API does.
 async fn lifecycle(op: &str, workspace: &str, args: ClientArgs) -> anyhow::Result<()> {
     let (client, ws) = workspace_view(workspace, args.server).await?;
-    let (method, path) = match op {
-        "delete" => (reqwest::Method::DELETE, format!("/api/v1/workspaces/{}", ws.workspace_id)),
-        _ => (reqwest::Method::POST, format!("/api/v1/workspaces/{}/{op}", ws.workspace_id)),
-    };
     let started = std::time::Instant::now();
     eprintln!("{op}: {} ...", ws.name);
-    let answer: serde_json::Value = client.send(method, &path).await.map_err(client_error)?;
+    let (answer, what) = match op {
+        "delete" => {
+            let answer = client.delete(&ws.workspace_id).await.map_err(client_error)?;
+            (serde_json::to_value(answer)?, "deleted".to_string())
+        }
+        "start" => {
+            let answer = client.start(&ws.workspace_id).await.map_err(client_error)?;
+            let what = answer.status.to_string();
+            (serde_json::to_value(answer)?, what)
+        }
+        _ => {
+            let answer = client.stop(&ws.workspace_id).await.map_err(client_error)?;
+            let what = answer.status.to_string();
+            (serde_json::to_value(answer)?, what)
+        }
+    };
     if args.json {
         return print_json(&answer);
     }
@@ -803,7 +814,6 @@ async fn lifecycle(op: &str, workspace: &str, args: ClientArgs) -> anyhow::Resul
             let _ = files.remove(&ws.name, &ws.workspace_id);
         }
     }
-    let what = answer["status"].as_str().unwrap_or("deleted");
     eprintln!("✓ {}: {what} ({:.1}s)", ws.name, started.elapsed().as_secs_f64());
     Ok(())
 }
