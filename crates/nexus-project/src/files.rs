@@ -6,6 +6,30 @@ use std::path::{Component, Path, PathBuf};
 /// Largest file detection reads; manifests are small, and a huge file is not one.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
+/// Every path [`crate::resolve`] may read: the config (and its misnamed `.yml` twin, which it reports)
+/// and what detection looks at. Whoever fetches a repo's files for resolving (the server reads them
+/// from a remote tree before a workspace exists) fetches these; a test checks `resolve` reads no other.
+pub const PLAN_FILES: &[&str] = &[
+    crate::CONFIG_PATH,
+    ".nexus/config.yml",
+    ".devcontainer/devcontainer.json",
+    ".devcontainer.json",
+    "package.json",
+    "package-lock.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "bun.lock",
+    "bun.lockb",
+    "requirements.txt",
+    "pyproject.toml",
+    "manage.py",
+    "app.py",
+    "main.py",
+    "server.py",
+    "wsgi.py",
+    "index.html",
+];
+
 /// Read-only access to the files of a repo, by `/`-separated path relative to its root.
 pub trait RepoFiles {
     /// The file's text; `None` if it is missing, unreadable, not UTF-8 or too large.
@@ -70,7 +94,60 @@ impl RepoFiles for MapFiles {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
     use super::*;
+
+    /// Serves a map and remembers every path asked for.
+    struct Recording {
+        files: MapFiles,
+        asked: RefCell<BTreeSet<String>>,
+    }
+
+    impl RepoFiles for Recording {
+        fn read(&self, path: &str) -> Option<String> {
+            self.asked.borrow_mut().insert(path.to_string());
+            self.files.read(path)
+        }
+
+        fn exists(&self, path: &str) -> bool {
+            self.asked.borrow_mut().insert(path.to_string());
+            self.files.exists(path)
+        }
+    }
+
+    #[test]
+    fn resolve_reads_only_plan_files() {
+        // Repos that send detection down each of its paths: nothing at all, each ecosystem, each
+        // Python framework, a devcontainer of either name, and both config names.
+        let repos: &[&[(&str, &str)]] = &[
+            &[],
+            &[("package.json", r#"{"scripts": {"dev": "vite"}}"#)],
+            &[("package.json", "{}"), ("yarn.lock", "# yarn lockfile v1\n")],
+            &[("package.json", "{}"), ("yarn.lock", "__metadata:\n"), (".yarnrc.yml", "")],
+            &[("package.json", "{}"), ("pnpm-lock.yaml", "")],
+            &[("package.json", "{}"), ("package-lock.json", "{}")],
+            &[("package.json", "{}"), ("bun.lock", "")],
+            &[("package.json", "{}"), ("requirements.txt", "flask\nfastapi\n"), ("index.html", "")],
+            &[("requirements.txt", "fastapi\n"), ("main.py", "app = FastAPI()\n")],
+            &[("pyproject.toml", "[tool.poetry]\n"), ("server.py", "")],
+            &[("pyproject.toml", "[project]\n"), ("uv.lock", ""), ("app.py", "import streamlit\n")],
+            &[("pyproject.toml", "[project]\n"), ("manage.py", "")],
+            &[("index.html", ""), (".devcontainer.json", r#"{"forwardPorts": [9000]}"#)],
+            &[(".devcontainer/devcontainer.json", "{}")],
+            &[(crate::CONFIG_PATH, "services: {}\n")],
+            &[(".nexus/config.yml", "services: {}\n")],
+        ];
+        let mut asked = BTreeSet::new();
+        for repo in repos {
+            let files = Recording { files: MapFiles::new(repo.iter().copied()), asked: RefCell::default() };
+            let _ = crate::resolve(&files);
+            asked.extend(files.asked.into_inner());
+        }
+        let unlisted: Vec<&String> = asked.iter().filter(|p| !PLAN_FILES.contains(&p.as_str())).collect();
+        assert!(unlisted.is_empty(), "resolve reads {unlisted:?}; add them to PLAN_FILES");
+    }
 
     #[test]
     fn dir_files_reads_inside_the_root_only() {

@@ -23,7 +23,7 @@ mod schema;
 pub use config::{check_service_name, parse_config, LxcConfig, ProjectConfig, MAX_SERVICE_NAME};
 pub use detect::{detect, NOTHING_DETECTED};
 pub use error::{nearest_key, ConfigError, CONFIG_PATH};
-pub use files::{DirFiles, MapFiles, RepoFiles};
+pub use files::{DirFiles, MapFiles, RepoFiles, PLAN_FILES};
 pub use nexus_types::protocol::{HealthCheck, HealthKind, ProjectPlan, ServicePlan};
 pub use render::to_yaml;
 pub use runtime::{parse_node_index, pick_node, pick_python, resolve_runtime, NodeRelease, RUNTIME_FILES};
