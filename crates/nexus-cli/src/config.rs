@@ -59,10 +59,10 @@ pub struct UserConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_token: Option<String>,
     /// The user's GitHub identity.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nexus_project::mapping_or_empty")]
     pub github: GithubConfig,
     /// The user's SSH key.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nexus_project::mapping_or_empty")]
     pub ssh: SshConfig,
     /// Which editor to open. Default: none, meaning the caller picks whichever is installed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -361,7 +361,13 @@ impl UserConfig {
         if is_empty {
             return Ok(UserConfig::default());
         }
-        let config: UserConfig = serde_yaml::from_str(text).map_err(|e| from_yaml(file, text, &e))?;
+        let config: UserConfig = nexus_project::parse_yaml(text, &KEY_HINTS).map_err(|p| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            line: p.line,
+            column: p.column,
+            message: p.message,
+            hint: p.hint,
+        })?;
         config.validate(text, file)?;
         Ok(config)
     }
@@ -403,7 +409,7 @@ impl UserConfig {
 
     /// The file's text, as [`UserConfig::save`] writes it.
     pub fn to_yaml(&self) -> String {
-        let body = serde_yaml::to_string(self).expect("the config is always representable as YAML");
+        let body = serde_saphyr::to_string(self).expect("the config is always representable as YAML");
         format!("# Nexus settings for this computer. `nexus` rewrites this file, so comments are not kept.\n{body}")
     }
 
@@ -510,7 +516,7 @@ pub fn expand_home(path: &str, home: Option<&Path>) -> Result<PathBuf, ConfigErr
     }
 }
 
-/// Every key the file accepts, by section, for "did you mean" hints.
+/// The keys at the top of the file, for the hint when it is not a mapping.
 const ROOT_KEYS: &[&str] = &["server", "server_port", "api_token", "github", "ssh", "editor", "forward_agent"];
 
 /// Names people bring from other tools (`~/.ssh/config`, gh, env vars), mapped to ours.
@@ -533,92 +539,9 @@ const ALIASES: &[(&str, &str)] = &[
     ("ide", "editor"),
 ];
 
-/// Turns a `serde_yaml` error into [`ConfigError::Invalid`] with a hint.
-fn from_yaml(file: &Path, source: &str, err: &serde_yaml::Error) -> ConfigError {
-    let (line, column) = err.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
-    let mut text = err.to_string();
-    if let Some(l) = err.location() {
-        text = text.replacen(&format!(" at line {} column {}", l.line(), l.column()), "", 1);
-    }
-    // serde_yaml prefixes errors below the root with the key path: `github: unknown field ...`.
-    let (path, rest) = match text.split_once(": ") {
-        Some((head, rest))
-            if !head.is_empty() && head.chars().all(|c| c.is_ascii_alphanumeric() || "_.".contains(c)) =>
-        {
-            (head.to_string(), rest.to_string())
-        }
-        _ => (String::new(), text.clone()),
-    };
-    let at =
-        |message: String, hint: String| ConfigError::Invalid { file: file.to_path_buf(), line, column, message, hint };
-    if let Some(after) = rest.strip_prefix("unknown field `") {
-        let (name, expected) = name_and_expected(after);
-        let expected: Vec<String> = if expected.is_empty() && path.is_empty() {
-            ROOT_KEYS.iter().map(|k| k.to_string()).collect()
-        } else {
-            expected
-        };
-        let message =
-            if path.is_empty() { format!("unknown key {name:?}") } else { format!("unknown key {name:?} in {path}") };
-        let hint = match nearest(&name, &expected) {
-            Some(best) => format!("did you mean {best:?}?"),
-            None => format!("allowed keys here: {}", expected.join(", ")),
-        };
-        return at(message, hint);
-    }
-    let prefix = |m: String| if path.is_empty() { m } else { format!("{path}: {m}") };
-    if let Some(after) = rest.strip_prefix("unknown variant `") {
-        let (name, expected) = name_and_expected(after);
-        let hint = match nearest(&name, &expected) {
-            Some(best) => format!("did you mean {best:?}?"),
-            None => format!("use one of: {}", expected.join(", ")),
-        };
-        return at(prefix(format!("unknown value {name:?}")), hint);
-    }
-    if let Some(after) = rest.strip_prefix("invalid type: ").or_else(|| rest.strip_prefix("invalid value: ")) {
-        let (found, expected) = after.split_once(", expected ").unwrap_or((after, "something else"));
-        let found = match found {
-            "unit value" => "nothing (an empty value)",
-            "map" => "a mapping",
-            "sequence" => "a list",
-            other => other,
-        };
-        let expected = match expected {
-            "u16" => "a port number",
-            "a boolean" => "true or false",
-            other => other,
-        };
-        return at(prefix(format!("expected {expected}, found {found}")), hint_for(&path));
-    }
-    if let Some(after) = rest.strip_prefix("duplicate field `") {
-        let field = after.split('`').next().unwrap_or_default();
-        // serde_yaml points at the mapping; the second `field:` from there is the one to look at.
-        let second = source
-            .lines()
-            .enumerate()
-            .skip(line.saturating_sub(1))
-            .filter(|(_, l)| l.trim_start().strip_prefix(field).is_some_and(|r| r.trim_start().starts_with(':')))
-            .nth(1);
-        let (line, column) = second.map(|(i, l)| (i + 1, l.len() - l.trim_start().len() + 1)).unwrap_or((line, column));
-        let message = prefix(format!("key {field:?} is given twice"));
-        return ConfigError::Invalid {
-            file: file.to_path_buf(),
-            line,
-            column,
-            message,
-            hint: "keep only one of them".into(),
-        };
-    }
-    let line_text = source.lines().nth(line.saturating_sub(1)).unwrap_or_default();
-    let hint = if line_text.chars().take_while(|c| c.is_whitespace()).any(|c| c == '\t') {
-        "indent with spaces; YAML does not allow tabs".to_string()
-    } else {
-        "check the indentation (nested keys are indented by two spaces) and put values containing `: ` or \
-         starting with `@`, `*`, `&` or `!` in quotes"
-            .to_string()
-    };
-    at(format!("invalid YAML: {text}"), hint)
-}
+/// The words for this file's errors; the wording itself is shared with `.nexus/config.yaml`'s.
+const KEY_HINTS: nexus_project::KeyHints =
+    nexus_project::KeyHints { aliases: ALIASES, type_names: &[("u16", "a port number")], allowed: hint_for };
 
 /// What a key holds, for type errors.
 fn hint_for(path: &str) -> String {
@@ -634,18 +557,6 @@ fn hint_for(path: &str) -> String {
         "forward_agent" => "write `forward_agent: true` or `forward_agent: false`".into(),
         key => format!("write {key} as text; quote it if it starts with a special character"),
     }
-}
-
-/// From "name`, expected one of `a`, `b`" returns ("name", ["a", "b"]).
-fn name_and_expected(after: &str) -> (String, Vec<String>) {
-    let (name, tail) = after.split_once('`').unwrap_or((after, ""));
-    let expected = tail.split('`').skip(1).step_by(2).map(str::to_string).collect();
-    (name.to_string(), expected)
-}
-
-/// The valid key closest to `word` (the same rule as `.nexus/config.yaml`'s hints).
-fn nearest(word: &str, candidates: &[String]) -> Option<String> {
-    nexus_project::nearest_key(&word.replace('-', "_"), candidates, ALIASES)
 }
 
 /// Line and column of top-level `key:` in `text`, or (1, 1).
@@ -732,6 +643,8 @@ editor: cursor
         assert_eq!(parse("").unwrap(), d);
         assert_eq!(parse("# nothing yet\n\n").unwrap(), d);
         assert_eq!(parse("github: {}\n").unwrap(), d);
+        // A section written but not filled in yet.
+        assert_eq!(parse("github:\nssh:\n").unwrap(), d);
     }
 
     #[test]

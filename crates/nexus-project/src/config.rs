@@ -1,19 +1,21 @@
 //! `.nexus/config.yaml`: the strict parser, its cross-field validation, and the typed result.
 //!
-//! Parsing runs in two passes. `serde_yaml` reads the file into the `Raw*` types below, whose own
-//! `Deserialize` impls check each value where it stands (so `serde_yaml` knows the position). Checks that
-//! need several nodes at once (duplicate ports, `depends_on`, cycles, health checks that need the
+//! Parsing runs in two passes. The YAML parser ([`crate::yaml`]) reads the file into the `Raw*` types
+//! below, whose own `Deserialize` impls check each value where it stands (so the parser knows the
+//! position). Checks that need several nodes at once (duplicate ports, `depends_on`, cycles, health checks that need the
 //! service's port) run afterwards and find their position with [`crate::locate`].
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::marker::PhantomData;
 
 use nexus_types::protocol::{HealthCheck, HealthKind, ProjectPlan, ServicePlan};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use crate::error::{self, with_hint, ConfigError, CONFIG_PATH};
+use crate::error::{self, ConfigError, CONFIG_PATH, KEY_HINTS};
 use crate::locate::{self, Seg, Target};
+use crate::yaml::{parse_yaml, with_hint, MappingVisitor};
 
 /// Longest service name: it becomes part of a systemd unit name next to the workspace name.
 pub const MAX_SERVICE_NAME: usize = 40;
@@ -69,7 +71,7 @@ impl ProjectConfig {
 ///
 /// An empty file (or one with only comments) is a valid config with nothing in it.
 pub fn parse_config(source: &str) -> Result<ProjectConfig, ConfigError> {
-    let raw: RawConfig = serde_yaml::from_str(source).map_err(|e| error::from_yaml(source, &e))?;
+    let Mapping(raw) = parse_yaml::<Mapping<RawConfig>>(source, &KEY_HINTS)?;
     build(source, raw)
 }
 
@@ -92,38 +94,44 @@ pub fn check_service_name(name: &str) -> Result<(), (String, String)> {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The raw shape, checked value by value while serde_yaml still knows where each value is.
+// The raw shape, checked value by value while the parser still knows where each value is.
 
 /// The whole file. Field names here are the config's keys; `schema.rs` tests that the JSON schema lists
 /// exactly these (and those of the structs below).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with any of: name, provider, setup, services, providers")]
+#[serde(deny_unknown_fields)]
 struct RawConfig {
     name: Option<String>,
     provider: Option<Provider>,
     setup: Option<Setup>,
     services: Option<Services>,
-    providers: Option<RawProviders>,
+    providers: Option<Mapping<RawProviders>>,
+}
+
+impl Expecting for RawConfig {
+    const EXPECTING: &'static str = "a mapping with any of: name, provider, setup, services, providers";
 }
 
 /// One entry under `services:`.
 #[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a service mapping with `command:` and optionally port, working_dir, env, depends_on, health_check"
-)]
+#[serde(deny_unknown_fields)]
 struct RawService {
     command: Command,
     port: Option<Port>,
     working_dir: Option<WorkingDir>,
     env: Option<Env>,
     depends_on: Option<DependsOn>,
-    health_check: Option<RawHealth>,
+    health_check: Option<Mapping<RawHealth>>,
+}
+
+impl Expecting for RawService {
+    const EXPECTING: &'static str =
+        "a service mapping with `command:` and optionally port, working_dir, env, depends_on, health_check";
 }
 
 /// `health_check:`; which keys apply depends on `type` and is checked in [`health_check`].
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a health check mapping with `type:` (http, tcp, command or none)")]
+#[serde(deny_unknown_fields)]
 struct RawHealth {
     #[serde(rename = "type")]
     kind: HealthType,
@@ -136,6 +144,10 @@ struct RawHealth {
     start_timeout: Option<Duration>,
 }
 
+impl Expecting for RawHealth {
+    const EXPECTING: &'static str = "a health check mapping with `type:` (http, tcp, command or none)";
+}
+
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
 #[serde(rename_all = "lowercase")]
 enum HealthType {
@@ -146,17 +158,41 @@ enum HealthType {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with an `lxc:` entry")]
+#[serde(deny_unknown_fields)]
 struct RawProviders {
-    lxc: Option<RawLxc>,
+    lxc: Option<Mapping<RawLxc>>,
+}
+
+impl Expecting for RawProviders {
+    const EXPECTING: &'static str = "a mapping with an `lxc:` entry";
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with any of: image, cpu, memory")]
+#[serde(deny_unknown_fields)]
 struct RawLxc {
     image: Option<Image>,
     cpu: Option<Cpu>,
     memory: Option<Memory>,
+}
+
+impl Expecting for RawLxc {
+    const EXPECTING: &'static str = "a mapping with any of: image, cpu, memory";
+}
+
+/// What a struct read through [`Mapping`] is, for type errors ("expected a health check mapping ...").
+trait Expecting {
+    const EXPECTING: &'static str;
+}
+
+/// A derived struct read from a mapping. An empty value (`web:` with nothing below) reads as an empty
+/// mapping, so what it lacks is reported as a missing key; anything else is a type error naming what
+/// the struct expects.
+struct Mapping<T>(T);
+
+impl<'de, T: Deserialize<'de> + Expecting> Deserialize<'de> for Mapping<T> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_any(MappingVisitor { expecting: T::EXPECTING, marker: PhantomData }).map(Mapping)
+    }
 }
 
 /// Implements `Deserialize` for a newtype from a visitor body: `$expecting` names what is allowed, the
@@ -221,7 +257,7 @@ impl<'de> Visitor<'de> for ListVisitor {
     }
 }
 
-/// One list item, checked while `serde_yaml` still knows its position.
+/// One list item, checked while the parser still knows its position.
 struct ItemSeed {
     check: fn(&str) -> Result<String, String>,
 }
@@ -535,10 +571,12 @@ impl<'de> Deserialize<'de> for Services {
                 f.write_str("a mapping from service name to its settings")
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Services, A::Error> {
-                ordered_map(map, KeyKind::Service).map(Services)
+                let pairs: Vec<(String, Mapping<RawService>)> = ordered_map(map, KeyKind::Service)?;
+                Ok(Services(pairs.into_iter().map(|(k, v)| (k, v.0)).collect()))
             }
         }
-        de.deserialize_map(V)
+        // `any`, not `map`: a list here must reach the visitor to be reported in its words.
+        de.deserialize_any(V)
     }
 }
 
@@ -558,7 +596,7 @@ impl<'de> Deserialize<'de> for Env {
                 Ok(Env(pairs.into_iter().map(|(k, v)| (k, v.0)).collect()))
             }
         }
-        de.deserialize_map(V)
+        de.deserialize_any(V)
     }
 }
 
@@ -595,7 +633,7 @@ fn build(source: &str, raw: RawConfig) -> Result<ProjectConfig, ConfigError> {
             }
         }
         let health = match &svc.health_check {
-            Some(check) => health_check(source, name, port, check)?,
+            Some(check) => health_check(source, name, port, &check.0)?,
             None => HealthCheck::new(port.map_or(HealthKind::None, |port| HealthKind::Tcp { port })),
         };
 
@@ -644,7 +682,7 @@ fn build(source: &str, raw: RawConfig) -> Result<ProjectConfig, ConfigError> {
         ));
     }
 
-    let lxc = raw.providers.and_then(|p| p.lxc);
+    let lxc = raw.providers.and_then(|p| p.0.lxc).map(|l| l.0);
     Ok(ProjectConfig {
         name: raw.name,
         provider: raw.provider.map(|p| p.0),

@@ -19,15 +19,17 @@ mod locate;
 mod render;
 mod runtime;
 mod schema;
+mod yaml;
 
 pub use config::{check_service_name, parse_config, LxcConfig, ProjectConfig, MAX_SERVICE_NAME};
 pub use detect::{detect, NOTHING_DETECTED};
-pub use error::{nearest_key, ConfigError, CONFIG_PATH};
+pub use error::{ConfigError, CONFIG_PATH};
 pub use files::{DirFiles, MapFiles, RepoFiles, PLAN_FILES};
 pub use nexus_types::protocol::{HealthCheck, HealthKind, ProjectPlan, ServicePlan};
 pub use render::to_yaml;
 pub use runtime::{parse_node_index, pick_node, pick_python, resolve_runtime, NodeRelease, RUNTIME_FILES};
 pub use schema::{json_schema, json_schema_text, SCHEMA_FILE};
+pub use yaml::{mapping_or_empty, nearest_key, parse_yaml, KeyHints, YamlProblem};
 
 /// A repo's plan and the container settings that go with it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

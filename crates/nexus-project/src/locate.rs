@@ -1,14 +1,15 @@
 //! Finds the line and column of a node in the config by its key path (`services.api.depends_on[0]`).
 //!
 //! Checks that span several nodes (cycles, duplicate ports, missing services) run after parsing, when
-//! `serde_yaml`'s positions are gone. Rather than scan the text by hand (block and flow styles, quotes,
-//! anchors, comments), we let `serde_yaml` parse the document once more, walking down the path and raising
-//! an error at the wanted node: `serde_yaml` stamps an error with the position of the node being read, so
-//! the position comes from the same parser that accepted the file and cannot disagree with it.
+//! the parser's positions are gone. Rather than scan the text by hand (block and flow styles, quotes,
+//! anchors, comments), we let `serde-saphyr` parse the document once more, walking down the path and
+//! raising an error at the wanted node: the parser stamps an error with the position of the node being
+//! read, so the position comes from the same parser that accepted the file and cannot disagree with it.
+//! The same walk tells what a node holds, for type errors where the parser names only the type.
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor};
 
 /// One step of a key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,15 +29,17 @@ pub(crate) enum Target {
     Key(usize),
 }
 
-/// The error text that marks "found it"; any other error also carries a position and is as good.
-const FOUND: &str = "nexus-locate: found";
+/// Starts the error text that marks "found it", followed by what the node holds; any other error also
+/// carries a position and is as good.
+const FOUND: &str = "nexus-locate: found ";
 
 /// Builds a key path: `path(&["services", "web"])`.
 pub(crate) fn keys(path: &[&str]) -> Vec<Seg> {
     path.iter().map(|k| Seg::Key((*k).to_string())).collect()
 }
 
-/// Parses `serde_yaml`'s path notation (`services.web.depends_on[1]`; `.` is the root).
+/// Parses a key path as [`crate::yaml::display_path`] writes it (`services.web.depends_on[1]`; `.` and
+/// `` are the root).
 pub(crate) fn parse_path(path: &str) -> Vec<Seg> {
     let mut segs = Vec::new();
     if path.is_empty() || path == "." {
@@ -63,11 +66,39 @@ pub(crate) fn parse_path(path: &str) -> Vec<Seg> {
 
 /// The 1-based (line, column) of the node at `path`, or `None` if the path is not in the document.
 pub(crate) fn locate(source: &str, path: &[Seg], target: Target) -> Option<(usize, usize)> {
-    let de = serde_yaml::Deserializer::from_str(source);
-    match (Seek { path, target }).deserialize(de) {
-        Ok(()) => None,
-        Err(e) => e.location().map(|l| (l.line(), l.column())),
+    seek(source, path, target).and_then(|e| position(source, &e))
+}
+
+/// Where an error from the parser is, 1-based. An empty value is placed where it would be written
+/// (after `key: `), not on the colon before it as the parser has it.
+pub(crate) fn position(source: &str, err: &serde_saphyr::Error) -> Option<(usize, usize)> {
+    let l = err.location()?;
+    let (line, column) = (usize::try_from(l.line()).ok()?, usize::try_from(l.column()).ok()?);
+    let text: Vec<char> = source.lines().nth(line.checked_sub(1)?)?.chars().collect();
+    let at = column.checked_sub(1)?;
+    let ends_empty = |i: usize| text.get(i).is_none_or(|c| c.is_whitespace() || ",}]#".contains(*c));
+    if text.get(at) == Some(&':') && ends_empty(at + 1) {
+        let value = (at + 1..).find(|&i| text.get(i).is_none_or(|c| *c != ' ')).unwrap_or(at + 1);
+        return Some((line, value + 1));
     }
+    Some((line, column))
+}
+
+/// What the node at `path` holds, in serde's words (`string "abc"`, `integer `3``, `sequence`), or
+/// `None` if the path is not in the document.
+pub(crate) fn describe(source: &str, path: &[Seg]) -> Option<String> {
+    match seek(source, path, Target::Value)? {
+        serde_saphyr::Error::Message { msg, .. } => msg.strip_prefix(FOUND).map(str::to_string),
+        _ => None,
+    }
+}
+
+/// Walks to the node at `path` and fails there; `None` when the walk ends without finding it.
+fn seek(source: &str, path: &[Seg], target: Target) -> Option<serde_saphyr::Error> {
+    let result = serde_saphyr::with_deserializer_from_str_with_options(source, crate::yaml::options(), |de| {
+        (Seek { path, target }).deserialize(de)
+    });
+    result.err()
 }
 
 /// Like [`locate`], but when the node is missing, points at its nearest ancestor's key instead (and at
@@ -111,8 +142,13 @@ impl<'de> DeserializeSeed<'de> for Seek<'_> {
     }
 }
 
-/// Fails on whatever node it is given, so the error carries that node's position.
+/// Fails on whatever node it is given, saying what it holds, so the error carries that node's position.
 struct Here;
+
+/// The "found it" error for a node holding `what`.
+fn found<E: de::Error>(what: Unexpected) -> E {
+    E::custom(format_args!("{FOUND}{what}"))
+}
 
 impl<'de> Visitor<'de> for Here {
     type Value = ();
@@ -120,29 +156,29 @@ impl<'de> Visitor<'de> for Here {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any node")
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Err(E::custom(FOUND))
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        Err(found(Unexpected::Bool(v)))
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Err(E::custom(FOUND))
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        Err(found(Unexpected::Signed(v)))
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Err(E::custom(FOUND))
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        Err(found(Unexpected::Unsigned(v)))
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Err(E::custom(FOUND))
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        Err(found(Unexpected::Float(v)))
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Err(E::custom(FOUND))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        Err(found(Unexpected::Str(v)))
     }
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Err(E::custom(FOUND))
+        Err(found(Unexpected::Unit))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(de::Error::custom(FOUND))
+        Err(found(Unexpected::Seq))
     }
     fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(de::Error::custom(FOUND))
+        Err(found(Unexpected::Map))
     }
 }
 
@@ -351,6 +387,27 @@ services:
     }
 
     #[test]
+    fn describes_what_a_node_holds() {
+        let describe = |path: &str| describe(DOC, &parse_path(path));
+        assert_eq!(describe("services.web.command").as_deref(), Some("string \"npm run dev\""));
+        assert_eq!(describe("services.web.port").as_deref(), Some("integer `3000`"));
+        assert_eq!(describe("services.api.depends_on").as_deref(), Some("sequence"));
+        assert_eq!(describe("services.api.env").as_deref(), Some("map"));
+        assert_eq!(describe("services.db"), None);
+    }
+
+    #[test]
+    fn empty_values_are_placed_where_they_would_be_written() {
+        let doc = "a:
+  b:
+c: {d: , e: 1}
+";
+        assert_eq!(locate(doc, &keys(&["a", "b"]), Target::Value), Some((2, 5)));
+        assert_eq!(locate(doc, &keys(&["c", "d"]), Target::Value), Some((3, 8)));
+        assert_eq!(describe(doc, &keys(&["a", "b"])).as_deref(), Some("unit value"));
+    }
+
+    #[test]
     fn repeated_keys_are_told_apart() {
         let doc = "a: 1\nb: 2\na: 3\n";
         assert_eq!(locate(doc, &keys(&["a"]), Target::Key(0)), Some((1, 1)));
@@ -359,8 +416,9 @@ services:
     }
 
     #[test]
-    fn parses_serde_yaml_paths() {
+    fn parses_displayed_paths() {
         assert_eq!(parse_path("."), vec![]);
+        assert_eq!(parse_path(""), vec![]);
         assert_eq!(
             parse_path("services.web.depends_on[1]"),
             vec![Seg::Key("services".into()), Seg::Key("web".into()), Seg::Key("depends_on".into()), Seg::Index(1)]

@@ -1,6 +1,6 @@
 //! Writes a plan back out as `.nexus/config.yaml` (for `nexus config detect --write`).
 //!
-//! Written by hand rather than through `serde_yaml::to_string` so the file reads like one a person
+//! Written by hand rather than through a YAML serializer so the file reads like one a person
 //! wrote: defaults left out, durations as `2s`, short lists inline, and a header saying where it came from.
 
 use std::fmt::Write as _;
@@ -123,7 +123,7 @@ fn scalar(s: &str) -> String {
         && !s.starts_with(' ')
         && !s.ends_with(' ')
         && !s.starts_with('-')
-        && matches!(serde_yaml::from_str::<serde_yaml::Value>(s), Ok(serde_yaml::Value::String(ref v)) if v == s);
+        && crate::yaml::reads_as_string(s);
     if plain {
         s.to_string()
     } else {
@@ -228,7 +228,7 @@ mod tests {
         let plan = crate::detect(&crate::MapFiles::new([("package.json", r#"{"scripts": {"dev": "vite"}}"#)]));
         let want = "\
 # Nexus project config: setup steps and services for this repo's workspaces.
-# Generated from detected: node (npm, script dev); edit freely.
+# Generated from detected: node (npm, script dev, vite); edit freely.
 # Format: crates/nexus-project/schema/nexus-config.schema.json in the Nexus repo.
 
 # Run once, in order, after the repo is cloned.
@@ -237,7 +237,7 @@ setup:
 
 services:
   web:
-    command: npm run dev
+    command: npm run dev -- --host 0.0.0.0 --port 5173 --strictPort
     port: 5173
     env:
       PORT: \"5173\"

@@ -187,14 +187,13 @@ providers:
     }
 
     /// Every key path in the example is in the schema; returns the paths with map names as `*`.
-    fn walk(root: &Value, schema: &Value, value: &serde_yaml::Value, path: &str, seen: &mut BTreeSet<String>) {
-        let Some(map) = value.as_mapping() else { return };
+    fn walk(root: &Value, schema: &Value, value: &Value, path: &str, seen: &mut BTreeSet<String>) {
+        let Some(map) = value.as_object() else { return };
         let schema = resolve(root, schema);
         let named = schema.get("properties").and_then(Value::as_object);
         for (k, v) in map {
-            let k = k.as_str().unwrap();
             let sub = child(root, schema, k).unwrap_or_else(|| panic!("{path}.{k} is not in the schema"));
-            let shown = if named.is_some_and(|n| n.contains_key(k)) { k } else { "*" };
+            let shown = if named.is_some_and(|n| n.contains_key(k)) { k.as_str() } else { "*" };
             let sub_path = format!("{path}.{shown}");
             seen.insert(sub_path.clone());
             walk(root, sub, v, &sub_path, seen);
@@ -225,7 +224,7 @@ providers:
     fn schema_and_parser_accept_the_same_keys() {
         parse_config(MAXIMAL).expect("the maximal example is valid");
         let schema = json_schema();
-        let example: serde_yaml::Value = serde_yaml::from_str(MAXIMAL).unwrap();
+        let example: Value = serde_saphyr::from_str(MAXIMAL).unwrap();
         let mut used = BTreeSet::new();
         walk(&schema, &schema, &example, "", &mut used);
         // env's keys are names, not schema properties.

@@ -191,9 +191,12 @@ fn yaml_syntax_errors_point_at_the_problem() {
         "keys of one mapping must line up",
     );
     assert_err("services:\n\tweb:\n    command: x\n", 2, 1, "invalid YAML", "indent with spaces");
-    assert_err("name: \"unclosed\nsetup: x\n", 3, 1, "invalid YAML: found unexpected end of stream", "quoted scalar");
-    assert_err("name: x\n---\nname: y\n", 1, 1, "more than one YAML document", "remove the `---`");
-    assert_err("name: @x\n", 1, 7, "cannot start any token", "in quotes");
+    // The quote that is never closed, where the old parser (libyaml) pointed past the end of the file.
+    assert_err("name: \"unclosed\nsetup: x\n", 1, 7, "invalid YAML: unclosed quote", "close the quote");
+    // The separator to remove, where libyaml pointed at the top of the file.
+    assert_err("name: x\n---\nname: y\n", 2, 1, "more than one YAML document", "remove the `---`");
+    assert_err("---\nname: x\n---\nname: y\n", 3, 1, "more than one YAML document", "remove the `---`");
+    assert_err("name: @x\n", 1, 7, "invalid YAML: a value cannot start with `@`", "in quotes");
 }
 
 #[test]
