@@ -1,51 +1,67 @@
 //! Application logic: every decision the server makes, between the HTTP edge and the store.
 //!
-//! Handlers call one method here; methods validate, consult the state machine, write the store,
-//! and talk to node agents through the hub. Agent reports come in through [`App::on_report`].
+//! Handlers and the agent session call one method here; methods validate, consult the state
+//! machine, write the store, and talk to node agents through the hub. Every workspace status change
+//! goes through [`App::transition`]: the state machine decides, the store writes only if the row
+//! still has the status the decision was made on.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::WebSocket;
 use nexus_types::api::{
     ClientConfig, CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, NodeList, NodeRef, NodeStatus, NodeView,
-    RegisterRequest, RegisterResponse, RepoInfo, Resources, SshInfo, StatusChange, UserInfo, WorkspaceList,
-    WorkspaceView,
+    RegisterRequest, RegisterResponse, RepoInfo, Resources, ServiceInfo, SshInfo, StatusChange, UserInfo,
+    WorkspaceList, WorkspaceView,
 };
+use nexus_types::diagnostics::lock;
 use nexus_types::names;
 use nexus_types::protocol::{
     Command, GitAuthor, InventoryItem, Op, Outcome, ProjectPlan, Report, ServerMessage, ServiceState, WorkspaceSpec,
 };
 use nexus_types::state::Event;
-use nexus_types::{Transition, WorkspaceStatus};
+use nexus_types::{ServiceStatus, Transition, TransitionError, WorkspaceStatus};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::AbortHandle;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ServerConfig;
 use crate::error::{Result, ServerError};
 use crate::github::GithubIdentity;
-use crate::hub::{Hub, TunnelError};
+use crate::hub::Hub;
 use crate::repo_probe::RepoProbe;
 use crate::secret;
-use crate::store::{NewWorkspace, ServiceRow, Store, User, WorkspaceRow};
+use crate::ssh_ports::SshPorts;
+use crate::store::{NewWorkspace, ServiceRow, StatusDetails, Store, User, WorkspaceRow};
+
+#[cfg(test)]
+mod tests;
 
 /// Who is calling.
 #[derive(Debug, Clone)]
-pub enum Caller {
+pub(crate) enum Caller {
     /// A registered user.
     User(User),
     /// Whoever holds the operator token.
     Operator,
 }
 
+/// What became of a status change the app asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    /// Written: the workspace is now in this status.
+    To(WorkspaceStatus),
+    /// The state machine refuses the event in the status the workspace was read in.
+    Refused(TransitionError),
+    /// The row changed since it was read (another request or a report got there first), or a newer
+    /// command was issued than the report answers; nothing was written.
+    Superseded,
+}
+
 /// The server's state and logic.
 pub struct App {
-    /// The database.
-    pub store: Store,
-    /// Connected agents.
-    pub hub: Hub,
+    store: Store,
+    hub: Hub,
+    ssh_ports: SshPorts,
     config: ServerConfig,
     github: Box<dyn GithubIdentity>,
     probe: Box<dyn RepoProbe>,
@@ -53,49 +69,57 @@ pub struct App {
     join_token: String,
     /// Requests waiting for the node's answer to a command, keyed by (workspace, generation).
     waiters: Mutex<HashMap<(String, i64), oneshot::Sender<Outcome>>>,
-    /// Serializes port choice + bind + insert, so two creates never pick the same port.
-    port_lock: tokio::sync::Mutex<()>,
-    listeners: Mutex<HashMap<u16, AbortHandle>>,
 }
 
 /// Path of a workspace's status endpoint.
-pub fn polling_path(id: &str) -> String {
+fn polling_path(id: &str) -> String {
     format!("/api/v1/workspaces/{id}/status")
 }
 
 impl App {
-    /// Builds the app: opens the store, loads or creates the tokens in the data dir.
+    /// Builds the app: opens the store in the config's data dir, and loads or creates the operator
+    /// and join tokens there. `github` proves registering users' identities; `probe` reads repos.
     pub fn new(config: ServerConfig, github: Box<dyn GithubIdentity>, probe: Box<dyn RepoProbe>) -> Result<Arc<App>> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| ServerError::Io { path: config.data_dir.display().to_string(), source })?;
         let store = Store::open(&config.db_path())?;
+        Self::with_store(config, store, github, probe)
+    }
+
+    /// Builds the app over `store` (unit tests use an in-memory one); the tokens live in the data dir.
+    pub(crate) fn with_store(
+        config: ServerConfig,
+        store: Store,
+        github: Box<dyn GithubIdentity>,
+        probe: Box<dyn RepoProbe>,
+    ) -> Result<Arc<App>> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| ServerError::Io { path: config.data_dir.display().to_string(), source })?;
         let operator_token = secret::load_or_create(&config.data_dir.join("operator-token"), "nxo_")?;
         let join_token = secret::load_or_create(&config.data_dir.join("join-token"), "nxj_")?;
         Ok(Arc::new(App {
             store,
             hub: Hub::new(config.node_timeout),
+            ssh_ports: SshPorts::new(config.ssh_ports, config.ssh_bind_ip),
             config,
             github,
             probe,
             operator_token,
             join_token,
             waiters: Mutex::new(HashMap::new()),
-            port_lock: tokio::sync::Mutex::new(()),
-            listeners: Mutex::new(HashMap::new()),
         }))
     }
 
-    /// The settings in force.
-    pub fn config(&self) -> &ServerConfig {
+    pub(crate) fn config(&self) -> &ServerConfig {
         &self.config
     }
 
     /// Reopens the SSH listeners of every workspace that should have one (after a restart).
-    pub async fn restore(self: &Arc<Self>) -> Result<()> {
-        let _guard = self.port_lock.lock().await;
-        for ws in self.store.all_workspaces()? {
+    pub(crate) async fn restore(self: &Arc<Self>) -> Result<()> {
+        let _reserved = self.ssh_ports.reserve().await;
+        for ws in self.store.all_workspaces().await? {
             if !matches!(ws.status, WorkspaceStatus::Stopped | WorkspaceStatus::Failed) {
-                if let Err(e) = self.bind_and_serve(ws.ssh_port, &ws.id).await {
+                if let Err(e) = self.listen(ws.ssh_port, &ws.id).await {
                     tracing::error!(workspace = %ws.id, port = ws.ssh_port, error = %e, "could not reopen SSH port");
                 }
             }
@@ -106,7 +130,7 @@ impl App {
     // ---- identity -------------------------------------------------------------------------------
 
     /// Resolves a bearer token to a caller.
-    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Caller> {
+    pub(crate) async fn authenticate(&self, bearer: Option<&str>) -> Result<Caller> {
         let hint = "run `nexus ssh setup` to register and get a token, then send it as `Authorization: Bearer <token>`";
         let Some(token) = bearer else {
             return Err(ServerError::unauthorized("this endpoint needs an API token", hint));
@@ -114,19 +138,18 @@ impl App {
         if secret::same_secret(token, &self.operator_token) {
             return Ok(Caller::Operator);
         }
-        match self.store.user_by_token(&secret::hash_token(token))? {
+        match self.store.user_by_token(&secret::hash_token(token)).await? {
             Some(u) => Ok(Caller::User(u)),
             None => Err(ServerError::unauthorized("the API token is not valid", hint)),
         }
     }
 
-    /// True when `token` is this server's join token.
-    pub fn is_join_token(&self, token: &str) -> bool {
+    pub(crate) fn is_join_token(&self, token: &str) -> bool {
         secret::same_secret(token, &self.join_token)
     }
 
     /// Registers (or re-registers) a user and issues a new API token.
-    pub async fn register(&self, bearer: Option<&str>, req: RegisterRequest) -> Result<RegisterResponse> {
+    pub(crate) async fn register(&self, bearer: Option<&str>, req: RegisterRequest) -> Result<RegisterResponse> {
         names::github_login(&req.github_username)?;
         let key = names::ssh_public_key(&req.ssh_pubkey)?;
         if let Some(fp) = &req.ssh_pubkey_fingerprint {
@@ -166,9 +189,9 @@ impl App {
             }
         }
         let user_id =
-            self.store.upsert_user(&req.github_username, req.github_id, &key.authorized_line, &key.fingerprint)?;
+            self.store.upsert_user(&req.github_username, req.github_id, &key.authorized_line, &key.fingerprint).await?;
         let api_token = secret::random_token("nxs_");
-        self.store.add_token(user_id, &secret::hash_token(&api_token))?;
+        self.store.add_token(user_id, &secret::hash_token(&api_token)).await?;
         Ok(RegisterResponse {
             github_username: req.github_username,
             ssh_pubkey_fingerprint: key.fingerprint,
@@ -177,7 +200,7 @@ impl App {
     }
 
     /// The calling user.
-    pub fn me(&self, caller: &Caller) -> Result<UserInfo> {
+    pub(crate) fn me(&self, caller: &Caller) -> Result<UserInfo> {
         let user = require_user(caller)?;
         Ok(UserInfo {
             github_username: user.github_username.clone(),
@@ -186,18 +209,8 @@ impl App {
         })
     }
 
-    // ---- workspaces -----------------------------------------------------------------------------
-
-    fn owned(&self, user: &User, id: &str) -> Result<WorkspaceRow> {
-        // Another user's workspace looks exactly like a missing one: no existence leak.
-        match self.store.workspace(id)? {
-            Some(ws) if ws.owner_id == user.id => Ok(ws),
-            _ => Err(ServerError::WorkspaceNotFound(id.to_string())),
-        }
-    }
-
     /// What the CLI needs to sign in to the GitHub this server trusts.
-    pub fn client_config(&self) -> ClientConfig {
+    pub(crate) fn client_config(&self) -> ClientConfig {
         ClientConfig {
             github_url: self.config.git_base_url.trim_end_matches('/').to_string(),
             github_api_url: self.config.github_api_url.trim_end_matches('/').to_string(),
@@ -206,8 +219,18 @@ impl App {
         }
     }
 
+    // ---- workspaces -----------------------------------------------------------------------------
+
+    async fn owned(&self, user: &User, id: &str) -> Result<WorkspaceRow> {
+        // Another user's workspace looks exactly like a missing one: no existence leak.
+        match self.store.workspace(id).await? {
+            Some(ws) if ws.owner_id == user.id => Ok(ws),
+            _ => Err(ServerError::WorkspaceNotFound(id.to_string())),
+        }
+    }
+
     /// Creates a workspace, or returns the caller's existing one of that name for the same repo.
-    pub async fn create(
+    pub(crate) async fn create(
         self: &Arc<Self>,
         caller: &Caller,
         req: CreateWorkspaceRequest,
@@ -241,7 +264,7 @@ impl App {
         // Fail fast on the request's own values, before any git traffic.
         check_limits(req.image.as_deref(), res.cpu, res.memory.as_deref(), "invalid_field", "")?;
 
-        if let Some(existing) = self.store.workspace_by_name(user.id, &req.workspace_name)? {
+        if let Some(existing) = self.store.workspace_by_name(user.id, &req.workspace_name).await? {
             return existing_response(existing, &repo.url);
         }
 
@@ -274,48 +297,37 @@ impl App {
         let cpu = res.cpu.or(resolved.cpu).unwrap_or(self.config.default_cpu);
         let memory = res.memory.clone().or(resolved.memory).unwrap_or_else(|| self.config.default_memory.clone());
         let plan = resolved.plan;
-        let node = self.pick_node()?;
+        let node = self.pick_node().await?;
 
         let id = format!("ws-{}", &secret::random_token("")[..12]);
         {
-            let _guard = self.port_lock.lock().await;
-            let used = self.store.used_ports()?;
-            let (lo, hi) = self.config.ssh_ports;
-            let mut bound = None;
-            for port in (lo..=hi).filter(|p| !used.contains(p)) {
-                if let Ok(listener) = TcpListener::bind(SocketAddr::new(self.config.ssh_bind_ip, port)).await {
-                    bound = Some((port, listener));
-                    break;
-                }
-            }
-            let Some((port, listener)) = bound else {
-                return Err(ServerError::unavailable(
-                    "ssh_ports_exhausted",
-                    format!("all {} SSH ports ({lo}-{hi}) are in use", hi - lo + 1),
-                    "delete a workspace you no longer need (`nexus workspace delete <name>`), or ask the operator to widen `--ssh-port-range`",
-                ));
-            };
+            let _reserved = self.ssh_ports.reserve().await;
+            let used = self.store.used_ports().await?;
+            let (port, listener) = self.ssh_ports.bind_free(&used).await?;
             let repo_url = repo.url.clone();
-            let inserted = self.store.insert_workspace(&NewWorkspace {
-                id: id.clone(),
-                owner_id: user.id,
-                name: req.workspace_name.clone(),
-                image,
-                cpu,
-                memory,
-                repo_owner: repo.owner,
-                repo_name: repo.name,
-                repo_url: repo.url,
-                branch,
-                ssh_port: port,
-                node,
-                plan: serde_json::to_string(&plan).expect("plans serialize"),
-                git_token: token.map(str::to_string),
-                upstream_url,
-            });
+            let inserted = self
+                .store
+                .insert_workspace(NewWorkspace {
+                    id: id.clone(),
+                    owner_id: user.id,
+                    name: req.workspace_name.clone(),
+                    image,
+                    cpu,
+                    memory,
+                    repo_owner: repo.owner,
+                    repo_name: repo.name,
+                    repo_url: repo.url,
+                    branch,
+                    ssh_port: port,
+                    node,
+                    plan: serde_json::to_string(&plan).expect("plans serialize"),
+                    git_token: token.map(str::to_string),
+                    upstream_url,
+                })
+                .await;
             if let Err(e) = inserted {
                 // A concurrent create of the same name won the race: answer like a repeat request.
-                if let Some(existing) = self.store.workspace_by_name(user.id, &req.workspace_name)? {
+                if let Some(existing) = self.store.workspace_by_name(user.id, &req.workspace_name).await? {
                     return existing_response(existing, &repo_url);
                 }
                 return Err(e);
@@ -331,29 +343,36 @@ impl App {
                 name: s.name.clone(),
                 port: s.port,
                 mapped_port: 0,
-                status: "starting".into(),
+                status: ServiceStatus::Starting,
                 discovered: false,
                 message: None,
                 hint: None,
                 last_logs: None,
             })
             .collect();
-        self.store.replace_services(&id, user.id, &planned)?;
-        let ws = self.store.workspace(&id)?.ok_or_else(|| ServerError::WorkspaceNotFound(id.clone()))?;
-        let status = self.dispatch_ensure(&ws)?;
+        self.store.replace_services(&id, user.id, planned, None).await?;
+        let ws = self.workspace(&id).await?;
+        self.send_command(&ws, Op::Ensure(Box::new(self.spec_of(&ws)))).await?;
+        // Re-read: the node may have taken the command (`creating`) or even answered already.
+        let ws = self.workspace(&id).await?;
         Ok(CreateWorkspaceResponse {
             workspace_id: id.clone(),
-            status,
+            status: ws.status,
             ssh_port: ws.ssh_port,
             polling_url: polling_path(&id),
             created: true,
         })
     }
 
+    async fn workspace(&self, id: &str) -> Result<WorkspaceRow> {
+        self.store.workspace(id).await?.ok_or_else(|| ServerError::WorkspaceNotFound(id.to_string()))
+    }
+
     /// The least-loaded responsive node.
-    fn pick_node(&self) -> Result<String> {
+    async fn pick_node(&self) -> Result<String> {
         self.store
-            .list_nodes()?
+            .list_nodes()
+            .await?
             .into_iter()
             .filter(|n| self.hub.is_responsive(&n.name))
             .min_by_key(|n| (n.workspaces, n.name.clone()))
@@ -367,18 +386,21 @@ impl App {
             })
     }
 
-    /// Sends the ensure command for a workspace and marks it `creating` if the node took it.
-    fn dispatch_ensure(&self, ws: &WorkspaceRow) -> Result<WorkspaceStatus> {
-        if !self.send_command(ws, Op::Ensure(Box::new(self.spec_of(ws))))? {
-            // Stays pending; the node gets the command when it reconnects.
-            return Ok(ws.status);
-        }
-        match ws.status.apply(Event::Dispatched) {
-            Ok(Transition::To(s)) => {
-                self.store.set_status(&ws.id, s, None, None)?;
-                Ok(s)
-            }
-            _ => Ok(ws.status),
+    /// Applies `event` to the workspace as it was read and writes the outcome with `details`, only
+    /// if the row still has that status (and, for a report, no newer command was issued). The one
+    /// way a workspace's status changes.
+    async fn transition(&self, ws: &WorkspaceRow, event: Event, details: StatusDetails) -> Result<Applied> {
+        let to = match ws.status.apply(event) {
+            Ok(Transition::To(to)) => to,
+            // A repeat still records what it carries (a new host key, a newer failure message).
+            Ok(Transition::Unchanged) => ws.status,
+            Err(e) => return Ok(Applied::Refused(e)),
+        };
+        if self.store.write_status(&ws.id, ws.status, to, details).await? {
+            Ok(Applied::To(to))
+        } else {
+            tracing::debug!(workspace = %ws.id, from = %ws.status, %to, ?event, "superseded by a newer write");
+            Ok(Applied::Superseded)
         }
     }
 
@@ -401,13 +423,59 @@ impl App {
         }
     }
 
-    fn send_command(&self, ws: &WorkspaceRow, op: Op) -> Result<bool> {
-        let generation = self.store.next_generation(&ws.id)?;
-        let cmd = Command { workspace_id: ws.id.clone(), generation, op };
-        Ok(self.hub.send(&ws.node, ServerMessage::Command(cmd)))
+    /// Issues `op` as the workspace's next command; false when its node is not connected.
+    async fn send_command(&self, ws: &WorkspaceRow, op: Op) -> Result<bool> {
+        let generation = self.store.next_generation(&ws.id).await?;
+        self.dispatch(ws, generation, op).await
+    }
+
+    /// Hands a command to the node; an ensure it took is `Dispatched` (a workspace still waiting
+    /// for its node becomes `creating`). Otherwise it stays put; the node gets the command again
+    /// when it reconnects.
+    async fn dispatch(&self, ws: &WorkspaceRow, generation: i64, op: Op) -> Result<bool> {
+        let ensure = matches!(op, Op::Ensure(_));
+        let sent =
+            self.hub.send(&ws.node, ServerMessage::Command(Command { workspace_id: ws.id.clone(), generation, op }));
+        if sent && ensure {
+            // A fast node may have answered already; the conditional write then keeps its newer status.
+            self.transition(ws, Event::Dispatched, StatusDetails::default()).await?;
+        }
+        Ok(sent)
+    }
+
+    /// Sends a command and waits for the node's answer to it (or the op timeout).
+    async fn send_and_wait(&self, ws: &WorkspaceRow, op: Op) -> Result<Outcome> {
+        let generation = self.store.next_generation(&ws.id).await?;
+        let (tx, rx) = oneshot::channel();
+        let key = (ws.id.clone(), generation);
+        lock(&self.waiters).insert(key.clone(), tx);
+        let sent = self.dispatch(ws, generation, op).await;
+        let answer = match sent {
+            Ok(true) => tokio::time::timeout(self.config.op_timeout, rx).await.ok().and_then(|r| r.ok()),
+            _ => None,
+        };
+        lock(&self.waiters).remove(&key);
+        match (sent?, answer) {
+            (_, Some(outcome)) => Ok(outcome),
+            (false, None) => Err(self.node_unavailable(ws)),
+            (true, None) => Err(ServerError::Timeout {
+                message: format!("node {} did not answer within {}s", ws.node, self.config.op_timeout.as_secs()),
+                hint: "check `nexus workspace status` in a minute; the node may still finish the operation".into(),
+            }),
+        }
     }
 
     fn node_unavailable(&self, ws: &WorkspaceRow) -> ServerError {
+        if self.hub.node_status(&ws.node) == NodeStatus::Connecting {
+            return ServerError::unavailable(
+                "node_unresponsive",
+                format!(
+                    "node {} that runs workspace {} has not reconnected since the server restarted",
+                    ws.node, ws.name
+                ),
+                "nodes reconnect within a few seconds of a server restart; retry shortly",
+            );
+        }
         ServerError::unavailable(
             "node_unresponsive",
             format!("node {} that runs workspace {} is not responding", ws.node, ws.name),
@@ -416,34 +484,51 @@ impl App {
     }
 
     /// One of the caller's workspaces.
-    pub fn view(&self, caller: &Caller, id: &str, host: &str) -> Result<WorkspaceView> {
+    pub(crate) async fn view(&self, caller: &Caller, id: &str, host: &str) -> Result<WorkspaceView> {
         let user = require_user(caller)?;
-        Ok(self.to_view(&self.owned(user, id)?, host))
+        let ws = self.owned(user, id).await?;
+        let services = self.store.services_of(&ws.id).await?;
+        Ok(self.to_view(&ws, services, host))
     }
 
     /// All of the caller's workspaces.
-    pub fn list(&self, caller: &Caller, host: &str) -> Result<WorkspaceList> {
+    pub(crate) async fn list(&self, caller: &Caller, host: &str) -> Result<WorkspaceList> {
         let user = require_user(caller)?;
+        let rows = self.store.workspaces_of(user.id).await?;
         Ok(WorkspaceList {
-            workspaces: self.store.workspaces_of(user.id)?.iter().map(|w| self.to_view(w, host)).collect(),
+            workspaces: rows.into_iter().map(|(ws, services)| self.to_view(&ws, services, host)).collect(),
         })
     }
 
-    fn to_view(&self, ws: &WorkspaceRow, host: &str) -> WorkspaceView {
+    fn to_view(&self, ws: &WorkspaceRow, services: Vec<ServiceRow>, host: &str) -> WorkspaceView {
         let host = self.config.public_host.clone().unwrap_or_else(|| host.to_string());
-        let responsive = self.hub.is_responsive(&ws.node);
+        let node_status = self.hub.node_status(&ws.node);
         let (mut message, mut hint) = (ws.message.clone(), ws.hint.clone());
-        if !responsive && !matches!(ws.status, WorkspaceStatus::Stopped) && message.is_none() {
-            message = Some(format!(
-                "node {} is unresponsive (no heartbeat within {}s)",
-                ws.node,
-                self.config.node_timeout.as_secs()
-            ));
-            hint = Some(
-                "the workspace is unreachable until its node is back; ask the operator to check `nexus agent` there"
-                    .into(),
-            );
+        if ws.status != WorkspaceStatus::Stopped && message.is_none() {
+            let timeout = self.config.node_timeout.as_secs();
+            match node_status {
+                NodeStatus::Ok => {}
+                NodeStatus::Unresponsive => {
+                    message = Some(format!("node {} is unresponsive (no heartbeat within {timeout}s)", ws.node));
+                    hint = Some(
+                        "the workspace is unreachable until its node is back; ask the operator to check `nexus agent` there"
+                            .into(),
+                    );
+                }
+                NodeStatus::Connecting => {
+                    message = Some(format!(
+                        "waiting for node {} to reconnect (the server started {}s ago)",
+                        ws.node,
+                        self.hub.uptime().as_secs()
+                    ));
+                    hint = Some(format!(
+                        "nodes reconnect within seconds of a server restart; if it is not back after {timeout}s, \
+                         ask the operator to check `nexus agent` there"
+                    ));
+                }
+            }
         }
+        let running = ws.status == WorkspaceStatus::Running;
         WorkspaceView {
             workspace_id: ws.id.clone(),
             name: ws.name.clone(),
@@ -460,7 +545,20 @@ impl App {
                 user: "dev".into(),
                 host_key: ws.host_key.clone(),
             },
-            services: self.services_view(ws),
+            services: services
+                .into_iter()
+                .map(|r| ServiceInfo {
+                    url: Some(format!("http://localhost:{}", r.mapped_port)),
+                    name: r.name,
+                    port: r.port,
+                    mapped_port: Some(r.mapped_port),
+                    status: if running { r.status } else { ServiceStatus::Stopped },
+                    discovered: r.discovered,
+                    message: r.message,
+                    hint: r.hint,
+                    last_logs: r.last_logs,
+                })
+                .collect(),
             services_source: plan_of(ws).source,
             repo: RepoInfo {
                 owner: ws.repo_owner.clone(),
@@ -470,65 +568,21 @@ impl App {
                 commit: ws.commit.clone(),
                 path: format!("/home/dev/{}", ws.repo_name),
             },
-            node: Some(NodeRef {
-                name: ws.node.clone(),
-                status: if responsive { NodeStatus::Ok } else { NodeStatus::Unresponsive },
-            }),
+            node: Some(NodeRef { name: ws.node.clone(), status: node_status }),
             resources: Resources { cpu: Some(ws.cpu), memory: Some(ws.memory.clone()) },
             created_at: ws.created_at.clone(),
             updated_at: ws.updated_at.clone(),
         }
     }
 
-    fn services_view(&self, ws: &WorkspaceRow) -> Vec<nexus_types::api::ServiceInfo> {
-        let rows = self.store.services_of(&ws.id).unwrap_or_else(|e| {
-            tracing::error!(workspace = %ws.id, error = %e, "could not read services");
-            Vec::new()
-        });
-        rows.into_iter()
-            .map(|r| nexus_types::api::ServiceInfo {
-                url: Some(format!("http://localhost:{}", r.mapped_port)),
-                name: r.name,
-                port: r.port,
-                mapped_port: Some(r.mapped_port),
-                status: if ws.status == WorkspaceStatus::Running { r.status } else { "stopped".into() },
-                discovered: r.discovered,
-                message: r.message,
-                hint: r.hint,
-                last_logs: r.last_logs,
-            })
-            .collect()
-    }
-
-    /// Sends a command and waits for the node's answer to it (or the op timeout).
-    async fn send_and_wait(&self, ws: &WorkspaceRow, op: Op) -> Result<Outcome> {
-        let generation = self.store.next_generation(&ws.id)?;
-        let (tx, rx) = oneshot::channel();
-        let key = (ws.id.clone(), generation);
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), tx);
-        let cmd = Command { workspace_id: ws.id.clone(), generation, op };
-        let sent = self.hub.send(&ws.node, ServerMessage::Command(cmd));
-        let answer =
-            if sent { tokio::time::timeout(self.config.op_timeout, rx).await.ok().and_then(|r| r.ok()) } else { None };
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-        match answer {
-            Some(outcome) => Ok(outcome),
-            None if !sent => Err(self.node_unavailable(ws)),
-            None => Err(ServerError::Timeout {
-                message: format!("node {} did not answer within {}s", ws.node, self.config.op_timeout.as_secs()),
-                hint: "check `nexus workspace status` in a minute; the node may still finish the operation".into(),
-            }),
-        }
-    }
-
-    fn current_status(&self, id: &str) -> Result<StatusChange> {
-        let ws = self.store.workspace(id)?.ok_or_else(|| ServerError::WorkspaceNotFound(id.to_string()))?;
+    async fn current_status(&self, id: &str) -> Result<StatusChange> {
+        let ws = self.workspace(id).await?;
         Ok(StatusChange { workspace_id: ws.id, status: ws.status })
     }
 
     /// Stops a workspace and waits for the node to confirm. Stopping a stopped one is a no-op.
-    pub async fn stop(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<StatusChange> {
-        let ws = self.owned(require_user(caller)?, id)?;
+    pub(crate) async fn stop(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<StatusChange> {
+        let ws = self.owned(require_user(caller)?, id).await?;
         if ws.status == WorkspaceStatus::Stopped {
             return Ok(StatusChange { workspace_id: ws.id, status: ws.status });
         }
@@ -536,12 +590,12 @@ impl App {
             return Err(self.node_unavailable(&ws));
         }
         self.send_and_wait(&ws, Op::Stop).await?;
-        self.current_status(id)
+        self.current_status(id).await
     }
 
     /// Starts a stopped (or retries a failed) workspace and waits until it runs or fails.
-    pub async fn start(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<StatusChange> {
-        let ws = self.owned(require_user(caller)?, id)?;
+    pub(crate) async fn start(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<StatusChange> {
+        let ws = self.owned(require_user(caller)?, id).await?;
         let to = ws.status.apply(Event::StartRequested).map_err(|e| ServerError::Conflict {
             code: "invalid_state",
             message: e.to_string(),
@@ -554,8 +608,8 @@ impl App {
             return Err(self.node_unavailable(&ws));
         }
         {
-            let _guard = self.port_lock.lock().await;
-            self.bind_and_serve(ws.ssh_port, &ws.id).await.map_err(|e| {
+            let _reserved = self.ssh_ports.reserve().await;
+            self.listen(ws.ssh_port, &ws.id).await.map_err(|e| {
                 ServerError::unavailable(
                     "ssh_port_busy",
                     format!("SSH port {} of this workspace is taken by another program: {e}", ws.ssh_port),
@@ -563,15 +617,19 @@ impl App {
                 )
             })?;
         }
+        let Applied::To(pending) = self.transition(&ws, Event::StartRequested, StatusDetails::default()).await? else {
+            // A concurrent start (or a report) moved it first; that one carries on.
+            return self.current_status(id).await;
+        };
+        let ws = WorkspaceRow { status: pending, message: None, hint: None, ..ws };
         let spec = self.spec_of(&ws);
-        self.store.set_status(&ws.id, WorkspaceStatus::Creating, None, None)?;
         self.send_and_wait(&ws, Op::Ensure(Box::new(spec))).await?;
-        self.current_status(id)
+        self.current_status(id).await
     }
 
     /// Deletes a workspace: the node removes the container, then the record and port are freed.
-    pub async fn delete(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<Deleted> {
-        let ws = self.owned(require_user(caller)?, id)?;
+    pub(crate) async fn delete(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<Deleted> {
+        let ws = self.owned(require_user(caller)?, id).await?;
         if !self.hub.is_responsive(&ws.node) {
             return Err(self.node_unavailable(&ws));
         }
@@ -582,7 +640,7 @@ impl App {
     }
 
     /// Every node (operator only).
-    pub fn nodes(&self, caller: &Caller) -> Result<NodeList> {
+    pub(crate) async fn nodes(&self, caller: &Caller) -> Result<NodeList> {
         if !matches!(caller, Caller::Operator) {
             return Err(ServerError::Forbidden {
                 message: "listing nodes needs the operator token".into(),
@@ -591,10 +649,11 @@ impl App {
         }
         let nodes = self
             .store
-            .list_nodes()?
+            .list_nodes()
+            .await?
             .into_iter()
             .map(|n| NodeView {
-                status: if self.hub.is_responsive(&n.name) { NodeStatus::Ok } else { NodeStatus::Unresponsive },
+                status: self.hub.node_status(&n.name),
                 name: n.name,
                 lxd_project: n.lxd_project,
                 workspaces: n.workspaces,
@@ -606,63 +665,80 @@ impl App {
 
     // ---- SSH ports ------------------------------------------------------------------------------
 
-    async fn bind_and_serve(self: &Arc<Self>, port: u16, id: &str) -> std::io::Result<()> {
-        if self.listeners.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&port) {
-            return Ok(());
+    /// Listens on a workspace's SSH port unless it already does. Call under `ssh_ports.reserve()`.
+    async fn listen(self: &Arc<Self>, port: u16, id: &str) -> std::io::Result<()> {
+        if let Some(listener) = self.ssh_ports.bind(port).await? {
+            self.serve_listener(port, id, listener);
         }
-        let listener = TcpListener::bind(SocketAddr::new(self.config.ssh_bind_ip, port)).await?;
-        self.serve_listener(port, id, listener);
         Ok(())
     }
 
     fn serve_listener(self: &Arc<Self>, port: u16, id: &str, listener: TcpListener) {
         let task = tokio::spawn(crate::forwarder::serve_port(self.clone(), listener, id.to_string()));
-        if let Some(old) = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).insert(port, task.abort_handle()) {
-            old.abort();
-        }
-    }
-
-    fn close_listener(&self, port: u16) {
-        if let Some(h) = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).remove(&port) {
-            h.abort();
-        }
+        self.ssh_ports.serving(port, task.abort_handle());
     }
 
     /// A tunnel to `port` inside a running workspace, through its node.
-    pub async fn tunnel_to(&self, id: &str, port: u16) -> std::result::Result<WebSocket, String> {
-        let ws = self.store.workspace(id).map_err(|e| e.to_string())?.ok_or("workspace is gone")?;
+    pub(crate) async fn tunnel_to(&self, id: &str, port: u16) -> std::result::Result<WebSocket, String> {
+        let ws = self.store.workspace(id).await.map_err(|e| e.to_string())?.ok_or("workspace is gone")?;
         if ws.status != WorkspaceStatus::Running {
             return Err(format!("workspace is {}", ws.status));
         }
-        self.hub.open_tunnel(&ws.node, id, port).await.map_err(|e: TunnelError| e.to_string())
+        self.hub.open_tunnel(&ws.node, id, port).await.map_err(|e| e.to_string())
+    }
+
+    /// Hands a tunnel WebSocket an agent dialled back to the connection waiting for it; false if
+    /// none waits (it gave up).
+    pub(crate) fn tunnel_arrived(&self, tunnel_id: &str, socket: WebSocket) -> bool {
+        self.hub.complete_tunnel(tunnel_id, socket)
     }
 
     // ---- agents ---------------------------------------------------------------------------------
 
-    /// A node said hello: record it, and re-send whatever its workspaces still need.
-    pub fn on_hello(&self, node: &str, lxd_project: &str, inventory: &[InventoryItem]) -> Result<()> {
-        self.store.upsert_node(node, lxd_project)?;
+    /// A node said hello on a new control connection: greet it and route its commands to `tx`
+    /// (replacing an older connection of the node). Returns the connection id to leave with.
+    pub(crate) fn node_connected(&self, node: &str, tx: mpsc::UnboundedSender<ServerMessage>) -> u64 {
+        let _ = tx.send(ServerMessage::Welcome { heartbeat_secs: self.config.heartbeat.as_secs().max(1) });
+        self.hub.attach(node, tx)
+    }
+
+    /// A node's control connection `conn_id` closed.
+    pub(crate) fn node_left(&self, node: &str, conn_id: u64) {
+        self.hub.detach(node, conn_id);
+    }
+
+    /// A node's heartbeat: it is alive, and `GET /nodes` shows when it last said so.
+    pub(crate) async fn node_heartbeat(&self, node: &str) -> Result<()> {
+        self.hub.heartbeat(node);
+        self.store.touch_node(node).await
+    }
+
+    /// Records a (re)connected node and reconciles its workspaces with what it has (`inventory`),
+    /// re-sending whatever they still need.
+    pub(crate) async fn on_hello(&self, node: &str, lxd_project: &str, inventory: &[InventoryItem]) -> Result<()> {
+        self.store.upsert_node(node, lxd_project).await?;
         let found: HashMap<&str, bool> = inventory.iter().map(|i| (i.workspace_id.as_str(), i.running)).collect();
-        for ws in self.store.workspaces_on(node)? {
+        for ws in self.store.workspaces_on(node).await? {
             match (ws.status, found.get(ws.id.as_str())) {
                 (WorkspaceStatus::Pending | WorkspaceStatus::Creating, _) => {
-                    self.dispatch_ensure(&ws)?;
+                    self.send_command(&ws, Op::Ensure(Box::new(self.spec_of(&ws)))).await?;
                 }
                 (WorkspaceStatus::Running, None) => {
-                    self.store.set_status(
-                        &ws.id,
-                        WorkspaceStatus::Failed,
-                        Some(&format!("the container of workspace {} is missing on node {node}", ws.name)),
-                        Some("delete the workspace and create it again"),
-                    )?;
-                    self.close_listener(ws.ssh_port);
+                    let details = StatusDetails {
+                        message: Some(format!("the container of workspace {} is missing on node {node}", ws.name)),
+                        hint: Some("delete the workspace and create it again".into()),
+                        ..StatusDetails::default()
+                    };
+                    if let Applied::To(_) = self.transition(&ws, Event::Failed, details).await? {
+                        self.ssh_ports.close(ws.ssh_port);
+                    }
                 }
                 (WorkspaceStatus::Running, Some(false)) => {
                     // Desired state is running (e.g. the host rebooted): bring it back.
-                    self.dispatch_ensure(&ws)?;
+                    self.send_command(&ws, Op::Ensure(Box::new(self.spec_of(&ws)))).await?;
                 }
                 (WorkspaceStatus::Stopped, Some(true)) => {
-                    self.send_command(&ws, Op::Stop)?;
+                    self.send_command(&ws, Op::Stop).await?;
                 }
                 _ => {}
             }
@@ -671,18 +747,18 @@ impl App {
     }
 
     /// Records a node's report of a workspace's services, unless it is stale or from the wrong node.
-    pub fn on_services(
+    pub(crate) async fn on_services(
         &self,
         node: &str,
         workspace_id: &str,
         generation: i64,
         services: &[ServiceState],
     ) -> Result<()> {
-        let Some(ws) = self.store.workspace(workspace_id)? else {
+        let Some(ws) = self.store.workspace(workspace_id).await? else {
             return Ok(());
         };
-        if ws.node != node || generation < ws.generation {
-            tracing::debug!(workspace = %ws.id, generation, current = ws.generation, "stale or misrouted services report ignored");
+        if ws.node != node {
+            tracing::warn!(workspace = %ws.id, from = node, owner_node = %ws.node, "services report from the wrong node ignored");
             return Ok(());
         }
         let rows: Vec<ServiceRow> = services
@@ -691,19 +767,23 @@ impl App {
                 name: s.name.clone(),
                 port: s.port,
                 mapped_port: 0,
-                status: s.status.clone(),
+                status: s.status,
                 discovered: s.discovered,
                 message: s.message.clone(),
                 hint: s.hint.clone(),
                 last_logs: s.last_logs.clone(),
             })
             .collect();
-        self.store.replace_services(&ws.id, ws.owner_id, &rows)
+        if !self.store.replace_services(&ws.id, ws.owner_id, rows, Some(generation)).await? {
+            tracing::debug!(workspace = %ws.id, generation, "stale services report ignored");
+        }
+        Ok(())
     }
 
     /// Applies an agent's report, ignoring stale ones and ones from the wrong node.
-    pub fn on_report(&self, node: &str, report: Report) -> Result<()> {
-        let Some(ws) = self.store.workspace(&report.workspace_id)? else {
+    pub async fn on_report(&self, node: &str, report: Report) -> Result<()> {
+        self.hub.heartbeat(node);
+        let Some(ws) = self.store.workspace(&report.workspace_id).await? else {
             return Ok(());
         };
         if ws.node != node {
@@ -714,9 +794,9 @@ impl App {
             tracing::debug!(workspace = %ws.id, got = report.generation, current = ws.generation, "stale report ignored");
             return Ok(());
         }
-        let waiter = self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&(ws.id.clone(), report.generation));
+        let waiter = lock(&self.waiters).remove(&(ws.id.clone(), report.generation));
         let outcome = report.outcome.clone();
-        self.apply_report(&ws, report)?;
+        self.apply_report(&ws, report).await?;
         if let Some(tx) = waiter {
             // Answer after the store reflects the outcome, so the caller reads the new status.
             let _ = tx.send(outcome);
@@ -724,37 +804,34 @@ impl App {
         Ok(())
     }
 
-    fn apply_report(&self, ws: &WorkspaceRow, report: Report) -> Result<()> {
-        let event = match &report.outcome {
-            Outcome::Ready { .. } => Event::Ready,
-            Outcome::Stopped => Event::Halted,
-            Outcome::Failed { .. } => Event::Failed,
-            Outcome::Deleted => {
-                self.store.delete_workspace(&ws.id)?;
-                self.close_listener(ws.ssh_port);
-                return Ok(());
-            }
-        };
-        let to = match ws.status.apply(event) {
-            Ok(Transition::To(s)) => s,
-            Ok(Transition::Unchanged) => ws.status,
-            Err(e) => {
-                tracing::warn!(workspace = %ws.id, error = %e, "report does not fit the workspace's status; ignored");
-                return Ok(());
-            }
-        };
-        match report.outcome {
+    /// Applies a report to the workspace as read in `ws`.
+    async fn apply_report(&self, ws: &WorkspaceRow, report: Report) -> Result<()> {
+        let (event, details) = match report.outcome {
             Outcome::Ready { commit, host_key } => {
-                self.store.set_ready(&ws.id, commit.as_deref(), host_key.as_deref())?
+                (Event::Ready, StatusDetails { commit, host_key, ..Default::default() })
             }
-            Outcome::Failed { message, hint } => self.store.set_status(&ws.id, to, Some(&message), Some(&hint))?,
-            _ => self.store.set_status(&ws.id, to, None, None)?,
-        }
-        if matches!(to, WorkspaceStatus::Stopped | WorkspaceStatus::Failed) {
-            // Refuse SSH outright rather than accept and drop: clients then say "connection refused".
-            self.close_listener(ws.ssh_port);
-            // The node stopped them with the container; they start again with it.
-            self.store.set_services_status(&ws.id, "starting")?;
+            Outcome::Stopped => (Event::Halted, StatusDetails::default()),
+            Outcome::Failed { message, hint } => {
+                (Event::Failed, StatusDetails { message: Some(message), hint: Some(hint), ..Default::default() })
+            }
+            Outcome::Deleted => {
+                self.store.delete_workspace(&ws.id).await?;
+                self.ssh_ports.close(ws.ssh_port);
+                return Ok(());
+            }
+        };
+        let details = StatusDetails { generation: Some(report.generation), ..details };
+        match self.transition(ws, event, details).await? {
+            Applied::To(WorkspaceStatus::Stopped | WorkspaceStatus::Failed) => {
+                // Refuse SSH outright rather than accept and drop: clients then say "connection refused".
+                self.ssh_ports.close(ws.ssh_port);
+                // The node stopped them with the container; they start again with it.
+                self.store.set_services_status(&ws.id, ServiceStatus::Starting).await?;
+            }
+            Applied::To(_) | Applied::Superseded => {}
+            Applied::Refused(e) => {
+                tracing::warn!(workspace = %ws.id, error = %e, "report does not fit the workspace's status; ignored")
+            }
         }
         Ok(())
     }

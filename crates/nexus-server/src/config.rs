@@ -66,7 +66,7 @@ impl ServerConfig {
     }
 
     /// Path of the SQLite database.
-    pub fn db_path(&self) -> PathBuf {
+    pub(crate) fn db_path(&self) -> PathBuf {
         self.data_dir.join("nexus.sqlite3")
     }
 }

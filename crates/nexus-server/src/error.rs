@@ -8,7 +8,7 @@ pub enum ServerError {
     /// The request is malformed or a field is invalid.
     #[error("{message}")]
     BadRequest {
-        /// Stable code.
+        /// The API's `error.code`, stable for clients to match on.
         code: &'static str,
         /// What is wrong.
         message: String,
@@ -37,25 +37,26 @@ pub enum ServerError {
     /// The request conflicts with existing state.
     #[error("{message}")]
     Conflict {
-        /// Stable code.
+        /// The API's `error.code`, stable for clients to match on.
         code: &'static str,
         /// What conflicts.
         message: String,
         /// What to do.
         hint: String,
     },
-    /// The repository or branch does not exist or cannot be read.
+    /// The repository or branch cannot be read: missing, private, or on a host the server cannot
+    /// reach or talk to. The API code is `repo_not_found` whatever the cause; the hint fits the cause.
     #[error("{message}")]
     RepoNotFound {
         /// What git said, shortened.
         message: String,
-        /// What to do.
+        /// What to do about that cause.
         hint: String,
     },
     /// Something the server depends on is missing or busy: no node, no free port, node unresponsive.
     #[error("{message}")]
     Unavailable {
-        /// Stable code.
+        /// The API's `error.code`, stable for clients to match on.
         code: &'static str,
         /// What is missing.
         message: String,
@@ -82,10 +83,13 @@ pub enum ServerError {
     /// The database failed.
     #[error("database error")]
     Store(#[from] rusqlite::Error),
+    /// Work handed to a blocking thread (database, checksums) did not finish: the runtime shut down.
+    #[error("a background task was cancelled")]
+    Task(#[source] tokio::task::JoinError),
     /// A file in the data dir could not be read or written.
     #[error("could not use {path}")]
     Io {
-        /// The file.
+        /// The file (or what stands in for one).
         path: String,
         /// The OS error.
         #[source]
@@ -95,17 +99,17 @@ pub enum ServerError {
 
 impl ServerError {
     /// A 400 with a code, message and hint.
-    pub fn bad_request(code: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Self {
         ServerError::BadRequest { code, message: message.into(), hint: hint.into() }
     }
 
     /// A 503 with a code, message and hint.
-    pub fn unavailable(code: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn unavailable(code: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Self {
         ServerError::Unavailable { code, message: message.into(), hint: hint.into() }
     }
 
     /// A 401 with message and hint.
-    pub fn unauthorized(message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn unauthorized(message: impl Into<String>, hint: impl Into<String>) -> Self {
         ServerError::Unauthorized { message: message.into(), hint: hint.into() }
     }
 }

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::app::App;
 
 /// Accepts connections on a workspace's port until the task is aborted.
-pub async fn serve_port(app: Arc<App>, listener: TcpListener, workspace_id: String) {
+pub(crate) async fn serve_port(app: Arc<App>, listener: TcpListener, workspace_id: String) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -42,7 +42,7 @@ async fn forward(app: Arc<App>, stream: TcpStream, peer: SocketAddr, workspace_i
 }
 
 /// Copies bytes between a TCP stream and a tunnel WebSocket until either side closes.
-pub async fn splice(stream: TcpStream, ws: WebSocket) {
+pub(crate) async fn splice(stream: TcpStream, ws: WebSocket) {
     let (mut tcp_rd, mut tcp_wr) = stream.into_split();
     let (mut ws_tx, mut ws_rx) = ws.split();
     let up = async {

@@ -1,7 +1,7 @@
 //! Proves a registering user's GitHub identity by asking GitHub's `GET /user` with their token.
 //!
-//! Behind a trait so unit tests use [`FakeGithub`]; integration tests point the real client at a
-//! local GitHub-compatible server via the configurable API base URL.
+//! Behind a trait so unit tests use a fake (`testing::FakeGithub`); integration tests point the real
+//! client at a local GitHub-compatible server via the configurable API base URL.
 
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
@@ -11,9 +11,9 @@ use crate::error::{Result, ServerError};
 /// The identity GitHub reports for a token.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct GithubUser {
-    /// Login.
+    /// The login, as GitHub spells it now (users can rename themselves).
     pub login: String,
-    /// Numeric id.
+    /// The numeric id, which stays the same across renames.
     pub id: i64,
 }
 
@@ -23,7 +23,7 @@ pub trait GithubIdentity: Send + Sync {
     fn user(&self, token: &str) -> BoxFuture<'_, Result<Option<GithubUser>>>;
 }
 
-/// The real client.
+/// Asks the GitHub REST API (`GET /user`).
 pub struct GithubApi {
     base: String,
     http: reqwest::Client,
@@ -61,19 +61,5 @@ impl GithubIdentity for GithubApi {
             let resp = resp.error_for_status().map_err(unreachable)?;
             Ok(Some(resp.json::<GithubUser>().await.map_err(unreachable)?))
         })
-    }
-}
-
-/// In-memory identities: token → user.
-#[derive(Default)]
-pub struct FakeGithub {
-    /// Known tokens.
-    pub users: std::collections::HashMap<String, GithubUser>,
-}
-
-impl GithubIdentity for FakeGithub {
-    fn user(&self, token: &str) -> BoxFuture<'_, Result<Option<GithubUser>>> {
-        let found = self.users.get(token).cloned();
-        Box::pin(async move { Ok(found) })
     }
 }

@@ -6,18 +6,17 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use futures_util::{SinkExt, StreamExt};
 use nexus_types::api::{
     ClientConfig, CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, ErrorBody, ErrorDetail, Health, NodeList,
     RegisterRequest, RegisterResponse, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
 };
-use nexus_types::protocol::{AgentMessage, ServerMessage};
+use nexus_types::diagnostics::error_chain;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -30,7 +29,7 @@ use crate::installer::{Download, Installer};
 type AppState = State<Arc<App>>;
 
 /// An error on its way out as JSON.
-pub struct ApiError(pub ServerError);
+pub(crate) struct ApiError(ServerError);
 
 impl From<ServerError> for ApiError {
     fn from(e: ServerError) -> Self {
@@ -60,15 +59,15 @@ impl IntoResponse for ApiError {
             E::Unavailable { code, hint, .. } => (StatusCode::SERVICE_UNAVAILABLE, code, hint),
             E::Timeout { hint, .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout", hint),
             ref e @ E::GithubUnreachable { .. } => {
-                tracing::error!(error = %chain(e), "GitHub API unreachable");
+                tracing::error!(error = %error_chain(e), "GitHub API unreachable");
                 (
                     StatusCode::BAD_GATEWAY,
                     "github_unreachable",
                     "retry in a minute; if it persists the operator should check `--github-api-url` and the server's network".to_string(),
                 )
             }
-            ref e @ (E::Store(_) | E::Io { .. }) => {
-                tracing::error!(error = %chain(e), "internal error");
+            ref e @ (E::Store(_) | E::Task(_) | E::Io { .. }) => {
+                tracing::error!(error = %error_chain(e), "internal error");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -80,20 +79,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The error and its sources on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
-
 /// A JSON body whose parse errors come back in the API's error format.
-pub struct ApiJson<T>(pub T);
+struct ApiJson<T>(T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Response;
@@ -121,13 +108,13 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The authenticated caller of a request.
-pub struct Auth(pub Caller);
+struct Auth(Caller);
 
 impl FromRequestParts<Arc<App>> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        Ok(Auth(app.authenticate(bearer(&parts.headers))?))
+        Ok(Auth(app.authenticate(bearer(&parts.headers)).await?))
     }
 }
 
@@ -167,7 +154,7 @@ impl Modify for BearerAuth {
 }
 
 /// The router and the OpenAPI document it implements.
-pub fn router_and_api() -> (OpenApiRouter<Arc<App>>, utoipa::openapi::OpenApi) {
+pub(crate) fn router_and_api() -> (OpenApiRouter<Arc<App>>, utoipa::openapi::OpenApi) {
     let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(client_config))
@@ -188,14 +175,8 @@ pub fn router_and_api() -> (OpenApiRouter<Arc<App>>, utoipa::openapi::OpenApi) {
     (router, api)
 }
 
-/// The full HTTP service; the installer's download catalog is built on first use.
-pub fn router(app: Arc<App>) -> Router {
-    let installer = Arc::new(Installer::new(app.config().binaries_dir.clone()));
-    router_with_installer(app, installer)
-}
-
 /// The full HTTP service, serving downloads from `installer` (whose catalog `serve` builds at start).
-pub fn router_with_installer(app: Arc<App>, installer: Arc<Installer>) -> Router {
+pub(crate) fn router_with_installer(app: Arc<App>, installer: Arc<Installer>) -> Router {
     let (router, api) = router_and_api();
     let api_json = api.to_pretty_json().unwrap_or_default();
     let (router, _) = router.split_for_parts();
@@ -275,7 +256,7 @@ async fn list_workspaces(
     Auth(caller): Auth,
     headers: HeaderMap,
 ) -> Result<Json<WorkspaceList>, ApiError> {
-    Ok(Json(app.list(&caller, &request_host(&headers))?))
+    Ok(Json(app.list(&caller, &request_host(&headers)).await?))
 }
 
 /// Status, SSH access, services and repo of one workspace.
@@ -287,7 +268,7 @@ async fn workspace_status(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<WorkspaceView>, ApiError> {
-    Ok(Json(app.view(&caller, &id, &request_host(&headers))?))
+    Ok(Json(app.view(&caller, &id, &request_host(&headers)).await?))
 }
 
 /// Stops a workspace; waits for the node. Idempotent.
@@ -327,7 +308,7 @@ async fn delete_workspace(
 #[utoipa::path(get, path = "/api/v1/nodes", security(("bearer" = [])),
     responses((status = 200, body = NodeList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_nodes(State(app): AppState, Auth(caller): Auth) -> Result<Json<NodeList>, ApiError> {
-    Ok(Json(app.nodes(&caller)?))
+    Ok(Json(app.nodes(&caller).await?))
 }
 
 /// The one-line installer, with this server (as the client reached it) as its default `--server`.
@@ -437,7 +418,7 @@ async fn agent_connect(State(app): AppState, headers: HeaderMap, upgrade: WebSoc
     if !bearer(&headers).is_some_and(|t| app.is_join_token(t)) {
         return join_token_error();
     }
-    upgrade.on_upgrade(move |socket| agent_session(app, socket))
+    upgrade.on_upgrade(move |socket| crate::agent_session::run(app, socket))
 }
 
 /// A tunnel WebSocket an agent dials back to carry one forwarded TCP connection.
@@ -453,77 +434,10 @@ async fn agent_tunnel(
         return join_token_error();
     }
     upgrade.on_upgrade(move |socket| async move {
-        if !app.hub.complete_tunnel(&tunnel_id, socket) {
+        if !app.tunnel_arrived(&tunnel_id, socket) {
             tracing::debug!(%tunnel_id, "tunnel nobody waits for");
         }
     })
-}
-
-async fn agent_session(app: Arc<App>, socket: WebSocket) {
-    let (mut tx, mut rx) = socket.split();
-    let hello = tokio::time::timeout(std::time::Duration::from_secs(10), rx.next()).await;
-    let Ok(Some(Ok(Message::Text(text)))) = hello else {
-        tracing::warn!("agent connected but sent no hello");
-        return;
-    };
-    let Ok(AgentMessage::Hello { node_name, lxd_project, version, inventory }) =
-        serde_json::from_str::<AgentMessage>(&text)
-    else {
-        tracing::warn!("agent's first message was not a hello");
-        return;
-    };
-    tracing::info!(node = %node_name, %lxd_project, %version, workspaces = inventory.len(), "node joined");
-    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<ServerMessage>();
-    let welcome = ServerMessage::Welcome { heartbeat_secs: app.config().heartbeat.as_secs().max(1) };
-    let _ = out_tx.send(welcome);
-    let conn_id = app.hub.attach(&node_name, out_tx);
-    if let Err(e) = app.on_hello(&node_name, &lxd_project, &inventory) {
-        tracing::error!(node = %node_name, error = %chain(&e), "could not reconcile node");
-    }
-    let writer = tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
-            let Ok(text) = serde_json::to_string(&msg) else {
-                continue;
-            };
-            if tx.send(Message::Text(text.into())).await.is_err() {
-                break;
-            }
-        }
-    });
-    while let Some(Ok(msg)) = rx.next().await {
-        let Message::Text(text) = msg else {
-            if matches!(msg, Message::Close(_)) {
-                break;
-            }
-            continue;
-        };
-        match serde_json::from_str::<AgentMessage>(&text) {
-            Ok(AgentMessage::Heartbeat) => {
-                app.hub.heartbeat(&node_name);
-                if let Err(e) = app.store.touch_node(&node_name) {
-                    tracing::warn!(error = %chain(&e), "could not record heartbeat");
-                }
-            }
-            Ok(AgentMessage::Report(report)) => {
-                app.hub.heartbeat(&node_name);
-                if let Err(e) = app.on_report(&node_name, report) {
-                    tracing::error!(node = %node_name, error = %chain(&e), "could not apply report");
-                }
-            }
-            Ok(AgentMessage::Services { workspace_id, generation, services }) => {
-                if let Err(e) = app.on_services(&node_name, &workspace_id, generation, &services) {
-                    tracing::error!(node = %node_name, error = %chain(&e), "could not record services");
-                }
-            }
-            Ok(AgentMessage::Hello { .. }) => {
-                tracing::warn!(node = %node_name, "duplicate hello ignored")
-            }
-            Err(e) => tracing::warn!(node = %node_name, error = %e, "unreadable agent message"),
-        }
-    }
-    tracing::info!(node = %node_name, "node disconnected");
-    app.hub.detach(&node_name, conn_id);
-    writer.abort();
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::ServerError;
 
 /// The installer script; [`render_script`] fills in its defaults before it is served.
-pub const SCRIPT_TEMPLATE: &str = include_str!("../../../installer/install.sh");
+pub(crate) const SCRIPT_TEMPLATE: &str = include_str!("../../../installer/install.sh");
 
 /// The template line the server replaces with the URL the script was downloaded from.
 const SERVED_FROM_LINE: &str = "SERVED_FROM=\"\"";
@@ -28,13 +28,13 @@ const SERVED_FROM_LINE: &str = "SERVED_FROM=\"\"";
 const VERSION_LINE: &str = "INSTALLER_VERSION=\"dev\"";
 
 /// Operating systems the CLI is built for, as download names spell them.
-pub const OSES: [&str; 2] = ["linux", "darwin"];
+pub(crate) const OSES: [&str; 2] = ["linux", "darwin"];
 /// CPU architectures the CLI is built for, as download names spell them.
-pub const ARCHES: [&str; 2] = ["amd64", "arm64"];
+pub(crate) const ARCHES: [&str; 2] = ["amd64", "arm64"];
 
 /// An OS and CPU the CLI can be built for, e.g. `linux-amd64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Platform {
+pub(crate) struct Platform {
     /// One of [`OSES`].
     pub os: &'static str,
     /// One of [`ARCHES`].
@@ -43,7 +43,7 @@ pub struct Platform {
 
 impl Platform {
     /// The platform this process runs on, if the CLI has downloads for it.
-    pub fn host() -> Option<Platform> {
+    pub(crate) fn host() -> Option<Platform> {
         let os = match std::env::consts::OS {
             "linux" => "linux",
             "macos" => "darwin",
@@ -58,7 +58,7 @@ impl Platform {
     }
 
     /// `nexus-linux-amd64` → linux/amd64; anything else → `None`.
-    pub fn from_file_name(name: &str) -> Option<Platform> {
+    pub(crate) fn from_file_name(name: &str) -> Option<Platform> {
         let (os, arch) = name.strip_prefix("nexus-")?.split_once('-')?;
         let os = OSES.into_iter().find(|o| *o == os)?;
         let arch = ARCHES.into_iter().find(|a| *a == arch)?;
@@ -66,7 +66,7 @@ impl Platform {
     }
 
     /// The download's file name, `nexus-<os>-<arch>`.
-    pub fn file_name(&self) -> String {
+    pub(crate) fn file_name(&self) -> String {
         format!("nexus-{}-{}", self.os, self.arch)
     }
 }
@@ -79,7 +79,7 @@ impl std::fmt::Display for Platform {
 
 /// What a `/download/{file}` request names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Download {
+pub(crate) enum Download {
     /// `nexus-<os>-<arch>`: the binary.
     Binary(Platform),
     /// `nexus-<os>-<arch>.sha256`: its checksum in `sha256sum` format.
@@ -88,7 +88,7 @@ pub enum Download {
 
 impl Download {
     /// Parses a download file name; `None` when it names no platform the CLI is built for.
-    pub fn parse(file: &str) -> Option<Download> {
+    pub(crate) fn parse(file: &str) -> Option<Download> {
         match file.strip_suffix(".sha256") {
             Some(binary) => Platform::from_file_name(binary).map(Download::Checksum),
             None => Platform::from_file_name(file).map(Download::Binary),
@@ -98,7 +98,7 @@ impl Download {
 
 /// One servable binary, checksummed.
 #[derive(Debug, Clone)]
-pub struct Binary {
+pub(crate) struct Binary {
     /// Which platform it runs on.
     pub platform: Platform,
     /// What to open when serving it (`/proc/self/exe` for the server's own executable on Linux, so
@@ -114,14 +114,14 @@ pub struct Binary {
 
 impl Binary {
     /// The `.sha256` body: `<hex>  nexus-<os>-<arch>\n`, what `sha256sum` prints.
-    pub fn checksum_line(&self) -> String {
+    pub(crate) fn checksum_line(&self) -> String {
         format!("{}  {}\n", self.sha256, self.platform.file_name())
     }
 }
 
 /// The binaries this server hands out, by platform.
 #[derive(Debug, Clone, Default)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     binaries: BTreeMap<Platform, Binary>,
 }
 
@@ -151,7 +151,7 @@ impl Catalog {
     /// Finds and checksums the server's own executable and the `nexus-<os>-<arch>` files in
     /// `binaries_dir`. Blocking: reads every file once. A missing or unreadable `binaries_dir` is an
     /// error (the operator asked for it); an unreadable own executable is only logged.
-    pub fn scan(binaries_dir: Option<&Path>) -> Result<Catalog, ServerError> {
+    pub(crate) fn scan(binaries_dir: Option<&Path>) -> Result<Catalog, ServerError> {
         let mut binaries = BTreeMap::new();
         if let Some(platform) = Platform::host() {
             match std::env::current_exe() {
@@ -165,7 +165,7 @@ impl Catalog {
                             binaries.insert(platform, Binary { platform, path, source, len, sha256 });
                         }
                         Err(e) => {
-                            tracing::warn!(error = %crate::http::chain(&e), "cannot serve the server's own executable")
+                            tracing::warn!(error = %nexus_types::diagnostics::error_chain(&e), "cannot serve the server's own executable")
                         }
                     }
                 }
@@ -197,12 +197,12 @@ impl Catalog {
     }
 
     /// The binary for `platform`, if this server has one.
-    pub fn get(&self, platform: Platform) -> Option<&Binary> {
+    pub(crate) fn get(&self, platform: Platform) -> Option<&Binary> {
         self.binaries.get(&platform)
     }
 
     /// `linux-amd64, darwin-arm64`, or `none`.
-    pub fn platforms(&self) -> String {
+    pub(crate) fn platforms(&self) -> String {
         if self.binaries.is_empty() {
             return "none".into();
         }
@@ -212,26 +212,26 @@ impl Catalog {
 
 /// The catalog of one server, built once: eagerly by [`Installer::catalog`] at start, or on first use.
 #[derive(Debug)]
-pub struct Installer {
+pub(crate) struct Installer {
     binaries_dir: Option<PathBuf>,
     catalog: tokio::sync::OnceCell<Arc<Catalog>>,
 }
 
 impl Installer {
     /// An installer serving the own executable and `binaries_dir`; nothing is read yet.
-    pub fn new(binaries_dir: Option<PathBuf>) -> Self {
+    pub(crate) fn new(binaries_dir: Option<PathBuf>) -> Self {
         Installer { binaries_dir, catalog: tokio::sync::OnceCell::new() }
     }
 
     /// The catalog, scanning (off the async threads) the first time; a failed scan is retried next time.
-    pub async fn catalog(&self) -> Result<Arc<Catalog>, ServerError> {
+    pub(crate) async fn catalog(&self) -> Result<Arc<Catalog>, ServerError> {
         let catalog = self
             .catalog
             .get_or_try_init(|| async {
                 let dir = self.binaries_dir.clone();
                 let scanned = tokio::task::spawn_blocking(move || Catalog::scan(dir.as_deref()))
                     .await
-                    .map_err(|e| io_error(Path::new("binaries"), std::io::Error::other(e)))??;
+                    .map_err(ServerError::Task)??;
                 Ok::<_, ServerError>(Arc::new(scanned))
             })
             .await?;
@@ -243,7 +243,7 @@ impl Installer {
 /// from a TLS proxy), always with a port so the CLI does not add its default 3001. `None` when the
 /// header is missing or holds anything but a host name or IP and port: the value is pasted into a
 /// shell script, so nothing that could break out of a quoted string gets through.
-pub fn served_from(host: Option<&str>, forwarded_proto: Option<&str>) -> Option<String> {
+pub(crate) fn served_from(host: Option<&str>, forwarded_proto: Option<&str>) -> Option<String> {
     let host = host?.trim();
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
     if host.is_empty() || host.len() > 255 || !host.chars().all(allowed) {
@@ -283,7 +283,7 @@ pub fn served_from(host: Option<&str>, forwarded_proto: Option<&str>) -> Option<
 
 /// The script as served: `served_from` becomes the default `--server` and download source, and the
 /// version is what `--version` prints. `served_from` must come from [`served_from`] (no quotes).
-pub fn render_script(served_from: Option<&str>, version: &str) -> String {
+pub(crate) fn render_script(served_from: Option<&str>, version: &str) -> String {
     let safe = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || "-.:/[]+_".contains(c));
     let url = served_from.filter(|u| safe(u)).unwrap_or("");
     let version = if safe(version) { version } else { "unknown" };

@@ -1,25 +1,33 @@
 //! The Nexus coordination server: REST API, workspace logic, SQLite store, agent hub, SSH forwarder.
 //!
 //! Layering: `http` (parse, authorize, convert) → `app` (decisions, state machine) → `store` (SQL).
+//! Agents' control connections come in through `agent_session`, SSH through `forwarder`.
+//!
+//! The public surface is what the `nexus` binary and the tests outside this crate use: configure,
+//! build an [`App`] (with real or, under the `testing` feature, fake outside services), serve it.
 
-pub mod app;
+mod agent_session;
+mod app;
 pub mod config;
-pub mod error;
-pub mod forwarder;
+mod error;
+mod forwarder;
 pub mod github;
-pub mod http;
-pub mod hub;
-pub mod installer;
+mod http;
+mod hub;
+mod installer;
 pub mod repo_probe;
-pub mod secret;
-pub mod store;
+mod secret;
+mod ssh_ports;
+mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::future::Future;
 use std::sync::Arc;
 
 pub use app::App;
 pub use config::ServerConfig;
-pub use error::ServerError;
+pub use error::{Result, ServerError};
 
 /// The OpenAPI document of the API this server serves, pretty-printed JSON.
 pub fn openapi_json() -> String {

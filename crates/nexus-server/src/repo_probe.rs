@@ -1,31 +1,19 @@
-//! Checks that a repository and branch exist before anything is created, with the real `git ls-remote`.
+//! Checks that a repository and branch exist, and reads the files its service plan is made from,
+//! before anything is created, with the real `git`.
 //!
 //! Done on the server so a typo in `repo` is a 4xx at once instead of a container that fails later.
+//! When git fails, its stderr is sorted into a [`Cause`] so the hint fits what went wrong: a
+//! misspelt name, missing credentials, a host git cannot talk to, or no route to the host.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::process::Output;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use nexus_project::PLAN_FILES;
 
 use crate::error::{Result, ServerError};
-
-/// Files the service plan is made from: the config and what auto-detection looks at.
-pub const PLAN_FILES: &[&str] = &[
-    ".nexus/config.yaml",
-    "package.json",
-    "package-lock.json",
-    "yarn.lock",
-    "pnpm-lock.yaml",
-    "requirements.txt",
-    "pyproject.toml",
-    "manage.py",
-    "app.py",
-    "main.py",
-    "server.py",
-    "wsgi.py",
-    "index.html",
-    ".devcontainer/devcontainer.json",
-];
 
 /// Largest file read for planning; lock files can be big and only their existence matters.
 const MAX_PLAN_FILE: usize = 256 * 1024;
@@ -41,7 +29,8 @@ pub trait RepoProbe: Send + Sync {
         token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<String>>;
 
-    /// The [`PLAN_FILES`] present at the tip of `branch`, path → content (truncated to 256 KiB).
+    /// The files of [`nexus_project::PLAN_FILES`] present at the tip of `branch`, path → content
+    /// (truncated to 256 KiB).
     fn plan_files<'a>(
         &'a self,
         url: &'a str,
@@ -50,17 +39,172 @@ pub trait RepoProbe: Send + Sync {
     ) -> BoxFuture<'a, Result<HashMap<String, String>>>;
 }
 
-/// Runs `git ls-remote`.
+/// Runs `git ls-remote` and a shallow `git clone` (a full one where the host cannot do shallow).
 pub struct GitLsRemote {
-    /// How long to wait for the remote.
+    /// How long each git command may take before the remote counts as not answering.
     pub timeout: Duration,
 }
 
-fn not_found(url: &str, detail: &str) -> ServerError {
-    ServerError::RepoNotFound {
-        message: format!("repository {url} could not be read: {detail}"),
-        hint: "check the spelling of `owner/name`; if the repo is private, make sure your GitHub account can read it"
-            .into(),
+/// Why git could not read a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// The host says there is no such repository (or branch), or will not say it exists.
+    NotFound,
+    /// The host wants credentials, or refused the ones sent.
+    Auth,
+    /// The host answered, but not in a way git can use.
+    Transport,
+    /// The host could not be reached: DNS, connection, TLS, timeout.
+    Network,
+    /// Something the patterns do not know; the hint stays general.
+    Unknown,
+}
+
+/// Sorts git's stderr into a [`Cause`]. Order matters: a refused connection says nothing about the
+/// repository, and GitHub asks for credentials for a repository that does not exist.
+pub(crate) fn classify(stderr: &str) -> Cause {
+    let text = stderr.to_ascii_lowercase();
+    let any = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    if any(&[
+        "could not resolve host",
+        "could not resolve hostname",
+        "failed to connect",
+        "couldn't connect",
+        "connection refused",
+        "connection timed out",
+        "operation timed out",
+        "network is unreachable",
+        "no route to host",
+        "connection reset",
+        "ssl",
+        "certificate",
+        "got no answer within",
+    ]) {
+        Cause::Network
+    } else if any(&[
+        "authentication failed",
+        "could not read username",
+        "could not read password",
+        "terminal prompts disabled",
+        "permission denied",
+        "host key verification failed",
+        "returned error: 401",
+        "returned error: 403",
+    ]) {
+        Cause::Auth
+    } else if any(&[
+        "not found",
+        "does not appear to be a git repository",
+        "repository not exported",
+        "couldn't find remote ref",
+        "no such repository",
+        "returned error: 404",
+    ]) {
+        Cause::NotFound
+    } else if any(&[
+        "dumb http transport",
+        "does not support shallow",
+        "protocol error",
+        "unexpected disconnect",
+        "rpc failed",
+        "remote end hung up",
+        "invalid server response",
+        "expected flush",
+        "bad packet",
+        "returned error: 5",
+    ]) {
+        Cause::Transport
+    } else {
+        Cause::Unknown
+    }
+}
+
+/// The host can serve the branch, just not a shallow copy of it (dumb HTTP, some old servers).
+fn shallow_unsupported(stderr: &str) -> bool {
+    let text = stderr.to_ascii_lowercase();
+    text.contains("does not support shallow") || text.contains("dumb http transport does not support")
+}
+
+/// The line of git's stderr that says what happened: the first `fatal:`/`error:` line, else the last.
+fn detail(stderr: &str) -> &str {
+    let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .find(|l| l.starts_with("fatal:") || l.starts_with("error:"))
+        .or_else(|| lines().next_back())
+        .unwrap_or("git failed without saying why")
+}
+
+/// The error for an unreadable repository, with the hint for its cause.
+fn unreadable(url: &str, cause: Cause, detail: &str) -> ServerError {
+    let hint = match cause {
+        Cause::NotFound => "check the spelling of `owner/name` and of the branch".to_string(),
+        Cause::Auth => "the repository is private or does not exist: check the spelling of `owner/name`; if it is \
+                        private, sign in with `nexus auth github` as an account that can read it, then retry"
+            .to_string(),
+        Cause::Transport => "the git host answered in a way git could not use; try the repository's other clone URL \
+                             (https or ssh), or ask the operator to check that the server can fetch from it"
+            .to_string(),
+        Cause::Network => "the server could not reach the git host: check the host name in the URL; if it is right, \
+                           ask the operator to check the server's network, DNS and proxy, then retry"
+            .to_string(),
+        Cause::Unknown => {
+            format!("check the URL; the operator can see what git says with `git ls-remote {url}` on the server")
+        }
+    };
+    ServerError::RepoNotFound { message: format!("repository {url} could not be read: {detail}"), hint }
+}
+
+fn git_failed(url: &str, out: &Output) -> ServerError {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    unreadable(url, classify(&stderr), detail(&stderr))
+}
+
+impl GitLsRemote {
+    /// Runs git on `url`'s behalf: never prompts, gives up after the timeout.
+    async fn git(&self, url: &str, args: &[&str], dir: Option<&Path>, token: Option<&str>) -> Result<Output> {
+        let mut cmd = git_command(token);
+        cmd.args(args);
+        if let Some(d) = dir {
+            cmd.current_dir(d);
+        }
+        match tokio::time::timeout(self.timeout, cmd.output()).await {
+            Err(_) => Err(unreadable(
+                url,
+                Cause::Network,
+                &format!("git {} got no answer within {}s", args[0], self.timeout.as_secs()),
+            )),
+            Ok(Err(source)) => Err(ServerError::Io { path: "git".into(), source }),
+            Ok(Ok(out)) => Ok(out),
+        }
+    }
+
+    /// Clones the tip of `branch` into `dest` without a work tree: shallow, or whole where the host
+    /// cannot serve shallow clones.
+    async fn fetch_tip(&self, url: &str, branch: &str, token: Option<&str>, dest: &Path) -> Result<()> {
+        let dest = dest.to_string_lossy();
+        let clone = |shallow: bool| {
+            let mut args = vec!["clone", "-q", "--no-checkout", "--single-branch", "--branch", branch];
+            if shallow {
+                args.extend(["--depth", "1"]);
+            }
+            args.extend(["--", url, &dest]);
+            args
+        };
+        let out = self.git(url, &clone(true), None, token).await?;
+        if out.status.success() {
+            return Ok(());
+        }
+        if !shallow_unsupported(&String::from_utf8_lossy(&out.stderr)) {
+            return Err(git_failed(url, &out));
+        }
+        tracing::info!(%url, "the git host cannot serve shallow clones; fetching the whole branch");
+        // A failed clone removes the directory it created, so the same destination is free again.
+        let out = self.git(url, &clone(false), None, token).await?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(git_failed(url, &out))
+        }
     }
 }
 
@@ -72,23 +216,15 @@ impl RepoProbe for GitLsRemote {
         token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
-            let mut cmd = git_command(token);
-            cmd.args(["ls-remote", "--symref", "--", url, "HEAD"]);
-            if let Some(b) = branch {
-                cmd.arg(format!("refs/heads/{b}"));
-            }
-            let out =
-                tokio::time::timeout(self.timeout, cmd.output()).await.map_err(|_| ServerError::RepoNotFound {
-                    message: format!("repository {url} did not answer within {}s", self.timeout.as_secs()),
-                    hint: "check that the git host is reachable from the server, then retry".into(),
-                })?;
-            let out = out.map_err(|source| ServerError::Io { path: "git".into(), source })?;
+            let wanted = branch.map(|b| format!("refs/heads/{b}"));
+            let mut args = vec!["ls-remote", "--symref", "--", url, "HEAD"];
+            args.extend(wanted.as_deref());
+            let out = self.git(url, &args, None, token).await?;
             if !out.status.success() {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("git ls-remote failed");
-                return Err(not_found(url, last.trim()));
+                return Err(git_failed(url, &out));
             }
-            parse_ls_remote(&String::from_utf8_lossy(&out.stdout), branch).map_err(|detail| not_found(url, &detail))
+            parse_ls_remote(&String::from_utf8_lossy(&out.stdout), branch)
+                .map_err(|detail| unreadable(url, Cause::NotFound, &detail))
         })
     }
 
@@ -99,42 +235,20 @@ impl RepoProbe for GitLsRemote {
         token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<HashMap<String, String>>> {
         Box::pin(async move {
-            // A depth-1 clone without checkout: the tip's tree, nothing written to a work tree.
+            // The tip's tree only, nothing written to a work tree.
             // TODO-perf: a blobless partial clone would skip large blobs where the host supports it.
             let dir = tempfile::tempdir().map_err(|source| ServerError::Io { path: "temp dir".into(), source })?;
-            let dest = dir.path().to_string_lossy().to_string();
-            let out = git(
-                &[
-                    "clone",
-                    "-q",
-                    "--depth",
-                    "1",
-                    "--no-checkout",
-                    "--single-branch",
-                    "--branch",
-                    branch,
-                    "--",
-                    url,
-                    &dest,
-                ],
-                None,
-                token,
-                self.timeout,
-            )
-            .await
-            .map_err(|e| not_found(url, &e))?;
-            if !out.status.success() {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                return Err(not_found(url, stderr.lines().last().unwrap_or("git clone failed").trim()));
-            }
+            let repo = dir.path().join("repo");
+            self.fetch_tip(url, branch, token, &repo).await?;
             let mut args = vec!["ls-tree", "--name-only", "HEAD", "--"];
             args.extend(PLAN_FILES);
-            let listed = git(&args, Some(dir.path()), None, self.timeout).await.map_err(|e| not_found(url, &e))?;
+            let listed = self.git(url, &args, Some(&repo), None).await?;
+            if !listed.status.success() {
+                return Err(git_failed(url, &listed));
+            }
             let mut files = HashMap::new();
             for path in String::from_utf8_lossy(&listed.stdout).lines() {
-                let shown = git(&["show", &format!("HEAD:{path}")], Some(dir.path()), None, self.timeout)
-                    .await
-                    .map_err(|e| not_found(url, &e))?;
+                let shown = self.git(url, &["show", &format!("HEAD:{path}")], Some(&repo), None).await?;
                 let mut text = String::from_utf8_lossy(&shown.stdout).into_owned();
                 if text.len() > MAX_PLAN_FILE {
                     let mut cut = MAX_PLAN_FILE;
@@ -168,24 +282,6 @@ fn git_command(token: Option<&str>) -> tokio::process::Command {
     cmd
 }
 
-async fn git(
-    args: &[&str],
-    dir: Option<&std::path::Path>,
-    token: Option<&str>,
-    timeout: Duration,
-) -> std::result::Result<std::process::Output, String> {
-    let mut cmd = git_command(token);
-    cmd.args(args);
-    if let Some(d) = dir {
-        cmd.current_dir(d);
-    }
-    match tokio::time::timeout(timeout, cmd.output()).await {
-        Err(_) => Err(format!("git {} took longer than {}s", args[0], timeout.as_secs())),
-        Ok(Err(e)) => Err(format!("could not run git: {e}")),
-        Ok(Ok(out)) => Ok(out),
-    }
-}
-
 /// Picks the branch out of `git ls-remote --symref <url> HEAD [refs/heads/<branch>]` output.
 fn parse_ls_remote(stdout: &str, branch: Option<&str>) -> Result<String, String> {
     if let Some(b) = branch {
@@ -205,7 +301,7 @@ fn parse_ls_remote(stdout: &str, branch: Option<&str>) -> Result<String, String>
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ls_remote;
+    use super::*;
 
     #[test]
     fn parses_default_and_named_branches() {
@@ -214,5 +310,77 @@ mod tests {
         assert_eq!(parse_ls_remote(out, Some("dev")), Ok("dev".into()));
         assert!(parse_ls_remote(out, Some("nope")).is_err());
         assert!(parse_ls_remote("", None).is_err());
+    }
+
+    #[test]
+    fn git_failures_are_sorted_by_cause() {
+        // What git 2.4x prints for each case, against GitHub, git daemon, dumb HTTP and ssh hosts.
+        let cases = [
+            ("fatal: repository 'http://127.0.0.1:8765/o/nope.git/' not found", Cause::NotFound),
+            ("remote: Repository not found.\nfatal: repository 'https://github.com/o/r.git/' not found", Cause::NotFound),
+            ("fatal: remote error: access denied or repository not exported: /acme/missing.git", Cause::NotFound),
+            ("ERROR: Repository not found.\nfatal: Could not read from remote repository.", Cause::NotFound),
+            ("warning: Could not find remote branch dev to clone.\nfatal: Remote branch dev not found in upstream origin", Cause::NotFound),
+            ("fatal: could not read Username for 'https://github.com': terminal prompts disabled", Cause::Auth),
+            ("remote: Invalid username or password.\nfatal: Authentication failed for 'https://github.com/o/r.git/'", Cause::Auth),
+            ("git@github.com: Permission denied (publickey).\nfatal: Could not read from remote repository.", Cause::Auth),
+            ("fatal: unable to access 'https://x/o/r.git/': The requested URL returned error: 403", Cause::Auth),
+            ("fatal: dumb http transport does not support shallow capabilities", Cause::Transport),
+            ("error: RPC failed; HTTP 502 curl 22 The requested URL returned error: 502", Cause::Transport),
+            ("fatal: protocol error: bad line length character: <htm", Cause::Transport),
+            ("fatal: unable to access 'https://nonexistent.invalid/o/r.git/': Could not resolve host: nonexistent.invalid", Cause::Network),
+            ("fatal: unable to access 'http://127.0.0.1:1/o/r.git/': Failed to connect to 127.0.0.1 port 1 after 0 ms: Couldn't connect to server", Cause::Network),
+            ("ssh: Could not resolve hostname gitlab.internal: Name or service not known", Cause::Network),
+            ("fatal: unable to access 'https://h/o/r.git/': SSL certificate problem: self-signed certificate", Cause::Network),
+            ("git clone got no answer within 20s", Cause::Network),
+            ("fatal: something new", Cause::Unknown),
+        ];
+        for (stderr, cause) in cases {
+            assert_eq!(classify(stderr), cause, "{stderr}");
+        }
+        assert!(shallow_unsupported("fatal: dumb http transport does not support shallow capabilities"));
+        assert!(!shallow_unsupported("fatal: repository 'x' not found"));
+        assert_eq!(
+            detail("remote: Repository not found.\nfatal: repository 'x' not found\n"),
+            "fatal: repository 'x' not found"
+        );
+        assert_eq!(
+            detail("\nssh: connect to host h port 22: Connection refused\n\n"),
+            "ssh: connect to host h port 22: Connection refused"
+        );
+    }
+
+    #[test]
+    fn each_cause_has_its_own_hint() {
+        let hint = |cause| match unreadable("u", cause, "d") {
+            ServerError::RepoNotFound { hint, .. } => hint,
+            e => panic!("{e:?}"),
+        };
+        assert!(hint(Cause::NotFound).contains("spelling"));
+        assert!(hint(Cause::Auth).contains("nexus auth github"));
+        assert!(hint(Cause::Network).contains("network"));
+        assert!(!hint(Cause::Transport).contains("spelling"), "a transport failure is not a typo");
+        assert!(!hint(Cause::Network).contains("spelling"));
+    }
+
+    /// Regression: a dumb-HTTP host refuses shallow clones ("dumb http transport does not support
+    /// shallow capabilities"), and the probe used to report that as a misspelt repository.
+    #[tokio::test]
+    async fn a_dumb_http_host_is_read_with_a_full_fetch() {
+        let server = nexus_testkit::git_dumb_http::DumbGitServer::start().await;
+        let url = server.create_repo(
+            "acme",
+            "dumb",
+            &[(".devcontainer.json", r#"{"postStartCommand": "make watch"}"#), ("README.md", "hi\n")],
+        );
+        let probe = GitLsRemote { timeout: Duration::from_secs(20) };
+        assert_eq!(probe.resolve_branch(&url, None, None).await.unwrap(), "main");
+        let files = probe.plan_files(&url, "main", None).await.unwrap();
+        assert_eq!(files.keys().collect::<Vec<_>>(), [".devcontainer.json"], "only plan files, and this one is");
+        let missing = format!("{}/acme/missing.git", server.base_url);
+        let Err(ServerError::RepoNotFound { hint, .. }) = probe.resolve_branch(&missing, None, None).await else {
+            panic!("a missing repo is an error")
+        };
+        assert!(hint.contains("spelling"), "{hint}");
     }
 }

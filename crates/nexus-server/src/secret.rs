@@ -8,30 +8,29 @@ use sha2::{Digest, Sha256};
 use crate::error::{Result, ServerError};
 
 /// `prefix` + 64 hex characters of OS randomness.
-pub fn random_token(prefix: &str) -> String {
+pub(crate) fn random_token(prefix: &str) -> String {
     let mut buf = [0u8; 32];
     getrandom::fill(&mut buf).expect("the OS random source is available");
     format!("{prefix}{}", hex(&buf))
 }
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SHA-256 of a token, hex; what the database stores. Tokens carry 256 random bits, so a fast hash
 /// is enough: there is nothing to brute-force.
-pub fn hash_token(token: &str) -> String {
+pub(crate) fn hash_token(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
 /// Compares two secrets without leaking where they differ (compares their hashes).
-pub fn same_secret(a: &str, b: &str) -> bool {
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
 }
 
 /// Reads the token in `path`, or creates it (mode 0600) with a fresh random one.
-pub fn load_or_create(path: &Path, prefix: &str) -> Result<String> {
+pub(crate) fn load_or_create(path: &Path, prefix: &str) -> Result<String> {
     let io = |source| ServerError::Io { path: path.display().to_string(), source };
     match std::fs::read_to_string(path) {
         Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),

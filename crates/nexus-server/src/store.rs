@@ -2,15 +2,26 @@
 //!
 //! WAL mode with `synchronous=FULL`, so a write the API acknowledged survives `kill -9` and power loss.
 //! Schema changes are numbered migrations run at start-up (tracked in `PRAGMA user_version`).
+//!
+//! Every method runs its SQL on tokio's blocking pool (`spawn_blocking`), never on an async worker:
+//! a `synchronous=FULL` commit waits for the disk, and a worker stuck there stalls every request
+//! and tunnel it serves. `spawn_blocking` rather than one dedicated database thread because the
+//! connection mutex already serializes the work, and the pool needs no channel, reply routing or
+//! shutdown of its own; the mutex is only ever taken on pool threads.
+//!
+//! Status writes are conditional on the status the app read (and, for agent reports, on no newer
+//! command having been issued), so a late or racing write never overwrites a newer one; they say
+//! whether they changed the row.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use nexus_types::WorkspaceStatus;
+use nexus_types::diagnostics::lock;
+use nexus_types::{ServiceStatus, WorkspaceStatus};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::error::Result;
+use crate::error::{Result, ServerError};
 
 /// Migrations, in order; index + 1 is the schema version after applying it.
 const MIGRATIONS: &[&str] = &[
@@ -84,37 +95,29 @@ ALTER TABLE workspaces ADD COLUMN upstream_url TEXT;
 ];
 
 /// First port handed out for a user's local forwards to services.
-pub const FIRST_MAPPED_PORT: u16 = 23000;
+pub(crate) const FIRST_MAPPED_PORT: u16 = 23000;
 
 /// A service as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceRow {
-    /// Name.
+pub(crate) struct ServiceRow {
     pub name: String,
     /// Port inside the workspace.
     pub port: Option<u16>,
     /// Port on the user's machine, unique among the user's workspaces.
     pub mapped_port: u16,
-    /// `starting`, `running`, `unhealthy`, `failed`.
-    pub status: String,
+    pub status: ServiceStatus,
     /// Found listening, not configured.
     pub discovered: bool,
-    /// Failure message.
     pub message: Option<String>,
-    /// Failure hint.
     pub hint: Option<String>,
-    /// Last log lines.
     pub last_logs: Option<String>,
 }
 
 /// A registered user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// Row id.
+pub(crate) struct User {
     pub id: i64,
-    /// GitHub login.
     pub github_username: String,
-    /// GitHub numeric id.
     pub github_id: i64,
     /// `authorized_keys` line.
     pub ssh_pubkey: String,
@@ -124,10 +127,8 @@ pub struct User {
 
 /// A node that joined at least once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeRow {
-    /// Name.
+pub(crate) struct NodeRow {
     pub name: String,
-    /// LXD project.
     pub lxd_project: String,
     /// RFC 3339.
     pub last_heartbeat: Option<String>,
@@ -137,46 +138,37 @@ pub struct NodeRow {
 
 /// A workspace as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkspaceRow {
+pub(crate) struct WorkspaceRow {
     /// `ws-...`.
     pub id: String,
-    /// Owner's row id.
     pub owner_id: i64,
     /// Owner's GitHub login.
     pub owner: String,
     /// Owner's `authorized_keys` line.
     pub owner_key: String,
-    /// Name.
     pub name: String,
     /// `lxc`.
     pub provider: String,
     /// Image alias ("" = the node's base image).
     pub image: String,
-    /// CPU limit.
     pub cpu: u32,
-    /// Memory limit.
     pub memory: String,
-    /// Repo owner.
     pub repo_owner: String,
-    /// Repo name.
     pub repo_name: String,
     /// Clone URL.
     pub repo_url: String,
-    /// Branch.
     pub branch: String,
     /// Checked-out commit.
     pub commit: Option<String>,
-    /// Status.
     pub status: WorkspaceStatus,
-    /// Failure message.
+    /// Why it failed.
     pub message: Option<String>,
-    /// Failure hint.
+    /// What to do about it.
     pub hint: Option<String>,
     /// Forwarded SSH port.
     pub ssh_port: u16,
     /// sshd host key.
     pub host_key: Option<String>,
-    /// Node name.
     pub node: String,
     /// The service plan, JSON (`nexus_types::protocol::ProjectPlan`).
     pub plan: String,
@@ -184,7 +176,6 @@ pub struct WorkspaceRow {
     pub git_token: Option<String>,
     /// The repo this one was forked from.
     pub upstream_url: Option<String>,
-    /// Owner's GitHub numeric id.
     pub owner_github_id: i64,
     /// Generation of the newest command.
     pub generation: i64,
@@ -194,48 +185,50 @@ pub struct WorkspaceRow {
     pub updated_at: String,
 }
 
-/// What a new workspace starts with.
+/// What a new workspace starts with (it starts `pending`, at generation 1).
 #[derive(Debug, Clone)]
-pub struct NewWorkspace {
-    /// `ws-...`.
+pub(crate) struct NewWorkspace {
     pub id: String,
-    /// Owner's row id.
     pub owner_id: i64,
-    /// Name.
     pub name: String,
-    /// Image alias.
     pub image: String,
-    /// CPU limit.
     pub cpu: u32,
-    /// Memory limit.
     pub memory: String,
-    /// Repo owner.
     pub repo_owner: String,
-    /// Repo name.
     pub repo_name: String,
-    /// Clone URL.
     pub repo_url: String,
-    /// Branch.
     pub branch: String,
-    /// Forwarded SSH port.
     pub ssh_port: u16,
-    /// Node name.
     pub node: String,
     /// The service plan, JSON.
     pub plan: String,
-    /// The owner's GitHub token for the repo's host.
     pub git_token: Option<String>,
-    /// The repo this one was forked from.
     pub upstream_url: Option<String>,
 }
 
-/// The database.
-pub struct Store {
-    conn: Mutex<Connection>,
+/// What a status change records besides the status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StatusDetails {
+    /// Replaces the stored message (`None` clears it).
+    pub message: Option<String>,
+    /// Replaces the stored hint (`None` clears it).
+    pub hint: Option<String>,
+    /// Replaces the stored commit; `None` keeps it.
+    pub commit: Option<String>,
+    /// Replaces the stored host key; `None` keeps it.
+    pub host_key: Option<String>,
+    /// For an agent's report: the generation it answers. The write is refused once a newer command
+    /// has been issued, since the report no longer describes what the workspace is asked to be.
+    pub generation: Option<i64>,
+}
+
+/// The SQLite database, one connection shared by every request.
+pub(crate) struct Store {
+    conn: Arc<Mutex<Connection>>,
 }
 
 /// Current time as RFC 3339 UTC, second precision.
-pub fn now() -> String {
+fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
@@ -279,15 +272,26 @@ fn workspace_from_row(r: &Row<'_>) -> rusqlite::Result<WorkspaceRow> {
     })
 }
 
+fn query_workspaces(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> Result<Vec<WorkspaceRow>> {
+    let sql = format!(
+        "SELECT {WORKSPACE_COLUMNS} FROM workspaces w JOIN users u ON u.id = w.owner_id {filter} ORDER BY w.created_at, w.id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(args, workspace_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 impl Store {
-    /// Opens (creating if needed) the database and runs pending migrations.
-    pub fn open(path: &Path) -> Result<Store> {
+    /// Opens (creating if needed) the database and runs pending migrations. Blocking; called once
+    /// while the server starts, before it serves anything.
+    pub(crate) fn open(path: &Path) -> Result<Store> {
         let conn = Connection::open(path)?;
         Self::init(conn)
     }
 
     /// An in-memory database, for unit tests.
-    pub fn in_memory() -> Result<Store> {
+    #[cfg(test)]
+    pub(crate) fn in_memory() -> Result<Store> {
         Self::init(Connection::open_in_memory()?)
     }
 
@@ -303,282 +307,354 @@ impl Store {
             tx.pragma_update(None, "user_version", i + 1)?;
             tx.commit()?;
         }
-        Ok(Store { conn: Mutex::new(conn) })
+        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    /// Runs `f` with the connection on the blocking pool (see the module doc for why).
+    async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
         // A panic while holding the lock leaves SQLite itself consistent (statements are atomic).
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        match tokio::task::spawn_blocking(move || f(&mut lock(&conn))).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(ServerError::Task(e)),
+        }
     }
 
     /// Creates or updates the user with this GitHub id; returns the row id.
-    pub fn upsert_user(
+    pub(crate) async fn upsert_user(
         &self,
         github_username: &str,
         github_id: i64,
         ssh_pubkey: &str,
         fingerprint: &str,
     ) -> Result<i64> {
-        let conn = self.conn();
-        // A user renamed on GitHub keeps their id, so the id is the identity.
-        conn.execute(
-            "INSERT INTO users (github_username, github_id, ssh_pubkey, ssh_fingerprint, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(github_id) DO UPDATE SET github_username = excluded.github_username,
-                 ssh_pubkey = excluded.ssh_pubkey, ssh_fingerprint = excluded.ssh_fingerprint",
-            params![github_username, github_id, ssh_pubkey, fingerprint, now()],
-        )?;
-        Ok(conn.query_row("SELECT id FROM users WHERE github_id = ?1", [github_id], |r| r.get(0))?)
-    }
-
-    /// The user holding this login, if any.
-    pub fn user_by_login(&self, login: &str) -> Result<Option<User>> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT id, github_username, github_id, ssh_pubkey, ssh_fingerprint FROM users WHERE github_username = ?1",
-                [login],
-                user_from_row,
-            )
-            .optional()?)
+        let (login, key, fp) = (github_username.to_owned(), ssh_pubkey.to_owned(), fingerprint.to_owned());
+        self.run(move |conn| {
+            // A user renamed on GitHub keeps their id, so the id is the identity.
+            conn.execute(
+                "INSERT INTO users (github_username, github_id, ssh_pubkey, ssh_fingerprint, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(github_id) DO UPDATE SET github_username = excluded.github_username,
+                     ssh_pubkey = excluded.ssh_pubkey, ssh_fingerprint = excluded.ssh_fingerprint",
+                params![login, github_id, key, fp, now()],
+            )?;
+            Ok(conn.query_row("SELECT id FROM users WHERE github_id = ?1", [github_id], |r| r.get(0))?)
+        })
+        .await
     }
 
     /// Stores the hash of a new API token for a user.
-    pub fn add_token(&self, user_id: i64, token_hash: &str) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO api_tokens (token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
-            params![token_hash, user_id, now()],
-        )?;
-        Ok(())
+    pub(crate) async fn add_token(&self, user_id: i64, token_hash: &str) -> Result<()> {
+        let hash = token_hash.to_owned();
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO api_tokens (token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
+                params![hash, user_id, now()],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// The user a token hash belongs to.
-    pub fn user_by_token(&self, token_hash: &str) -> Result<Option<User>> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT u.id, u.github_username, u.github_id, u.ssh_pubkey, u.ssh_fingerprint
-                 FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?1",
-                [token_hash],
-                user_from_row,
-            )
-            .optional()?)
+    pub(crate) async fn user_by_token(&self, token_hash: &str) -> Result<Option<User>> {
+        let hash = token_hash.to_owned();
+        self.run(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT u.id, u.github_username, u.github_id, u.ssh_pubkey, u.ssh_fingerprint
+                     FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?1",
+                    [hash],
+                    user_from_row,
+                )
+                .optional()?)
+        })
+        .await
     }
 
     /// Records that a node joined (or re-joined).
-    pub fn upsert_node(&self, name: &str, lxd_project: &str) -> Result<()> {
-        let now = now();
-        self.conn().execute(
-            "INSERT INTO nodes (name, lxd_project, joined_at, last_heartbeat) VALUES (?1, ?2, ?3, ?3)
-             ON CONFLICT(name) DO UPDATE SET lxd_project = excluded.lxd_project, last_heartbeat = excluded.last_heartbeat",
-            params![name, lxd_project, now],
-        )?;
-        Ok(())
+    pub(crate) async fn upsert_node(&self, name: &str, lxd_project: &str) -> Result<()> {
+        let (name, project) = (name.to_owned(), lxd_project.to_owned());
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO nodes (name, lxd_project, joined_at, last_heartbeat) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT(name) DO UPDATE SET lxd_project = excluded.lxd_project, last_heartbeat = excluded.last_heartbeat",
+                params![name, project, now()],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
-    /// Records a heartbeat.
-    pub fn touch_node(&self, name: &str) -> Result<()> {
-        self.conn().execute("UPDATE nodes SET last_heartbeat = ?2 WHERE name = ?1", params![name, now()])?;
-        Ok(())
+    /// Records a heartbeat's time, for `GET /nodes`.
+    pub(crate) async fn touch_node(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.run(move |conn| {
+            conn.execute("UPDATE nodes SET last_heartbeat = ?2 WHERE name = ?1", params![name, now()])?;
+            Ok(())
+        })
+        .await
     }
 
-    /// Every node with its workspace count.
-    pub fn list_nodes(&self) -> Result<Vec<NodeRow>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT n.name, n.lxd_project, n.last_heartbeat, (SELECT COUNT(*) FROM workspaces w WHERE w.node_name = n.name)
-             FROM nodes n ORDER BY n.name",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(NodeRow { name: r.get(0)?, lxd_project: r.get(1)?, last_heartbeat: r.get(2)?, workspaces: r.get(3)? })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    /// Every node that ever joined, with how many workspaces it holds.
+    pub(crate) async fn list_nodes(&self) -> Result<Vec<NodeRow>> {
+        self.run(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT n.name, n.lxd_project, n.last_heartbeat, (SELECT COUNT(*) FROM workspaces w WHERE w.node_name = n.name)
+                 FROM nodes n ORDER BY n.name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(NodeRow { name: r.get(0)?, lxd_project: r.get(1)?, last_heartbeat: r.get(2)?, workspaces: r.get(3)? })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
     }
 
-    /// Ports held by any workspace.
-    pub fn used_ports(&self) -> Result<HashSet<u16>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT ssh_port FROM workspaces")?;
-        let rows = stmt.query_map([], |r| r.get::<_, u16>(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    /// SSH ports held by any workspace.
+    pub(crate) async fn used_ports(&self) -> Result<HashSet<u16>> {
+        self.run(|conn| {
+            let mut stmt = conn.prepare("SELECT ssh_port FROM workspaces")?;
+            let rows = stmt.query_map([], |r| r.get::<_, u16>(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
     }
 
     /// Inserts a workspace in `pending` with generation 1.
-    pub fn insert_workspace(&self, w: &NewWorkspace) -> Result<()> {
-        let now = now();
-        self.conn().execute(
-            "INSERT INTO workspaces (id, owner_id, name, provider, image, cpu, memory, repo_owner, repo_name, repo_url,
-                 branch, status, ssh_port, node_name, generation, created_at, updated_at, plan, git_token, upstream_url)
-             VALUES (?1, ?2, ?3, 'lxc', ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12, 1, ?13, ?13, ?14, ?15, ?16)",
-            params![
-                w.id,
-                w.owner_id,
-                w.name,
-                w.image,
-                w.cpu,
-                w.memory,
-                w.repo_owner,
-                w.repo_name,
-                w.repo_url,
-                w.branch,
-                w.ssh_port,
-                w.node,
-                now,
-                w.plan,
-                w.git_token,
-                w.upstream_url
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn query_workspaces(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<WorkspaceRow>> {
-        let conn = self.conn();
-        let sql = format!(
-            "SELECT {WORKSPACE_COLUMNS} FROM workspaces w JOIN users u ON u.id = w.owner_id {filter} ORDER BY w.created_at, w.id"
-        );
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(args, workspace_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    pub(crate) async fn insert_workspace(&self, w: NewWorkspace) -> Result<()> {
+        self.run(move |conn| {
+            let now = now();
+            conn.execute(
+                "INSERT INTO workspaces (id, owner_id, name, provider, image, cpu, memory, repo_owner, repo_name, repo_url,
+                     branch, status, ssh_port, node_name, generation, created_at, updated_at, plan, git_token, upstream_url)
+                 VALUES (?1, ?2, ?3, 'lxc', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1, ?14, ?14, ?15, ?16, ?17)",
+                params![
+                    w.id,
+                    w.owner_id,
+                    w.name,
+                    w.image,
+                    w.cpu,
+                    w.memory,
+                    w.repo_owner,
+                    w.repo_name,
+                    w.repo_url,
+                    w.branch,
+                    WorkspaceStatus::Pending.as_str(),
+                    w.ssh_port,
+                    w.node,
+                    now,
+                    w.plan,
+                    w.git_token,
+                    w.upstream_url
+                ],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// One workspace by id, whoever owns it.
-    pub fn workspace(&self, id: &str) -> Result<Option<WorkspaceRow>> {
-        Ok(self.query_workspaces("WHERE w.id = ?1", [id])?.into_iter().next())
+    pub(crate) async fn workspace(&self, id: &str) -> Result<Option<WorkspaceRow>> {
+        let id = id.to_owned();
+        self.run(move |conn| Ok(query_workspaces(conn, "WHERE w.id = ?1", [id])?.into_iter().next())).await
     }
 
-    /// One workspace by owner and name.
-    pub fn workspace_by_name(&self, owner_id: i64, name: &str) -> Result<Option<WorkspaceRow>> {
-        Ok(self.query_workspaces("WHERE w.owner_id = ?1 AND w.name = ?2", params![owner_id, name])?.into_iter().next())
+    pub(crate) async fn workspace_by_name(&self, owner_id: i64, name: &str) -> Result<Option<WorkspaceRow>> {
+        let name = name.to_owned();
+        self.run(move |conn| {
+            Ok(query_workspaces(conn, "WHERE w.owner_id = ?1 AND w.name = ?2", params![owner_id, name])?
+                .into_iter()
+                .next())
+        })
+        .await
     }
 
-    /// A user's workspaces, oldest first.
-    pub fn workspaces_of(&self, owner_id: i64) -> Result<Vec<WorkspaceRow>> {
-        self.query_workspaces("WHERE w.owner_id = ?1", [owner_id])
+    /// A user's workspaces, oldest first, each with its services.
+    pub(crate) async fn workspaces_of(&self, owner_id: i64) -> Result<Vec<(WorkspaceRow, Vec<ServiceRow>)>> {
+        self.run(move |conn| {
+            let rows = query_workspaces(conn, "WHERE w.owner_id = ?1", [owner_id])?;
+            rows.into_iter()
+                .map(|w| {
+                    let services = services_of(conn, &w.id)?;
+                    Ok((w, services))
+                })
+                .collect()
+        })
+        .await
     }
 
-    /// The workspaces placed on a node.
-    pub fn workspaces_on(&self, node: &str) -> Result<Vec<WorkspaceRow>> {
-        self.query_workspaces("WHERE w.node_name = ?1", [node])
+    pub(crate) async fn workspaces_on(&self, node: &str) -> Result<Vec<WorkspaceRow>> {
+        let node = node.to_owned();
+        self.run(move |conn| query_workspaces(conn, "WHERE w.node_name = ?1", [node])).await
     }
 
-    /// Every workspace.
-    pub fn all_workspaces(&self) -> Result<Vec<WorkspaceRow>> {
-        self.query_workspaces("", [])
+    pub(crate) async fn all_workspaces(&self) -> Result<Vec<WorkspaceRow>> {
+        self.run(|conn| query_workspaces(conn, "", [])).await
     }
 
-    /// Sets status, message and hint.
-    pub fn set_status(
+    /// Writes `from` → `to` (a change the state machine allowed) if the row still has `from` and,
+    /// for a report, no newer command was issued; false when it did not, i.e. something newer got
+    /// there first.
+    pub(crate) async fn write_status(
         &self,
         id: &str,
-        status: WorkspaceStatus,
-        message: Option<&str>,
-        hint: Option<&str>,
-    ) -> Result<()> {
-        self.conn().execute(
-            "UPDATE workspaces SET status = ?2, message = ?3, hint = ?4, updated_at = ?5 WHERE id = ?1",
-            params![id, status.as_str(), message, hint, now()],
-        )?;
-        Ok(())
-    }
-
-    /// Records what the node reported when the workspace came up.
-    pub fn set_ready(&self, id: &str, commit: Option<&str>, host_key: Option<&str>) -> Result<()> {
-        self.conn().execute(
-            "UPDATE workspaces SET status = 'running', message = NULL, hint = NULL,
-                 commit_sha = COALESCE(?2, commit_sha), host_key = COALESCE(?3, host_key), updated_at = ?4
-             WHERE id = ?1",
-            params![id, commit, host_key, now()],
-        )?;
-        Ok(())
+        from: WorkspaceStatus,
+        to: WorkspaceStatus,
+        details: StatusDetails,
+    ) -> Result<bool> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            let changed = conn.execute(
+                "UPDATE workspaces SET status = ?2, message = ?3, hint = ?4, commit_sha = COALESCE(?5, commit_sha),
+                     host_key = COALESCE(?6, host_key), updated_at = ?7
+                 WHERE id = ?1 AND status = ?8 AND (?9 IS NULL OR generation <= ?9)",
+                params![
+                    id,
+                    to.as_str(),
+                    details.message,
+                    details.hint,
+                    details.commit,
+                    details.host_key,
+                    now(),
+                    from.as_str(),
+                    details.generation
+                ],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
     }
 
     /// Increments and returns the workspace's command generation.
-    pub fn next_generation(&self, id: &str) -> Result<i64> {
-        Ok(self.conn().query_row(
-            "UPDATE workspaces SET generation = generation + 1 WHERE id = ?1 RETURNING generation",
-            [id],
-            |r| r.get(0),
-        )?)
+    pub(crate) async fn next_generation(&self, id: &str) -> Result<i64> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            Ok(conn.query_row(
+                "UPDATE workspaces SET generation = generation + 1 WHERE id = ?1 RETURNING generation",
+                [id],
+                |r| r.get(0),
+            )?)
+        })
+        .await
     }
 
     /// Removes a workspace; its SSH port becomes free.
-    pub fn delete_workspace(&self, id: &str) -> Result<()> {
-        self.conn().execute("DELETE FROM workspaces WHERE id = ?1", [id])?;
-        Ok(())
+    pub(crate) async fn delete_workspace(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            conn.execute("DELETE FROM workspaces WHERE id = ?1", [id])?;
+            Ok(())
+        })
+        .await
     }
-}
 
-impl Store {
-    /// Replaces a workspace's services with `services` (name, port, status, discovered, message,
-    /// hint, logs), keeping each known service's mapped port and giving new ones the lowest free
-    /// port from [`FIRST_MAPPED_PORT`] among the owner's services.
-    pub fn replace_services(&self, workspace_id: &str, owner_id: i64, services: &[ServiceRow]) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let known: std::collections::HashMap<String, u16> = {
-            let mut stmt = tx.prepare("SELECT name, mapped_port FROM services WHERE workspace_id = ?1")?;
-            let rows = stmt.query_map([workspace_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u16>(1)?)))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        tx.execute("DELETE FROM services WHERE workspace_id = ?1", [workspace_id])?;
-        let mut used: HashSet<u16> = {
-            let mut stmt = tx.prepare("SELECT mapped_port FROM services WHERE owner_id = ?1")?;
-            let rows = stmt.query_map([owner_id], |r| r.get::<_, u16>(0))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        // Services that keep their name keep their port, so a user's bookmarks stay valid.
-        used.extend(services.iter().filter_map(|s| known.get(&s.name)));
-        for s in services {
-            let mapped = match known.get(&s.name) {
-                Some(p) => *p,
-                None => {
-                    let p = (FIRST_MAPPED_PORT..=u16::MAX).find(|p| !used.contains(p)).unwrap_or(u16::MAX);
-                    used.insert(p);
-                    p
+    /// Replaces a workspace's services with `services`, keeping each known service's mapped port and
+    /// giving new ones the lowest free port from [`FIRST_MAPPED_PORT`] among the owner's services.
+    ///
+    /// With `generation` (an agent's report), nothing is written once a newer command was issued;
+    /// returns whether it wrote.
+    pub(crate) async fn replace_services(
+        &self,
+        workspace_id: &str,
+        owner_id: i64,
+        services: Vec<ServiceRow>,
+        generation: Option<i64>,
+    ) -> Result<bool> {
+        let workspace_id = workspace_id.to_owned();
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            if let Some(generation) = generation {
+                let current: Option<i64> = tx
+                    .query_row("SELECT generation FROM workspaces WHERE id = ?1", [&workspace_id], |r| r.get(0))
+                    .optional()?;
+                if current.is_none_or(|g| g > generation) {
+                    return Ok(false);
                 }
+            }
+            let known: HashMap<String, u16> = {
+                let mut stmt = tx.prepare("SELECT name, mapped_port FROM services WHERE workspace_id = ?1")?;
+                let rows = stmt.query_map([&workspace_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u16>(1)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
             };
-            tx.execute(
-                "INSERT INTO services (workspace_id, owner_id, name, port, mapped_port, status, discovered, message, hint, last_logs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![workspace_id, owner_id, s.name, s.port, mapped, s.status, s.discovered, s.message, s.hint, s.last_logs],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+            tx.execute("DELETE FROM services WHERE workspace_id = ?1", [&workspace_id])?;
+            let mut used: HashSet<u16> = {
+                let mut stmt = tx.prepare("SELECT mapped_port FROM services WHERE owner_id = ?1")?;
+                let rows = stmt.query_map([owner_id], |r| r.get::<_, u16>(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            // Services that keep their name keep their port, so a user's bookmarks stay valid.
+            used.extend(services.iter().filter_map(|s| known.get(&s.name)));
+            for s in &services {
+                let mapped = match known.get(&s.name) {
+                    Some(p) => *p,
+                    None => {
+                        let p = (FIRST_MAPPED_PORT..=u16::MAX).find(|p| !used.contains(p)).unwrap_or(u16::MAX);
+                        used.insert(p);
+                        p
+                    }
+                };
+                tx.execute(
+                    "INSERT INTO services (workspace_id, owner_id, name, port, mapped_port, status, discovered, message, hint, last_logs)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![workspace_id, owner_id, s.name, s.port, mapped, s.status.as_str(), s.discovered, s.message, s.hint, s.last_logs],
+                )?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
     }
 
     /// Marks every service of a workspace `status` (keeping ports), e.g. `starting` once it stopped,
     /// so a restarted workspace does not show the last run's `running` before its node reports.
-    pub fn set_services_status(&self, workspace_id: &str, status: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE services SET status = ?2, message = NULL, hint = NULL WHERE workspace_id = ?1",
-            params![workspace_id, status],
-        )?;
-        Ok(())
+    pub(crate) async fn set_services_status(&self, workspace_id: &str, status: ServiceStatus) -> Result<()> {
+        let workspace_id = workspace_id.to_owned();
+        self.run(move |conn| {
+            conn.execute(
+                "UPDATE services SET status = ?2, message = NULL, hint = NULL WHERE workspace_id = ?1",
+                params![workspace_id, status.as_str()],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// A workspace's services: configured ones first (in report order), then discovered.
-    pub fn services_of(&self, workspace_id: &str) -> Result<Vec<ServiceRow>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT name, port, mapped_port, status, discovered, message, hint, last_logs FROM services
-             WHERE workspace_id = ?1 ORDER BY discovered, rowid",
-        )?;
-        let rows = stmt.query_map([workspace_id], |r| {
-            Ok(ServiceRow {
-                name: r.get(0)?,
-                port: r.get(1)?,
-                mapped_port: r.get(2)?,
-                status: r.get(3)?,
-                discovered: r.get(4)?,
-                message: r.get(5)?,
-                hint: r.get(6)?,
-                last_logs: r.get(7)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    pub(crate) async fn services_of(&self, workspace_id: &str) -> Result<Vec<ServiceRow>> {
+        let workspace_id = workspace_id.to_owned();
+        self.run(move |conn| services_of(conn, &workspace_id)).await
     }
+}
+
+fn services_of(conn: &Connection, workspace_id: &str) -> Result<Vec<ServiceRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT name, port, mapped_port, status, discovered, message, hint, last_logs FROM services
+         WHERE workspace_id = ?1 ORDER BY discovered, rowid",
+    )?;
+    let rows = stmt.query_map([workspace_id], |r| {
+        Ok(ServiceRow {
+            name: r.get(0)?,
+            port: r.get(1)?,
+            mapped_port: r.get(2)?,
+            status: service_status(r.get::<_, String>(3)?),
+            discovered: r.get(4)?,
+            message: r.get(5)?,
+            hint: r.get(6)?,
+            last_logs: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// An unknown service status can only come from a newer server's database; `failed` is the safe reading.
+fn service_status(s: String) -> ServiceStatus {
+    ServiceStatus::parse(&s).unwrap_or(ServiceStatus::Failed)
 }
 
 fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
@@ -595,8 +671,8 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
 mod tests {
     use super::*;
 
-    fn sample(store: &Store, owner_id: i64, id: &str, name: &str, port: u16) -> NewWorkspace {
-        store.upsert_node("n1", "p1").unwrap();
+    async fn sample(store: &Store, owner_id: i64, id: &str, name: &str, port: u16) -> NewWorkspace {
+        store.upsert_node("n1", "p1").await.unwrap();
         NewWorkspace {
             id: id.into(),
             owner_id,
@@ -616,88 +692,139 @@ mod tests {
         }
     }
 
-    #[test]
-    fn users_and_tokens() {
+    async fn status(s: &Store, id: &str) -> WorkspaceStatus {
+        s.workspace(id).await.unwrap().unwrap().status
+    }
+
+    #[tokio::test]
+    async fn users_and_tokens() {
         let s = Store::in_memory().unwrap();
-        let id = s.upsert_user("alice", 1, "ssh-ed25519 A", "SHA256:a").unwrap();
+        let id = s.upsert_user("alice", 1, "ssh-ed25519 A", "SHA256:a").await.unwrap();
         // Re-registering after a GitHub rename keeps the same user.
-        let again = s.upsert_user("alice2", 1, "ssh-ed25519 B", "SHA256:b").unwrap();
+        let again = s.upsert_user("alice2", 1, "ssh-ed25519 B", "SHA256:b").await.unwrap();
         assert_eq!(id, again);
-        s.add_token(id, "h1").unwrap();
-        let u = s.user_by_token("h1").unwrap().unwrap();
+        s.add_token(id, "h1").await.unwrap();
+        let u = s.user_by_token("h1").await.unwrap().unwrap();
         assert_eq!((u.github_username.as_str(), u.ssh_pubkey.as_str()), ("alice2", "ssh-ed25519 B"));
-        assert!(s.user_by_token("nope").unwrap().is_none());
+        assert!(s.user_by_token("nope").await.unwrap().is_none());
     }
 
-    #[test]
-    fn workspaces_are_scoped_and_ports_unique() {
+    #[tokio::test]
+    async fn workspaces_are_scoped_and_ports_unique() {
         let s = Store::in_memory().unwrap();
-        let a = s.upsert_user("alice", 1, "k", "f").unwrap();
-        let b = s.upsert_user("bob", 2, "k", "f").unwrap();
-        s.insert_workspace(&sample(&s, a, "ws-1", "one", 2222)).unwrap();
-        s.insert_workspace(&sample(&s, b, "ws-2", "one", 2223)).unwrap();
-        assert!(s.insert_workspace(&sample(&s, b, "ws-3", "two", 2222)).is_err(), "port reused");
-        assert!(s.insert_workspace(&sample(&s, a, "ws-4", "one", 2224)).is_err(), "name reused");
-        assert_eq!(s.workspaces_of(a).unwrap().len(), 1);
-        assert_eq!(s.used_ports().unwrap(), HashSet::from([2222, 2223]));
-        assert_eq!(s.next_generation("ws-1").unwrap(), 2);
-        assert_eq!(s.workspace("ws-1").unwrap().unwrap().plan, "{}");
-        let mut with_plan = sample(&s, a, "ws-9", "nine", 2229);
+        let a = s.upsert_user("alice", 1, "k", "f").await.unwrap();
+        let b = s.upsert_user("bob", 2, "k", "f").await.unwrap();
+        s.insert_workspace(sample(&s, a, "ws-1", "one", 2222).await).await.unwrap();
+        s.insert_workspace(sample(&s, b, "ws-2", "one", 2223).await).await.unwrap();
+        assert!(s.insert_workspace(sample(&s, b, "ws-3", "two", 2222).await).await.is_err(), "port reused");
+        assert!(s.insert_workspace(sample(&s, a, "ws-4", "one", 2224).await).await.is_err(), "name reused");
+        assert_eq!(s.workspaces_of(a).await.unwrap().len(), 1);
+        assert_eq!(s.used_ports().await.unwrap(), HashSet::from([2222, 2223]));
+        assert_eq!(s.next_generation("ws-1").await.unwrap(), 2);
+        assert_eq!(s.workspace("ws-1").await.unwrap().unwrap().plan, "{}");
+        let mut with_plan = sample(&s, a, "ws-9", "nine", 2229).await;
         with_plan.plan = r#"{"source":"x"}"#.into();
-        s.insert_workspace(&with_plan).unwrap();
-        assert_eq!(s.workspace("ws-9").unwrap().unwrap().plan, r#"{"source":"x"}"#, "the plan is stored");
-        s.delete_workspace("ws-9").unwrap();
-        s.set_ready("ws-1", Some("abc"), Some("ssh-ed25519 H")).unwrap();
-        let w = s.workspace("ws-1").unwrap().unwrap();
+        s.insert_workspace(with_plan).await.unwrap();
+        assert_eq!(s.workspace("ws-9").await.unwrap().unwrap().plan, r#"{"source":"x"}"#, "the plan is stored");
+        s.delete_workspace("ws-9").await.unwrap();
+        let ready =
+            StatusDetails { commit: Some("abc".into()), host_key: Some("ssh-ed25519 H".into()), ..Default::default() };
+        assert!(s.write_status("ws-1", WorkspaceStatus::Pending, WorkspaceStatus::Running, ready).await.unwrap());
+        let w = s.workspace("ws-1").await.unwrap().unwrap();
         assert_eq!((w.status, w.commit.as_deref(), w.owner.as_str()), (WorkspaceStatus::Running, Some("abc"), "alice"));
-        s.delete_workspace("ws-1").unwrap();
-        assert_eq!(s.used_ports().unwrap(), HashSet::from([2223]));
-        assert_eq!(s.list_nodes().unwrap()[0].workspaces, 1);
+        s.delete_workspace("ws-1").await.unwrap();
+        assert_eq!(s.used_ports().await.unwrap(), HashSet::from([2223]));
+        assert_eq!(s.list_nodes().await.unwrap()[0].workspaces, 1);
     }
 
-    #[test]
-    fn mapped_ports_are_stable_and_unique_per_user() {
+    #[tokio::test]
+    async fn a_status_write_on_a_stale_read_is_refused() {
+        use WorkspaceStatus as S;
         let s = Store::in_memory().unwrap();
-        let a = s.upsert_user("alice", 1, "k", "f").unwrap();
-        let b = s.upsert_user("bob", 2, "k", "f").unwrap();
-        s.insert_workspace(&sample(&s, a, "ws-1", "one", 2222)).unwrap();
-        s.insert_workspace(&sample(&s, a, "ws-2", "two", 2223)).unwrap();
-        s.insert_workspace(&sample(&s, b, "ws-3", "one", 2224)).unwrap();
-        let svc = |name: &str| ServiceRow {
+        let a = s.upsert_user("alice", 1, "k", "f").await.unwrap();
+        s.insert_workspace(sample(&s, a, "ws-1", "one", 2222).await).await.unwrap();
+        let none = StatusDetails::default;
+        // Two writers read `pending`; the first moves it on, the second's decision is now stale.
+        assert!(s.write_status("ws-1", S::Pending, S::Creating, none()).await.unwrap());
+        let failed = StatusDetails { message: Some("late".into()), ..none() };
+        assert!(!s.write_status("ws-1", S::Pending, S::Failed, failed).await.unwrap(), "the row is no longer pending");
+        let w = s.workspace("ws-1").await.unwrap().unwrap();
+        assert_eq!((w.status, w.message), (S::Creating, None));
+
+        // A report for generation 1 after a command of generation 2 was issued is refused too.
+        s.next_generation("ws-1").await.unwrap();
+        let late = StatusDetails { generation: Some(1), ..none() };
+        assert!(!s.write_status("ws-1", S::Creating, S::Running, late).await.unwrap());
+        assert_eq!(status(&s, "ws-1").await, S::Creating);
+        let current = StatusDetails { generation: Some(2), ..none() };
+        assert!(s.write_status("ws-1", S::Creating, S::Running, current).await.unwrap());
+        assert_eq!(status(&s, "ws-1").await, S::Running);
+        assert!(!s.write_status("ws-9", S::Running, S::Stopped, none()).await.unwrap(), "no such row");
+    }
+
+    fn svc(name: &str) -> ServiceRow {
+        ServiceRow {
             name: name.into(),
             port: Some(3000),
             mapped_port: 0,
-            status: "running".into(),
+            status: ServiceStatus::Running,
             discovered: false,
             message: None,
             hint: None,
             last_logs: None,
-        };
-        s.replace_services("ws-1", a, &[svc("web"), svc("api")]).unwrap();
-        s.replace_services("ws-2", a, &[svc("web")]).unwrap();
-        s.replace_services("ws-3", b, &[svc("web")]).unwrap();
-        let ports = |id| s.services_of(id).unwrap().iter().map(|r| r.mapped_port).collect::<Vec<_>>();
-        assert_eq!(ports("ws-1"), [23000, 23001]);
-        assert_eq!(ports("ws-2"), [23002], "unique among one user's workspaces");
-        assert_eq!(ports("ws-3"), [23000], "other users start from 23000 again");
-        // A re-report keeps ports; a vanished service frees its port.
-        s.replace_services("ws-1", a, &[svc("api")]).unwrap();
-        assert_eq!(ports("ws-1"), [23001]);
-        s.replace_services("ws-1", a, &[svc("api"), svc("docs")]).unwrap();
-        assert_eq!(ports("ws-1"), [23001, 23000]);
-        s.delete_workspace("ws-1").unwrap();
-        assert!(s.services_of("ws-1").unwrap().is_empty());
+        }
     }
 
-    #[test]
-    fn data_survives_reopen() {
+    #[tokio::test]
+    async fn mapped_ports_are_stable_and_unique_per_user() {
+        let s = Store::in_memory().unwrap();
+        let a = s.upsert_user("alice", 1, "k", "f").await.unwrap();
+        let b = s.upsert_user("bob", 2, "k", "f").await.unwrap();
+        s.insert_workspace(sample(&s, a, "ws-1", "one", 2222).await).await.unwrap();
+        s.insert_workspace(sample(&s, a, "ws-2", "two", 2223).await).await.unwrap();
+        s.insert_workspace(sample(&s, b, "ws-3", "one", 2224).await).await.unwrap();
+        s.replace_services("ws-1", a, vec![svc("web"), svc("api")], None).await.unwrap();
+        s.replace_services("ws-2", a, vec![svc("web")], None).await.unwrap();
+        s.replace_services("ws-3", b, vec![svc("web")], None).await.unwrap();
+        let ports = |id: &'static str| {
+            let s = &s;
+            async move { s.services_of(id).await.unwrap().iter().map(|r| r.mapped_port).collect::<Vec<_>>() }
+        };
+        assert_eq!(ports("ws-1").await, [23000, 23001]);
+        assert_eq!(ports("ws-2").await, [23002], "unique among one user's workspaces");
+        assert_eq!(ports("ws-3").await, [23000], "other users start from 23000 again");
+        // A re-report keeps ports; a vanished service frees its port.
+        s.replace_services("ws-1", a, vec![svc("api")], None).await.unwrap();
+        assert_eq!(ports("ws-1").await, [23001]);
+        s.replace_services("ws-1", a, vec![svc("api"), svc("docs")], None).await.unwrap();
+        assert_eq!(ports("ws-1").await, [23001, 23000]);
+        s.delete_workspace("ws-1").await.unwrap();
+        assert!(s.services_of("ws-1").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_services_report_older_than_the_newest_command_is_refused() {
+        let s = Store::in_memory().unwrap();
+        let a = s.upsert_user("alice", 1, "k", "f").await.unwrap();
+        s.insert_workspace(sample(&s, a, "ws-1", "one", 2222).await).await.unwrap();
+        assert!(s.replace_services("ws-1", a, vec![svc("web")], Some(1)).await.unwrap());
+        s.next_generation("ws-1").await.unwrap();
+        assert!(!s.replace_services("ws-1", a, vec![svc("api")], Some(1)).await.unwrap());
+        assert_eq!(s.services_of("ws-1").await.unwrap()[0].name, "web");
+        assert!(!s.replace_services("ws-9", a, vec![svc("api")], Some(1)).await.unwrap(), "no such workspace");
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         {
             let s = Store::open(&path).unwrap();
-            s.upsert_user("alice", 1, "k", "f").unwrap();
+            let id = s.upsert_user("alice", 1, "k", "f").await.unwrap();
+            s.add_token(id, "h1").await.unwrap();
         }
         let s = Store::open(&path).unwrap();
-        assert!(s.user_by_login("ALICE").unwrap().is_some(), "logins compare case-insensitively");
+        assert_eq!(s.user_by_token("h1").await.unwrap().unwrap().github_username, "alice");
+        assert!(s.upsert_user("ALICE", 2, "k", "f").await.is_err(), "logins compare case-insensitively");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod git;
+pub mod git_dumb_http;
 pub mod git_http;
 pub mod github;
 pub mod github_openapi;

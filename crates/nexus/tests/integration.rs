@@ -28,6 +28,7 @@ struct Cluster {
     join: String,
     github: FakeGithub,
     git: GitServer,
+    ssh_ports: (u16, u16),
     _data: tempfile::TempDir,
     _stop: oneshot::Sender<()>,
     agents: Vec<(FakeProvider, oneshot::Sender<()>)>,
@@ -42,7 +43,8 @@ async fn cluster(ssh_ports: u16) -> Cluster {
     let mut config = ServerConfig::new(data.path().to_path_buf());
     config.github_api_url = github.api_url.clone();
     config.git_base_url = git.base_url.clone();
-    config.ssh_ports = nexus_testkit::free_port_range(ssh_ports);
+    let ssh_ports = nexus_testkit::free_port_range(ssh_ports);
+    config.ssh_ports = ssh_ports;
     config.ssh_bind_ip = "127.0.0.1".parse().unwrap();
     config.op_timeout = Duration::from_secs(10);
     let app = App::new(
@@ -59,7 +61,19 @@ async fn cluster(ssh_ports: u16) -> Cluster {
     }));
     let operator = std::fs::read_to_string(data.path().join("operator-token")).unwrap().trim().to_string();
     let join = std::fs::read_to_string(data.path().join("join-token")).unwrap().trim().to_string();
-    Cluster { app, api: Api::new(&url), url, operator, join, github, git, _data: data, _stop: stop, agents: Vec::new() }
+    Cluster {
+        app,
+        api: Api::new(&url),
+        url,
+        operator,
+        join,
+        github,
+        git,
+        ssh_ports,
+        _data: data,
+        _stop: stop,
+        agents: Vec::new(),
+    }
 }
 
 impl Cluster {
@@ -88,6 +102,12 @@ impl Cluster {
 
     async fn user(&self, login: &str, id: i64, key: &str) -> Api {
         self.api.register_as_operator(&self.operator, login, id, key).await
+    }
+
+    /// How many ports of the SSH range the server listens on (one per workspace that has one).
+    fn ssh_ports_listening(&self) -> usize {
+        let (lo, hi) = self.ssh_ports;
+        (lo..=hi).filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_err()).count()
     }
 }
 
@@ -246,7 +266,7 @@ async fn bad_input_is_refused_with_a_hint_and_creates_nothing() {
     let (_, list) = alice.call("GET", "/api/v1/workspaces", None).await;
     assert_eq!(list["workspaces"].as_array().unwrap().len(), 0);
     assert!(fake.instances().is_empty());
-    assert!(c.app.store.used_ports().unwrap().is_empty());
+    assert_eq!(c.ssh_ports_listening(), 0);
 }
 
 #[tokio::test]
@@ -309,6 +329,7 @@ async fn lifecycle_is_idempotent_and_stale_reports_are_ignored() {
                 outcome: Outcome::Ready { commit: None, host_key: None },
             },
         )
+        .await
         .unwrap();
     assert_eq!(alice.status(&id).await["status"], "stopped");
     for _ in 0..2 {
@@ -359,7 +380,7 @@ async fn no_node_means_a_clear_503_and_a_wrong_join_token_never_joins() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, nodes) = c.api.with_token(&c.operator).call("GET", "/api/v1/nodes", None).await;
     assert_eq!(nodes["nodes"].as_array().unwrap().len(), 0, "{nodes}");
-    assert!(c.app.store.used_ports().unwrap().is_empty());
+    assert_eq!(c.ssh_ports_listening(), 0);
 }
 
 #[tokio::test]
@@ -421,7 +442,7 @@ async fn concurrent_creates_of_one_name_make_one_workspace() {
     let id = ids.into_iter().next().unwrap();
     alice.wait_status(&id, &["running"], T).await;
     assert_eq!(fake.instances().len(), 1);
-    assert_eq!(c.app.store.used_ports().unwrap().len(), 1, "no port leaked by the losers");
+    assert_eq!(c.ssh_ports_listening(), 1, "no port leaked by the losers");
     // The same name for another repo is a conflict, not a silent reuse.
     let (code, body) = alice.create("race", "acme/other").await;
     assert_eq!((code, body["error"]["code"].as_str()), (409, Some("name_taken")), "{body}");
@@ -447,4 +468,39 @@ async fn planned_services_are_listed_with_local_ports_from_the_create_on() {
     assert_eq!(services[0]["name"], "web");
     assert_eq!(services[0]["port"], 3000);
     assert_eq!(services[0]["mapped_port"], 23000);
+}
+
+/// Regression (bug a): the server read the plan from a list of files of its own that missed
+/// `.devcontainer.json` at the repo root, so such a repo got no services.
+#[tokio::test]
+async fn a_root_devcontainer_json_gives_the_workspace_its_services() {
+    let mut c = cluster(4).await;
+    c.git.create_repo("acme", "dc", &[(".devcontainer.json", r#"{"postStartCommand": "make watch"}"#)]);
+    c.add_agent("node-a", &c.join.clone());
+    c.wait_nodes(1).await;
+    let alice = c.user("alice", 11, KEY_A).await;
+    let (code, body) = alice.create("dc", "acme/dc").await;
+    assert_eq!(code, 201, "{body}");
+    let view = alice.status(body["workspace_id"].as_str().unwrap()).await;
+    assert_eq!(view["services"][0]["name"], "post-start", "{view}");
+}
+
+/// Regression (bug g): a git host that serves "dumb" HTTP (static files) cannot do the shallow
+/// fetch the server reads the plan with; it said "check the spelling" instead of fetching in full.
+#[tokio::test]
+async fn a_repo_on_a_dumb_http_host_can_be_used() {
+    let mut c = cluster(4).await;
+    let dumb = nexus_testkit::git_dumb_http::DumbGitServer::start().await;
+    let url = dumb.create_repo("acme", "static", &[("index.html", "<h1>hi</h1>\n")]);
+    c.add_agent("node-a", &c.join.clone());
+    c.wait_nodes(1).await;
+    let alice = c.user("alice", 11, KEY_A).await;
+    let (code, body) = alice.create("static", &url).await;
+    assert_eq!(code, 201, "{body}");
+    let view = alice.wait_status(body["workspace_id"].as_str().unwrap(), &["running"], T).await;
+    assert_eq!(view["services"][0]["name"], "web", "index.html was read: {view}");
+    // A repository the host does not have is still "not found", with the hint for a typo.
+    let (code, body) = alice.create("nope", &format!("{}/acme/nope.git", dumb.base_url)).await;
+    assert_eq!((code, body["error"]["code"].as_str()), (422, Some("repo_not_found")), "{body}");
+    assert!(body["error"]["hint"].as_str().unwrap().contains("spelling"), "{body}");
 }

@@ -1,0 +1,254 @@
+//! `App` over an in-memory store, fake GitHub and fake repos, with nodes simulated by reading the
+//! hub's command channel: the decisions without HTTP, git or agents.
+
+use std::time::Duration;
+
+use nexus_types::protocol::{Command, Op, Outcome, Report, ServerMessage};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::testing::{FakeGithub, FakeRepos};
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEPn2PQTrpqfs8UlAOpzdW9++BQ2Bq0ZEqPQUacqj/Bl alice@laptop";
+
+struct Fixture {
+    app: Arc<App>,
+    alice: Caller,
+    _data: tempfile::TempDir,
+}
+
+/// An app whose repos are `acme/hello` (a README) and `acme/dc` (only a root `.devcontainer.json`).
+async fn fixture(node_timeout: Duration) -> Fixture {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(data.path().to_path_buf());
+    config.git_base_url = "https://git.example".into();
+    config.ssh_ports = nexus_testkit::free_port_range(4);
+    config.ssh_bind_ip = "127.0.0.1".parse().unwrap();
+    config.node_timeout = node_timeout;
+    config.op_timeout = Duration::from_secs(5);
+    let repos = FakeRepos::default();
+    repos.add("https://git.example/acme/hello.git", &[("README.md", "hi\n")]);
+    repos.add("https://git.example/acme/dc.git", &[(".devcontainer.json", r#"{"postStartCommand": "make watch"}"#)]);
+    let app =
+        App::with_store(config, Store::in_memory().unwrap(), Box::new(FakeGithub::default()), Box::new(repos)).unwrap();
+    let req = RegisterRequest {
+        github_username: "alice".into(),
+        github_id: 11,
+        ssh_pubkey: KEY.into(),
+        ssh_pubkey_fingerprint: None,
+        github_token: None,
+    };
+    let token = app.register(Some(&app.operator_token.clone()), req).await.unwrap().api_token;
+    let alice = app.authenticate(Some(&token)).await.unwrap();
+    Fixture { app, alice, _data: data }
+}
+
+fn create_req(name: &str, repo: &str) -> CreateWorkspaceRequest {
+    serde_json::from_value(json!({"workspace_name": name, "repo": repo})).unwrap()
+}
+
+/// A node that joined: what the server sends it arrives on the returned channel.
+async fn join(app: &App, node: &str) -> mpsc::UnboundedReceiver<ServerMessage> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    app.node_connected(node, tx);
+    app.on_hello(node, "p", &[]).await.unwrap();
+    assert!(matches!(rx.recv().await, Some(ServerMessage::Welcome { .. })));
+    rx
+}
+
+async fn next_command(rx: &mut mpsc::UnboundedReceiver<ServerMessage>) -> Command {
+    match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+        Ok(Some(ServerMessage::Command(c))) => c,
+        other => panic!("expected a command, got {other:?}"),
+    }
+}
+
+/// A node that does what it is told, at once, and reports it.
+fn obedient_node(app: &Arc<App>, node: &'static str, mut rx: mpsc::UnboundedReceiver<ServerMessage>) {
+    let app = app.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            let ServerMessage::Command(c) = msg else { continue };
+            let outcome = match c.op {
+                Op::Ensure(_) => Outcome::Ready { commit: Some("abc".into()), host_key: None },
+                Op::Stop => Outcome::Stopped,
+                Op::Delete => Outcome::Deleted,
+            };
+            let report = Report { workspace_id: c.workspace_id, generation: c.generation, outcome };
+            app.on_report(node, report).await.unwrap();
+        }
+    });
+}
+
+async fn status_of(app: &App, id: &str) -> WorkspaceStatus {
+    app.store.workspace(id).await.unwrap().unwrap().status
+}
+
+/// Regression (bug f): right after a restart every workspace's node said "unresponsive (no heartbeat
+/// within 15s)" although the server had been up for under a second. Until the node timeout has
+/// passed since start, a node not heard from yet is reconnecting.
+#[tokio::test]
+async fn a_node_not_heard_from_since_the_server_started_is_connecting_not_unresponsive() {
+    for (timeout, expected) in
+        [(Duration::from_secs(60), NodeStatus::Connecting), (Duration::ZERO, NodeStatus::Unresponsive)]
+    {
+        let f = fixture(timeout).await;
+        // A workspace from before the restart, on a node that has not reconnected yet.
+        let User { id: owner_id, .. } = require_user(&f.alice).unwrap().clone();
+        f.app.store.upsert_node("n1", "p").await.unwrap();
+        let ws = NewWorkspace {
+            id: "ws-1".into(),
+            owner_id,
+            name: "proj".into(),
+            image: String::new(),
+            cpu: 2,
+            memory: "4GB".into(),
+            repo_owner: "acme".into(),
+            repo_name: "hello".into(),
+            repo_url: "https://git.example/acme/hello.git".into(),
+            branch: "main".into(),
+            ssh_port: f.app.config.ssh_ports.0,
+            node: "n1".into(),
+            plan: "{}".into(),
+            git_token: None,
+            upstream_url: None,
+        };
+        f.app.store.insert_workspace(ws).await.unwrap();
+        let view = f.app.view(&f.alice, "ws-1", "localhost").await.unwrap();
+        assert_eq!(view.node.unwrap().status, expected);
+        let message = view.message.unwrap();
+        let nodes = f.app.nodes(&Caller::Operator).await.unwrap();
+        assert_eq!(nodes.nodes[0].status, expected);
+        let err = f.app.stop(&f.alice, "ws-1").await.unwrap_err();
+        if expected == NodeStatus::Connecting {
+            assert!(message.contains("reconnect") && !message.contains("unresponsive"), "{message}");
+            assert!(err.to_string().contains("has not reconnected"), "{err}");
+        } else {
+            assert!(message.contains("unresponsive"), "{message}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn create_dispatches_to_a_node_and_its_reports_drive_the_status() {
+    let f = fixture(Duration::from_secs(60)).await;
+    let err = f.app.create(&f.alice, create_req("proj", "acme/hello")).await.unwrap_err();
+    assert!(matches!(err, ServerError::Unavailable { code: "no_nodes", .. }), "{err:?}");
+
+    let mut node = join(&f.app, "n1").await;
+    let created = f.app.create(&f.alice, create_req("proj", "acme/dc")).await.unwrap();
+    assert_eq!(created.status, WorkspaceStatus::Creating, "the node took the command");
+    let cmd = next_command(&mut node).await;
+    let Op::Ensure(spec) = &cmd.op else { panic!("{cmd:?}") };
+    // Regression (bug a): a root `.devcontainer.json` is one of the files the plan is made from.
+    assert_eq!(spec.plan.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["post-start"]);
+    let view = f.app.view(&f.alice, &created.workspace_id, "h").await.unwrap();
+    assert_eq!(view.services[0].name, "post-start", "planned services are listed from the create on");
+
+    let ready = Outcome::Ready { commit: Some("abc".into()), host_key: Some("ssh-ed25519 HOST".into()) };
+    let report = Report { workspace_id: cmd.workspace_id.clone(), generation: cmd.generation, outcome: ready };
+    f.app.on_report("n2", report.clone()).await.unwrap();
+    assert_eq!(status_of(&f.app, &cmd.workspace_id).await, WorkspaceStatus::Creating, "from the wrong node");
+    f.app.on_report("n1", report).await.unwrap();
+    let ws = f.app.store.workspace(&cmd.workspace_id).await.unwrap().unwrap();
+    assert_eq!(
+        (ws.status, ws.commit.as_deref(), ws.host_key.as_deref()),
+        (WorkspaceStatus::Running, Some("abc"), Some("ssh-ed25519 HOST"))
+    );
+
+    // Creating it again is the same workspace; the same name for another repo is a conflict.
+    let again = f.app.create(&f.alice, create_req("proj", "acme/dc")).await.unwrap();
+    assert_eq!((again.workspace_id, again.created), (created.workspace_id, false));
+    let err = f.app.create(&f.alice, create_req("proj", "acme/hello")).await.unwrap_err();
+    assert!(matches!(err, ServerError::Conflict { code: "name_taken", .. }), "{err:?}");
+}
+
+/// A decision made on a status that has changed since it was read is not written: here a failure
+/// report read `running`, and a stop finished before its write.
+#[tokio::test]
+async fn a_report_applied_to_a_stale_read_does_not_overwrite_the_newer_status() {
+    let f = fixture(Duration::from_secs(60)).await;
+    let mut node = join(&f.app, "n1").await;
+    let created = f.app.create(&f.alice, create_req("proj", "acme/hello")).await.unwrap();
+    let cmd = next_command(&mut node).await;
+    let ready = Outcome::Ready { commit: None, host_key: None };
+    f.app
+        .on_report("n1", Report { workspace_id: cmd.workspace_id.clone(), generation: cmd.generation, outcome: ready })
+        .await
+        .unwrap();
+
+    let read = f.app.store.workspace(&created.workspace_id).await.unwrap().unwrap();
+    assert_eq!(read.status, WorkspaceStatus::Running);
+    // Meanwhile the workspace is stopped.
+    let stopped = Report { workspace_id: read.id.clone(), generation: read.generation, outcome: Outcome::Stopped };
+    f.app.apply_report(&read, stopped).await.unwrap();
+    assert_eq!(status_of(&f.app, &read.id).await, WorkspaceStatus::Stopped);
+    // The failure decided on the old read (running → failed is allowed) must not land.
+    let failed = Outcome::Failed { message: "sshd died".into(), hint: "retry".into() };
+    f.app
+        .apply_report(&read, Report { workspace_id: read.id.clone(), generation: read.generation, outcome: failed })
+        .await
+        .unwrap();
+    let ws = f.app.store.workspace(&read.id).await.unwrap().unwrap();
+    assert_eq!((ws.status, ws.message), (WorkspaceStatus::Stopped, None));
+}
+
+#[tokio::test]
+async fn stop_and_start_wait_for_the_node_and_go_through_pending() {
+    let f = fixture(Duration::from_secs(60)).await;
+    let node = join(&f.app, "n1").await;
+    obedient_node(&f.app, "n1", node);
+    let id = f.app.create(&f.alice, create_req("proj", "acme/hello")).await.unwrap().workspace_id;
+    nexus_testkit::eventually(Duration::from_secs(5), "running", || async {
+        (status_of(&f.app, &id).await == WorkspaceStatus::Running).then_some(())
+    })
+    .await;
+    for _ in 0..2 {
+        assert_eq!(f.app.stop(&f.alice, &id).await.unwrap().status, WorkspaceStatus::Stopped);
+    }
+    // A late "ready" for an older command does not revive it.
+    let late =
+        Report { workspace_id: id.clone(), generation: 1, outcome: Outcome::Ready { commit: None, host_key: None } };
+    f.app.on_report("n1", late).await.unwrap();
+    assert_eq!(status_of(&f.app, &id).await, WorkspaceStatus::Stopped);
+    for _ in 0..2 {
+        assert_eq!(f.app.start(&f.alice, &id).await.unwrap().status, WorkspaceStatus::Running);
+    }
+    assert!(f.app.delete(&f.alice, &id).await.unwrap().deleted);
+    assert!(f.app.store.workspace(&id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_reconnecting_node_missing_a_running_container_fails_that_workspace() {
+    let f = fixture(Duration::from_secs(60)).await;
+    let node = join(&f.app, "n1").await;
+    obedient_node(&f.app, "n1", node);
+    let id = f.app.create(&f.alice, create_req("proj", "acme/hello")).await.unwrap().workspace_id;
+    nexus_testkit::eventually(Duration::from_secs(5), "running", || async {
+        (status_of(&f.app, &id).await == WorkspaceStatus::Running).then_some(())
+    })
+    .await;
+    f.app.on_hello("n1", "p", &[]).await.unwrap();
+    let ws = f.app.store.workspace(&id).await.unwrap().unwrap();
+    assert_eq!(ws.status, WorkspaceStatus::Failed);
+    assert!(ws.message.unwrap().contains("missing on node n1"));
+}
+
+#[tokio::test]
+async fn registration_needs_a_github_token_of_that_user() {
+    let f = fixture(Duration::from_secs(60)).await;
+    let req = |token: Option<&str>| RegisterRequest {
+        github_username: "bob".into(),
+        github_id: 22,
+        ssh_pubkey: KEY.into(),
+        ssh_pubkey_fingerprint: None,
+        github_token: token.map(str::to_string),
+    };
+    for token in [None, Some("gho_unknown")] {
+        let err = f.app.register(None, req(token)).await.unwrap_err();
+        assert!(matches!(err, ServerError::Unauthorized { .. }), "{err:?}");
+    }
+    assert!(matches!(f.app.authenticate(Some("nxs_forged")).await, Err(ServerError::Unauthorized { .. })));
+    assert!(matches!(f.app.authenticate(Some(&f.app.operator_token.clone())).await, Ok(Caller::Operator)));
+}
