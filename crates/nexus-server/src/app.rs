@@ -82,19 +82,19 @@ impl App {
     pub fn new(config: ServerConfig, github: Box<dyn GithubIdentity>, probe: Box<dyn RepoProbe>) -> Result<Arc<App>> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| ServerError::Io { path: config.data_dir.display().to_string(), source })?;
+        // Blocking, once, before anything is served: migrations must finish before the first request.
         let store = Store::open(&config.db_path())?;
         Self::with_store(config, store, github, probe)
     }
 
-    /// Builds the app over `store` (unit tests use an in-memory one); the tokens live in the data dir.
+    /// Builds the app over `store` (unit tests use an in-memory one); the tokens live in the data
+    /// dir, which must exist.
     pub(crate) fn with_store(
         config: ServerConfig,
         store: Store,
         github: Box<dyn GithubIdentity>,
         probe: Box<dyn RepoProbe>,
     ) -> Result<Arc<App>> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|source| ServerError::Io { path: config.data_dir.display().to_string(), source })?;
         let operator_token = secret::load_or_create(&config.data_dir.join("operator-token"), "nxo_")?;
         let join_token = secret::load_or_create(&config.data_dir.join("join-token"), "nxj_")?;
         Ok(Arc::new(App {
