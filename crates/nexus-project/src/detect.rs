@@ -1,9 +1,15 @@
 //! Guesses setup steps and services for a repo without `.nexus/config.yaml`.
 //!
 //! The rules follow Gitpod's inferrer, which users of cloud workspaces already know: the package manager
-//! comes from the lock file, the service runs the `dev` script (else `start`), Python projects get a
-//! virtualenv, a lone `index.html` is served as a static site. A `devcontainer.json`, if present, adds
-//! its lifecycle commands and can adjust ports and names (see [`detect`]).
+//! comes from `packageManager` or the lock file (see [`crate::runtime`]), the service runs the `dev`
+//! script (else `start`), Python projects get a virtualenv, a lone `index.html` is served as a static
+//! site. A `devcontainer.json`, if present, adds its lifecycle commands and can adjust ports and names
+//! (see [`detect`]).
+//!
+//! A detected dev server must answer on its port from outside its own loopback (the node's health
+//! check and forwards reach it at `127.0.0.1`, where a server bound to `localhost` may only hold
+//! `::1`): each known framework gets the flags or environment that make it listen on every interface
+//! at the planned port (see [`FRAMEWORKS`]), and every service gets `PORT`.
 //!
 //! Detection never fails: what it cannot read it skips, and the plan's `source` says what it found.
 
@@ -13,6 +19,8 @@ use serde_json::Value;
 
 use crate::devcontainer;
 use crate::files::RepoFiles;
+use crate::runtime;
+use nexus_types::protocol::PackageManagerKind;
 
 /// `source` of a plan when nothing was recognised.
 pub const NOTHING_DETECTED: &str = "detected: nothing (add .nexus/config.yaml)";
@@ -31,15 +39,17 @@ struct Draft {
     /// Command, possibly containing [`PORT_SLOT`].
     command: String,
     port: Option<u16>,
+    /// Environment besides `PORT`.
+    env: Vec<(String, String)>,
 }
 
 impl Draft {
     fn web(name: &str, command: impl Into<String>, port: u16) -> Self {
-        Draft { name: name.to_string(), command: command.into(), port: Some(port) }
+        Draft { name: name.to_string(), command: command.into(), port: Some(port), env: vec![] }
     }
 
     fn finish(self) -> ServicePlan {
-        let (command, env, health) = match self.port {
+        let (command, mut env, health) = match self.port {
             Some(port) => (
                 self.command.replace(PORT_SLOT, &port.to_string()),
                 vec![("PORT".to_string(), port.to_string())],
@@ -47,6 +57,7 @@ impl Draft {
             ),
             None => (self.command, vec![], HealthCheck::new(HealthKind::None)),
         };
+        env.extend(self.env);
         ServicePlan {
             name: self.name,
             command,
@@ -90,7 +101,7 @@ pub fn detect(files: &dyn RepoFiles) -> ProjectPlan {
 
     let mut services: Vec<ServicePlan> = found.services.into_iter().map(Draft::finish).collect();
     if let Some(command) = post_start {
-        services.push(Draft { name: "post-start".to_string(), command, port: None }.finish());
+        services.push(Draft { name: "post-start".to_string(), command, port: None, env: vec![] }.finish());
     }
     let source = if found.labels.is_empty() {
         NOTHING_DETECTED.to_string()
@@ -144,53 +155,245 @@ fn devcontainer_extras(files: &dyn RepoFiles, found: &mut Found) -> Option<Strin
 fn node(files: &dyn RepoFiles, found: &mut Found) -> bool {
     let Some(text) = files.read("package.json") else { return false };
     let manifest: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let pm = if files.exists("pnpm-lock.yaml") {
-        "pnpm"
-    } else if files.exists("yarn.lock") {
-        "yarn"
-    } else if files.exists("package-lock.json") {
-        "npm"
-    } else {
-        // Corepack's field decides when there is no lock file yet.
-        match manifest.get("packageManager").and_then(Value::as_str) {
-            Some(pm) if pm.starts_with("pnpm@") => "pnpm",
-            Some(pm) if pm.starts_with("yarn@") => "yarn",
-            _ => "npm",
-        }
+    let pm = runtime::detect_package_manager(files, &manifest);
+    let pm_name = match pm.kind {
+        PackageManagerKind::Npm => "npm",
+        PackageManagerKind::Pnpm => "pnpm",
+        PackageManagerKind::YarnClassic | PackageManagerKind::YarnBerry => "yarn",
+        PackageManagerKind::Bun => "bun",
     };
-    found.setup.push(
-        match pm {
-            "pnpm" => "pnpm install",
-            "yarn" => "yarn install",
-            _ => "npm install --no-audit --no-fund",
-        }
-        .to_string(),
-    );
+    // Bun is not provided: installing with it would fail, and `resolve` refuses the project instead.
+    if pm.kind != PackageManagerKind::Bun {
+        found.setup.push(pm.install.clone());
+    }
     let scripts = manifest.get("scripts").and_then(Value::as_object);
     let script = ["dev", "start"].into_iter().find_map(|name| {
         let body = scripts?.get(name)?.as_str()?;
         Some((name, body))
     });
     let Some((script, body)) = script else {
-        found.labels.push(format!("node ({pm}, no dev or start script)"));
+        found.labels.push(format!("node ({pm_name}, no dev or start script)"));
         return true;
     };
-    let port = port_from_flags(body)
-        .or_else(|| framework_port_from_script(body))
-        .or_else(|| framework_port_from_deps(&manifest))
-        .unwrap_or(NODE_DEFAULT_PORT);
-    let command = match pm {
-        "npm" => format!("npm run {script}"),
-        pm => format!("{pm} {script}"),
+    let flag_port = port_from_flags(body);
+    let (framework, ends_script) = match framework_in_script(body) {
+        Some((framework, last)) => (Some(framework), last),
+        None => (framework_from_deps(&manifest), false),
     };
-    found.labels.push(format!("node ({pm}, script {script})"));
-    found.services.push(Draft::web("web", command, port));
+    let port = flag_port.or(framework.map(|f| f.port)).unwrap_or(NODE_DEFAULT_PORT);
+    let mut command = match pm.kind {
+        PackageManagerKind::Npm => format!("npm run {script}"),
+        PackageManagerKind::Bun => format!("bun run {script}"),
+        _ => format!("{pm_name} {script}"),
+    };
+    let mut draft_env = vec![];
+    if let Some(framework) = framework {
+        // Flags reach the server only when the script ends with it: npm appends them to the last command.
+        let args = if ends_script { bind_args(framework, body) } else { vec![] };
+        if !args.is_empty() {
+            // npm takes flags before `--` as its own; pnpm, yarn and bun pass them on.
+            let separator = if pm.kind == PackageManagerKind::Npm { " --" } else { "" };
+            command = format!("{command}{separator} {}", args.join(" "));
+        }
+        draft_env = framework.env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        // `vite dev` in a SvelteKit project is SvelteKit to the person reading the plan.
+        let name = match framework_from_deps(&manifest) {
+            Some(meta) if framework.cli == "vite" && meta.port == framework.port => meta.name,
+            _ => framework.name,
+        };
+        found.labels.push(format!("node ({pm_name}, script {script}, {name})"));
+    } else {
+        found.labels.push(format!("node ({pm_name}, script {script})"));
+    }
+    found.services.push(Draft { env: draft_env, ..Draft::web("web", command, port) });
     true
+}
+
+/// A dev server a `package.json` script can start, and how it is made reachable.
+struct Framework {
+    /// For `source`: `vite`, `next`, ...
+    name: &'static str,
+    /// The command a script starts it with.
+    cli: &'static str,
+    /// Its first argument when it serves for development; `""` stands for none (only flags).
+    serves: &'static [&'static str],
+    /// Dependencies that mean a project uses it (all of them), when the script does not say.
+    packages: &'static [&'static str],
+    /// Where it listens unless told otherwise.
+    port: u16,
+    /// Flags, appended to the script, that make it listen on every interface at the planned port:
+    /// for servers that bind to loopback and read neither `PORT` nor `HOST`.
+    args: &'static [(&'static str, &'static str)],
+    /// Environment it reads for the same purpose (`PORT` is set for every service).
+    env: &'static [(&'static str, &'static str)],
+}
+
+/// Vite and the tools that pass its flags on: it binds to `localhost` and reads no environment, and
+/// `--strictPort` makes a taken port an error instead of a silent move to the next one, which the
+/// health check would never find.
+const VITE_ARGS: &[(&str, &str)] = &[("--host", "0.0.0.0"), ("--port", PORT_SLOT), ("--strictPort", "")];
+const HOST_PORT_ARGS: &[(&str, &str)] = &[("--host", "0.0.0.0"), ("--port", PORT_SLOT)];
+
+/// Known dev servers. Order matters when only dependencies say which one: meta-frameworks come before
+/// the bundler they build on (Nuxt, Astro, SvelteKit and React Router all depend on Vite).
+const FRAMEWORKS: &[Framework] = &[
+    // `next dev` listens on every interface and reads PORT.
+    Framework { name: "next", cli: "next", serves: &["dev"], packages: &["next"], port: 3000, args: &[], env: &[] },
+    Framework {
+        name: "nuxt",
+        cli: "nuxt",
+        serves: &["dev", ""],
+        packages: &["nuxt"],
+        port: 3000,
+        args: HOST_PORT_ARGS,
+        env: &[("HOST", "0.0.0.0")],
+    },
+    Framework {
+        name: "nuxt",
+        cli: "nuxi",
+        serves: &["dev"],
+        packages: &["nuxt"],
+        port: 3000,
+        args: HOST_PORT_ARGS,
+        env: &[("HOST", "0.0.0.0")],
+    },
+    Framework {
+        name: "astro",
+        cli: "astro",
+        serves: &["dev", "start"],
+        packages: &["astro"],
+        port: 4321,
+        args: HOST_PORT_ARGS,
+        env: &[],
+    },
+    Framework {
+        name: "angular",
+        cli: "ng",
+        serves: &["serve", "s"],
+        packages: &["@angular/cli"],
+        port: 4200,
+        args: HOST_PORT_ARGS,
+        env: &[],
+    },
+    Framework {
+        name: "gatsby",
+        cli: "gatsby",
+        serves: &["develop"],
+        packages: &["gatsby"],
+        port: 8000,
+        args: HOST_PORT_ARGS,
+        env: &[],
+    },
+    Framework {
+        name: "react-router",
+        cli: "react-router",
+        serves: &["dev"],
+        packages: &["@react-router/dev"],
+        port: 5173,
+        args: HOST_PORT_ARGS,
+        env: &[],
+    },
+    // Remix 2 on Vite, then classic Remix, whose app server reads PORT.
+    Framework {
+        name: "remix",
+        cli: "remix",
+        serves: &["vite:dev"],
+        packages: &["@remix-run/dev", "vite"],
+        port: 5173,
+        args: HOST_PORT_ARGS,
+        env: &[],
+    },
+    Framework {
+        name: "remix",
+        cli: "remix",
+        serves: &["dev"],
+        packages: &["@remix-run/dev"],
+        port: 3000,
+        args: &[],
+        env: &[],
+    },
+    // SvelteKit's script is `vite dev`; `svelte-kit dev` is its pre-1.0 command.
+    Framework {
+        name: "sveltekit",
+        cli: "svelte-kit",
+        serves: &["dev"],
+        packages: &["@sveltejs/kit"],
+        port: 5173,
+        args: HOST_PORT_ARGS,
+        env: &[],
+    },
+    Framework {
+        name: "vite",
+        cli: "vite",
+        serves: &["", "dev", "serve"],
+        packages: &["vite"],
+        port: 5173,
+        args: VITE_ARGS,
+        env: &[],
+    },
+    // Create React App reads HOST and PORT; BROWSER=none stops it trying to open one.
+    Framework {
+        name: "create-react-app",
+        cli: "react-scripts",
+        serves: &["start"],
+        packages: &["react-scripts"],
+        port: 3000,
+        args: &[],
+        env: &[("HOST", "0.0.0.0"), ("BROWSER", "none")],
+    },
+    Framework { name: "express", cli: "", serves: &[], packages: &["express"], port: 3000, args: &[], env: &[] },
+];
+
+/// Splits a script into its commands (at `&&`, `||`, `;`, `|` and `&`).
+fn commands(script: &str) -> Vec<&str> {
+    script.split(['&', '|', ';']).map(str::trim).filter(|c| !c.is_empty()).collect()
 }
 
 /// Splits a script into words, treating `&&`, `;` and `|` as separators too.
 fn words(script: &str) -> Vec<&str> {
     script.split(|c: char| c.is_whitespace() || ";|&()".contains(c)).filter(|w| !w.is_empty()).collect()
+}
+
+/// The dev server a script starts, and whether it is the script's last command.
+fn framework_in_script(script: &str) -> Option<(&'static Framework, bool)> {
+    let commands = commands(script);
+    commands.iter().enumerate().find_map(|(i, command)| {
+        // `NODE_ENV=development cross-env X=1 npx vite ...`: the program is the first other word.
+        let mut words =
+            words(command).into_iter().skip_while(|w| w.contains('=') || ["cross-env", "npx", "exec"].contains(w));
+        let program = words.next()?;
+        let program = program.rsplit('/').next().unwrap_or(program);
+        let first = words.next().filter(|w| !w.starts_with('-')).unwrap_or("");
+        let framework = FRAMEWORKS.iter().find(|f| f.cli == program && f.serves.contains(&first))?;
+        Some((framework, i + 1 == commands.len()))
+    })
+}
+
+fn framework_from_deps(manifest: &Value) -> Option<&'static Framework> {
+    let has = |dep: &str| {
+        ["dependencies", "devDependencies"]
+            .iter()
+            .any(|section| manifest.get(section).and_then(|d| d.get(dep)).is_some())
+    };
+    FRAMEWORKS.iter().find(|f| f.packages.iter().all(|p| has(p)))
+}
+
+/// The framework's binding flags the script's last command does not give itself. The port flag carries
+/// the planned port, so a port found elsewhere in the script (`PORT=4000 vite`) is the one it gets.
+fn bind_args(framework: &Framework, script: &str) -> Vec<String> {
+    let last = commands(script).pop().unwrap_or_default();
+    let given = words(last);
+    let has = |names: &[&str]| given.iter().any(|w| names.iter().any(|n| *w == *n || w.starts_with(&format!("{n}="))));
+    framework
+        .args
+        .iter()
+        .filter(|(flag, _)| match *flag {
+            "--host" => !has(&["--host", "-H", "--hostname"]),
+            "--port" => !has(&["--port", "-p"]),
+            flag => !has(&[flag]),
+        })
+        .map(|(flag, value)| if value.is_empty() { flag.to_string() } else { format!("{flag} {value}") })
+        .collect()
 }
 
 /// A port given in a script: `--port 4000`, `--port=4000`, `-p 4000`, `-p=4000` or `PORT=4000 ...`.
@@ -208,56 +411,11 @@ fn port_from_flags(script: &str) -> Option<u16> {
     })
 }
 
-/// Default ports of the dev servers a script can start, by the command's name.
-const SCRIPT_PORTS: &[(&str, u16)] = &[
-    ("vite", 5173),
-    ("next", 3000),
-    ("react-scripts", 3000),
-    ("nuxt", 3000),
-    ("nuxi", 3000),
-    ("astro", 4321),
-    ("ng", 4200),
-    ("gatsby", 8000),
-    ("remix", 3000),
-    ("svelte-kit", 5173),
-];
-
-/// The default port of the first dev server the script runs.
-fn framework_port_from_script(script: &str) -> Option<u16> {
-    words(script).iter().find_map(|word| {
-        let command = word.rsplit('/').next().unwrap_or(word);
-        SCRIPT_PORTS.iter().find(|(name, _)| *name == command).map(|(_, port)| *port)
-    })
-}
-
-/// Default ports by dependency, most specific first: meta-frameworks before the bundler they use
-/// (Nuxt, Astro and SvelteKit all depend on Vite but listen elsewhere or the same).
-const DEPENDENCY_PORTS: &[(&str, u16)] = &[
-    ("next", 3000),
-    ("nuxt", 3000),
-    ("astro", 4321),
-    ("@angular/cli", 4200),
-    ("gatsby", 8000),
-    ("@remix-run/dev", 3000),
-    ("@sveltejs/kit", 5173),
-    ("vite", 5173),
-    ("react-scripts", 3000),
-    ("express", 3000),
-];
-
-fn framework_port_from_deps(manifest: &Value) -> Option<u16> {
-    let has = |dep: &str| {
-        ["dependencies", "devDependencies"]
-            .iter()
-            .any(|section| manifest.get(section).and_then(|d| d.get(dep)).is_some())
-    };
-    DEPENDENCY_PORTS.iter().find(|(dep, _)| has(dep)).map(|(_, port)| *port)
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Python
 
-/// Detects a Python project (`requirements.txt`, `pyproject.toml` or `manage.py`).
+/// Detects a Python project (`requirements.txt`, `pyproject.toml` or `manage.py`). Django, Flask, FastAPI
+/// and Streamlit each get told to listen on every interface at the planned port.
 fn python(files: &dyn RepoFiles, found: &mut Found) {
     let requirements = files.read("requirements.txt");
     let pyproject = files.read("pyproject.toml");
@@ -289,6 +447,8 @@ fn python(files: &dyn RepoFiles, found: &mut Found) {
 
     let (framework, draft) = if manage {
         ("django", Some(Draft::web(name, format!("{python} manage.py runserver 0.0.0.0:{PORT_SLOT}"), 8000)))
+    } else if let Some(draft) = streamlit(files, &depends_on, &tool, name) {
+        ("streamlit", Some(draft))
     } else if let Some(draft) = flask(files, &depends_on, &tool, name) {
         ("flask", Some(draft))
     } else if let Some(draft) = fastapi(files, &depends_on, &tool, name) {
@@ -300,6 +460,29 @@ fn python(files: &dyn RepoFiles, found: &mut Found) {
     };
     found.labels.push(format!("python ({installer}, {framework})"));
     found.services.extend(draft);
+}
+
+/// A Streamlit app: the dependency, and an entry file that imports it (checked first, because such an
+/// `app.py` would otherwise pass for a plain script or, next to Flask, a Flask app).
+fn streamlit(
+    files: &dyn RepoFiles,
+    depends_on: &dyn Fn(&str) -> bool,
+    tool: &dyn Fn(&str) -> String,
+    name: &str,
+) -> Option<Draft> {
+    if !depends_on("streamlit") {
+        return None;
+    }
+    // `streamlit_app.py` is Streamlit Community Cloud's default entry point.
+    let entry = ["streamlit_app.py", "app.py", "main.py"]
+        .into_iter()
+        .find(|f| files.read(f).is_some_and(|t| t.contains("import streamlit") || t.contains("from streamlit")))?;
+    // Headless: no prompt for an e-mail address and no browser on the first run.
+    let command = format!(
+        "{} run {entry} --server.address 0.0.0.0 --server.port {PORT_SLOT} --server.headless true",
+        tool("streamlit")
+    );
+    Some(Draft::web(name, command, 8501))
 }
 
 fn flask(

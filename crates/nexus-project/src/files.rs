@@ -20,6 +20,14 @@ pub const PLAN_FILES: &[&str] = &[
     "pnpm-lock.yaml",
     "bun.lock",
     "bun.lockb",
+    ".yarnrc.yml",
+    ".nvmrc",
+    ".node-version",
+    ".tool-versions",
+    ".python-version",
+    "uv.lock",
+    "poetry.lock",
+    "streamlit_app.py",
     "requirements.txt",
     "pyproject.toml",
     "manage.py",
@@ -147,6 +155,8 @@ mod tests {
         }
         let unlisted: Vec<&String> = asked.iter().filter(|p| !PLAN_FILES.contains(&p.as_str())).collect();
         assert!(unlisted.is_empty(), "resolve reads {unlisted:?}; add them to PLAN_FILES");
+        let runtime: Vec<&&str> = crate::RUNTIME_FILES.iter().filter(|p| !PLAN_FILES.contains(p)).collect();
+        assert!(runtime.is_empty(), "runtime resolution reads {runtime:?}; add them to PLAN_FILES");
     }
 
     #[test]

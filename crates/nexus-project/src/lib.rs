@@ -26,6 +26,9 @@ pub use detect::{detect, NOTHING_DETECTED};
 pub use error::{ConfigError, CONFIG_PATH};
 pub use files::{DirFiles, MapFiles, RepoFiles, PLAN_FILES};
 pub use nexus_types::protocol::{HealthCheck, HealthKind, ProjectPlan, ServicePlan};
+pub use nexus_types::protocol::{
+    NodeRuntime, PackageManager, PackageManagerKind, PythonInstaller, PythonRuntime, RuntimePlan, VersionRequest,
+};
 pub use render::to_yaml;
 pub use runtime::{parse_node_index, pick_node, pick_python, resolve_runtime, NodeRelease, RUNTIME_FILES};
 pub use schema::{json_schema, json_schema_text, SCHEMA_FILE};
@@ -42,15 +45,19 @@ pub struct Resolved {
     pub memory: Option<String>,
     /// `providers.lxc.image`, if the config sets it.
     pub image: Option<String>,
+    /// The Node, package manager and Python the repo asks for (see [`resolve_runtime`]), whether or not
+    /// it has a config: its setup steps run with them.
+    pub runtime: RuntimePlan,
 }
 
 /// The plan for a repo: from `.nexus/config.yaml` when it exists (which must then be valid; a broken
-/// config is reported, never silently replaced by a guess), else detected.
+/// config is reported, never silently replaced by a guess), else detected. Either way with the runtimes
+/// the repo's files ask for; a request that is not a version is an error at its file and line.
 pub fn resolve(files: &dyn RepoFiles) -> Result<Resolved, ConfigError> {
     if let Some(text) = files.read(CONFIG_PATH) {
         let config = parse_config(&text)?;
         let (cpu, memory, image) = config.resources();
-        return Ok(Resolved { plan: config.plan(), cpu, memory, image });
+        return Ok(Resolved { plan: config.plan(), cpu, memory, image, runtime: resolve_runtime(files)? });
     }
     // A `.yml` file is almost certainly meant as the config; ignoring it would be a silent surprise.
     if files.exists(".nexus/config.yml") {
@@ -62,7 +69,12 @@ pub fn resolve(files: &dyn RepoFiles) -> Result<Resolved, ConfigError> {
             hint: format!("rename the file to {CONFIG_PATH}"),
         });
     }
-    Ok(Resolved { plan: detect(files), ..Resolved::default() })
+    let runtime = resolve_runtime(files)?;
+    // Detected setup installs the dependencies, which it cannot do with bun; a config's own setup can.
+    if let Some(err) = runtime::unsupported(&runtime) {
+        return Err(err);
+    }
+    Ok(Resolved { plan: detect(files), runtime, ..Resolved::default() })
 }
 
 #[cfg(test)]
@@ -88,7 +100,7 @@ mod tests {
     fn resolve_detects_without_a_config() {
         let files = MapFiles::new([("package.json", r#"{"scripts": {"dev": "vite"}}"#)]);
         let resolved = resolve(&files).unwrap();
-        assert_eq!(resolved.plan.source, "detected: node (npm, script dev)");
+        assert_eq!(resolved.plan.source, "detected: node (npm, script dev, vite)");
         assert_eq!(resolved.plan.services[0].port, Some(5173));
         assert_eq!((resolved.cpu, resolved.memory, resolved.image), (None, None, None));
     }

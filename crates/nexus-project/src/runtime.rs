@@ -209,7 +209,8 @@ pub fn pick_python(request: Option<&VersionRequest>, interpreters: &[String]) ->
 
 const NODE_FORMS: &str =
     "write a version (`22`, `22.12.0`), an npm range (`>=20.19`, `^22 || ^24`), `lts/*` or an LTS name (`lts/jod`)";
-const PYTHON_FORMS: &str = "write a version (`3.12`, `3.12.4`) in .python-version, or a PEP 440 specifier (`>=3.10`) in requires-python";
+const PYTHON_FORMS: &str =
+    "write a version (`3.12`, `3.12.4`) in .python-version, or a PEP 440 specifier (`>=3.10`) in requires-python";
 
 /// The specifier set a Python request stands for.
 fn python_specifiers(request: &VersionRequest) -> Result<pep440_rs::VersionSpecifiers, String> {
@@ -220,7 +221,10 @@ fn python_specifiers(request: &VersionRequest) -> Result<pep440_rs::VersionSpeci
     let spec = request.spec.trim().to_ascii_lowercase();
     let version = spec.strip_prefix("cpython-").or_else(|| spec.strip_prefix("cpython@")).unwrap_or(&spec);
     let parts: Vec<&str> = version.split('.').collect();
-    if parts.is_empty() || parts.len() > 3 || !parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+    if parts.is_empty()
+        || parts.len() > 3
+        || !parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(if version.starts_with("pypy") || version.starts_with("graalpy") {
             "only CPython is provided".to_string()
         } else if version.ends_with('t') {
@@ -340,7 +344,13 @@ fn node_request(files: &dyn RepoFiles, text: &str, manifest: &Value) -> Option<V
             return None;
         }
         let (line, column) = json_position(text, keys);
-        Some(VersionRequest { spec: spec.to_string(), file: "package.json".to_string(), key: Some(keys.join(".")), line, column })
+        Some(VersionRequest {
+            spec: spec.to_string(),
+            file: "package.json".to_string(),
+            key: Some(keys.join(".")),
+            line,
+            column,
+        })
     };
     if let Some(request) = in_manifest(&["volta", "node"], manifest.pointer("/volta/node")) {
         return Some(request);

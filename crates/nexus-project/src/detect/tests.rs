@@ -32,13 +32,13 @@ fn npm_with_a_dev_script() {
         ),
         ("package-lock.json", "{}"),
     ]);
-    assert_eq!(p.source, "detected: node (npm, script dev)");
-    assert_eq!(p.setup, vec!["npm install --no-audit --no-fund"]);
+    assert_eq!(p.source, "detected: node (npm, script dev, vite)");
+    assert_eq!(p.setup, vec!["npm ci --no-audit --no-fund"]);
     assert_eq!(
         p.services,
         vec![ServicePlan {
             name: "web".into(),
-            command: "npm run dev".into(),
+            command: "npm run dev -- --host 0.0.0.0 --port 5173 --strictPort".into(),
             port: Some(5173),
             env: vec![("PORT".into(), "5173".into())],
             working_dir: String::new(),
@@ -54,8 +54,8 @@ fn yarn_with_only_a_start_script() {
         ("package.json", r#"{"scripts": {"start": "node server.js"}, "dependencies": {"express": "^4"}}"#),
         ("yarn.lock", ""),
     ]);
-    assert_eq!(p.source, "detected: node (yarn, script start)");
-    assert_eq!(p.setup, vec!["yarn install"]);
+    assert_eq!(p.source, "detected: node (yarn, script start, express)");
+    assert_eq!(p.setup, vec!["yarn install"], "an empty yarn.lock locks nothing");
     assert_eq!(only_service(&p), ("web", "yarn start", Some(3000)));
 }
 
@@ -66,7 +66,7 @@ fn pnpm_wins_over_other_lock_files() {
         ("pnpm-lock.yaml", ""),
         ("yarn.lock", ""),
     ]);
-    assert_eq!(p.source, "detected: node (pnpm, script dev)");
+    assert_eq!(p.source, "detected: node (pnpm, script dev, next)");
     assert_eq!(p.setup, vec!["pnpm install"]);
     assert_eq!(only_service(&p), ("web", "pnpm dev", Some(4000)));
     assert_eq!(p.services[0].env, vec![("PORT".to_string(), "4000".to_string())]);
@@ -76,7 +76,14 @@ fn pnpm_wins_over_other_lock_files() {
 fn package_manager_field_decides_without_a_lock_file() {
     let p = plan(&[("package.json", r#"{"packageManager": "pnpm@9.1.0", "scripts": {"dev": "vite"}}"#)]);
     assert_eq!(p.setup, vec!["pnpm install"]);
-    assert_eq!(only_service(&p).1, "pnpm dev");
+    assert_eq!(only_service(&p).1, "pnpm dev --host 0.0.0.0 --port 5173 --strictPort");
+    // ... and over a lock file of another manager.
+    let p = plan(&[
+        ("package.json", r#"{"packageManager": "yarn@4.5.0", "scripts": {"dev": "next dev"}}"#),
+        ("package-lock.json", "{}"),
+    ]);
+    assert_eq!(p.setup, vec!["yarn install"]);
+    assert_eq!(only_service(&p).1, "yarn dev");
 }
 
 #[test]
@@ -213,7 +220,7 @@ fn node_and_python_side_by_side() {
         ("requirements.txt", "fastapi\n"),
         ("main.py", "app = FastAPI()\n"),
     ]);
-    assert_eq!(p.source, "detected: node (npm, script dev) + python (pip, fastapi)");
+    assert_eq!(p.source, "detected: node (npm, script dev, vite) + python (pip, fastapi)");
     assert_eq!(p.setup, vec!["npm install --no-audit --no-fund", VENV_PIP]);
     let names: Vec<(&str, Option<u16>)> = p.services.iter().map(|s| (s.name.as_str(), s.port)).collect();
     assert_eq!(names, [("web", Some(5173)), ("api", Some(8000))]);
@@ -237,12 +244,16 @@ fn devcontainer_with_comments_adds_commands_and_fixes_the_port_and_name() {
         plan(&[("package.json", r#"{"scripts": {"dev": "vite"}}"#), (".devcontainer/devcontainer.json", devcontainer)]);
     assert_eq!(
         p.source,
-        "detected: node (npm, script dev) + devcontainer.json (postCreateCommand, postStartCommand, forwardPorts, portsAttributes)"
+        "detected: node (npm, script dev, vite) + devcontainer.json (postCreateCommand, postStartCommand, forwardPorts, portsAttributes)"
     );
     assert_eq!(p.setup, vec!["npm install --no-audit --no-fund", "npm run db:migrate"]);
     assert_eq!(p.services.len(), 2);
     let web = &p.services[0];
-    assert_eq!((web.name.as_str(), web.command.as_str(), web.port), ("frontend-app", "npm run dev", Some(3000)));
+    // The forwarded port replaces the guess in the command too.
+    assert_eq!(
+        (web.name.as_str(), web.command.as_str(), web.port),
+        ("frontend-app", "npm run dev -- --host 0.0.0.0 --port 3000 --strictPort", Some(3000))
+    );
     assert_eq!(web.env, vec![("PORT".to_string(), "3000".to_string())]);
     assert_eq!(web.health.kind, HealthKind::Http { port: 3000, path: "/".into() });
     let post = &p.services[1];
@@ -267,8 +278,8 @@ fn devcontainer_ports_are_ignored_when_ambiguous() {
         ("package.json", r#"{"scripts": {"dev": "vite"}}"#),
         (".devcontainer/devcontainer.json", r#"{"forwardPorts": [3000, 5432], "postStartCommand": ""}"#),
     ]);
-    assert_eq!(only_service(&p), ("web", "npm run dev", Some(5173)));
-    assert_eq!(p.source, "detected: node (npm, script dev) + devcontainer.json");
+    assert_eq!(only_service(&p), ("web", "npm run dev -- --host 0.0.0.0 --port 5173 --strictPort", Some(5173)));
+    assert_eq!(p.source, "detected: node (npm, script dev, vite) + devcontainer.json");
 }
 
 #[test]
@@ -290,4 +301,256 @@ fn nothing_to_detect() {
     let p = plan(&[("README.md", "# hi"), ("main.go", "package main")]);
     assert_eq!(p, ProjectPlan { source: NOTHING_DETECTED.to_string(), setup: vec![], services: vec![] });
     assert_eq!(p.source, "detected: nothing (add .nexus/config.yaml)");
+}
+
+/// The lone Node service for a package.json, as (source, command, port, env besides PORT).
+#[track_caller]
+fn node_service(manifest: &str) -> (String, String, Option<u16>, Vec<(String, String)>) {
+    let p = plan(&[("package.json", manifest), ("package-lock.json", "{}")]);
+    let (_, command, port) = only_service(&p);
+    let port_env = ("PORT".to_string(), port.unwrap().to_string());
+    assert_eq!(p.services[0].env[0], port_env, "PORT comes first");
+    (p.source.clone(), command.to_string(), port, p.services[0].env[1..].to_vec())
+}
+
+/// Checks the service detected for a package.json whose `dev` (else `start`) script runs `framework`.
+#[track_caller]
+fn assert_dev_server(manifest: &str, framework: &str, command: &str, port: u16, env: &[(&str, &str)]) {
+    let script = if command.starts_with("npm run start") { "start" } else { "dev" };
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert_eq!(
+        node_service(manifest),
+        (format!("detected: node (npm, script {script}, {framework})"), command.to_string(), Some(port), env),
+        "{manifest}"
+    );
+}
+
+#[test]
+fn dev_servers_listen_on_every_interface_at_the_planned_port() {
+    let vite = "npm run dev -- --host 0.0.0.0 --port 5173 --strictPort";
+    assert_dev_server(r#"{"scripts": {"dev": "vite"}, "devDependencies": {"vite": "^8"}}"#, "vite", vite, 5173, &[]);
+    // next dev binds every interface and reads PORT by itself.
+    assert_dev_server(
+        r#"{"scripts": {"dev": "next dev --turbopack"}, "dependencies": {"next": "16"}}"#,
+        "next",
+        "npm run dev",
+        3000,
+        &[],
+    );
+    assert_dev_server(
+        r#"{"scripts": {"dev": "astro dev"}, "dependencies": {"astro": "^7"}}"#,
+        "astro",
+        "npm run dev -- --host 0.0.0.0 --port 4321",
+        4321,
+        &[],
+    );
+    assert_dev_server(
+        r#"{"scripts": {"dev": "vite dev"}, "devDependencies": {"@sveltejs/kit": "^2", "vite": "^7"}}"#,
+        "sveltekit",
+        vite,
+        5173,
+        &[],
+    );
+    assert_dev_server(
+        r#"{"scripts": {"dev": "nuxt dev"}, "dependencies": {"nuxt": "^4"}}"#,
+        "nuxt",
+        "npm run dev -- --host 0.0.0.0 --port 3000",
+        3000,
+        &[("HOST", "0.0.0.0")],
+    );
+    assert_dev_server(
+        r#"{"scripts": {"start": "ng serve", "build": "ng build"}, "devDependencies": {"@angular/cli": "^21"}}"#,
+        "angular",
+        "npm run start -- --host 0.0.0.0 --port 4200",
+        4200,
+        &[],
+    );
+    assert_dev_server(
+        r#"{"scripts": {"dev": "react-router dev"}, "devDependencies": {"@react-router/dev": "^7", "vite": "^7"}}"#,
+        "react-router",
+        "npm run dev -- --host 0.0.0.0 --port 5173",
+        5173,
+        &[],
+    );
+    assert_dev_server(
+        r#"{"scripts": {"dev": "remix vite:dev"}, "devDependencies": {"@remix-run/dev": "^2", "vite": "^5"}}"#,
+        "remix",
+        "npm run dev -- --host 0.0.0.0 --port 5173",
+        5173,
+        &[],
+    );
+    // Classic Remix's app server reads PORT.
+    assert_dev_server(
+        r#"{"scripts": {"dev": "remix dev"}, "devDependencies": {"@remix-run/dev": "^2"}}"#,
+        "remix",
+        "npm run dev",
+        3000,
+        &[],
+    );
+    assert_dev_server(
+        r#"{"scripts": {"develop": "gatsby develop", "start": "gatsby develop"}, "dependencies": {"gatsby": "^5"}}"#,
+        "gatsby",
+        "npm run start -- --host 0.0.0.0 --port 8000",
+        8000,
+        &[],
+    );
+    assert_dev_server(
+        r#"{"scripts": {"start": "react-scripts start"}, "dependencies": {"react-scripts": "5"}}"#,
+        "create-react-app",
+        "npm run start",
+        3000,
+        &[("HOST", "0.0.0.0"), ("BROWSER", "none")],
+    );
+}
+
+#[test]
+fn binding_flags_only_where_they_reach_the_server() {
+    let command = |script: &str| {
+        node_service(&format!(r#"{{"scripts": {{"dev": {script:?}}}, "devDependencies": {{"vite": "8"}}}}"#)).1
+    };
+    // Appended flags go to the script's last command.
+    assert_eq!(command("tsc -b && vite"), "npm run dev -- --host 0.0.0.0 --port 5173 --strictPort");
+    assert_eq!(command("NODE_ENV=development npx vite"), "npm run dev -- --host 0.0.0.0 --port 5173 --strictPort");
+    assert_eq!(command("vite & tsc -w"), "npm run dev", "the server is not last: the flags would reach tsc");
+    assert_eq!(command("node scripts/dev.js"), "npm run dev", "the framework only from dependencies");
+    // Flags the script gives itself are not repeated; a port from the script is the one passed on.
+    assert_eq!(command("vite --host"), "npm run dev -- --port 5173 --strictPort");
+    assert_eq!(command("vite --port 4100"), "npm run dev -- --host 0.0.0.0 --strictPort");
+    assert_eq!(command("vite --host=127.0.0.1 --strictPort"), "npm run dev -- --port 5173");
+    assert_eq!(command("PORT=4000 vite"), "npm run dev -- --host 0.0.0.0 --port 4000 --strictPort");
+    // `vite build` is no dev server.
+    assert_eq!(
+        node_service(r#"{"scripts": {"dev": "vite build --watch"}, "devDependencies": {"vite": "8"}}"#).0,
+        "detected: node (npm, script dev, vite)"
+    );
+    assert_eq!(command("vite build --watch"), "npm run dev");
+
+    // pnpm, yarn and bun pass flags on without `--`.
+    for (lock, text, want) in [
+        ("pnpm-lock.yaml", "lockfileVersion: '9.0'\n", "pnpm dev --host 0.0.0.0 --port 5173 --strictPort"),
+        ("yarn.lock", "# yarn lockfile v1\n", "yarn dev --host 0.0.0.0 --port 5173 --strictPort"),
+        ("bun.lock", "{}", "bun run dev --host 0.0.0.0 --port 5173 --strictPort"),
+    ] {
+        let p = plan(&[("package.json", r#"{"scripts": {"dev": "vite"}}"#), (lock, text)]);
+        assert_eq!(only_service(&p).1, want);
+    }
+}
+
+#[test]
+fn frozen_installs_from_lock_files_and_none_for_bun() {
+    let setup = |lock: &str, text: &str| plan(&[("package.json", "{}"), (lock, text)]).setup;
+    assert_eq!(setup("package-lock.json", "{}"), vec!["npm ci --no-audit --no-fund"]);
+    assert_eq!(setup("pnpm-lock.yaml", "lockfileVersion: '9.0'\n"), vec!["pnpm install --frozen-lockfile"]);
+    assert_eq!(setup("yarn.lock", "# yarn lockfile v1\n"), vec!["yarn install --frozen-lockfile"]);
+    assert_eq!(setup("yarn.lock", "__metadata:\n  version: 8\n"), vec!["yarn install --immutable"]);
+    let bun = plan(&[("package.json", r#"{"scripts": {"dev": "vite"}}"#), ("bun.lockb", "")]);
+    assert!(bun.setup.is_empty(), "bun is not provided; resolve refuses the project");
+    assert_eq!(bun.source, "detected: node (bun, script dev, vite)");
+}
+
+#[test]
+fn streamlit() {
+    let p = plan(&[
+        ("requirements.txt", "streamlit==1.40\npandas\n"),
+        ("streamlit_app.py", "import streamlit as st\n\nst.title('hi')\n"),
+    ]);
+    assert_eq!(p.source, "detected: python (pip, streamlit)");
+    assert_eq!(
+        only_service(&p),
+        (
+            "web",
+            ".venv/bin/streamlit run streamlit_app.py --server.address 0.0.0.0 --server.port 8501 --server.headless true",
+            Some(8501)
+        )
+    );
+    // An app.py that imports streamlit is not taken for Flask, even with Flask installed.
+    let both = plan(&[("requirements.txt", "flask\nstreamlit\n"), ("app.py", "from streamlit import title\n")]);
+    assert_eq!(
+        only_service(&both).1,
+        ".venv/bin/streamlit run app.py --server.address 0.0.0.0 --server.port 8501 --server.headless true"
+    );
+    // The dependency without an entry that imports it: a plain script.
+    let script = plan(&[("requirements.txt", "streamlit\n"), ("main.py", "print(1)\n")]);
+    assert_eq!(script.source, "detected: python (pip, main.py)");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Real projects, as their generators make them (crates/nexus/tests/fixtures/projects, see its README)
+
+fn fixture(name: &str) -> crate::Resolved {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../nexus/tests/fixtures/projects").join(name);
+    assert!(dir.join(if name.starts_with("django") { "manage.py" } else { "package.json" }).is_file(), "{dir:?}");
+    crate::resolve(&crate::DirFiles(dir)).unwrap()
+}
+
+/// The npm project's runtime: its Node request, and npm installing from its lock file.
+#[track_caller]
+fn assert_npm_locked(resolved: &crate::Resolved, node_request: Option<&str>) {
+    let node = resolved.runtime.node.as_ref().expect("node");
+    assert_eq!(node.version.as_ref().map(|v| v.spec.as_str()), node_request);
+    let pm = &node.package_manager;
+    assert_eq!(
+        (pm.kind, pm.source.as_str(), pm.lock_file.as_deref(), pm.install.as_str()),
+        (PackageManagerKind::Npm, "package-lock.json", Some("package-lock.json"), "npm ci --no-audit --no-fund")
+    );
+    assert_eq!(resolved.plan.setup, vec!["npm ci --no-audit --no-fund"]);
+    assert_eq!(resolved.runtime.python, None);
+}
+
+#[test]
+fn fixture_vite_react_ts() {
+    let r = fixture("vite-react-ts");
+    assert_eq!(r.plan.source, "detected: node (npm, script dev, vite)");
+    assert_eq!(only_service(&r.plan), ("web", "npm run dev -- --host 0.0.0.0 --port 5173 --strictPort", Some(5173)));
+    // create-vite writes no `engines`: the node's newest LTS, which satisfies Vite's own ^20.19 || >=22.12.
+    assert_npm_locked(&r, None);
+}
+
+#[test]
+fn fixture_next_app() {
+    let r = fixture("next-app");
+    assert_eq!(r.plan.source, "detected: node (npm, script dev, next)");
+    assert_eq!(only_service(&r.plan), ("web", "npm run dev", Some(3000)));
+    assert_eq!(r.plan.services[0].env, vec![("PORT".to_string(), "3000".to_string())]);
+    assert_npm_locked(&r, None);
+}
+
+#[test]
+fn fixture_astro_site() {
+    let r = fixture("astro-site");
+    assert_eq!(r.plan.source, "detected: node (npm, script dev, astro)");
+    assert_eq!(only_service(&r.plan), ("web", "npm run dev -- --host 0.0.0.0 --port 4321", Some(4321)));
+    assert_npm_locked(&r, None);
+}
+
+#[test]
+fn fixture_django_site() {
+    let r = fixture("django-site");
+    assert_eq!(r.plan.source, "detected: python (pip, django)");
+    assert_eq!(r.plan.setup, vec![VENV_PIP]);
+    assert_eq!(only_service(&r.plan), ("web", ".venv/bin/python manage.py runserver 0.0.0.0:8000", Some(8000)));
+    assert_eq!(r.runtime.node, None);
+    let python = r.runtime.python.as_ref().expect("python");
+    assert_eq!(python.version, None, "startproject pins no Python");
+    assert_eq!(python.installer, nexus_types::protocol::PythonInstaller::Requirements);
+    assert_eq!(
+        python.install.as_deref(),
+        Some("uv venv .venv && uv pip install --python .venv/bin/python -r requirements.txt")
+    );
+}
+
+#[test]
+fn fixtures_with_a_node_request_pick_from_the_source() {
+    // The same Vite project, as a team that pins Node would commit it.
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../nexus/tests/fixtures/projects/vite-react-ts");
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(src.join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::write(dir.path().join(".nvmrc"), "lts/jod\n").unwrap();
+    let r = crate::resolve(&crate::DirFiles(dir.path().to_path_buf())).unwrap();
+    let request = r.runtime.node.unwrap().version.unwrap();
+    let source = [("24.11.1", Some("Krypton")), ("22.21.1", Some("Jod")), ("18.20.8", Some("Hydrogen"))]
+        .map(|(v, lts)| crate::NodeRelease { version: v.into(), lts: lts.map(str::to_string) });
+    assert_eq!(crate::pick_node(Some(&request), &source).unwrap().as_deref(), Some("22.21.1"));
 }

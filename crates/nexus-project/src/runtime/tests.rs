@@ -100,10 +100,16 @@ fn node_missing_version_names_the_request_and_what_there_is() {
         err.to_string(),
         "package.json:7:13: this project needs Node >=30 (engines.node); the node's Node source has 18.20.8, 20.19.5, 22.21.1, 24.11.1 and 25.2.1"
     );
-    assert_eq!(err.hint, "change engines.node in package.json to a version listed, or ask the operator to provide Node >=30");
+    assert_eq!(
+        err.hint,
+        "change engines.node in package.json to a version listed, or ask the operator to provide Node >=30"
+    );
 
     let err = pick_node(Some(&request("lts/lithium")), &releases()).unwrap_err();
-    assert_eq!(err.message, "this project needs Node lts/lithium; the node's Node source has 18.20.8, 20.19.5, 22.21.1, 24.11.1 and 25.2.1");
+    assert_eq!(
+        err.message,
+        "this project needs Node lts/lithium; the node's Node source has 18.20.8, 20.19.5, 22.21.1, 24.11.1 and 25.2.1"
+    );
     let err = pick_node(Some(&request("lts/-9")), &releases()).unwrap_err();
     assert!(err.message.starts_with("this project needs Node lts/-9;"), "{err}");
     let err = pick_node(Some(&request("22")), &[]).unwrap_err();
@@ -142,7 +148,10 @@ fn node_index_json() {
 #[test]
 fn node_request_precedence() {
     let all = [
-        ("package.json", r#"{"engines": {"node": ">=18"}, "volta": {"node": "20.11.1"}, "devEngines": {"runtime": {"name": "node", "version": "^22"}}}"#),
+        (
+            "package.json",
+            r#"{"engines": {"node": ">=18"}, "volta": {"node": "20.11.1"}, "devEngines": {"runtime": {"name": "node", "version": "^22"}}}"#,
+        ),
         (".nvmrc", "lts/iron\n"),
         (".node-version", "22.12.0\n"),
         (".tool-versions", "python 3.12.1\nnodejs 24.11.1\n"),
@@ -159,9 +168,13 @@ fn node_request_precedence() {
     assert_eq!(spec_from(2), ("24.11.1".into(), ".tool-versions".into(), key("nodejs")));
     assert_eq!(spec_from(3), ("20.11.1".into(), "package.json".into(), key("volta.node")));
 
-    let dev_engines = node(&[("package.json", r#"{"engines": {"node": ">=18"}, "devEngines": {"runtime": [{"name": "bun"}, {"name": "node", "version": "^22"}]}}"#)]);
+    let dev_engines = node(&[(
+        "package.json",
+        r#"{"engines": {"node": ">=18"}, "devEngines": {"runtime": [{"name": "bun"}, {"name": "node", "version": "^22"}]}}"#,
+    )]);
     assert_eq!(dev_engines.version.unwrap().key, key("devEngines.runtime"));
-    let engines = node(&[("package.json", "{\n  \"name\": \"x\",\n  \"engines\": {\n    \"node\": \">=20.9.0\"\n  }\n}\n")]);
+    let engines =
+        node(&[("package.json", "{\n  \"name\": \"x\",\n  \"engines\": {\n    \"node\": \">=20.9.0\"\n  }\n}\n")]);
     assert_eq!(
         engines.version,
         Some(VersionRequest {
@@ -179,7 +192,10 @@ fn node_request_precedence() {
 #[test]
 fn node_version_files_skip_comments_and_blank_lines() {
     let n = node(&[("package.json", "{}"), (".nvmrc", "# our Node\n\n  v22.12.0  # pinned\n")]);
-    assert_eq!(n.version, Some(VersionRequest { spec: "v22.12.0".into(), file: ".nvmrc".into(), key: None, line: 3, column: 3 }));
+    assert_eq!(
+        n.version,
+        Some(VersionRequest { spec: "v22.12.0".into(), file: ".nvmrc".into(), key: None, line: 3, column: 3 })
+    );
     let n = node(&[("package.json", "{}"), (".tool-versions", "# tools\nnode   20.19.5 18.20.8\n")]);
     let v = n.version.unwrap();
     assert_eq!((v.spec.as_str(), v.key.as_deref(), v.line, v.column), ("20.19.5", Some("node"), 2, 8));
@@ -238,7 +254,10 @@ fn package_manager_from_the_lock_file() {
         summary(&pm(&[("yarn.lock", CLASSIC_LOCK)])),
         (YarnClassic, "yarn.lock", Some("yarn.lock"), "yarn install --frozen-lockfile")
     );
-    assert_eq!(summary(&pm(&[("yarn.lock", BERRY_LOCK)])), (YarnBerry, "yarn.lock", Some("yarn.lock"), "yarn install --immutable"));
+    assert_eq!(
+        summary(&pm(&[("yarn.lock", BERRY_LOCK)])),
+        (YarnBerry, "yarn.lock", Some("yarn.lock"), "yarn install --immutable")
+    );
     assert_eq!(summary(&pm(&[])), (Npm, "default", None, "npm install --no-audit --no-fund"));
     // pnpm, then yarn, then npm, when a repo has several.
     assert_eq!(pm(&[("package-lock.json", "{}"), ("yarn.lock", CLASSIC_LOCK), ("pnpm-lock.yaml", "x: 1")]).kind, Pnpm);
@@ -250,7 +269,10 @@ fn package_manager_from_the_lock_file() {
 fn empty_lock_files_name_the_manager_but_lock_nothing() {
     use PackageManagerKind::*;
     assert_eq!(summary(&pm(&[("yarn.lock", "")])), (YarnClassic, "yarn.lock", None, "yarn install"));
-    assert_eq!(summary(&pm(&[("yarn.lock", ""), (".yarnrc.yml", "nodeLinker: node-modules\n")])), (YarnBerry, "yarn.lock", None, "yarn install"));
+    assert_eq!(
+        summary(&pm(&[("yarn.lock", ""), (".yarnrc.yml", "nodeLinker: node-modules\n")])),
+        (YarnBerry, "yarn.lock", None, "yarn install")
+    );
     assert_eq!(summary(&pm(&[("pnpm-lock.yaml", "\n")])), (Pnpm, "pnpm-lock.yaml", None, "pnpm install"));
 }
 
@@ -259,7 +281,10 @@ fn package_manager_field_wins_over_lock_files() {
     use PackageManagerKind::*;
     let field = |value: &str| format!(r#"{{"packageManager": "{value}"}}"#);
     let p = pm(&[("package.json", &field("pnpm@9.15.0")), ("pnpm-lock.yaml", "x: 1"), ("package-lock.json", "{}")]);
-    assert_eq!(summary(&p), (Pnpm, "package.json packageManager", Some("pnpm-lock.yaml"), "pnpm install --frozen-lockfile"));
+    assert_eq!(
+        summary(&p),
+        (Pnpm, "package.json packageManager", Some("pnpm-lock.yaml"), "pnpm install --frozen-lockfile")
+    );
     assert_eq!((p.version.as_deref(), p.hash.as_deref()), (Some("9.15.0"), None));
 
     let p = pm(&[("package.json", &field("yarn@4.5.0+sha512.837566d2")), ("yarn.lock", BERRY_LOCK)]);
@@ -272,7 +297,10 @@ fn package_manager_field_wins_over_lock_files() {
     let p = pm(&[("package.json", &field("pnpm@9.15.0")), ("package-lock.json", "{}")]);
     assert_eq!(summary(&p), (Pnpm, "package.json packageManager", None, "pnpm install"));
     let p = pm(&[("package.json", &field("npm@10.9.0")), ("package-lock.json", "{}")]);
-    assert_eq!(summary(&p), (Npm, "package.json packageManager", Some("package-lock.json"), "npm ci --no-audit --no-fund"));
+    assert_eq!(
+        summary(&p),
+        (Npm, "package.json packageManager", Some("package-lock.json"), "npm ci --no-audit --no-fund")
+    );
 }
 
 #[test]
@@ -301,7 +329,10 @@ fn bun_is_recognised_and_refused_clearly() {
     let p = &plan.node.as_ref().unwrap().package_manager;
     assert_eq!(summary(p), (PackageManagerKind::Bun, "bun.lockb", Some("bun.lockb"), "bun install --frozen-lockfile"));
     let err = unsupported(&plan).unwrap();
-    assert_eq!(err.to_string(), "bun.lockb:1:1: this project installs with bun (bun.lockb), which Nexus does not provide yet");
+    assert_eq!(
+        err.to_string(),
+        "bun.lockb:1:1: this project installs with bun (bun.lockb), which Nexus does not provide yet"
+    );
     assert!(err.hint.contains("npm install --package-lock-only"), "{}", err.hint);
 
     let field = runtime(&[("package.json", r#"{"packageManager": "bun@1.1.38"}"#)]).unwrap();
@@ -335,9 +366,15 @@ fn python_installers() {
         (Requirements, some("uv venv .venv && uv pip install --python .venv/bin/python -r requirements.txt"))
     );
     let poetry = some("POETRY_VIRTUALENVS_IN_PROJECT=true uv tool run poetry install");
-    assert_eq!(of(&[("pyproject.toml", "[tool.poetry]\nname = \"x\"\n"), ("poetry.lock", "")]), (Poetry, poetry.clone()));
+    assert_eq!(
+        of(&[("pyproject.toml", "[tool.poetry]\nname = \"x\"\n"), ("poetry.lock", "")]),
+        (Poetry, poetry.clone())
+    );
     assert_eq!(of(&[("pyproject.toml", "[tool.poetry]\nname = \"x\"\n")]), (Poetry, poetry));
-    assert_eq!(of(&[("pyproject.toml", project)]), (Pyproject, some("uv venv .venv && uv pip install --python .venv/bin/python -e .")));
+    assert_eq!(
+        of(&[("pyproject.toml", project)]),
+        (Pyproject, some("uv venv .venv && uv pip install --python .venv/bin/python -e ."))
+    );
     assert_eq!(of(&[("manage.py", "")]), (None, Option::None));
     assert_eq!(runtime(&[("README.md", "")]).unwrap(), RuntimePlan::default());
 }
@@ -362,7 +399,10 @@ fn python_version_requests() {
     assert_eq!((v.spec.as_str(), v.file.as_str()), ("3.12", ".python-version"));
 
     let err = runtime(&[("requirements.txt", ""), (".python-version", "pypy3.10\n")]).unwrap_err();
-    assert_eq!(err.to_string(), ".python-version:1:1: \"pypy3.10\" is not a Python version Nexus can provide: only CPython is provided");
+    assert_eq!(
+        err.to_string(),
+        ".python-version:1:1: \"pypy3.10\" is not a Python version Nexus can provide: only CPython is provided"
+    );
     let err = runtime(&[("pyproject.toml", "[project]\nrequires-python = \"^3.11\"\n")]).unwrap_err();
     assert_eq!((err.file.as_str(), err.line, err.column), ("pyproject.toml", 2, 20));
     assert!(err.hint.ends_with(", in requires-python in pyproject.toml"), "{}", err.hint);
@@ -371,8 +411,18 @@ fn python_version_requests() {
 #[test]
 fn python_picks_the_newest_interpreter_that_fits() {
     let have: Vec<String> = ["3.11.2", "3.13.5", "3.12.8"].map(String::from).to_vec();
-    let file = |spec: &str| VersionRequest { spec: spec.into(), file: ".python-version".into(), key: None, line: 1, column: 1 };
-    let requires = |spec: &str| VersionRequest { key: Some("requires-python".into()), file: "pyproject.toml".into(), ..file(spec) };
+    let file = |spec: &str| VersionRequest {
+        spec: spec.into(),
+        file: ".python-version".into(),
+        key: None,
+        line: 1,
+        column: 1,
+    };
+    let requires = |spec: &str| VersionRequest {
+        key: Some("requires-python".into()),
+        file: "pyproject.toml".into(),
+        ..file(spec)
+    };
     let pick = |r: VersionRequest| pick_python(Some(&r), &have).map(Option::unwrap);
     assert_eq!(pick_python(None, &have).unwrap().as_deref(), Some("3.13.5"));
     assert_eq!(pick_python(None, &[]).unwrap(), None);
@@ -388,5 +438,8 @@ fn python_picks_the_newest_interpreter_that_fits() {
     );
     let err = pick(file("3.12.1")).unwrap_err();
     assert_eq!(err.message, "this project needs Python 3.12.1; the node has 3.11.2, 3.12.8 and 3.13.5");
-    assert_eq!(pick(file("3.13t")).unwrap_err().message, "\"3.13t\" is not a Python version Nexus can provide: free-threaded builds are not provided");
+    assert_eq!(
+        pick(file("3.13t")).unwrap_err().message,
+        "\"3.13t\" is not a Python version Nexus can provide: free-threaded builds are not provided"
+    );
 }
