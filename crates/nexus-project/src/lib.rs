@@ -30,7 +30,9 @@ pub use nexus_types::protocol::{
     NodeRuntime, PackageManager, PackageManagerKind, PythonInstaller, PythonRuntime, RuntimePlan, VersionRequest,
 };
 pub use render::to_yaml;
-pub use runtime::{parse_node_index, pick_node, pick_python, resolve_runtime, NodeRelease, RUNTIME_FILES};
+pub use runtime::{
+    lts_codename, parse_node_index, pick_node, pick_python, resolve_runtime, NodeRelease, RUNTIME_FILES,
+};
 pub use schema::{json_schema, json_schema_text, SCHEMA_FILE};
 pub use yaml::{mapping_or_empty, nearest_key, parse_yaml, KeyHints, YamlProblem};
 

@@ -67,6 +67,13 @@ const LTS_CODENAMES: &[(&str, u64)] = &[
     ("krypton", 24),
 ];
 
+/// The codename of an LTS line this crate knows (`24` → `krypton`), for a node whose source lists
+/// versions without LTS flags: marking those releases LTS makes [`pick_node`] prefer them. Lines newer
+/// than the table stay unmarked, so such a source picks the newest line the table knows.
+pub fn lts_codename(major: u64) -> Option<&'static str> {
+    LTS_CODENAMES.iter().find(|(_, m)| *m == major).map(|(name, _)| *name)
+}
+
 /// What a request for Node can say.
 #[derive(Debug, Clone, PartialEq)]
 enum NodeSpec {

@@ -84,6 +84,16 @@ fn node_nvm_aliases() {
     assert_eq!(pick_node(Some(&request("lts/jod")), &bare).unwrap().as_deref(), Some("22.21.1"));
     assert_eq!(pick_node(None, &bare).unwrap().as_deref(), Some("25.2.1"));
     assert_eq!(pick_node(None, &[]).unwrap(), None, "an empty source is the node's problem");
+    // Marked by the known codenames, the same source prefers LTS again.
+    let marked: Vec<NodeRelease> = bare
+        .iter()
+        .map(|r| {
+            let major = r.version.trim_start_matches('v').split('.').next().unwrap().parse().unwrap();
+            NodeRelease { lts: lts_codename(major).map(str::to_string), ..r.clone() }
+        })
+        .collect();
+    assert_eq!(pick_node(None, &marked).unwrap().as_deref(), Some("24.11.1"));
+    assert_eq!((lts_codename(22), lts_codename(23)), (Some("jod"), None));
 }
 
 #[test]
