@@ -4,8 +4,20 @@
 //! touching anything the user wrote. The host key the server reported is pinned under a
 //! `HostKeyAlias` named after the workspace id, so a port handed to another workspace later can
 //! never match an old key, and designers never see a trust-on-first-use prompt.
+//!
+//! Connections are shared (`ControlMaster`) through a socket whose path must fit a Unix socket
+//! address, or every ssh through the config fails ("path ... too long for Unix domain socket"). So the
+//! path is written out in full, with a short name, in the first private directory where it fits:
+//! `~/.nexus/ssh/cm`, else `$XDG_RUNTIME_DIR`; where neither fits, connections are not shared.
 
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+/// Longest control socket path that works on every system: a socket address holds 104 bytes on macOS
+/// (108 on Linux) with the final NUL, and ssh first binds `<path>.<16 random characters>`.
+pub const MAX_CONTROL_PATH: usize = 104 - 1 - 17;
 
 /// One workspace's ssh entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,18 +54,28 @@ pub struct SshFiles {
     pub config: PathBuf,
     /// Our known_hosts file.
     pub known_hosts: PathBuf,
-    /// Control sockets for connection sharing.
+    /// Control sockets for connection sharing, when their paths fit here.
     pub control_dir: PathBuf,
+    /// Where control sockets go when they do not fit in `control_dir`: the session's private runtime
+    /// directory (`$XDG_RUNTIME_DIR`), which exists while the user is logged in.
+    pub runtime_dir: Option<PathBuf>,
 }
 
 impl SshFiles {
-    /// The files under `home`.
+    /// The files under `home`, with `$XDG_RUNTIME_DIR` for control sockets that do not fit there.
     pub fn under(home: &Path) -> SshFiles {
+        let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
+        SshFiles::with_runtime_dir(home, runtime_dir)
+    }
+
+    /// The files under `home`, with `runtime_dir` as the second place for control sockets.
+    pub fn with_runtime_dir(home: &Path, runtime_dir: Option<PathBuf>) -> SshFiles {
         SshFiles {
             user_config: home.join(".ssh/config"),
             config: home.join(".nexus/ssh/config"),
             known_hosts: home.join(".nexus/ssh/known_hosts"),
             control_dir: home.join(".nexus/ssh/cm"),
+            runtime_dir,
         }
     }
 
@@ -68,10 +90,12 @@ impl SshFiles {
     /// Writes (or replaces) a workspace's entry and its pinned host key, and makes sure the user's
     /// config includes ours.
     pub fn upsert(&self, entry: &SshEntry) -> std::io::Result<()> {
-        create_private_dir(self.config.parent().expect("has a parent"))?;
-        create_private_dir(&self.control_dir)?;
+        let dir = self.config.parent().expect("has a parent");
+        create_private_dir(dir)?;
+        let control = self.control_path(entry, std::fs::metadata(dir)?.uid())?;
         let current = read_or_empty(&self.config)?;
-        write_private(&self.config, &upsert_block(&current, &entry.name, &render_block(entry, self)))?;
+        let block = render_block(entry, self, control.as_deref());
+        write_private(&self.config, &upsert_block(&current, &entry.name, &block))?;
         let hosts = read_or_empty(&self.known_hosts)?;
         let hosts = pin_host_key(&hosts, &entry.id, entry.host_key.as_deref());
         write_private(&self.known_hosts, &hosts)?;
@@ -89,6 +113,22 @@ impl SshFiles {
             write_private(&self.known_hosts, &pin_host_key(&hosts, id, None))?;
         }
         Ok(())
+    }
+
+    /// The control socket for `entry`: in the first of [`SshFiles::control_dir`] and
+    /// [`SshFiles::runtime_dir`] where the whole path fits ([`MAX_CONTROL_PATH`]) and the directory is
+    /// private to `uid` (creating `control_dir`); `None` when there is no such place.
+    pub fn control_path(&self, entry: &SshEntry, uid: u32) -> std::io::Result<Option<PathBuf>> {
+        let name = socket_name(entry);
+        if let Some(path) = usable(&self.control_dir, &name) {
+            create_private_dir(&self.control_dir)?;
+            if is_private_dir(&self.control_dir, uid) {
+                return Ok(Some(path));
+            }
+        }
+        // Not created here: it belongs to the login session, and a missing one means there is none.
+        let runtime = self.runtime_dir.as_deref().filter(|d| d.is_absolute() && is_private_dir(d, uid));
+        Ok(runtime.and_then(|d| usable(d, &name)))
     }
 
     /// Adds `Include <our config>` at the top of `~/.ssh/config` unless it is there. It must come
@@ -118,8 +158,30 @@ fn end_marker(name: &str) -> String {
     format!("# <<< nexus workspace {name}")
 }
 
-/// A workspace's block, between markers.
-pub fn render_block(e: &SshEntry, files: &SshFiles) -> String {
+/// The control socket's file name: short, and different for every host, port and user (as ssh's own
+/// `%C` is, at 40 characters), so a workspace that moved never reuses a connection to its old address.
+fn socket_name(e: &SshEntry) -> String {
+    let hash = Sha256::digest(format!("{}\n{}\n{}\n{}", e.id, e.host, e.port, e.user));
+    let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("nexus-{hex}")
+}
+
+/// `dir/name` when that path fits a socket address and ssh reads it back as written: `%` is escaped
+/// below, but ssh would expand `${...}`, and a `"` would end the quoted value.
+fn usable(dir: &Path, name: &str) -> Option<PathBuf> {
+    let path = dir.join(name);
+    let text = path.to_str()?;
+    (text.len() <= MAX_CONTROL_PATH && !text.contains("${") && !text.contains('"')).then_some(path)
+}
+
+/// A directory only `uid` can enter: owned by it, not a symlink, no access for group or others.
+fn is_private_dir(dir: &Path, uid: u32) -> bool {
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0)
+}
+
+/// A workspace's block, between markers; `control_path` is the socket for connection sharing (see
+/// [`SshFiles::control_path`]), `None` to not share.
+pub fn render_block(e: &SshEntry, files: &SshFiles, control_path: Option<&Path>) -> String {
     let mut b = String::new();
     b.push_str(&begin_marker(&e.name));
     b.push('\n');
@@ -137,9 +199,19 @@ pub fn render_block(e: &SshEntry, files: &SshFiles) -> String {
         // Older servers may not know the key yet; accept it once rather than fail.
         b.push_str("  StrictHostKeyChecking accept-new\n");
     }
-    b.push_str("  ControlMaster auto\n");
-    b.push_str(&format!("  ControlPath \"{}/%C\"\n", files.control_dir.display()));
-    b.push_str("  ControlPersist 10m\n");
+    match control_path {
+        Some(path) => {
+            b.push_str("  ControlMaster auto\n");
+            // Written out in full (no `%C`): its length is then known to fit. `%` would start a token.
+            b.push_str(&format!("  ControlPath \"{}\"\n", path.display().to_string().replace('%', "%%")));
+            b.push_str("  ControlPersist 10m\n");
+        }
+        None => {
+            // Nowhere private has room for the socket; without sharing, every ssh still works.
+            b.push_str("  ControlMaster no\n");
+            b.push_str("  ControlPath none\n");
+        }
+    }
     b.push_str("  ServerAliveInterval 15\n");
     b.push_str("  ServerAliveCountMax 4\n");
     b.push_str(&format!("  ForwardAgent {}\n", if e.forward_agent { "yes" } else { "no" }));
@@ -244,13 +316,14 @@ mod tests {
     #[test]
     fn blocks_are_replaced_and_removed_without_touching_the_rest() {
         let files = SshFiles::under(Path::new("/home/a"));
+        let render = |e: &SshEntry| render_block(e, &files, Some(Path::new("/home/a/.nexus/ssh/cm/nexus-0")));
         let user = "Host mine\n  User me\n";
-        let one = upsert_block(user, "site", &render_block(&entry("site", "ws-1", 2222), &files));
+        let one = upsert_block(user, "site", &render(&entry("site", "ws-1", 2222)));
         assert!(one.starts_with(user) && one.contains("Host nexus-site\n  HostName staging.example.com\n  Port 2222"));
-        let two = upsert_block(&one, "site", &render_block(&entry("site", "ws-1", 2230), &files));
+        let two = upsert_block(&one, "site", &render(&entry("site", "ws-1", 2230)));
         assert_eq!(two.matches("Host nexus-site").count(), 1, "{two}");
         assert!(two.contains("Port 2230") && !two.contains("Port 2222"));
-        let other = upsert_block(&two, "blog", &render_block(&entry("blog", "ws-2", 2231), &files));
+        let other = upsert_block(&two, "blog", &render(&entry("blog", "ws-2", 2231)));
         let back = remove_block(&remove_block(&other, "site"), "blog");
         assert_eq!(back.trim_end(), user.trim_end());
     }
@@ -303,6 +376,112 @@ mod tests {
         for want in ["hostname staging.example.com", "port 2222", "user dev", "hostkeyalias ws-1", "controlmaster auto"]
         {
             assert!(text.lines().any(|l| l == want), "missing {want:?} in\n{text}");
+        }
+    }
+
+    /// A home directory whose path is `len` characters long.
+    fn home_of_length(len: usize) -> (tempfile::TempDir, PathBuf) {
+        let base = tempfile::tempdir().unwrap();
+        let pad = len - base.path().as_os_str().len() - 1;
+        let home = base.path().join("h".repeat(pad));
+        std::fs::create_dir(&home).unwrap();
+        assert_eq!(home.as_os_str().len(), len);
+        (base, home)
+    }
+
+    /// A directory like `$XDG_RUNTIME_DIR`: private to the user.
+    fn private_tempdir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
+    /// The `ControlPath` in our config file (of its one workspace), or `None` when it shares no connections.
+    fn control_path_in(files: &SshFiles) -> Option<String> {
+        let config = std::fs::read_to_string(&files.config).unwrap();
+        let line = config.lines().find_map(|l| l.trim().strip_prefix("ControlPath "))?;
+        (line != "none").then(|| line.trim_matches('"').to_string())
+    }
+
+    /// Regression: with a HOME of 38 characters or more, `<home>/.nexus/ssh/cm/%C` was too long for a
+    /// socket address and every ssh through the config failed.
+    #[test]
+    fn control_sockets_fit_a_socket_address_under_a_60_character_home() {
+        let (_base, home) = home_of_length(60);
+        let runtime = private_tempdir();
+        let files = SshFiles::with_runtime_dir(&home, Some(runtime.path().to_path_buf()));
+        files.upsert(&entry("site", "ws-1", 2222)).unwrap();
+        let path = control_path_in(&files).expect("a runtime dir with room: connections are shared");
+        assert!(path.starts_with(runtime.path().to_str().unwrap()), "{path}");
+        // ssh binds `<path>.<16 random>` and needs a final NUL, in macOS's 104 bytes.
+        assert!(path.len() + 17 < 104, "{path} is {} bytes", path.len());
+
+        // No room anywhere: no sharing rather than a broken ssh.
+        let files = SshFiles::with_runtime_dir(&home, None);
+        files.upsert(&entry("site", "ws-1", 2222)).unwrap();
+        assert_eq!(control_path_in(&files), None);
+        assert!(std::fs::read_to_string(&files.config).unwrap().contains("  ControlMaster no\n"));
+
+        // A runtime dir others can enter is not used.
+        std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let files = SshFiles::with_runtime_dir(&home, Some(runtime.path().to_path_buf()));
+        files.upsert(&entry("site", "ws-1", 2222)).unwrap();
+        assert_eq!(control_path_in(&files), None);
+    }
+
+    #[test]
+    fn control_sockets_stay_under_a_short_home_and_differ_by_address() {
+        let home = tempfile::tempdir().unwrap();
+        let files = SshFiles::with_runtime_dir(home.path(), None);
+        files.upsert(&entry("site", "ws-1", 2222)).unwrap();
+        let first = control_path_in(&files).unwrap();
+        assert!(Path::new(&first).starts_with(&files.control_dir), "{first}");
+        assert_eq!(std::fs::metadata(&files.control_dir).unwrap().permissions().mode() & 0o777, 0o700);
+        files.upsert(&entry("site", "ws-1", 2230)).unwrap();
+        assert_ne!(control_path_in(&files).unwrap(), first, "a new port gets its own socket");
+    }
+
+    /// Regression, end to end: a real ssh through the config Nexus writes, with a 60-character HOME,
+    /// to a real sshd; the second ssh goes through the shared connection.
+    #[test]
+    fn ssh_through_the_config_works_with_a_60_character_home() {
+        let key = nexus_testkit::ssh::TestKey::generate("nexus-test");
+        let Some(sshd) = nexus_testkit::ssh::Sshd::start(&key) else { return };
+        let (_base, home) = home_of_length(60);
+        let runtime = private_tempdir();
+        for runtime_dir in [Some(runtime.path().to_path_buf()), None] {
+            let shared = runtime_dir.is_some();
+            let files = SshFiles::with_runtime_dir(&home, runtime_dir);
+            let e = SshEntry {
+                host: "127.0.0.1".into(),
+                port: sshd.port,
+                user: sshd.user.clone(),
+                identity_file: key.path.clone(),
+                host_key: Some(sshd.host_key.clone()),
+                ..entry("site", "ws-1", 0)
+            };
+            files.upsert(&e).unwrap();
+            let ssh = |args: &[&str]| {
+                std::process::Command::new("ssh")
+                    .arg("-F")
+                    .arg(&files.user_config)
+                    .args(["-o", "BatchMode=yes"])
+                    .args(args)
+                    .env("HOME", &home)
+                    .output()
+                    .expect("ssh is installed")
+            };
+            for _ in 0..2 {
+                let out = ssh(&["nexus-site", "echo", "hello"]);
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(out.status.success(), "ssh failed: {stderr}\nsshd: {}", sshd.log());
+                assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+            }
+            // A master is running only where connections are shared; stop it (ControlPersist).
+            assert_eq!(ssh(&["-O", "check", "nexus-site"]).status.success(), shared);
+            if shared {
+                assert!(ssh(&["-O", "exit", "nexus-site"]).status.success());
+            }
         }
     }
 }

@@ -69,3 +69,99 @@ pub fn run(host: &str, port: u16, key: &TestKey, command: &str) -> SshOutput {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// Where Debian and most distributions install the OpenSSH server.
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// A real OpenSSH server on `127.0.0.1`, run as the current user with a throwaway host key, accepting
+/// the given key: for tests of what the system `ssh` client does with the config Nexus writes
+/// (connection sharing, port forwards). Stopped when dropped.
+pub struct Sshd {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    /// The port it listens on.
+    pub port: u16,
+    /// The user to log in as: the one running the tests.
+    pub user: String,
+    /// Its host key (`ssh-ed25519 AAAA...`), to pin.
+    pub host_key: String,
+}
+
+impl Sshd {
+    /// Starts sshd accepting `key`, or `None` when the OpenSSH server is not installed (`apt-get
+    /// install openssh-server`); callers skip their test then.
+    pub fn start(key: &TestKey) -> Option<Sshd> {
+        if !std::path::Path::new(SSHD).exists() {
+            eprintln!("skipped: {SSHD} is not installed (apt-get install openssh-server)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let host_key = dir.path().join("host_key");
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "nexus-test-sshd", "-f"])
+            .arg(&host_key)
+            .output()
+            .expect("ssh-keygen is installed");
+        assert!(out.status.success(), "ssh-keygen failed");
+        let public = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
+        let public: Vec<&str> = public.split_whitespace().take(2).collect();
+        std::fs::write(dir.path().join("authorized_keys"), format!("{}\n", key.public)).unwrap();
+        let user = current_user();
+        // As root, sshd wants its privilege separation directory, which only its service creates.
+        if user == "root" {
+            std::fs::create_dir_all("/run/sshd").unwrap();
+        }
+        let port = crate::free_port();
+        let config = dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\n\
+                 StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\nAllowTcpForwarding yes\nLogLevel ERROR\n",
+                host_key.display(),
+                dir.path().join("authorized_keys").display(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("sshd.log")).unwrap();
+        let child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("sshd starts");
+        let mut sshd = Sshd { child, dir, port, user, host_key: public.join(" ") };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = sshd.child.try_wait() {
+                panic!("sshd exited ({status}): {}", sshd.log());
+            }
+            assert!(std::time::Instant::now() < deadline, "sshd did not listen on {port}: {}", sshd.log());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some(sshd)
+    }
+
+    /// What sshd logged, for assertion messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The user running the tests, as sshd knows them.
+fn current_user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id is installed");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
