@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use nexus_types::diagnostics::{error_chain, lock, Hint};
 use nexus_types::protocol::{
     AgentMessage, Command, InventoryItem, Op, Outcome, Report, ServerMessage, CONNECT_PATH, TUNNEL_PATH,
 };
@@ -30,12 +31,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::provider::Provider;
 use crate::provision::{self, Settings};
-use crate::{error_chain, AgentError};
+use crate::AgentError;
 
-/// Default heartbeat interval.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
-/// Default base image alias.
-pub const DEFAULT_BASE_IMAGE: &str = "nexus-base";
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
+/// Image alias used when the config names none; `nexus node init` builds it.
+const DEFAULT_BASE_IMAGE: &str = "nexus-base";
 
 /// First reconnect delay; doubles per failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -81,7 +81,7 @@ impl AgentConfig {
 }
 
 /// Derives the WebSocket URL of `path` from the server's base URL.
-pub fn ws_url(server_url: &str, path: &str) -> Result<String, AgentError> {
+fn ws_url(server_url: &str, path: &str) -> Result<String, AgentError> {
     let bad = |reason: &str| AgentError::ServerUrl { url: server_url.to_string(), reason: reason.to_string() };
     let url = server_url.trim().trim_end_matches('/');
     let (scheme, rest) = [("http://", "ws://"), ("https://", "wss://"), ("ws://", "ws://"), ("wss://", "wss://")]
@@ -130,7 +130,7 @@ pub async fn run<P: Provider>(
     let auth = HeaderValue::from_str(&format!("Bearer {}", config.join_token)).map_err(|_| AgentError::JoinToken)?;
     let (reports_tx, mut reports_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
-        settings: Settings::new(config.base_image.clone(), config.lxd_project.clone()),
+        settings: Settings::new(config.base_image.clone()),
         config,
         provider,
         auth,
@@ -153,7 +153,7 @@ pub async fn run<P: Provider>(
             };
             match result.await {
                 Ok(()) => tracing::debug!(image, "base image ready"),
-                Err(e) => tracing::warn!(image, error = %error_chain(&e), "preparing the base image failed; creates will be slower"),
+                Err(e) => tracing::warn!(image, error = %error_chain(&e), hint = e.hint().unwrap_or_default(), "preparing the base image failed; creates will be slower"),
             }
         });
     }
@@ -175,12 +175,10 @@ pub async fn run<P: Provider>(
             last_failure = None;
         }
         let chain = error_chain(&error);
+        let hint = error.hint().unwrap_or_default();
         let delay = if let AgentError::Unauthorized { .. } = error {
             if last_failure.as_deref() != Some(chain.as_str()) {
-                tracing::error!(
-                    error = %chain,
-                    "hint: wrong join token; copy it from `<data-dir>/join-token` on the server into this agent's configuration"
-                );
+                tracing::error!(error = %chain, hint, "the server refused this agent");
             }
             UNAUTHORIZED_RETRY
         } else {
@@ -188,7 +186,7 @@ pub async fn run<P: Provider>(
                 if welcomed {
                     tracing::warn!(error = %chain, "lost the connection to the server; reconnecting");
                 } else {
-                    tracing::warn!(error = %chain, "cannot connect to the server; retrying with backoff");
+                    tracing::warn!(error = %chain, hint, "cannot connect to the server; retrying with backoff");
                 }
             } else {
                 tracing::debug!(error = %chain, "still cannot connect");
@@ -230,7 +228,7 @@ async fn session<P: Provider, S: Future<Output = ()> + Unpin>(
     shutdown: &mut S,
 ) -> End {
     let setup = async {
-        // Report the real inventory or nothing: an empty list from a broken LXD would make the
+        // Report the real inventory or nothing: an empty list from a broken provider would make the
         // server think every workspace vanished.
         shared.provider.ensure_project().await?;
         let inventory: Vec<InventoryItem> = shared
@@ -435,7 +433,7 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Queues `cmd` behind earlier commands for the same workspace, starting a worker if none runs.
 fn dispatch<P: Provider>(shared: &Arc<Shared<P>>, tasks: &mut JoinSet<()>, cmd: Command) {
-    let mut queues = shared.queues.lock().unwrap();
+    let mut queues = lock(&shared.queues);
     let cmd = match queues.get(&cmd.workspace_id) {
         // A worker whose receiver is gone (it panicked) gives the command back.
         Some(tx) => match tx.send(cmd) {
@@ -459,7 +457,7 @@ async fn worker<P: Provider>(shared: Arc<Shared<P>>, id: String, mut rx: mpsc::U
             Err(_) => {
                 // Senders only send while holding this lock, so an empty queue seen under it
                 // stays empty: nothing can be lost between the check and the removal.
-                let mut queues = shared.queues.lock().unwrap();
+                let mut queues = lock(&shared.queues);
                 match rx.try_recv() {
                     Ok(cmd) => cmd,
                     Err(_) => {
@@ -483,7 +481,7 @@ async fn execute<P: Provider>(shared: &Shared<P>, cmd: Command) -> Report {
     if !matches!(cmd.op, Op::Ensure(_)) {
         stop_supervisor(shared, id);
     }
-    shared.endpoints.lock().unwrap().retain(|(ws, _), _| ws != id);
+    lock(&shared.endpoints).retain(|(ws, _), _| ws != id);
     let (op, result) = match &cmd.op {
         Op::Ensure(spec) => {
             let result = provision::ensure(provider, id, spec, &shared.settings).await;
@@ -530,11 +528,11 @@ fn start_supervisor<P: Provider>(
     );
     // Not part of the session's task set: services are watched across reconnects.
     let task = tokio::spawn(supervisor.run());
-    shared.supervisors.lock().unwrap().insert(id.to_string(), task.abort_handle());
+    lock(&shared.supervisors).insert(id.to_string(), task.abort_handle());
 }
 
 fn stop_supervisor<P>(shared: &Shared<P>, id: &str) {
-    if let Some(task) = shared.supervisors.lock().unwrap().remove(id) {
+    if let Some(task) = lock(&shared.supervisors).remove(id) {
         task.abort();
     }
 }

@@ -1,77 +1,50 @@
 //! [`FakeProvider`]: an in-memory [`Provider`] for tests here and in other crates (the simulated
-//! node in server tests), so nothing but the e2e suite needs LXD.
+//! node in server tests), so nothing but the e2e suite needs LXD. Compiled only for this crate's
+//! tests and with the `testing` feature, so it never ships in the binary.
 //!
 //! It keeps a map of instances, records every call, and answers the provisioning steps of
 //! [`crate::provision`] the way a healthy base image would (by the step name that is `$0` of their
 //! `sh -c` scripts): the clone marks the instance as cloned, `HEAD` is a fixed commit, the host key
-//! is made up. Tests can script other exec results, inject errors, add latency, and point
-//! [`Provider::endpoint`] at a local TCP server. Without such a target every endpoint is a shared
-//! in-process "sshd" on `127.0.0.1` that sends an `SSH-2.0` banner and then echoes what it gets.
+//! is made up. Tests can script other exec results, inject errors, make boots fail with a console
+//! log, add latency, and point [`Provider::endpoint`] at a local TCP server. Without such a target
+//! every endpoint is a shared in-process "sshd" on `127.0.0.1` that sends an `SSH-2.0` banner and
+//! then echoes what it gets.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nexus_types::diagnostics::lock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::provider::{ExecOutput, InstanceInfo, Provider};
+use crate::lxd::LxdError;
+use crate::provider::{ExecOutput, InstanceInfo, Provider, ProviderError};
 use crate::provision;
-use crate::AgentError;
 
 /// The commit every fake clone checks out.
 pub const FAKE_COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 /// The banner of the built-in fake sshd.
 pub const FAKE_SSH_BANNER: &str = "SSH-2.0-NexusFake\r\n";
 
-/// One recorded provider call.
+/// One recorded provider call: each variant is named after the [`Provider`] method and holds
+/// its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)] // the arguments are documented on the trait
 pub enum Call {
-    /// `ensure_project()`.
     EnsureProject,
-    /// `warm(image)`.
     Warm(String),
-    /// `list()`.
     List,
-    /// `create(..)`.
-    Create {
-        /// Instance name.
-        name: String,
-        /// Image alias.
-        image: String,
-        /// CPU limit.
-        cpu: u32,
-        /// Memory limit.
-        memory: String,
-    },
-    /// `start(name)`.
+    Create { name: String, image: String, cpu: u32, memory: String },
     Start(String),
-    /// `stop(name)`.
     Stop(String),
-    /// `delete(name)`.
     Delete(String),
-    /// `state(name)`.
     State(String),
-    /// `ipv4(name)`.
+    ConsoleLog(String),
     Ipv4(String),
-    /// `endpoint(name, port)`.
     Endpoint(String, u16),
-    /// `exec(..)`.
-    Exec {
-        /// Instance name.
-        name: String,
-        /// The command line.
-        argv: Vec<String>,
-        /// `(uid, gid)`.
-        user: Option<(u32, u32)>,
-        /// Extra environment.
-        env: Vec<(String, String)>,
-        /// Working directory.
-        cwd: Option<String>,
-    },
-    /// `set_config(name, key, value)`.
+    Exec { name: String, argv: Vec<String>, user: Option<(u32, u32)>, env: Vec<(String, String)>, cwd: Option<String> },
     SetConfig(String, String, String),
-    /// `get_config(name, key)`.
     GetConfig(String, String),
 }
 
@@ -81,7 +54,8 @@ impl Call {
         match self {
             Call::EnsureProject | Call::Warm(_) | Call::List => None,
             Call::Create { name, .. } | Call::Exec { name, .. } => Some(name),
-            Call::Start(n) | Call::Stop(n) | Call::Delete(n) | Call::State(n) | Call::Ipv4(n) => Some(n),
+            Call::Start(n) | Call::Stop(n) | Call::Delete(n) | Call::State(n) | Call::ConsoleLog(n) => Some(n),
+            Call::Ipv4(n) => Some(n),
             Call::Endpoint(n, _) | Call::SetConfig(n, _, _) | Call::GetConfig(n, _) => Some(n),
         }
     }
@@ -105,6 +79,7 @@ impl Call {
             Call::Stop(_) => "stop".into(),
             Call::Delete(_) => "delete".into(),
             Call::State(_) => "state".into(),
+            Call::ConsoleLog(_) => "console_log".into(),
             Call::Ipv4(_) => "ipv4".into(),
             Call::Endpoint(..) => "endpoint".into(),
             Call::Exec { argv, .. } => exec_step(argv).map(str::to_string).unwrap_or_else(|| "exec".into()),
@@ -133,6 +108,7 @@ struct Instance {
     ip: Ipv4Addr,
     cloned: bool,
     authorized_keys: Option<String>,
+    console: String,
 }
 
 impl Default for Instance {
@@ -144,6 +120,7 @@ impl Default for Instance {
             ip: Ipv4Addr::UNSPECIFIED,
             cloned: false,
             authorized_keys: None,
+            console: String::new(),
         }
     }
 }
@@ -162,6 +139,8 @@ struct State {
     next_ip: u8,
     latency: Duration,
     fake_sshd: Option<SocketAddr>,
+    /// Console log of a boot that fails: every start then leaves the instance stopped.
+    failing_boot: Option<String>,
 }
 
 /// An in-memory provider; cheap to clone (clones share state).
@@ -172,7 +151,7 @@ pub struct FakeProvider {
 
 impl std::fmt::Debug for FakeProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = self.state.lock().unwrap();
+        let s = lock(&self.state);
         f.debug_struct("FakeProvider").field("instances", &s.instances.keys().collect::<Vec<_>>()).finish()
     }
 }
@@ -185,7 +164,7 @@ impl FakeProvider {
 
     /// Every call so far, in order.
     pub fn calls(&self) -> Vec<Call> {
-        self.state.lock().unwrap().calls.clone()
+        lock(&self.state).calls.clone()
     }
 
     /// The labels ([`Call::label`]) of the calls about `name`, in order.
@@ -193,51 +172,40 @@ impl FakeProvider {
         self.calls().iter().filter(|c| c.instance() == Some(name)).map(Call::label).collect()
     }
 
-    /// The argv of every exec so far.
-    pub fn exec_argvs(&self) -> Vec<Vec<String>> {
-        self.calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                Call::Exec { argv, .. } => Some(argv),
-                _ => None,
-            })
-            .collect()
-    }
-
     /// Forgets the recorded calls.
     pub fn clear_calls(&self) {
-        self.state.lock().unwrap().calls.clear();
+        lock(&self.state).calls.clear();
     }
 
     /// Names of existing instances with their running state.
     pub fn instances(&self) -> Vec<InstanceInfo> {
-        let s = self.state.lock().unwrap();
+        let s = lock(&self.state);
         s.instances.iter().map(|(n, i)| InstanceInfo { name: n.clone(), running: i.running }).collect()
     }
 
     /// Whether `name` exists.
     pub fn exists(&self, name: &str) -> bool {
-        self.state.lock().unwrap().instances.contains_key(name)
+        lock(&self.state).instances.contains_key(name)
     }
 
     /// Whether `name` has been cloned into (by a successful clone step).
     pub fn is_cloned(&self, name: &str) -> bool {
-        self.state.lock().unwrap().instances.get(name).is_some_and(|i| i.cloned)
+        lock(&self.state).instances.get(name).is_some_and(|i| i.cloned)
     }
 
     /// The `authorized_keys` content the key step wrote into `name`.
     pub fn authorized_keys(&self, name: &str) -> Option<String> {
-        self.state.lock().unwrap().instances.get(name).and_then(|i| i.authorized_keys.clone())
+        lock(&self.state).instances.get(name).and_then(|i| i.authorized_keys.clone())
     }
 
     /// The image `name` was created from.
     pub fn image_of(&self, name: &str) -> Option<String> {
-        self.state.lock().unwrap().instances.get(name).map(|i| i.image.clone())
+        lock(&self.state).instances.get(name).map(|i| i.image.clone())
     }
 
     /// Adds an instance directly, as if it existed before the agent started.
     pub fn insert_instance(&self, name: &str, running: bool) {
-        let mut s = self.state.lock().unwrap();
+        let mut s = lock(&self.state);
         let ip = next_ip(&mut s);
         s.instances.insert(name.to_string(), Instance { running, ip, ..Default::default() });
     }
@@ -245,7 +213,7 @@ impl FakeProvider {
     /// Consults `handler` first for every exec (latest registered first); `None` falls through
     /// to earlier handlers and finally to the built-in behaviour.
     pub fn on_exec(&self, handler: impl Fn(&str, &[String]) -> Option<ExecOutput> + Send + Sync + 'static) {
-        self.state.lock().unwrap().handlers.push(Arc::new(handler));
+        lock(&self.state).handlers.push(Arc::new(handler));
     }
 
     /// Answers every exec whose argv contains an element equal to `arg` (a step name such as
@@ -258,7 +226,7 @@ impl FakeProvider {
     /// Makes every call labelled `label` ([`Call::label`]: `create`, `start`, a step name...) fail
     /// with an LXD-style error carrying `message`. An empty message clears the failure.
     pub fn fail(&self, label: &str, message: &str) {
-        let mut s = self.state.lock().unwrap();
+        let mut s = lock(&self.state);
         if message.is_empty() {
             s.failures.remove(label);
         } else {
@@ -266,14 +234,20 @@ impl FakeProvider {
         }
     }
 
+    /// Makes every later start fail the way a container whose init exits does: the start
+    /// succeeds, the instance stops at once, and its console log is `console`. `None` heals.
+    pub fn fail_boot(&self, console: Option<&str>) {
+        lock(&self.state).failing_boot = console.map(str::to_string);
+    }
+
     /// Makes `ipv4` report no address for the first `polls` calls after each start, like DHCP.
     pub fn set_ipv4_delay(&self, polls: u32) {
-        self.state.lock().unwrap().ipv4_delay_polls = polls;
+        lock(&self.state).ipv4_delay_polls = polls;
     }
 
     /// Delays every call by `latency` (to observe ordering and concurrency).
     pub fn set_latency(&self, latency: Duration) {
-        self.state.lock().unwrap().latency = latency;
+        lock(&self.state).latency = latency;
     }
 
     /// Points `endpoint(name, 22)` at `addr`.
@@ -283,14 +257,14 @@ impl FakeProvider {
 
     /// Points `endpoint(name, port)` at `addr`.
     pub fn set_endpoint(&self, name: &str, port: u16, addr: SocketAddr) {
-        self.state.lock().unwrap().endpoints.insert((name.to_string(), port), addr);
+        lock(&self.state).endpoints.insert((name.to_string(), port), addr);
     }
 
     /// Records the call, applies latency and injected failures.
-    async fn enter(&self, call: Call) -> Result<(), AgentError> {
+    async fn enter(&self, call: Call) -> Result<(), ProviderError> {
         let label = call.label();
         let (latency, failure) = {
-            let mut s = self.state.lock().unwrap();
+            let mut s = lock(&self.state);
             s.calls.push(call);
             (s.latency, s.failures.get(&label).cloned())
         };
@@ -298,30 +272,27 @@ impl FakeProvider {
             tokio::time::sleep(latency).await;
         }
         match failure {
-            Some(message) => Err(AgentError::Lxd { method: "FAKE".into(), path: label, status: 500, message }),
+            Some(message) => Err(LxdError::Api { method: "FAKE".into(), path: label, status: 500, message }.into()),
             None => Ok(()),
         }
     }
 
-    fn with_instance<T>(&self, name: &str, f: impl FnOnce(&mut Instance) -> T) -> Result<T, AgentError> {
-        let mut s = self.state.lock().unwrap();
-        s.instances.get_mut(name).map(f).ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))
+    fn with_instance<T>(&self, name: &str, f: impl FnOnce(&mut Instance) -> T) -> Result<T, ProviderError> {
+        let mut s = lock(&self.state);
+        s.instances.get_mut(name).map(f).ok_or_else(|| ProviderError::NoSuchInstance(name.to_string()))
     }
 
     /// The shared fake sshd, started on first use.
-    async fn fake_sshd(&self) -> Result<SocketAddr, AgentError> {
-        if let Some(addr) = self.state.lock().unwrap().fake_sshd {
-            return Ok(addr);
+    async fn fake_sshd(&self) -> SocketAddr {
+        if let Some(addr) = lock(&self.state).fake_sshd {
+            return addr;
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|source| AgentError::Io { what: "binding the fake sshd".into(), source })?;
-        let addr =
-            listener.local_addr().map_err(|source| AgentError::Io { what: "fake sshd address".into(), source })?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding the fake sshd");
+        let addr = listener.local_addr().expect("the fake sshd's address");
         {
-            let mut s = self.state.lock().unwrap();
+            let mut s = lock(&self.state);
             if let Some(existing) = s.fake_sshd {
-                return Ok(existing); // lost a race; drop ours
+                return existing; // lost a race; drop ours
             }
             s.fake_sshd = Some(addr);
         }
@@ -345,11 +316,11 @@ impl FakeProvider {
                 });
             }
         });
-        Ok(addr)
+        addr
     }
 
     /// What a healthy base image answers.
-    fn builtin_exec(&self, name: &str, argv: &[String]) -> Result<ExecOutput, AgentError> {
+    fn builtin_exec(&self, name: &str, argv: &[String]) -> Result<ExecOutput, ProviderError> {
         let step = exec_step(argv).unwrap_or("");
         let arg = |i: usize| argv.get(4 + i).cloned().unwrap_or_default();
         self.with_instance(name, |inst| match step {
@@ -384,22 +355,30 @@ fn next_ip(s: &mut State) -> Ipv4Addr {
 }
 
 impl Provider for FakeProvider {
-    async fn ensure_project(&self) -> Result<(), AgentError> {
+    async fn ensure_project(&self) -> Result<(), ProviderError> {
         self.enter(Call::EnsureProject).await
     }
 
-    async fn warm(&self, image: &str) -> Result<(), AgentError> {
+    async fn warm(&self, image: &str) -> Result<(), ProviderError> {
         self.enter(Call::Warm(image.to_string())).await
     }
 
-    async fn list(&self) -> Result<Vec<InstanceInfo>, AgentError> {
+    async fn list(&self) -> Result<Vec<InstanceInfo>, ProviderError> {
         self.enter(Call::List).await?;
         Ok(self.instances())
     }
 
-    async fn create(&self, name: &str, image: &str, cpu: u32, memory: &str) -> Result<(), AgentError> {
+    fn check_limits(&self, _cpu: u32, memory: &str) -> Result<(), ProviderError> {
+        // What LXD accepts, so specs behave here as they would on a node.
+        if !memory.trim().is_empty() {
+            crate::lxd::memory_limit(memory)?;
+        }
+        Ok(())
+    }
+
+    async fn create(&self, name: &str, image: &str, cpu: u32, memory: &str) -> Result<(), ProviderError> {
         self.enter(Call::Create { name: name.into(), image: image.into(), cpu, memory: memory.into() }).await?;
-        let mut s = self.state.lock().unwrap();
+        let mut s = lock(&self.state);
         if !s.instances.contains_key(name) {
             let ip = next_ip(&mut s);
             let mut config = BTreeMap::new();
@@ -410,37 +389,53 @@ impl Provider for FakeProvider {
         Ok(())
     }
 
-    async fn start(&self, name: &str) -> Result<(), AgentError> {
+    async fn start(&self, name: &str) -> Result<(), ProviderError> {
         self.enter(Call::Start(name.into())).await?;
-        let polls = self.state.lock().unwrap().ipv4_delay_polls;
-        let was_running = self.with_instance(name, |i| std::mem::replace(&mut i.running, true))?;
+        let (polls, failing_boot) = {
+            let s = lock(&self.state);
+            (s.ipv4_delay_polls, s.failing_boot.clone())
+        };
+        let was_running = self.with_instance(name, |i| {
+            let was = i.running;
+            if !was {
+                // A new boot writes a new console log.
+                i.running = failing_boot.is_none();
+                i.console = failing_boot.unwrap_or_default();
+            }
+            was
+        })?;
         if !was_running {
-            self.state.lock().unwrap().pending_ipv4_polls.insert(name.to_string(), polls);
+            lock(&self.state).pending_ipv4_polls.insert(name.to_string(), polls);
         }
         Ok(())
     }
 
-    async fn stop(&self, name: &str) -> Result<(), AgentError> {
+    async fn stop(&self, name: &str) -> Result<(), ProviderError> {
         self.enter(Call::Stop(name.into())).await?;
         self.with_instance(name, |i| i.running = false)
     }
 
-    async fn delete(&self, name: &str) -> Result<(), AgentError> {
+    async fn delete(&self, name: &str) -> Result<(), ProviderError> {
         self.enter(Call::Delete(name.into())).await?;
-        self.state.lock().unwrap().instances.remove(name);
+        lock(&self.state).instances.remove(name);
         Ok(())
     }
 
-    async fn state(&self, name: &str) -> Result<Option<InstanceInfo>, AgentError> {
+    async fn state(&self, name: &str) -> Result<Option<InstanceInfo>, ProviderError> {
         self.enter(Call::State(name.into())).await?;
-        let s = self.state.lock().unwrap();
+        let s = lock(&self.state);
         Ok(s.instances.get(name).map(|i| InstanceInfo { name: name.to_string(), running: i.running }))
     }
 
-    async fn ipv4(&self, name: &str) -> Result<Option<Ipv4Addr>, AgentError> {
+    async fn console_log(&self, name: &str) -> Result<String, ProviderError> {
+        self.enter(Call::ConsoleLog(name.into())).await?;
+        self.with_instance(name, |i| i.console.clone())
+    }
+
+    async fn ipv4(&self, name: &str) -> Result<Option<Ipv4Addr>, ProviderError> {
         self.enter(Call::Ipv4(name.into())).await?;
-        let mut s = self.state.lock().unwrap();
-        let inst = s.instances.get(name).cloned().ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
+        let mut s = lock(&self.state);
+        let inst = s.instances.get(name).cloned().ok_or_else(|| ProviderError::NoSuchInstance(name.to_string()))?;
         if !inst.running {
             return Ok(None);
         }
@@ -453,10 +448,10 @@ impl Provider for FakeProvider {
         Ok(Some(inst.ip))
     }
 
-    async fn endpoint(&self, name: &str, port: u16) -> Result<Option<SocketAddr>, AgentError> {
+    async fn endpoint(&self, name: &str, port: u16) -> Result<Option<SocketAddr>, ProviderError> {
         self.enter(Call::Endpoint(name.into(), port)).await?;
         let (running, target) = {
-            let s = self.state.lock().unwrap();
+            let s = lock(&self.state);
             (s.instances.get(name).is_some_and(|i| i.running), s.endpoints.get(&(name.to_string(), port)).copied())
         };
         if !running {
@@ -464,7 +459,7 @@ impl Provider for FakeProvider {
         }
         match target {
             Some(addr) => Ok(Some(addr)),
-            None => self.fake_sshd().await.map(Some),
+            None => Ok(Some(self.fake_sshd().await)),
         }
     }
 
@@ -475,7 +470,7 @@ impl Provider for FakeProvider {
         user: Option<(u32, u32)>,
         env: &[(String, String)],
         cwd: Option<&str>,
-    ) -> Result<ExecOutput, AgentError> {
+    ) -> Result<ExecOutput, ProviderError> {
         self.enter(Call::Exec {
             name: name.into(),
             argv: argv.to_vec(),
@@ -486,14 +481,9 @@ impl Provider for FakeProvider {
         .await?;
         let running = self.with_instance(name, |i| i.running)?;
         if !running {
-            return Err(AgentError::Lxd {
-                method: "POST".into(),
-                path: format!("/1.0/instances/{name}/exec"),
-                status: 400,
-                message: "Instance is not running".into(),
-            });
+            return Err(ProviderError::NotRunning(name.to_string()));
         }
-        let handlers = self.state.lock().unwrap().handlers.clone();
+        let handlers = lock(&self.state).handlers.clone();
         for h in handlers.iter().rev() {
             if let Some(out) = h(name, argv) {
                 return Ok(out);
@@ -502,14 +492,14 @@ impl Provider for FakeProvider {
         self.builtin_exec(name, argv)
     }
 
-    async fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), AgentError> {
+    async fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), ProviderError> {
         self.enter(Call::SetConfig(name.into(), key.into(), value.into())).await?;
         self.with_instance(name, |i| {
             i.config.insert(key.to_string(), value.to_string());
         })
     }
 
-    async fn get_config(&self, name: &str, key: &str) -> Result<Option<String>, AgentError> {
+    async fn get_config(&self, name: &str, key: &str) -> Result<Option<String>, ProviderError> {
         self.enter(Call::GetConfig(name.into(), key.into())).await?;
         self.with_instance(name, |i| i.config.get(key).cloned())
     }

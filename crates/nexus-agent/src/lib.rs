@@ -1,105 +1,43 @@
-//! The Nexus node agent as a library: it drives LXD (behind the [`provider::Provider`] trait),
-//! turns workspace specs into running containers and keeps the control connection to the server.
+//! The Nexus node agent as a library: it drives containers (behind the [`provider::Provider`]
+//! trait), turns workspace specs into running containers and keeps the control connection to the
+//! server.
 //!
-//! Layering: [`connection`] speaks the wire protocol and schedules commands, [`provision`] decides
+//! Layering: `connection` speaks the wire protocol and schedules commands, [`provision`] decides
 //! what a workspace needs, and a [`provider::Provider`] ([`lxd::LxdProvider`] for real, or
-//! [`fake::FakeProvider`] in tests) performs the container operations.
+//! `fake::FakeProvider` with the `testing` feature) performs the container operations. Nothing
+//! above the trait knows it is LXD.
 
-pub mod connection;
+mod boot;
+mod clone;
+mod connection;
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod lxd;
 pub mod provider;
 pub mod provision;
-pub mod services;
+mod services;
 
 pub use connection::{run, AgentConfig};
 
-use std::path::PathBuf;
+use nexus_types::diagnostics::Hint;
 
-/// Everything that can go wrong inside the agent.
+use crate::provider::ProviderError;
+
+/// Why the agent cannot run or lost its server: the container provider failed, or the connection.
 ///
-/// `Display` never repeats the source; print the whole chain (see [`error_chain`]).
+/// `Display` never repeats the source; print the whole chain
+/// (`nexus_types::diagnostics::error_chain`).
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// Neither the Debian nor the snap LXD socket exists.
-    #[error("no LXD socket found (tried {tried})")]
-    LxdSocketNotFound {
-        /// The paths that were tried.
-        tried: String,
-    },
-    /// The LXD socket exists but cannot be connected to.
-    #[error("cannot connect to LXD at `{path}`")]
-    LxdConnect {
-        /// Socket path.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The HTTP exchange with LXD broke off.
-    #[error("HTTP exchange with LXD failed ({method} {path})")]
-    LxdHttp {
-        /// Request method.
-        method: String,
-        /// Request path.
-        path: String,
-        /// Why.
-        #[source]
-        source: hyper::Error,
-    },
-    /// LXD answered with an error.
-    #[error("LXD: {message} ({method} {path}, HTTP {status})")]
-    Lxd {
-        /// Request method.
-        method: String,
-        /// Request path.
-        path: String,
-        /// HTTP status (404 when something does not exist).
-        status: u16,
-        /// LXD's `error` text.
-        message: String,
-    },
-    /// An LXD background operation ended in failure.
-    #[error("LXD operation `{description}` failed: {message}")]
-    LxdOperation {
-        /// LXD's description of the operation (`Creating instance`, ...).
-        description: String,
-        /// LXD's `err` text.
-        message: String,
-    },
-    /// LXD answered with something this agent does not understand.
-    #[error("unexpected answer from LXD to {what}: {detail}")]
-    LxdUnexpected {
-        /// The request.
-        what: String,
-        /// What was wrong with the answer.
-        detail: String,
-    },
-    /// The named instance does not exist.
-    #[error("instance `{0}` does not exist")]
-    NoSuchInstance(String),
-    /// A value from a workspace spec cannot be used.
-    #[error("invalid {field}: {message}")]
-    InvalidSpec {
-        /// The spec field.
-        field: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-    /// Something did not happen in time.
-    #[error("{what} did not finish within {secs} s")]
-    Timeout {
-        /// What was waited for.
-        what: String,
-        /// The limit.
-        secs: u64,
-    },
+    /// The container provider failed (LXD is unreachable, say).
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
     /// `server_url` is not an `http(s)://` or `ws(s)://` URL.
     #[error("invalid server URL `{url}`: {reason}")]
     ServerUrl {
         /// The configured URL.
         url: String,
-        /// What is wrong.
+        /// What is wrong with it.
         reason: String,
     },
     /// The join token cannot be sent in an HTTP header.
@@ -116,7 +54,7 @@ pub enum AgentError {
     Rejected {
         /// The URL dialed.
         url: String,
-        /// HTTP status.
+        /// HTTP status of the refusal.
         status: u16,
         /// Start of the response body.
         body: String,
@@ -126,7 +64,7 @@ pub enum AgentError {
     Connect {
         /// The URL dialed.
         url: String,
-        /// Why.
+        /// What the WebSocket client reported.
         #[source]
         source: Box<tokio_tungstenite::tungstenite::Error>,
     },
@@ -136,21 +74,31 @@ pub enum AgentError {
     /// The server broke the protocol (or closed the connection).
     #[error("protocol: {0}")]
     Protocol(String),
-    /// A local I/O operation failed.
-    #[error("{what}")]
-    Io {
-        /// What was being done.
+    /// The server did not answer in time.
+    #[error("{what} did not finish within {secs} s")]
+    Timeout {
+        /// What was waited for.
         what: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// The limit in seconds.
+        secs: u64,
     },
 }
 
-impl AgentError {
-    /// True when LXD said the thing asked about does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, AgentError::NoSuchInstance(_) | AgentError::Lxd { status: 404, .. })
+impl Hint for AgentError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            AgentError::Provider(e) => e.hint(),
+            AgentError::ServerUrl { .. } => Some("give the server's base URL, e.g. `http://staging:3001`".into()),
+            AgentError::JoinToken | AgentError::Unauthorized { .. } => Some(
+                "wrong join token; copy it from `<data-dir>/join-token` on the server into this agent's configuration"
+                    .into(),
+            ),
+            AgentError::Rejected { .. } => Some("check that the URL is the Nexus server's, not a proxy's".into()),
+            AgentError::Connect { .. } | AgentError::Timeout { .. } => {
+                Some("check that the server runs and that this node can reach its URL".into())
+            }
+            AgentError::WebSocket(_) | AgentError::Protocol(_) => None,
+        }
     }
 }
 
@@ -158,20 +106,4 @@ impl From<tokio_tungstenite::tungstenite::Error> for AgentError {
     fn from(e: tokio_tungstenite::tungstenite::Error) -> Self {
         AgentError::WebSocket(Box::new(e))
     }
-}
-
-/// Renders an error and all its sources on one line, `outer: inner: innermost`.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut next = err.source();
-    while let Some(e) = next {
-        let s = e.to_string();
-        // Some libraries repeat their source in Display; skip exact repeats.
-        if !out.ends_with(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        next = e.source();
-    }
-    out
 }

@@ -14,26 +14,26 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
+use nexus_types::diagnostics::{error_chain, lock, Hint};
 use serde_json::{json, Value};
 use tokio::net::UnixStream;
 
-use crate::provider::{ExecOutput, InstanceInfo, Provider};
-use crate::AgentError;
+use crate::provider::{ExecOutput, InstanceInfo, Provider, ProviderError};
 
 /// Where the Debian/Ubuntu package puts LXD's socket.
-pub const DEBIAN_SOCKET: &str = "/var/lib/lxd/unix.socket";
+const DEBIAN_SOCKET: &str = "/var/lib/lxd/unix.socket";
 /// Where the snap puts LXD's socket.
-pub const SNAP_SOCKET: &str = "/var/snap/lxd/common/lxd/unix.socket";
+const SNAP_SOCKET: &str = "/var/snap/lxd/common/lxd/unix.socket";
 
 /// Config key marking an instance as a Nexus workspace; [`Provider::list`] only reports these.
-pub const WORKSPACE_KEY: &str = "user.nexus.workspace";
+pub(crate) const WORKSPACE_KEY: &str = "user.nexus.workspace";
 /// Config key on template containers naming the image alias they were built from.
 const TEMPLATE_KEY: &str = "user.nexus.template";
 /// Config key set on a template once its rootfs is shifted and it is usable.
@@ -50,6 +50,116 @@ const TEMPLATE_RETRY: Duration = Duration::from_secs(600);
 const WAIT_SLICE_SECS: u64 = 30;
 /// Graceful shutdown budget before a stop turns into a forced one.
 const STOP_TIMEOUT_SECS: u64 = 5;
+
+/// What went wrong talking to LXD. Converted into [`ProviderError::Lxd`] at the trait, except
+/// for what the agent decides on (a missing or stopped instance, a limit LXD cannot apply).
+#[derive(Debug, thiserror::Error)]
+pub enum LxdError {
+    /// Neither the Debian nor the snap LXD socket exists.
+    #[error("no LXD socket found (tried `{}`, `{}`)", DEBIAN_SOCKET, SNAP_SOCKET)]
+    SocketNotFound,
+    /// The LXD socket exists but cannot be connected to.
+    #[error("cannot connect to LXD at `{path}`")]
+    Connect {
+        /// Socket path.
+        path: PathBuf,
+        /// Why the connect failed (permissions, LXD not listening).
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP exchange with LXD broke off.
+    #[error("HTTP exchange with LXD failed ({method} {path})")]
+    Http {
+        /// Request method.
+        method: String,
+        /// Request path, without the project.
+        path: String,
+        /// Why the exchange broke.
+        #[source]
+        source: hyper::Error,
+    },
+    /// LXD answered with an error.
+    #[error("LXD: {message} ({method} {path}, HTTP {status})")]
+    Api {
+        /// Request method.
+        method: String,
+        /// Request path, without the project.
+        path: String,
+        /// HTTP status (404 when something does not exist).
+        status: u16,
+        /// LXD's `error` text.
+        message: String,
+    },
+    /// An LXD background operation ended in failure.
+    #[error("LXD operation `{description}` failed: {message}")]
+    Operation {
+        /// LXD's description of the operation (`Creating instance`, ...).
+        description: String,
+        /// LXD's `err` text.
+        message: String,
+    },
+    /// LXD answered with something this agent does not understand.
+    #[error("unexpected answer from LXD to {what}: {detail}")]
+    Unexpected {
+        /// The request.
+        what: String,
+        /// What was wrong with the answer.
+        detail: String,
+    },
+    /// The image alias a container was to be made from does not exist.
+    #[error("image `{image}` is not on this node")]
+    ImageNotFound {
+        /// The alias.
+        image: String,
+        /// LXD's refusal, when it came from a create.
+        #[source]
+        source: Option<Box<LxdError>>,
+    },
+    /// A template container did not stop after its first start.
+    #[error("template {name} did not stop within {secs} s of its first start")]
+    TemplateTimeout {
+        /// The template container.
+        name: String,
+        /// The limit in seconds.
+        secs: u64,
+    },
+    /// [`LxdProvider::delete_project`] on the `default` project.
+    #[error("refusing to empty LXD's default project")]
+    DefaultProject,
+}
+
+impl LxdError {
+    /// True when LXD said the thing asked about does not exist.
+    fn is_not_found(&self) -> bool {
+        matches!(self, LxdError::Api { status: 404, .. })
+    }
+
+    /// LXD's own error text, for the few refusals that are decided on by their text.
+    fn lxd_message(&self) -> &str {
+        match self {
+            LxdError::Api { message, .. } | LxdError::Operation { message, .. } => message,
+            _ => "",
+        }
+    }
+}
+
+impl Hint for LxdError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            LxdError::SocketNotFound => {
+                "prepare this host with `sudo nexus node init`, which installs and starts LXD".into()
+            }
+            LxdError::Connect { .. } => {
+                "check that LXD runs (`lxc info`) and that the agent may use its socket (run it as root)".into()
+            }
+            LxdError::ImageNotFound { image, .. } => format!(
+                "image `{image}` is missing on the node: run `sudo nexus node init` there (it builds the base image), or pick one `lxc image list` shows"
+            ),
+            LxdError::DefaultProject => "give the agent a project of its own (`--lxd-project`)".into(),
+            _ => "check LXD on the node (`lxc info`, `lxc list`, `lxc storage list`) and its log, then retry".into(),
+        })
+    }
+}
 
 /// LXD over its unix socket, scoped to one project.
 #[derive(Debug)]
@@ -74,32 +184,15 @@ impl LxdProvider {
     }
 
     /// The first LXD socket that exists: the Debian package's, then the snap's.
-    pub fn default_socket() -> Result<PathBuf, AgentError> {
-        [DEBIAN_SOCKET, SNAP_SOCKET]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .ok_or_else(|| AgentError::LxdSocketNotFound { tried: format!("`{DEBIAN_SOCKET}`, `{SNAP_SOCKET}`") })
-    }
-
-    /// The project this provider works in.
-    pub fn project(&self) -> &str {
-        &self.project
-    }
-
-    /// The socket path.
-    pub fn socket(&self) -> &Path {
-        &self.socket
+    pub fn default_socket() -> Result<PathBuf, LxdError> {
+        [DEBIAN_SOCKET, SNAP_SOCKET].iter().map(PathBuf::from).find(|p| p.exists()).ok_or(LxdError::SocketNotFound)
     }
 
     /// Deletes every instance in the project (workspaces and templates), then the project itself.
     /// For tests and for decommissioning a node; refuses the `default` project.
-    pub async fn delete_project(&self) -> Result<(), AgentError> {
+    pub async fn delete_project(&self) -> Result<(), LxdError> {
         if self.project == "default" {
-            return Err(AgentError::InvalidSpec {
-                field: "project",
-                message: "refusing to empty the default project".into(),
-            });
+            return Err(LxdError::DefaultProject);
         }
         let all = match self.call(Method::GET, "/1.0/instances?recursion=1", None).await {
             Ok(v) => v,
@@ -122,11 +215,11 @@ impl LxdProvider {
     }
 
     /// One request; returns the status and the raw body.
-    async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes), AgentError> {
+    async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes), LxdError> {
         let stream = UnixStream::connect(&self.socket)
             .await
-            .map_err(|source| AgentError::LxdConnect { path: self.socket.clone(), source })?;
-        let http_err = |source| AgentError::LxdHttp { method: method.to_string(), path: path.to_string(), source };
+            .map_err(|source| LxdError::Connect { path: self.socket.clone(), source })?;
+        let http_err = |source| LxdError::Http { method: method.to_string(), path: path.to_string(), source };
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(http_err)?;
         // The connection task ends when `sender` is dropped after this one request.
         tokio::spawn(async move {
@@ -136,8 +229,9 @@ impl LxdProvider {
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
-        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).map_err(|e| {
-            AgentError::LxdUnexpected { what: format!("{method} {path}"), detail: format!("cannot build request: {e}") }
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).map_err(|e| LxdError::Unexpected {
+            what: format!("{method} {path}"),
+            detail: format!("cannot build request: {e}"),
         })?;
         let resp = sender.send_request(req).await.map_err(http_err)?;
         let status = resp.status().as_u16();
@@ -150,7 +244,7 @@ impl LxdProvider {
     ///
     /// Retries for a while when LXD says the instance is busy: its own operations (the stop after
     /// an init exits, say) can still be finishing when the state already reads `Stopped`.
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, AgentError> {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, LxdError> {
         let deadline = Instant::now() + BUSY_RETRY;
         loop {
             let result = match self.call_once(method.clone(), path, body.clone()).await {
@@ -169,10 +263,10 @@ impl LxdProvider {
     }
 
     /// One request, decoding LXD's envelope and its errors.
-    async fn call_once(&self, method: Method, path: &str, body: Option<Value>) -> Result<Answer, AgentError> {
+    async fn call_once(&self, method: Method, path: &str, body: Option<Value>) -> Result<Answer, LxdError> {
         let what = || format!("{method} {path}");
         let (status, bytes) = self.raw(method.clone(), path, body.map(|b| b.to_string().into_bytes())).await?;
-        let env: Value = serde_json::from_slice(&bytes).map_err(|e| AgentError::LxdUnexpected {
+        let env: Value = serde_json::from_slice(&bytes).map_err(|e| LxdError::Unexpected {
             what: what(),
             detail: format!(
                 "HTTP {status}, body is not JSON ({e}): {}",
@@ -181,7 +275,7 @@ impl LxdProvider {
         })?;
         if status >= 400 || env["type"] == "error" {
             let code = env["error_code"].as_u64().filter(|c| *c >= 400).map(|c| c as u16).unwrap_or(status);
-            return Err(AgentError::Lxd {
+            return Err(LxdError::Api {
                 method: method.to_string(),
                 path: path.to_string(),
                 status: code,
@@ -189,7 +283,7 @@ impl LxdProvider {
             });
         }
         if env["type"] == "async" {
-            let op = env["operation"].as_str().ok_or_else(|| AgentError::LxdUnexpected {
+            let op = env["operation"].as_str().ok_or_else(|| LxdError::Unexpected {
                 what: what(),
                 detail: "async answer without an operation".into(),
             })?;
@@ -199,18 +293,17 @@ impl LxdProvider {
     }
 
     /// Waits for operation `op` (`/1.0/operations/<id>`) and returns its metadata on success.
-    async fn wait(&self, op: &str) -> Result<Value, AgentError> {
+    async fn wait(&self, op: &str) -> Result<Value, LxdError> {
         loop {
-            let op_meta =
-                match self.call_once(Method::GET, &format!("{op}/wait?timeout={WAIT_SLICE_SECS}"), None).await? {
-                    Answer::Sync(meta) => meta,
-                    Answer::Async(_) => {
-                        return Err(AgentError::LxdUnexpected {
-                            what: format!("GET {op}/wait"),
-                            detail: "async answer".into(),
-                        })
-                    }
-                };
+            let op_meta = match self
+                .call_once(Method::GET, &format!("{op}/wait?timeout={WAIT_SLICE_SECS}"), None)
+                .await?
+            {
+                Answer::Sync(meta) => meta,
+                Answer::Async(_) => {
+                    return Err(LxdError::Unexpected { what: format!("GET {op}/wait"), detail: "async answer".into() })
+                }
+            };
             let code = op_meta["status_code"].as_u64().unwrap_or(0);
             if code < 200 {
                 continue; // still running after this wait slice
@@ -218,7 +311,7 @@ impl LxdProvider {
             if code == 200 {
                 return Ok(op_meta["metadata"].clone());
             }
-            return Err(AgentError::LxdOperation {
+            return Err(LxdError::Operation {
                 description: op_meta["description"].as_str().unwrap_or(op).to_string(),
                 message: op_meta["err"].as_str().filter(|s| !s.is_empty()).unwrap_or("(no error text)").to_string(),
             });
@@ -226,7 +319,7 @@ impl LxdProvider {
     }
 
     /// `GET /1.0/instances/{name}`, `None` on 404.
-    async fn instance(&self, name: &str) -> Result<Option<Value>, AgentError> {
+    async fn instance(&self, name: &str) -> Result<Option<Value>, LxdError> {
         match self.call(Method::GET, &format!("/1.0/instances/{}", encode(name)), None).await {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.is_not_found() => Ok(None),
@@ -234,18 +327,18 @@ impl LxdProvider {
         }
     }
 
-    async fn set_state(&self, name: &str, body: Value) -> Result<(), AgentError> {
+    async fn set_state(&self, name: &str, body: Value) -> Result<(), LxdError> {
         self.call(Method::PUT, &format!("/1.0/instances/{}/state", encode(name)), Some(body)).await.map(drop)
     }
 
-    async fn force_delete(&self, name: &str) -> Result<(), AgentError> {
+    async fn force_delete(&self, name: &str) -> Result<(), LxdError> {
         let Some(inst) = self.instance(name).await? else {
             return Ok(());
         };
         if inst["status"] != "Stopped" {
             match self.set_state(name, json!({"action": "stop", "force": true, "timeout": -1})).await {
                 // Raced with something else stopping it.
-                Err(e) if !e.to_string().contains("not running") => return Err(e),
+                Err(e) if !e.lxd_message().contains("not running") => return Err(e),
                 _ => {}
             }
         }
@@ -257,7 +350,7 @@ impl LxdProvider {
     }
 
     /// The fingerprint alias `image` points to, `None` if there is no such alias.
-    async fn image_fingerprint(&self, image: &str) -> Result<Option<String>, AgentError> {
+    async fn image_fingerprint(&self, image: &str) -> Result<Option<String>, LxdError> {
         match self.call(Method::GET, &format!("/1.0/images/aliases/{}", encode(image)), None).await {
             Ok(v) => Ok(v["target"].as_str().map(str::to_string)),
             Err(e) if e.is_not_found() => Ok(None),
@@ -268,12 +361,12 @@ impl LxdProvider {
     /// Name of the usable template for `image`, building it first if needed. `Ok(None)` when the
     /// image cannot be templated (not an alias) or a recent build failed; `Err` when this build
     /// failed. Callers then create from the image.
-    async fn template_for(&self, image: &str) -> Result<Option<String>, AgentError> {
+    async fn template_for(&self, image: &str) -> Result<Option<String>, LxdError> {
         let Some(fp) = self.image_fingerprint(image).await? else {
             return Ok(None);
         };
         let recently_failed =
-            |fp: &str| self.template_failed.lock().unwrap().get(fp).is_some_and(|at| at.elapsed() < TEMPLATE_RETRY);
+            |fp: &str| lock(&self.template_failed).get(fp).is_some_and(|at| at.elapsed() < TEMPLATE_RETRY);
         if recently_failed(&fp) {
             return Ok(None);
         }
@@ -294,19 +387,19 @@ impl LxdProvider {
         match self.build_template(&name, image).await {
             Ok(()) => {
                 tracing::info!(template = %name, image, elapsed_ms = started.elapsed().as_millis() as u64, "built LXD template");
-                self.template_failed.lock().unwrap().remove(&fp);
+                lock(&self.template_failed).remove(&fp);
                 self.drop_stale_templates(image, &name).await;
                 Ok(Some(name))
             }
             Err(e) => {
-                self.template_failed.lock().unwrap().insert(fp, Instant::now());
+                lock(&self.template_failed).insert(fp, Instant::now());
                 let _ = self.force_delete(&name).await;
                 Err(e)
             }
         }
     }
 
-    async fn build_template(&self, name: &str, image: &str) -> Result<(), AgentError> {
+    async fn build_template(&self, name: &str, image: &str) -> Result<(), LxdError> {
         let body = json!({
             "name": name,
             "type": "container",
@@ -318,15 +411,18 @@ impl LxdProvider {
         // The start shifts the rootfs; init then exits and the container stops by itself. A start
         // error is judged by the result below rather than trusted.
         if let Err(e) = self.set_state(name, json!({"action": "start"})).await {
-            tracing::debug!(template = %name, error = %crate::error_chain(&e), "template start reported an error");
+            tracing::debug!(template = %name, error = %error_chain(&e), "template start reported an error");
         }
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let inst = self.instance(name).await?.ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
+            let inst = self.instance(name).await?.ok_or_else(|| LxdError::Unexpected {
+                what: format!("template {name}"),
+                detail: "it disappeared while it was being built".into(),
+            })?;
             if inst["status"] == "Stopped" {
                 let idmap = inst["config"]["volatile.last_state.idmap"].as_str().unwrap_or("");
                 if idmap.is_empty() || idmap == "[]" {
-                    return Err(AgentError::LxdUnexpected {
+                    return Err(LxdError::Unexpected {
                         what: format!("template {name}"),
                         detail: "the rootfs was not shifted by its first start".into(),
                     });
@@ -334,14 +430,17 @@ impl LxdProvider {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(AgentError::Timeout {
-                    what: format!("template {name} stopping after its first start"),
-                    secs: 120,
-                });
+                return Err(LxdError::TemplateTimeout { name: name.to_string(), secs: 120 });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.set_config(name, TEMPLATE_READY_KEY, "true").await
+        self.patch_config(name, TEMPLATE_READY_KEY, "true").await
+    }
+
+    /// Sets one instance config key.
+    async fn patch_config(&self, name: &str, key: &str, value: &str) -> Result<(), LxdError> {
+        let body = json!({"config": {key: value}});
+        self.call(Method::PATCH, &format!("/1.0/instances/{}", encode(name)), Some(body)).await.map(drop)
     }
 
     /// Deletes templates of `image` other than `keep` (built from the image the alias used to name).
@@ -349,7 +448,7 @@ impl LxdProvider {
         let all = match self.call(Method::GET, "/1.0/instances?recursion=1", None).await {
             Ok(v) => v,
             Err(e) => {
-                tracing::debug!(error = %crate::error_chain(&e), "listing instances for template clean-up failed");
+                tracing::debug!(error = %error_chain(&e), "listing instances for template clean-up failed");
                 return;
             }
         };
@@ -359,7 +458,7 @@ impl LxdProvider {
                 match self.force_delete(name).await {
                     Ok(()) => tracing::info!(template = name, "deleted stale LXD template"),
                     Err(e) => {
-                        tracing::warn!(template = name, error = %crate::error_chain(&e), "deleting stale LXD template failed")
+                        tracing::warn!(template = name, error = %error_chain(&e), "deleting stale LXD template failed")
                     }
                 }
             }
@@ -368,14 +467,14 @@ impl LxdProvider {
 }
 
 impl Provider for LxdProvider {
-    async fn ensure_project(&self) -> Result<(), AgentError> {
+    async fn ensure_project(&self) -> Result<(), ProviderError> {
         if self.project == "default" {
             return Ok(());
         }
         match self.call(Method::GET, &format!("/1.0/projects/{}", encode(&self.project)), None).await {
             Ok(_) => return Ok(()),
             Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
         let body = json!({
             "name": self.project,
@@ -387,27 +486,24 @@ impl Provider for LxdProvider {
         match self.call(Method::POST, "/1.0/projects", Some(body)).await {
             Ok(_) => Ok(()),
             // Another agent (or a retry) created it meanwhile.
-            Err(AgentError::Lxd { message, .. }) if message.contains("already exists") => Ok(()),
-            Err(e) => Err(e),
+            Err(e) if e.lxd_message().contains("already exists") => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
-    async fn warm(&self, image: &str) -> Result<(), AgentError> {
+    async fn warm(&self, image: &str) -> Result<(), ProviderError> {
         match self.template_for(image).await? {
             Some(_) => Ok(()),
-            None if self.image_fingerprint(image).await?.is_none() => Err(AgentError::Lxd {
-                method: "GET".into(),
-                path: format!("/1.0/images/aliases/{image}"),
-                status: 404,
-                message: format!("image alias `{image}` not found"),
-            }),
+            None if self.image_fingerprint(image).await?.is_none() => {
+                Err(LxdError::ImageNotFound { image: image.to_string(), source: None }.into())
+            }
             None => Ok(()), // a recent build failed and was reported then
         }
     }
 
-    async fn list(&self) -> Result<Vec<InstanceInfo>, AgentError> {
+    async fn list(&self) -> Result<Vec<InstanceInfo>, ProviderError> {
         let all = self.call(Method::GET, "/1.0/instances?recursion=1", None).await?;
-        let items = all.as_array().ok_or_else(|| AgentError::LxdUnexpected {
+        let items = all.as_array().ok_or_else(|| LxdError::Unexpected {
             what: "GET /1.0/instances".into(),
             detail: "metadata is not a list".into(),
         })?;
@@ -420,7 +516,14 @@ impl Provider for LxdProvider {
             .collect())
     }
 
-    async fn create(&self, name: &str, image: &str, cpu: u32, memory: &str) -> Result<(), AgentError> {
+    fn check_limits(&self, _cpu: u32, memory: &str) -> Result<(), ProviderError> {
+        if !memory.trim().is_empty() {
+            memory_limit(memory)?;
+        }
+        Ok(())
+    }
+
+    async fn create(&self, name: &str, image: &str, cpu: u32, memory: &str) -> Result<(), ProviderError> {
         if self.instance(name).await?.is_some() {
             return Ok(());
         }
@@ -435,7 +538,7 @@ impl Provider for LxdProvider {
         let template = match self.template_for(image).await {
             Ok(t) => t,
             Err(e) => {
-                tracing::warn!(image, error = %crate::error_chain(&e), "no LXD template; creating from the image (first start ~3 s slower)");
+                tracing::warn!(image, error = %error_chain(&e), "no LXD template; creating from the image (first start ~3 s slower)");
                 None
             }
         };
@@ -459,25 +562,28 @@ impl Provider for LxdProvider {
         });
         match self.call(Method::POST, "/1.0/instances", Some(body)).await {
             Ok(_) => Ok(()),
-            Err(e) if e.to_string().contains("already exists") => Ok(()),
-            Err(e) => Err(e),
+            Err(e) if e.lxd_message().contains("already exists") => Ok(()),
+            Err(e) if e.is_not_found() || e.lxd_message().contains("not found") => {
+                Err(LxdError::ImageNotFound { image: image.to_string(), source: Some(Box::new(e)) }.into())
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
-    async fn start(&self, name: &str) -> Result<(), AgentError> {
-        let inst = self.instance(name).await?.ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
+    async fn start(&self, name: &str) -> Result<(), ProviderError> {
+        let inst = self.instance(name).await?.ok_or_else(|| ProviderError::NoSuchInstance(name.to_string()))?;
         if inst["status"] == "Running" {
             return Ok(());
         }
         match self.set_state(name, json!({"action": "start"})).await {
-            Err(e) if e.to_string().contains("already running") => Ok(()),
-            other => other,
+            Err(e) if e.lxd_message().contains("already running") => Ok(()),
+            other => Ok(other?),
         }
     }
 
-    async fn stop(&self, name: &str) -> Result<(), AgentError> {
+    async fn stop(&self, name: &str) -> Result<(), ProviderError> {
         let Some(inst) = self.instance(name).await? else {
-            return Err(AgentError::NoSuchInstance(name.to_string()));
+            return Err(ProviderError::NoSuchInstance(name.to_string()));
         };
         if inst["status"] == "Stopped" {
             return Ok(());
@@ -485,38 +591,60 @@ impl Provider for LxdProvider {
         let graceful = self.set_state(name, json!({"action": "stop", "timeout": STOP_TIMEOUT_SECS})).await;
         match graceful {
             Ok(()) => Ok(()),
-            Err(e) if e.to_string().contains("not running") => Ok(()),
+            Err(e) if e.lxd_message().contains("not running") => Ok(()),
             Err(e) => {
-                tracing::info!(instance = name, error = %crate::error_chain(&e), "clean shutdown failed; forcing");
+                tracing::info!(instance = name, error = %error_chain(&e), "clean shutdown failed; forcing");
                 match self.set_state(name, json!({"action": "stop", "force": true, "timeout": -1})).await {
-                    Err(e) if e.to_string().contains("not running") => Ok(()),
-                    other => other,
+                    Err(e) if e.lxd_message().contains("not running") => Ok(()),
+                    other => Ok(other?),
                 }
             }
         }
     }
 
-    async fn delete(&self, name: &str) -> Result<(), AgentError> {
-        self.force_delete(name).await
+    async fn delete(&self, name: &str) -> Result<(), ProviderError> {
+        Ok(self.force_delete(name).await?)
     }
 
-    async fn state(&self, name: &str) -> Result<Option<InstanceInfo>, AgentError> {
+    async fn state(&self, name: &str) -> Result<Option<InstanceInfo>, ProviderError> {
         Ok(self
             .instance(name)
             .await?
             .map(|i| InstanceInfo { name: name.to_string(), running: i["status"] == "Running" }))
     }
 
-    async fn ipv4(&self, name: &str) -> Result<Option<Ipv4Addr>, AgentError> {
+    async fn console_log(&self, name: &str) -> Result<String, ProviderError> {
+        // Not LXD's JSON envelope: the log itself (the ring buffer while running, the file it
+        // was dumped to at the last stop otherwise).
+        let path = format!("/1.0/instances/{}/console", encode(name));
+        let (status, bytes) = self.raw(Method::GET, &path, None).await?;
+        if status < 400 {
+            return Ok(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        // A container that never started has no log file yet.
+        if status == 404 {
+            return match self.instance(name).await? {
+                Some(_) => Ok(String::new()),
+                None => Err(ProviderError::NoSuchInstance(name.to_string())),
+            };
+        }
+        let message = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned());
+        Err(LxdError::Api { method: "GET".into(), path, status, message }.into())
+    }
+
+    async fn ipv4(&self, name: &str) -> Result<Option<Ipv4Addr>, ProviderError> {
         let state = match self.call(Method::GET, &format!("/1.0/instances/{}/state", encode(name)), None).await {
             Ok(s) => s,
-            Err(e) if e.is_not_found() => return Err(AgentError::NoSuchInstance(name.to_string())),
-            Err(e) => return Err(e),
+            Err(e) if e.is_not_found() => return Err(ProviderError::NoSuchInstance(name.to_string())),
+            Err(e) => return Err(e.into()),
         };
         Ok(global_ipv4(&state))
     }
 
-    async fn endpoint(&self, name: &str, port: u16) -> Result<Option<SocketAddr>, AgentError> {
+    async fn endpoint(&self, name: &str, port: u16) -> Result<Option<SocketAddr>, ProviderError> {
         Ok(self.ipv4(name).await?.map(|ip| SocketAddr::from((ip, port))))
     }
 
@@ -527,7 +655,7 @@ impl Provider for LxdProvider {
         user: Option<(u32, u32)>,
         env: &[(String, String)],
         cwd: Option<&str>,
-    ) -> Result<ExecOutput, AgentError> {
+    ) -> Result<ExecOutput, ProviderError> {
         let environment: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut body = json!({
             "command": argv,
@@ -544,10 +672,13 @@ impl Provider for LxdProvider {
             body["cwd"] = cwd.into();
         }
         let meta = match self.call(Method::POST, &format!("/1.0/instances/{}/exec", encode(name)), Some(body)).await {
-            Err(e) if e.is_not_found() => return Err(AgentError::NoSuchInstance(name.to_string())),
+            Err(e) if e.is_not_found() => return Err(ProviderError::NoSuchInstance(name.to_string())),
+            Err(e) if e.lxd_message().contains("not running") => {
+                return Err(ProviderError::NotRunning(name.to_string()))
+            }
             other => other?,
         };
-        let code = meta["return"].as_i64().ok_or_else(|| AgentError::LxdUnexpected {
+        let code = meta["return"].as_i64().ok_or_else(|| LxdError::Unexpected {
             what: format!("exec in {name}"),
             detail: format!("no exit status in {meta}"),
         })? as i32;
@@ -556,29 +687,41 @@ impl Provider for LxdProvider {
         Ok(ExecOutput { code, stdout: stdout?, stderr: stderr? })
     }
 
-    async fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), AgentError> {
-        let body = json!({"config": {key: value}});
-        match self.call(Method::PATCH, &format!("/1.0/instances/{}", encode(name)), Some(body)).await {
-            Err(e) if e.is_not_found() => Err(AgentError::NoSuchInstance(name.to_string())),
-            other => other.map(drop),
+    async fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), ProviderError> {
+        match self.patch_config(name, key, value).await {
+            Err(e) if e.is_not_found() => Err(ProviderError::NoSuchInstance(name.to_string())),
+            other => Ok(other?),
         }
     }
 
-    async fn get_config(&self, name: &str, key: &str) -> Result<Option<String>, AgentError> {
-        let inst = self.instance(name).await?.ok_or_else(|| AgentError::NoSuchInstance(name.to_string()))?;
+    async fn get_config(&self, name: &str, key: &str) -> Result<Option<String>, ProviderError> {
+        let inst = self.instance(name).await?.ok_or_else(|| ProviderError::NoSuchInstance(name.to_string()))?;
         Ok(inst["config"][key].as_str().map(str::to_string))
+    }
+
+    fn exec_hint(&self, name: &str, command: &str) -> String {
+        format!("`lxc exec {name} --project {} -- {command}`", self.project)
+    }
+
+    fn log_hint(&self, name: &str) -> String {
+        let p = &self.project;
+        format!("`lxc console {name} --project {p} --show-log` and `lxc info {name} --project {p} --show-log`")
+    }
+
+    fn network_hint(&self) -> String {
+        "check the LXD bridge and its DHCP on the node (`lxc network list`, `lxc network info <bridge>`)".into()
     }
 }
 
 impl LxdProvider {
     /// Reads and deletes one recorded exec output file.
-    async fn take_log(&self, path: Option<String>) -> Result<String, AgentError> {
+    async fn take_log(&self, path: Option<String>) -> Result<String, LxdError> {
         let Some(path) = path else {
             return Ok(String::new());
         };
         let (status, bytes) = self.raw(Method::GET, &path, None).await?;
         if status >= 400 {
-            return Err(AgentError::Lxd {
+            return Err(LxdError::Api {
                 method: "GET".into(),
                 path,
                 status,
@@ -587,20 +730,15 @@ impl LxdProvider {
         }
         // Leaving it would pile up files under the instance's log directory.
         if let Err(e) = self.raw(Method::DELETE, &path, None).await {
-            tracing::debug!(path, error = %crate::error_chain(&e), "deleting exec output failed");
+            tracing::debug!(path, error = %error_chain(&e), "deleting exec output failed");
         }
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 }
 
 /// LXD refused because another operation on the instance is still running.
-fn is_busy(e: &AgentError) -> bool {
-    match e {
-        AgentError::Lxd { message, .. } | AgentError::LxdOperation { message, .. } => {
-            message.contains("is busy running")
-        }
-        _ => false,
-    }
+fn is_busy(e: &LxdError) -> bool {
+    e.lxd_message().contains("is busy running")
 }
 
 /// A decoded LXD answer.
@@ -624,11 +762,12 @@ fn global_ipv4(state: &Value) -> Option<Ipv4Addr> {
 ///
 /// Decimal suffixes (`kB MB GB TB`) stay decimal, `Ki Mi Gi Ti` (with or without a trailing `B`)
 /// are binary, as in Kubernetes; a bare number is bytes.
-pub fn memory_limit(input: &str) -> Result<String, AgentError> {
+pub(crate) fn memory_limit(input: &str) -> Result<String, ProviderError> {
     let s: String = input.chars().filter(|c| !c.is_whitespace()).collect();
-    let bad = |why: &str| AgentError::InvalidSpec {
+    let bad = |why: &str| ProviderError::InvalidSpec {
         field: "memory",
-        message: format!("{input:?} {why}; use e.g. `4GB`, `512MiB` or `50%`"),
+        message: format!("{input:?} {why}"),
+        hint: "use a memory limit such as `4GB`, `512MiB` or `50%`".into(),
     };
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -715,10 +854,22 @@ mod tests {
         assert_eq!(global_ipv4(&json!({"network": null})), None);
     }
 
+    #[test]
+    fn hints_name_lxc_commands_in_the_project() {
+        let p = LxdProvider::new("/nonexistent", "node-b");
+        assert_eq!(p.exec_hint("ws-1", "git --version"), "`lxc exec ws-1 --project node-b -- git --version`");
+        assert!(p.log_hint("ws-1").contains("lxc console ws-1 --project node-b --show-log"));
+        let missing = ProviderError::from(LxdError::ImageNotFound { image: "nexus-base".into(), source: None });
+        assert!(missing.hint().unwrap().contains("nexus node init"));
+        assert!(p.check_limits(2, "4 GB").is_ok());
+        let bad = p.check_limits(2, "lots").unwrap_err();
+        assert!(bad.hint().unwrap().contains("`4GB`"), "{bad}");
+    }
+
     #[tokio::test]
     async fn missing_socket_is_a_clear_error() {
         let p = LxdProvider::new("/nonexistent/lxd.socket", "x");
         let err = p.list().await.unwrap_err();
-        assert!(matches!(err, AgentError::LxdConnect { .. }), "{err:?}");
+        assert!(matches!(err, ProviderError::Lxd(LxdError::Connect { .. })), "{err:?}");
     }
 }

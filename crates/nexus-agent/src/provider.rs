@@ -1,16 +1,57 @@
 //! The container operations the agent needs, as a trait: LXD implements it for real
-//! ([`crate::lxd::LxdProvider`]), an in-memory fake ([`crate::fake::FakeProvider`]) for tests.
+//! ([`crate::lxd::LxdProvider`]), an in-memory fake (`FakeProvider`, feature `testing`) for tests.
 //!
 //! Operations are low level and idempotent where that makes retries safe (create, start, stop and
-//! delete are no-ops when already done); all are scoped to the provider's LXD project. Decisions
-//! about what a workspace needs live in [`crate::provision`], not here.
+//! delete are no-ops when already done). Decisions about what a workspace needs live in
+//! [`crate::provision`], not here. Everything backend-specific stays behind the trait: its
+//! syntax for limits, its errors and the commands a person on the node would use (hints).
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use crate::AgentError;
+use nexus_types::diagnostics::Hint;
 
-/// One instance in the provider's project that belongs to Nexus.
+use crate::lxd::LxdError;
+
+/// Why a provider operation failed.
+///
+/// The agent decides on the backend-neutral variants; a backend's own failures travel in its
+/// variant and carry their own hint.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The named instance does not exist.
+    #[error("instance `{0}` does not exist")]
+    NoSuchInstance(String),
+    /// The instance exists but is stopped, and the operation needs it running.
+    #[error("instance `{0}` is not running")]
+    NotRunning(String),
+    /// A value from a workspace spec that this backend cannot use.
+    #[error("invalid {field}: {message}")]
+    InvalidSpec {
+        /// The spec field (`memory`, ...).
+        field: &'static str,
+        /// What is wrong with the value.
+        message: String,
+        /// A value that would work.
+        hint: String,
+    },
+    /// LXD failed.
+    #[error(transparent)]
+    Lxd(#[from] LxdError),
+}
+
+impl Hint for ProviderError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ProviderError::NoSuchInstance(_) => Some("delete the workspace and create it again".into()),
+            ProviderError::NotRunning(_) => Some("start the workspace again".into()),
+            ProviderError::InvalidSpec { hint, .. } => Some(hint.clone()),
+            ProviderError::Lxd(e) => e.hint(),
+        }
+    }
+}
+
+/// One workspace instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceInfo {
     /// Container name, which is the workspace id (`ws-...`).
@@ -47,55 +88,63 @@ impl ExecOutput {
     }
 }
 
-/// Container operations, all scoped to one LXD project.
+/// Container operations, all scoped to the provider's own namespace (LXD: one project).
 ///
 /// Generic rather than `dyn` (async fns in traits); every future is `Send` so callers can
 /// `tokio::spawn` work that uses a provider.
 pub trait Provider: Send + Sync + 'static {
-    /// Creates the provider's project if it does not exist.
-    fn ensure_project(&self) -> impl Future<Output = Result<(), AgentError>> + Send;
+    /// Creates the provider's namespace (LXD: project) if it does not exist.
+    fn ensure_project(&self) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// Prepares `image` so later [`Provider::create`] calls are fast (LXD: builds a pre-shifted
     /// template container). Optional; the default does nothing.
-    fn warm(&self, image: &str) -> impl Future<Output = Result<(), AgentError>> + Send {
+    fn warm(&self, image: &str) -> impl Future<Output = Result<(), ProviderError>> + Send {
         let _ = image;
         async { Ok(()) }
     }
 
-    /// The Nexus workspace instances in the project.
-    fn list(&self) -> impl Future<Output = Result<Vec<InstanceInfo>, AgentError>> + Send;
+    /// The Nexus workspace instances.
+    fn list(&self) -> impl Future<Output = Result<Vec<InstanceInfo>, ProviderError>> + Send;
 
-    /// Creates a stopped container from image alias `image` with the given limits; a no-op if an
-    /// instance of that name exists. `memory` is LXD syntax (`4GB`, `512MiB`); empty means no limit,
-    /// as does `cpu == 0`.
+    /// Refuses limits [`Provider::create`] could not apply, before anything is created. `memory`
+    /// is a size such as `4GB`, `512MiB` or `50%` (empty: no limit); `cpu == 0` means no limit.
+    fn check_limits(&self, cpu: u32, memory: &str) -> Result<(), ProviderError>;
+
+    /// Creates a stopped container from image `image` with the limits [`Provider::check_limits`]
+    /// accepts; a no-op if an instance of that name exists.
     fn create(
         &self,
         name: &str,
         image: &str,
         cpu: u32,
         memory: &str,
-    ) -> impl Future<Output = Result<(), AgentError>> + Send;
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// Starts the instance; a no-op if it is running.
-    fn start(&self, name: &str) -> impl Future<Output = Result<(), AgentError>> + Send;
+    fn start(&self, name: &str) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// Stops the instance; a no-op if it is stopped.
-    fn stop(&self, name: &str) -> impl Future<Output = Result<(), AgentError>> + Send;
+    fn stop(&self, name: &str) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// Stops and deletes the instance and its disk; a no-op if it does not exist.
-    fn delete(&self, name: &str) -> impl Future<Output = Result<(), AgentError>> + Send;
+    fn delete(&self, name: &str) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// Whether the instance exists and whether it runs (`None`: it does not exist).
-    fn state(&self, name: &str) -> impl Future<Output = Result<Option<InstanceInfo>, AgentError>> + Send;
+    fn state(&self, name: &str) -> impl Future<Output = Result<Option<InstanceInfo>, ProviderError>> + Send;
+
+    /// What the instance's console printed during its last or current boot (init's messages),
+    /// empty when there is nothing; for saying why an instance stopped or never came up.
+    fn console_log(&self, name: &str) -> impl Future<Output = Result<String, ProviderError>> + Send;
 
     /// eth0's global IPv4 address, once it has one.
-    fn ipv4(&self, name: &str) -> impl Future<Output = Result<Option<Ipv4Addr>, AgentError>> + Send;
+    fn ipv4(&self, name: &str) -> impl Future<Output = Result<Option<Ipv4Addr>, ProviderError>> + Send;
 
     /// Where to open a TCP connection to reach `port` inside the instance (LXD: `ipv4:port`).
-    fn endpoint(&self, name: &str, port: u16) -> impl Future<Output = Result<Option<SocketAddr>, AgentError>> + Send;
+    fn endpoint(&self, name: &str, port: u16)
+        -> impl Future<Output = Result<Option<SocketAddr>, ProviderError>> + Send;
 
     /// Runs `argv` in the running instance and waits for it. `user` is `(uid, gid)` (root when
-    /// `None`); `env` is added to LXD's default environment.
+    /// `None`); `env` is added to the provider's default environment.
     fn exec(
         &self,
         name: &str,
@@ -103,11 +152,28 @@ pub trait Provider: Send + Sync + 'static {
         user: Option<(u32, u32)>,
         env: &[(String, String)],
         cwd: Option<&str>,
-    ) -> impl Future<Output = Result<ExecOutput, AgentError>> + Send;
+    ) -> impl Future<Output = Result<ExecOutput, ProviderError>> + Send;
 
     /// Sets instance config `key` (meant for `user.nexus.*` markers).
-    fn set_config(&self, name: &str, key: &str, value: &str) -> impl Future<Output = Result<(), AgentError>> + Send;
+    fn set_config(&self, name: &str, key: &str, value: &str) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// Reads instance config `key`; `None` when unset.
-    fn get_config(&self, name: &str, key: &str) -> impl Future<Output = Result<Option<String>, AgentError>> + Send;
+    fn get_config(&self, name: &str, key: &str) -> impl Future<Output = Result<Option<String>, ProviderError>> + Send;
+
+    /// For hints: how a person on the node runs `command` inside instance `name`.
+    fn exec_hint(&self, name: &str, command: &str) -> String {
+        let _ = name;
+        format!("`{command}` inside the workspace")
+    }
+
+    /// For hints: where a person on the node reads why instance `name` did not start or stopped.
+    fn log_hint(&self, name: &str) -> String {
+        let _ = name;
+        "the container's console log on the node".into()
+    }
+
+    /// For hints: how a person on the node checks the network the instances get addresses from.
+    fn network_hint(&self) -> String {
+        "check the node's container network and its DHCP".into()
+    }
 }

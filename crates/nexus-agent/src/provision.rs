@@ -13,37 +13,40 @@
 //!
 //! Commands run inside the container as `sh -c SCRIPT STEP args...`: values (the key, the URL,
 //! the branch) are passed as arguments and never spliced into script text, and `STEP` (`$0`) names
-//! the step in `ps` and lets [`crate::fake::FakeProvider`] recognize it.
+//! the step in `ps` and lets the fake provider of tests recognize it.
+//!
+//! When a step fails because the container itself stopped or never came up, the failure says so,
+//! with the cause its console log names, instead of blaming the step.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use nexus_types::diagnostics::{error_chain, Hint};
 use nexus_types::protocol::WorkspaceSpec;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use crate::provider::{ExecOutput, Provider};
-use crate::{error_chain, AgentError};
+use crate::provider::{ExecOutput, Provider, ProviderError};
+use crate::{boot, clone};
 
 /// `$0` of the script that writes `authorized_keys`.
-pub const STEP_WRITE_KEY: &str = "nexus-write-key";
+pub(crate) const STEP_WRITE_KEY: &str = "nexus-write-key";
 /// `$0` of the script that prints the checkout's `HEAD` (or exits [`NOT_CLONED_EXIT`]).
-pub const STEP_HEAD: &str = "nexus-head";
-/// `$0` of the script that clones the repository.
+pub(crate) const STEP_HEAD: &str = "nexus-head";
+/// `$0` of the script that clones the repository (tests recognize the clone by it).
 pub const STEP_CLONE: &str = "nexus-clone";
 /// `$0` of the script that sets up git's identity and credentials for `dev`.
-pub const STEP_GIT_SETUP: &str = "nexus-git-setup";
+pub(crate) const STEP_GIT_SETUP: &str = "nexus-git-setup";
 /// `$0` of the script that points the `upstream` remote at the original repository.
-pub const STEP_UPSTREAM: &str = "nexus-upstream";
+pub(crate) const STEP_UPSTREAM: &str = "nexus-upstream";
 /// `$0` of the script that prints sshd's ed25519 public host key.
-pub const STEP_HOST_KEY: &str = "nexus-host-key";
+pub(crate) const STEP_HOST_KEY: &str = "nexus-host-key";
 /// Exit status of [`STEP_HEAD`] when there is no checkout yet.
-pub const NOT_CLONED_EXIT: i32 = 10;
+pub(crate) const NOT_CLONED_EXIT: i32 = 10;
 
 /// The workspace user's uid and gid in the base image.
-pub const DEV_UID: u32 = 1000;
-/// The workspace user's home.
-pub const DEV_HOME: &str = "/home/dev";
+pub(crate) const DEV_UID: u32 = 1000;
+pub(crate) const DEV_HOME: &str = "/home/dev";
 
 /// Runs as `dev`. Writes the key as the only line, via a temporary file so sshd never sees a
 /// half-written file. `$1`: the key line.
@@ -115,6 +118,9 @@ else
 fi
 "#;
 
+/// How often waiting for the address also checks that the container still runs.
+const STATE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// Runs as root. sshd's unit generates this key on first boot, before sshd listens.
 const HOST_KEY_SCRIPT: &str = "exec cat /etc/ssh/ssh_host_ed25519_key.pub";
 
@@ -123,8 +129,6 @@ const HOST_KEY_SCRIPT: &str = "exec cat /etc/ssh/ssh_host_ed25519_key.pub";
 pub struct Settings {
     /// Image alias used when the spec names none.
     pub base_image: String,
-    /// The node's LXD project (for hints naming `lxc` commands).
-    pub lxd_project: String,
     /// How long eth0 may take to get an IPv4 address (default 30 s).
     pub ipv4_timeout: Duration,
     /// How long sshd may take to answer after the address is up (default 30 s).
@@ -137,11 +141,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Defaults for the given base image and project.
-    pub fn new(base_image: impl Into<String>, lxd_project: impl Into<String>) -> Self {
+    /// Defaults for the given base image.
+    pub fn new(base_image: impl Into<String>) -> Self {
         Settings {
             base_image: base_image.into(),
-            lxd_project: lxd_project.into(),
             ipv4_timeout: Duration::from_secs(30),
             ssh_timeout: Duration::from_secs(30),
             poll: Duration::from_millis(50),
@@ -176,13 +179,21 @@ impl std::fmt::Display for ProvisionFailure {
 
 impl std::error::Error for ProvisionFailure {}
 
+impl Hint for ProvisionFailure {
+    fn hint(&self) -> Option<String> {
+        Some(self.hint.clone())
+    }
+}
+
 fn failure(message: impl Into<String>, hint: impl Into<String>) -> ProvisionFailure {
     // The message goes into one status line; keep it one line.
     let message: String = message.into();
     ProvisionFailure { message: message.replace(['\n', '\r'], " "), hint: hint.into() }
 }
 
-fn lxd_failure(what: &str, err: &AgentError, hint: impl Into<String>) -> ProvisionFailure {
+/// `what` failed because the provider did; the provider's error says what to do.
+fn provider_failure(what: &str, err: &ProviderError) -> ProvisionFailure {
+    let hint = err.hint().unwrap_or_else(|| "check the node's container runtime, then retry".into());
     failure(format!("{what}: {}", error_chain(err)), hint)
 }
 
@@ -193,83 +204,110 @@ pub async fn ensure<P: Provider>(
     spec: &WorkspaceSpec,
     settings: &Settings,
 ) -> Result<Ready, ProvisionFailure> {
-    validate(workspace_id, spec)?;
+    validate(provider, workspace_id, spec)?;
     let id = workspace_id;
-    let project = &settings.lxd_project;
     let image = if spec.image.is_empty() { settings.base_image.as_str() } else { spec.image.as_str() };
 
     let started = Instant::now();
     let lap = |step: &str| {
         tracing::debug!(workspace = id, step, elapsed_ms = started.elapsed().as_millis() as u64, "provision step done")
     };
-    provider.create(id, image, spec.cpu, &spec.memory).await.map_err(|e| {
-        let hint = if e.is_not_found() || error_chain(&e).contains("not found") {
-            format!("image {image} is missing on the node: run `sudo nexus node init` there (it builds the base image), or pick one `lxc image list` shows")
-        } else {
-            "check LXD on the node: `lxc info`, `lxc storage info nexus`, and the LXD log".to_string()
-        };
-        lxd_failure("creating the container failed", &e, hint)
-    })?;
+    provider
+        .create(id, image, spec.cpu, &spec.memory)
+        .await
+        .map_err(|e| provider_failure("creating the container failed", &e))?;
     lap("create");
-    provider.start(id).await.map_err(|e| {
-        lxd_failure(
-            "starting the container failed",
-            &e,
-            format!("see `lxc info --show-log {id} --project {project}` on the node"),
-        )
-    })?;
+    if let Err(e) = provider.start(id).await {
+        let f = failure(
+            format!("starting the container failed: {}", error_chain(&e)),
+            format!("read why in {}", provider.log_hint(id)),
+        );
+        return Err(explain(provider, id, f, false).await);
+    }
     lap("start");
 
-    let (_ip, ()) = tokio::try_join!(
-        async {
-            let ip = wait_ipv4(provider, id, settings).await?;
-            lap("ipv4");
-            Ok(ip)
-        },
-        async {
-            write_key(provider, id, &spec.authorized_key).await?;
-            lap("authorized_keys");
-            Ok(())
+    let steps = async {
+        let (_ip, ()) = tokio::try_join!(
+            async {
+                let ip = wait_ipv4(provider, id, settings).await?;
+                lap("ipv4");
+                Ok(ip)
+            },
+            async {
+                write_key(provider, id, &spec.authorized_key).await?;
+                lap("authorized_keys");
+                Ok(())
+            }
+        )?;
+        tokio::try_join!(
+            async {
+                let commit = checkout(provider, id, spec, settings).await?;
+                lap("checkout");
+                Ok(commit)
+            },
+            async {
+                wait_ssh(provider, id, settings).await?;
+                lap("sshd");
+                let key = read_host_key(provider, id).await?;
+                lap("host_key");
+                Ok(key)
+            }
+        )
+    };
+    match steps.await {
+        Ok((commit, host_key)) => Ok(Ready { commit, host_key: Some(host_key) }),
+        Err(f) => Err(explain(provider, id, f, true).await),
+    }
+}
+
+/// A step after `create` failed with `f`; when the container is why (it stopped, never came up,
+/// or its init reported a known fatal problem), says that instead, with the cause its console log
+/// names. `after_start`: the start itself succeeded, so a stopped container is news.
+async fn explain<P: Provider>(provider: &P, id: &str, f: ProvisionFailure, after_start: bool) -> ProvisionFailure {
+    let running = match provider.state(id).await {
+        Ok(Some(state)) => state.running,
+        // Gone or unreadable: nothing better to say than the step's own failure.
+        _ => return f,
+    };
+    let console = provider.console_log(id).await.unwrap_or_else(|e| {
+        tracing::debug!(workspace = id, error = %error_chain(&e), "reading the console log failed");
+        String::new()
+    });
+    let read_log = || format!("read why in {}", provider.log_hint(id));
+    match (boot::cause(&console), running) {
+        (Some(cause), false) => failure(
+            format!("the container stopped (or never started): {}", cause.line),
+            cause.hint.unwrap_or_else(read_log),
+        ),
+        (Some(boot::Cause { line, hint: Some(hint) }), true) => {
+            failure(format!("the container did not boot properly: {line}"), hint)
         }
-    )?;
-    let (commit, host_key) = tokio::try_join!(
-        async {
-            let commit = checkout(provider, id, spec, settings).await?;
-            lap("checkout");
-            Ok(commit)
-        },
-        async {
-            wait_ssh(provider, id, settings).await?;
-            lap("sshd");
-            let key = read_host_key(provider, id).await?;
-            lap("host_key");
-            Ok(key)
+        (None, false) if after_start => {
+            failure(format!("the container stopped (or never started), so {}", f.message), read_log())
         }
-    )?;
-    Ok(Ready { commit, host_key: Some(host_key) })
+        _ => f,
+    }
 }
 
 /// Stops the workspace's container.
 pub async fn stop<P: Provider>(provider: &P, workspace_id: &str) -> Result<(), ProvisionFailure> {
     provider.stop(workspace_id).await.map_err(|e| match e {
-        AgentError::NoSuchInstance(_) => failure(
+        ProviderError::NoSuchInstance(_) => failure(
             format!("workspace container `{workspace_id}` does not exist on this node"),
             "delete the workspace and create it again",
         ),
-        e => lxd_failure("stopping the container failed", &e, "check LXD on the node (`lxc list`), then retry"),
+        e => provider_failure("stopping the container failed", &e),
     })
 }
 
 /// Deletes the workspace's container and its disk (done already if it does not exist).
 pub async fn delete<P: Provider>(provider: &P, workspace_id: &str) -> Result<(), ProvisionFailure> {
-    provider
-        .delete(workspace_id)
-        .await
-        .map_err(|e| lxd_failure("deleting the container failed", &e, "check LXD on the node (`lxc list`), then retry"))
+    provider.delete(workspace_id).await.map_err(|e| provider_failure("deleting the container failed", &e))
 }
 
-/// Refuses values that would be unsafe or that LXD would reject with a less helpful message.
-fn validate(id: &str, spec: &WorkspaceSpec) -> Result<(), ProvisionFailure> {
+/// Refuses values that would be unsafe or that the provider would reject with a less helpful
+/// message.
+fn validate<P: Provider>(provider: &P, id: &str, spec: &WorkspaceSpec) -> Result<(), ProvisionFailure> {
     let server_bug = "this is a server-side validation bug; report it with the workspace id";
     let name_ok = !id.is_empty()
         && id.len() <= 63
@@ -286,10 +324,7 @@ fn validate(id: &str, spec: &WorkspaceSpec) -> Result<(), ProvisionFailure> {
             "register a valid public key (one line from `~/.ssh/id_ed25519.pub`) and create the workspace again",
         ));
     }
-    if !spec.memory.trim().is_empty() {
-        crate::lxd::memory_limit(&spec.memory)
-            .map_err(|e| failure(e.to_string(), "use a memory limit such as `4GB` or `512MiB`"))?;
-    }
+    provider.check_limits(spec.cpu, &spec.memory).map_err(|e| failure(e.to_string(), e.hint().unwrap_or_default()))?;
     if !spec.repo_url.is_empty() {
         let dir = &spec.repo_dir;
         let dir_ok = !dir.is_empty()
@@ -342,7 +377,7 @@ fn dev_env() -> Vec<(String, String)> {
     .collect()
 }
 
-async fn exec_as_dev<P: Provider>(provider: &P, id: &str, argv: &[String]) -> Result<ExecOutput, AgentError> {
+async fn exec_as_dev<P: Provider>(provider: &P, id: &str, argv: &[String]) -> Result<ExecOutput, ProviderError> {
     provider.exec(id, argv, Some((DEV_UID, DEV_UID)), &dev_env(), Some(DEV_HOME)).await
 }
 
@@ -352,22 +387,29 @@ async fn wait_ipv4<P: Provider>(
     settings: &Settings,
 ) -> Result<std::net::Ipv4Addr, ProvisionFailure> {
     let deadline = Instant::now() + settings.ipv4_timeout;
+    let mut last_state_check = Instant::now();
     loop {
         match provider.ipv4(id).await {
             Ok(Some(ip)) => return Ok(ip),
             Ok(None) => {}
-            Err(e) => {
-                return Err(lxd_failure(
-                    "reading the container's address failed",
-                    &e,
-                    "check LXD on the node, then retry",
-                ))
+            Err(e) => return Err(provider_failure("reading the container's address failed", &e)),
+        }
+        // A container whose init died never gets an address: say so now, not at the deadline.
+        if last_state_check.elapsed() >= STATE_CHECK_EVERY {
+            last_state_check = Instant::now();
+            if let Ok(Some(state)) = provider.state(id).await {
+                if !state.running {
+                    return Err(failure(
+                        "the container stopped while waiting for its IPv4 address",
+                        format!("read why in {}", provider.log_hint(id)),
+                    ));
+                }
             }
         }
         if Instant::now() >= deadline {
             return Err(failure(
                 format!("the container got no IPv4 address on eth0 within {} s", settings.ipv4_timeout.as_secs()),
-                "check the bridge and its DHCP on the node (`lxc network info nexusbr0`) and that the image configures eth0 by DHCP",
+                format!("{}, and that the image configures eth0 by DHCP", provider.network_hint()),
             ));
         }
         tokio::time::sleep(settings.poll).await;
@@ -375,11 +417,13 @@ async fn wait_ipv4<P: Provider>(
 }
 
 async fn write_key<P: Provider>(provider: &P, id: &str, key: &str) -> Result<(), ProvisionFailure> {
-    let hint =
-        "the image needs user `dev` (uid 1000) owning `/home/dev`; check with `lxc exec <id> -- ls -la /home/dev`";
     let out = exec_as_dev(provider, id, &script(WRITE_KEY_SCRIPT, STEP_WRITE_KEY, &[key.trim()]))
         .await
-        .map_err(|e| lxd_failure("installing the SSH key failed", &e, hint))?;
+        .map_err(|e| provider_failure("installing the SSH key failed", &e))?;
+    let hint = format!(
+        "the image needs user `dev` (uid 1000) owning `/home/dev`; check with {}",
+        provider.exec_hint(id, "ls -la /home/dev")
+    );
     if out.code != 0 {
         return Err(failure(format!("installing the SSH key failed: {}", out.last_stderr_line()), hint));
     }
@@ -402,7 +446,7 @@ async fn checkout<P: Provider>(
     if let Some(upstream) = &spec.upstream_url {
         let out = exec_as_dev(provider, id, &script(UPSTREAM_SCRIPT, STEP_UPSTREAM, &[&dir, upstream]))
             .await
-            .map_err(|e| lxd_failure("adding the `upstream` remote failed", &e, "check LXD on the node, then retry"))?;
+            .map_err(|e| provider_failure("adding the `upstream` remote failed", &e))?;
         if out.code != 0 {
             return Err(failure(
                 format!("adding the `upstream` remote failed: {}", out.last_stderr_line()),
@@ -440,11 +484,14 @@ async fn git_setup<P: Provider>(provider: &P, id: &str, spec: &WorkspaceSpec) ->
     let out = provider
         .exec(id, &argv, Some((DEV_UID, DEV_UID)), &env, Some(DEV_HOME))
         .await
-        .map_err(|e| lxd_failure("setting up git in the workspace failed", &e, "check LXD on the node, then retry"))?;
+        .map_err(|e| provider_failure("setting up git in the workspace failed", &e))?;
     if out.code != 0 {
         return Err(failure(
             format!("setting up git in the workspace failed: {}", out.last_stderr_line()),
-            "the image needs `git` and a writable /home/dev; check with `lxc exec <id> -- git --version`",
+            format!(
+                "the image needs `git` and a writable /home/dev; check with {}",
+                provider.exec_hint(id, "git --version")
+            ),
         ));
     }
     Ok(())
@@ -459,14 +506,14 @@ async fn clone_if_missing<P: Provider>(
 ) -> Result<Option<String>, ProvisionFailure> {
     let head = exec_as_dev(provider, id, &script(HEAD_SCRIPT, STEP_HEAD, &[dir]))
         .await
-        .map_err(|e| lxd_failure("checking the repository checkout failed", &e, "check LXD on the node, then retry"))?;
+        .map_err(|e| provider_failure("checking the repository checkout failed", &e))?;
     match head.code {
         0 => return Ok(commit_from(&head.stdout)),
         NOT_CLONED_EXIT => {}
         code => {
             return Err(failure(
                 format!("checking the repository checkout failed (exit {code}): {}", head.last_stderr_line()),
-                "the image needs `git`; check with `lxc exec <id> -- git --version`",
+                format!("the image needs `git`; check with {}", provider.exec_hint(id, "git --version")),
             ))
         }
     }
@@ -474,9 +521,8 @@ async fn clone_if_missing<P: Provider>(
     let limit = settings.clone_timeout.as_secs().max(1).to_string();
     let argv = script(CLONE_SCRIPT, STEP_CLONE, &[dir, &tmp, &spec.repo_url, &spec.branch, &limit]);
     let started = Instant::now();
-    let out = exec_as_dev(provider, id, &argv)
-        .await
-        .map_err(|e| lxd_failure("cloning the repository failed", &e, "check LXD on the node, then retry"))?;
+    let out =
+        exec_as_dev(provider, id, &argv).await.map_err(|e| provider_failure("cloning the repository failed", &e))?;
     tracing::debug!(workspace = id, elapsed_ms = started.elapsed().as_millis() as u64, code = out.code, "clone step");
     let branch =
         if spec.branch.is_empty() { "default branch".to_string() } else { format!("branch `{}`", spec.branch) };
@@ -495,9 +541,10 @@ async fn clone_if_missing<P: Provider>(
                 "" => format!("exit status {code}"),
                 line => line.to_string(),
             };
+            let cause = clone::cause(&out.stderr);
             Err(failure(
                 format!("git clone of {} ({branch}) failed: {why}", spec.repo_url),
-                "check that the repository URL and branch exist and that the node can reach the git host (private repositories need credentials in the workspace)",
+                clone::hint(cause, &spec.repo_url, &spec.branch),
             ))
         }
     }
@@ -518,17 +565,12 @@ async fn wait_ssh<P: Provider>(provider: &P, id: &str, settings: &Settings) -> R
                 Err(why) => last = format!("{addr}: {why}"),
             },
             Ok(None) => {}
-            Err(e) => {
-                return Err(lxd_failure("finding the container's SSH address failed", &e, "check LXD on the node"))
-            }
+            Err(e) => return Err(provider_failure("finding the container's SSH address failed", &e)),
         }
         if Instant::now() >= deadline {
             return Err(failure(
                 format!("sshd did not answer within {} s ({last})", settings.ssh_timeout.as_secs()),
-                format!(
-                    "check sshd in the container: `lxc exec {id} --project {} -- systemctl status ssh`",
-                    settings.lxd_project
-                ),
+                format!("check sshd in the container: {}", provider.exec_hint(id, "systemctl status ssh")),
             ));
         }
         tokio::time::sleep(settings.poll).await;
@@ -567,7 +609,7 @@ async fn read_host_key<P: Provider>(provider: &P, id: &str) -> Result<String, Pr
     let out = provider
         .exec(id, &script(HOST_KEY_SCRIPT, STEP_HOST_KEY, &[]), None, &[], None)
         .await
-        .map_err(|e| lxd_failure("reading the SSH host key failed", &e, hint))?;
+        .map_err(|e| provider_failure("reading the SSH host key failed", &e))?;
     let fields: Vec<&str> = out.stdout.split_whitespace().take(2).collect();
     if out.code != 0 || fields.len() != 2 {
         return Err(failure(format!("reading the SSH host key failed: {}", out.last_stderr_line()), hint));
@@ -599,7 +641,7 @@ mod tests {
     }
 
     fn settings() -> Settings {
-        let mut s = Settings::new("nexus-base-dev", "nexus");
+        let mut s = Settings::new("nexus-base-dev");
         s.ipv4_timeout = Duration::from_millis(500);
         s.ssh_timeout = Duration::from_millis(500);
         s.poll = Duration::from_millis(5);
@@ -758,9 +800,25 @@ mod tests {
             err.message,
             "git clone of https://git.example.com/acme/site.git (branch `nope`) failed: fatal: Remote branch nope not found in upstream origin"
         );
-        assert!(err.hint.contains("URL and branch exist"), "{}", err.hint);
+        assert!(err.hint.contains("has no branch `nope`"), "{}", err.hint);
         assert!(!err.message.contains('\n'));
         assert!(!fake.is_cloned("ws-a"));
+    }
+
+    #[tokio::test]
+    async fn clone_hints_follow_the_cause() {
+        // Bug g: every failed clone got the same "check that the URL and branch exist" hint.
+        for (stderr, want) in [
+            ("fatal: unable to access 'https://git.example.com/acme/site.git/': Could not resolve host: git.example.com", "cannot reach the git host"),
+            ("fatal: could not read Username for 'https://git.example.com': terminal prompts disabled", "refused access"),
+            ("remote: Repository not found.\nfatal: repository 'https://git.example.com/acme/site.git/' not found", "no repository at `https://git.example.com/acme/site.git`"),
+            ("fatal: protocol error: bad line length character: <htm", "protocol failed"),
+        ] {
+            let fake = FakeProvider::new();
+            fake.set_exec_result(STEP_CLONE, ExecOutput::failed(128, stderr));
+            let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
+            assert!(err.hint.contains(want), "{stderr} -> {}", err.hint);
+        }
     }
 
     #[tokio::test]
@@ -833,17 +891,50 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lxd_errors_become_failures_with_hints() {
+    async fn provider_errors_become_failures_with_the_providers_hints() {
         let fake = FakeProvider::new();
         fake.fail("create", "Image alias not found");
         let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
         assert!(err.message.starts_with("creating the container failed: LXD: Image alias not found"), "{err}");
-        assert!(err.hint.contains("nexus node init"), "{}", err.hint);
+        assert!(err.hint.contains("lxc info"), "the LXD error's own hint: {}", err.hint);
 
         let fake = FakeProvider::new();
         fake.fail("start", "boom");
         let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
-        assert!(err.hint.contains("lxc info --show-log ws-a --project nexus"), "{}", err.hint);
+        assert!(err.message.starts_with("starting the container failed: LXD: boom"), "{err}");
+        assert!(err.hint.contains(&fake.log_hint("ws-a")), "{}", err.hint);
+    }
+
+    /// What systemd printed in a container started on a node out of inotify instances.
+    const INOTIFY_CONSOLE: &str = "Failed to create control group inotify object: Too many open files\n\
+        Failed to allocate manager object: Too many open files\n\
+        [!!!!!!] Failed to allocate manager object.\n\
+        Exiting PID 1...\n";
+
+    #[tokio::test]
+    async fn a_container_that_never_booted_says_so_with_the_cause_from_its_console() {
+        // Bug h: this was "installing the SSH key failed ... hint: the image needs user `dev`".
+        let fake = FakeProvider::new();
+        fake.fail_boot(Some(INOTIFY_CONSOLE));
+        let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
+        assert_eq!(
+            err.message,
+            "the container stopped (or never started): Failed to create control group inotify object: Too many open files"
+        );
+        assert!(err.hint.contains("fs.inotify.max_user_instances"), "{}", err.hint);
+        assert!(err.hint.contains("nexus node init"), "{}", err.hint);
+
+        // Without a cause in the console it still says the container is not running, and where to look.
+        fake.fail_boot(Some(""));
+        fake.stop("ws-a").await.unwrap();
+        let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
+        assert!(err.message.starts_with("the container stopped (or never started), so "), "{err}");
+        assert!(!err.hint.contains("user `dev`"), "{}", err.hint);
+        assert!(err.hint.contains(&fake.log_hint("ws-a")), "{}", err.hint);
+
+        // Healed, the same workspace comes up.
+        fake.fail_boot(None);
+        ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap();
     }
 
     #[tokio::test]
@@ -853,6 +944,17 @@ mod tests {
         let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
         assert!(err.message.contains("no IPv4 address"), "{err}");
         assert!(err.hint.contains("DHCP"));
+    }
+
+    #[tokio::test]
+    async fn waiting_for_an_address_stops_when_the_container_does() {
+        let fake = FakeProvider::new();
+        fake.insert_instance("ws-a", false);
+        let settings = Settings { ipv4_timeout: Duration::from_secs(20), ..settings() };
+        let started = Instant::now();
+        let err = wait_ipv4(&fake, "ws-a", &settings).await.unwrap_err();
+        assert!(err.message.contains("stopped while waiting"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "waited {:?}", started.elapsed());
     }
 
     #[tokio::test]

@@ -18,23 +18,23 @@ use crate::provider::{ExecOutput, Provider};
 use crate::provision::{DEV_HOME, DEV_UID};
 
 /// `$0` of the combined check script, so fakes can answer it.
-pub const STEP_CHECK: &str = "nexus-check";
+pub(crate) const STEP_CHECK: &str = "nexus-check";
 /// `$0` of a setup step.
-pub const STEP_SETUP: &str = "nexus-setup";
+pub(crate) const STEP_SETUP: &str = "nexus-setup";
 /// Instance config key holding the setup steps that already ran.
-pub const SETUP_DONE_KEY: &str = "user.nexus.setup";
+pub(crate) const SETUP_DONE_KEY: &str = "user.nexus.setup";
 /// How often running services are checked once everything is up.
 const WATCH_INTERVAL: Duration = Duration::from_secs(5);
 /// Log lines attached to a failure.
 const LOG_LINES: u32 = 20;
 
 /// The systemd unit of a service.
-pub fn unit_name(service: &str) -> String {
+pub(crate) fn unit_name(service: &str) -> String {
     format!("nexus-svc-{service}.service")
 }
 
 /// Single-quotes `s` for a POSIX shell.
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
@@ -51,7 +51,7 @@ fn state(svc: &ServicePlan, status: ServiceStatus) -> ServiceState {
 }
 
 /// Watches one workspace's services; see the module docs.
-pub struct Supervisor<P> {
+pub(crate) struct Supervisor<P> {
     provider: Arc<P>,
     id: String,
     generation: i64,
@@ -76,7 +76,7 @@ struct Round {
 
 impl<P: Provider> Supervisor<P> {
     /// A supervisor for workspace `id`'s `plan`, reporting with `generation`.
-    pub fn new(
+    pub(crate) fn new(
         provider: Arc<P>,
         id: String,
         generation: i64,
@@ -100,8 +100,9 @@ impl<P: Provider> Supervisor<P> {
         }
     }
 
-    /// Checks running services every `every` instead of every 5 s (tests).
-    pub fn with_watch_interval(mut self, every: Duration) -> Self {
+    /// Checks running services every `every` instead of every 5 s.
+    #[cfg(test)]
+    fn with_watch_interval(mut self, every: Duration) -> Self {
         self.watch_interval = every;
         self
     }
@@ -123,7 +124,14 @@ impl<P: Provider> Supervisor<P> {
         });
     }
 
-    fn set(&mut self, name: &str, status: ServiceStatus, message: Option<String>, hint: Option<String>, logs: Option<String>) {
+    fn set(
+        &mut self,
+        name: &str,
+        status: ServiceStatus,
+        message: Option<String>,
+        hint: Option<String>,
+        logs: Option<String>,
+    ) {
         if let Some(s) = self.states.iter_mut().find(|s| s.name == name) {
             s.status = status;
             s.message = message;
@@ -141,12 +149,12 @@ impl<P: Provider> Supervisor<P> {
         let env = vec![("HOME".to_string(), DEV_HOME.to_string()), ("USER".to_string(), "dev".to_string())];
         match self.provider.exec(&self.id, &argv, user, &env, Some(DEV_HOME)).await {
             Ok(out) => out,
-            Err(e) => ExecOutput::failed(-1, crate::error_chain(&e)),
+            Err(e) => ExecOutput::failed(-1, nexus_types::diagnostics::error_chain(&e)),
         }
     }
 
     /// Runs setup, starts everything in order, then watches until aborted.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         self.report();
         if !self.setup().await {
             self.report();
@@ -260,7 +268,9 @@ impl<P: Provider> Supervisor<P> {
                     continue;
                 }
                 let deps: Vec<Option<ServiceStatus>> = svc.depends_on.iter().map(|d| self.status_of(d)).collect();
-                if let Some(bad) = svc.depends_on.iter().zip(&deps).find(|(_, s)| matches!(s, Some(ServiceStatus::Failed) | None)) {
+                if let Some(bad) =
+                    svc.depends_on.iter().zip(&deps).find(|(_, s)| matches!(s, Some(ServiceStatus::Failed) | None))
+                {
                     started.insert(svc.name.clone());
                     self.set(
                         &svc.name,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nexus_agent::lxd::LxdProvider;
 use nexus_agent::provider::Provider;
 use nexus_agent::provision::{self, Settings};
+use nexus_types::diagnostics::error_chain;
 use nexus_types::protocol::WorkspaceSpec;
 
 fn env_or(name: &str, default: &str) -> String {
@@ -52,7 +53,7 @@ impl Drop for ProjectGuard {
         .join();
         match result {
             Ok(Ok(())) => eprintln!("deleted LXD project {project}"),
-            Ok(Err(e)) => eprintln!("WARNING: deleting LXD project {project} failed: {}", nexus_agent::error_chain(&e)),
+            Ok(Err(e)) => eprintln!("WARNING: deleting LXD project {project} failed: {}", error_chain(&e)),
             Err(_) => eprintln!("WARNING: deleting LXD project {project} panicked"),
         }
     }
@@ -175,7 +176,7 @@ async fn provision_on_real_lxd() {
     let socket = LxdProvider::default_socket().unwrap_or_else(|e| {
         panic!(
             "LXD is not reachable: {}\nhint: prepare this host with `sudo nexus node init` (or run `scripts/test.sh`)",
-            nexus_agent::error_chain(&e)
+            error_chain(&e)
         )
     });
     let image = env_or("NEXUS_TEST_IMAGE", "nexus-base");
@@ -186,7 +187,7 @@ async fn provision_on_real_lxd() {
         panic!(
             "LXD at {} does not answer: {}\nhint: start it with `sudo nexus node init`",
             socket.display(),
-            nexus_agent::error_chain(&e)
+            error_chain(&e)
         );
     }
     let _guard = ProjectGuard { socket: socket.clone(), project: project.clone() };
@@ -216,7 +217,7 @@ async fn provision_on_real_lxd() {
         upstream_url: None,
         git_author: None,
     };
-    let settings = Settings::new(&image, &project);
+    let settings = Settings::new(&image);
 
     // Project and template.
     lxd.ensure_project().await.expect("creating the project");

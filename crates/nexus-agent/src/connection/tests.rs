@@ -45,7 +45,7 @@ impl TestServer {
                     let seen2 = seen.clone();
                     let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
                         let auth = req.headers().get("authorization").map(|v| v.to_str().unwrap().to_string());
-                        *seen2.lock().unwrap() = (req.uri().path().to_string(), auth);
+                        *lock(&seen2) = (req.uri().path().to_string(), auth);
                         if counter.fetch_add(1, Ordering::SeqCst) < reject_401 {
                             let mut err = ErrorResponse::new(Some("bad token".into()));
                             *err.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::UNAUTHORIZED;
@@ -54,7 +54,7 @@ impl TestServer {
                         Ok(resp)
                     };
                     if let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await {
-                        let (path, auth) = seen.lock().unwrap().clone();
+                        let (path, auth) = lock(&seen).clone();
                         let _ = tx.send(Incoming { path, auth, ws });
                     }
                 });

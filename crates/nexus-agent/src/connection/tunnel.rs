@@ -15,8 +15,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
+use nexus_types::diagnostics::{error_chain, lock};
+
 use super::{answer_close, close, dial, truncate, Shared, Ws};
-use crate::error_chain;
 use crate::provider::Provider;
 
 /// Limit for connecting to the workspace port.
@@ -60,16 +61,17 @@ pub(super) async fn serve<P: Provider>(shared: Arc<Shared<P>>, tunnel_id: String
     }
 }
 
-/// Connects to `port` in the workspace. The address is cached per workspace, because asking LXD
-/// for it costs a REST round trip per SSH connection; a failed connect asks again once.
+/// Connects to `port` in the workspace. The address is cached per workspace, because asking the
+/// provider for it costs a round trip (LXD: a REST request) per SSH connection; a failed connect
+/// asks again once.
 async fn connect<P: Provider>(shared: &Shared<P>, workspace_id: &str, port: u16) -> Result<TcpStream, String> {
     let key = (workspace_id.to_string(), port);
-    let cached = shared.endpoints.lock().unwrap().get(&key).copied();
+    let cached = lock(&shared.endpoints).get(&key).copied();
     if let Some(addr) = cached {
         if let Ok(Ok(tcp)) = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             return Ok(tcp);
         }
-        shared.endpoints.lock().unwrap().remove(&key);
+        lock(&shared.endpoints).remove(&key);
     }
     let addr = match shared.provider.endpoint(workspace_id, port).await {
         Ok(Some(addr)) => addr,
@@ -78,7 +80,7 @@ async fn connect<P: Provider>(shared: &Shared<P>, workspace_id: &str, port: u16)
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(tcp)) => {
-            shared.endpoints.lock().unwrap().insert(key, addr);
+            lock(&shared.endpoints).insert(key, addr);
             Ok(tcp)
         }
         Ok(Err(e)) => Err(format!("{addr}: {e}")),
