@@ -9,11 +9,11 @@ pub mod error;
 pub mod forward;
 pub mod github;
 pub mod keys;
-pub mod node_init;
 pub mod opener;
 pub mod services;
 pub mod ssh_config;
-pub mod staging;
 pub mod system;
 pub mod ui;
 pub mod workspace_flow;
+
+pub use error::Error;

@@ -3,6 +3,7 @@
 //! The server, the agent and the CLI all compile against this crate, so a shape changes in one place only.
 
 pub mod api;
+pub mod defaults;
 pub mod diagnostics;
 pub mod names;
 pub mod protocol;

@@ -48,7 +48,7 @@ enum Command {
         #[arg(long, default_value_t = 3001)]
         port: u16,
         /// Port of the demo repository's git daemon.
-        #[arg(long, default_value_t = nexus_cli::staging::DEFAULT_GIT_PORT)]
+        #[arg(long, default_value_t = nexus_node::staging::DEFAULT_GIT_PORT)]
         git_port: u16,
         /// Print the workspace as JSON instead of the Ready block.
         #[arg(long)]
@@ -375,13 +375,13 @@ struct AgentArgs {
     #[arg(long, env = "NEXUS_JOIN_TOKEN")]
     join_token: String,
     /// LXD project for this node's workspaces (two agents on one host need different projects).
-    #[arg(long, env = "NEXUS_LXD_PROJECT", default_value = "nexus")]
+    #[arg(long, env = "NEXUS_LXD_PROJECT", default_value = nexus_types::defaults::LXD_PROJECT)]
     lxd_project: String,
     /// Node name, unique per server [default: the host name].
     #[arg(long, env = "NEXUS_NODE_NAME")]
     name: Option<String>,
     /// Image alias workspaces launch from.
-    #[arg(long, env = "NEXUS_BASE_IMAGE", default_value = nexus_cli::node_init::BASE_ALIAS)]
+    #[arg(long, env = "NEXUS_BASE_IMAGE", default_value = nexus_types::defaults::BASE_IMAGE_ALIAS)]
     base_image: String,
     /// Seconds between heartbeats.
     #[arg(long, env = "NEXUS_HEARTBEAT", default_value_t = 2)]
@@ -496,6 +496,11 @@ fn client_error(e: nexus_cli::error::Error) -> anyhow::Error {
     hinted(e, hint)
 }
 
+fn node_error(e: nexus_node::Error) -> anyhow::Error {
+    let hint = nexus_types::diagnostics::Hint::hint(&e).unwrap_or_default();
+    hinted(e, hint)
+}
+
 async fn workspace_view(
     workspace: &str,
     server: Option<String>,
@@ -519,18 +524,15 @@ async fn run_up(dir: Option<PathBuf>, port: u16, git_port: u16, json: bool) -> a
     let started = std::time::Instant::now();
     ui.section("⚙  Node set-up (LXD, storage pool, bridge, base image)");
     let sys = nexus_cli::system::HostSystem;
-    let node = nexus_cli::node_init::NodeInitOptions::default();
-    tokio::task::block_in_place(|| nexus_cli::node_init::run(&sys, &node, &ConsoleProgress)).map_err(|e| {
-        let hint = e.hint.clone();
-        anyhow::Error::new(e).context(format!("hint: {hint}"))
-    })?;
-    let opts = nexus_cli::staging::UpOptions {
-        dir: dir.unwrap_or_else(|| nexus_cli::staging::default_dir(is_root())),
+    let node = nexus_node::init::NodeInitOptions::default();
+    tokio::task::block_in_place(|| nexus_node::init::run(&sys, &node, &ConsoleProgress)).map_err(node_error)?;
+    let opts = nexus_node::staging::UpOptions {
+        dir: dir.unwrap_or_else(|| nexus_node::staging::default_dir(is_root())),
         port,
         git_port,
         exe: std::env::current_exe().context("hint: run nexus from its installed path")?,
     };
-    let (view, ssh) = nexus_cli::staging::up(&opts, &ui, &sys).await.map_err(client_error)?;
+    let (view, ssh) = nexus_node::staging::up(&opts, &ui, &sys).await.map_err(node_error)?;
     if json {
         return print_json(&view);
     }
@@ -847,7 +849,7 @@ fn config_detect(dir: &std::path::Path, write: bool) -> anyhow::Result<()> {
 
 struct ConsoleProgress;
 
-impl nexus_cli::node_init::Progress for ConsoleProgress {
+impl nexus_node::init::Progress for ConsoleProgress {
     fn step(&self, what: &str) {
         eprintln!("• {what}");
     }
@@ -870,15 +872,12 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Detect { dir, write }) => config_detect(&dir, write),
         Command::Node(NodeCommand::Init { image, bridge_cidr, pool_size, dir_pool }) => {
             let opts =
-                nexus_cli::node_init::NodeInitOptions { image, bridge_cidr, pool_size, dir_pool, ..Default::default() };
-            nexus_cli::node_init::run(&nexus_cli::system::HostSystem, &opts, &ConsoleProgress)
+                nexus_node::init::NodeInitOptions { image, bridge_cidr, pool_size, dir_pool, ..Default::default() };
+            nexus_node::init::run(&nexus_cli::system::HostSystem, &opts, &ConsoleProgress)
                 .map(|()| {
                     eprintln!("node ready: start an agent with `nexus agent --server <url> --join-token <token>`")
                 })
-                .map_err(|e| {
-                    let hint = e.hint.clone();
-                    anyhow::Error::new(e).context(format!("hint: {hint}"))
-                })
+                .map_err(node_error)
         }
         command => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -890,9 +889,9 @@ fn main() -> ExitCode {
                     Command::Auth(cmd) => run_auth(cmd).await,
                     Command::Up { dir, port, git_port, json } => run_up(dir, port, git_port, json).await,
                     Command::Down { dir, port } => {
-                        let dir = dir.unwrap_or_else(|| nexus_cli::staging::default_dir(is_root()));
+                        let dir = dir.unwrap_or_else(|| nexus_node::staging::default_dir(is_root()));
                         let ui = nexus_cli::ui::Ui::new(false);
-                        nexus_cli::staging::down(&dir, port, &ui).await.map_err(client_error)?;
+                        nexus_node::staging::down(&dir, port, &ui).await.map_err(node_error)?;
                         ui.info(&format!("Data kept in {}; `nexus up` brings it back", dir.display()));
                         Ok(())
                     }

@@ -8,16 +8,17 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use crate::system::System;
+use nexus_cli::system::System;
+use nexus_types::defaults::BASE_IMAGE_ALIAS;
+
+use crate::error::{Error, Result};
 
 /// The base image recipe; its hash names the image, so a changed recipe means a rebuild.
 pub const IMAGE_RECIPE: &str = include_str!("../../../images/base/build.sh");
-/// The alias agents launch from unless told otherwise; node init points it at the current build.
-pub const BASE_ALIAS: &str = "nexus-base";
 /// Host packages a node needs.
 pub const PACKAGES: &[&str] =
     &["lxd", "btrfs-progs", "debootstrap", "iptables", "dnsmasq-base", "git", "openssh-client"];
-/// Storage pool and bridge names.
+/// The storage pool workspaces' disks live in.
 pub const POOL: &str = "nexus";
 /// Bridge network name.
 pub const BRIDGE: &str = "nexusbr0";
@@ -49,27 +50,15 @@ impl Default for NodeInitOptions {
     }
 }
 
-/// A step failed.
-#[derive(Debug, thiserror::Error)]
-#[error("{step}: {message}")]
-pub struct NodeInitError {
-    /// Which step.
-    pub step: &'static str,
-    /// What happened.
-    pub message: String,
-    /// What to do next.
-    pub hint: String,
-}
-
-fn fail(step: &'static str, message: impl Into<String>, hint: impl Into<String>) -> NodeInitError {
-    NodeInitError { step, message: message.into(), hint: hint.into() }
+fn fail(step: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Error {
+    Error::Step { step, message: message.into(), hint: hint.into() }
 }
 
 /// `nexus-base-<first 12 hex of the recipe's SHA-256>`.
 pub fn recipe_alias() -> String {
     let digest = Sha256::digest(IMAGE_RECIPE.as_bytes());
     let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("{BASE_ALIAS}-{hex}")
+    format!("{BASE_IMAGE_ALIAS}-{hex}")
 }
 
 /// What node init reports as it goes; the CLI renders it.
@@ -83,7 +72,7 @@ pub trait Progress {
 }
 
 /// Runs every step.
-pub fn run(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progress) -> Result<(), NodeInitError> {
+pub fn run(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progress) -> Result<()> {
     ensure_root(sys)?;
     ensure_packages(sys, progress)?;
     ensure_daemon(sys, progress)?;
@@ -92,13 +81,7 @@ pub fn run(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progress) ->
     Ok(())
 }
 
-fn run_ok(
-    sys: &dyn System,
-    step: &'static str,
-    argv: &[&str],
-    stdin: Option<&str>,
-    hint: &str,
-) -> Result<String, NodeInitError> {
+fn run_ok(sys: &dyn System, step: &'static str, argv: &[&str], stdin: Option<&str>, hint: &str) -> Result<String> {
     let out = sys.run(argv, stdin).map_err(|e| fail(step, format!("could not run `{}`: {e}", argv[0]), hint))?;
     if !out.ok() {
         let detail =
@@ -108,7 +91,7 @@ fn run_ok(
     Ok(out.stdout)
 }
 
-fn ensure_root(sys: &dyn System) -> Result<(), NodeInitError> {
+fn ensure_root(sys: &dyn System) -> Result<()> {
     let uid = run_ok(sys, "check user", &["id", "-u"], None, "run on a Linux host with coreutils")?;
     if uid.trim() != "0" {
         return Err(fail(
@@ -120,7 +103,7 @@ fn ensure_root(sys: &dyn System) -> Result<(), NodeInitError> {
     Ok(())
 }
 
-fn ensure_packages(sys: &dyn System, progress: &dyn Progress) -> Result<(), NodeInitError> {
+fn ensure_packages(sys: &dyn System, progress: &dyn Progress) -> Result<()> {
     let what = "host packages (LXD, btrfs-progs, debootstrap, ...)";
     progress.step(what);
     let mut missing = Vec::new();
@@ -160,7 +143,7 @@ fn daemon_ready(sys: &dyn System, seconds: u32) -> bool {
     sys.run(&["lxd", "waitready", &format!("--timeout={seconds}")], None).is_ok_and(|o| o.ok())
 }
 
-fn ensure_daemon(sys: &dyn System, progress: &dyn Progress) -> Result<(), NodeInitError> {
+fn ensure_daemon(sys: &dyn System, progress: &dyn Progress) -> Result<()> {
     let what = "LXD daemon";
     progress.step(what);
     if daemon_ready(sys, 1) {
@@ -212,11 +195,7 @@ pub fn preseed(opts: &NodeInitOptions, driver: &str, with_network: bool, with_pr
     y
 }
 
-fn ensure_network_and_pool(
-    sys: &dyn System,
-    opts: &NodeInitOptions,
-    progress: &dyn Progress,
-) -> Result<(), NodeInitError> {
+fn ensure_network_and_pool(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progress) -> Result<()> {
     let what = "storage pool and bridge";
     progress.step(what);
     let has_pool = sys.run(&["lxc", "storage", "show", POOL], None).is_ok_and(|o| o.ok());
@@ -249,7 +228,10 @@ fn ensure_network_and_pool(
                 progress.done("created a btrfs storage pool (copy-on-write container starts) and the bridge");
                 return Ok(());
             }
-            Err(e) => progress.done(&format!("btrfs pool failed ({}); falling back to a dir pool", e.message)),
+            Err(Error::Step { message, .. }) => {
+                progress.done(&format!("btrfs pool failed ({message}); falling back to a dir pool"))
+            }
+            Err(e) => return Err(e),
         }
     }
     let has_net = sys.run(&["lxc", "network", "show", BRIDGE], None).is_ok_and(|o| o.ok());
@@ -259,7 +241,7 @@ fn ensure_network_and_pool(
     Ok(())
 }
 
-fn ensure_image(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progress) -> Result<(), NodeInitError> {
+fn ensure_image(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progress) -> Result<()> {
     let hint_alias = "re-run `nexus node init`; if it persists, check `lxc image list`";
     let target = match &opts.image {
         Some(image) => {
@@ -329,11 +311,11 @@ fn ensure_image(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progres
     if fingerprint.is_empty() {
         return Err(fail("image", format!("could not read the fingerprint of {target}"), hint_alias));
     }
-    let current = sys.run(&["lxc", "image", "info", BASE_ALIAS], None).map(|o| o.stdout).unwrap_or_default();
+    let current = sys.run(&["lxc", "image", "info", BASE_IMAGE_ALIAS], None).map(|o| o.stdout).unwrap_or_default();
     if !current.contains(&fingerprint) {
-        let _ = sys.run(&["lxc", "image", "alias", "delete", BASE_ALIAS], None);
-        run_ok(sys, "image", &["lxc", "image", "alias", "create", BASE_ALIAS, &fingerprint], None, hint_alias)?;
-        progress.done(&format!("{BASE_ALIAS} now points at {target}"));
+        let _ = sys.run(&["lxc", "image", "alias", "delete", BASE_IMAGE_ALIAS], None);
+        run_ok(sys, "image", &["lxc", "image", "alias", "create", BASE_IMAGE_ALIAS, &fingerprint], None, hint_alias)?;
+        progress.done(&format!("{BASE_IMAGE_ALIAS} now points at {target}"));
     }
     Ok(())
 }
@@ -341,7 +323,8 @@ fn ensure_image(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progres
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::system::FakeSystem;
+    use nexus_cli::system::FakeSystem;
+    use nexus_types::diagnostics::Hint as _;
 
     struct Quiet;
     impl Progress for Quiet {
@@ -390,7 +373,7 @@ mod tests {
             .on("bash", 0, "");
         // After the build the alias exists; the fake can't change answers, so expect the fingerprint error.
         let err = run(&sys, &NodeInitOptions { work_dir: tempfile_dir(), ..Default::default() }, &Quiet).unwrap_err();
-        assert_eq!(err.step, "image");
+        assert!(matches!(err, Error::Step { step: "image", .. }), "{err:?}");
         let calls = sys.calls();
         assert!(calls.iter().any(|c| c.starts_with("apt-get install -y -q --no-install-recommends lxd btrfs-progs")));
         assert!(calls.iter().any(|c| c.starts_with("detached lxd --group root")));
@@ -411,14 +394,14 @@ mod tests {
 
         let sys = ready_host().on("lxc image info nope", 1, "");
         let err = run(&sys, &NodeInitOptions { image: Some("nope".into()), ..Default::default() }, &Quiet).unwrap_err();
-        assert!(err.hint.contains("lxc image list"), "{}", err.hint);
+        assert!(err.hint().unwrap().contains("lxc image list"), "{err:?}");
     }
 
     #[test]
     fn non_root_is_told_to_use_sudo() {
         let sys = FakeSystem::default().on("id -u", 0, "1000\n");
         let err = run(&sys, &NodeInitOptions::default(), &Quiet).unwrap_err();
-        assert!(err.hint.contains("sudo"));
+        assert!(err.hint().unwrap().contains("sudo"), "{err:?}");
     }
 
     fn tempfile_dir() -> PathBuf {

@@ -11,11 +11,13 @@ use std::time::Duration;
 use nexus_types::api::{CreateWorkspaceRequest, RegisterRequest, WorkspaceView};
 use nexus_types::state::WorkspaceStatus;
 
-use crate::client::Client;
-use crate::config::UserConfig;
-use crate::error::{Error, ErrorCode};
-use crate::system::System;
-use crate::ui::Ui;
+use nexus_cli::client::Client;
+use nexus_cli::config::UserConfig;
+use nexus_cli::error::ErrorCode;
+use nexus_cli::system::System;
+use nexus_cli::ui::Ui;
+
+use crate::error::{Error, Result};
 
 /// The demo project shipped in the binary (`examples/demo-site`).
 const DEMO_FILES: &[(&str, &str)] = &[
@@ -23,6 +25,8 @@ const DEMO_FILES: &[(&str, &str)] = &[
     ("README.md", include_str!("../../../examples/demo-site/README.md")),
 ];
 const DEMO_WORKSPACE: &str = "demo";
+/// Staging's own LXD project, so its workspaces never mix with a node agent's on the same host.
+const STAGING_LXD_PROJECT: &str = "nexus-staging";
 /// Default port of the demo's `git daemon`.
 pub const DEFAULT_GIT_PORT: u16 = 9418;
 
@@ -58,11 +62,11 @@ fn pid_file(dir: &Path, name: &str) -> PathBuf {
 /// The pid recorded for `name`, if that process still runs.
 fn running_pid(dir: &Path, name: &str) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(pid_file(dir, name)).ok()?.trim().parse().ok()?;
-    crate::forward::alive(pid).then_some(pid)
+    nexus_cli::forward::alive(pid).then_some(pid)
 }
 
 /// Starts `argv` detached (own process group, output to `<dir>/<name>.log`) unless it already runs.
-fn ensure_process(dir: &Path, name: &str, argv: &[String], env: &[(&str, &Path)]) -> Result<bool, Error> {
+fn ensure_process(dir: &Path, name: &str, argv: &[String], env: &[(&str, &Path)]) -> Result<bool> {
     use std::os::unix::process::CommandExt as _;
     if running_pid(dir, name).is_some() {
         return Ok(false);
@@ -90,7 +94,7 @@ fn ensure_process(dir: &Path, name: &str, argv: &[String], env: &[(&str, &Path)]
     Ok(true)
 }
 
-fn run_ok(sys: &dyn System, argv: &[&str], hint: &str) -> Result<String, Error> {
+fn run_ok(sys: &dyn System, argv: &[&str], hint: &str) -> Result<String> {
     let out = sys.run(argv, None).map_err(|e| err(format!("could not run {}: {e}", argv[0]), hint.to_string()))?;
     if !out.ok() {
         let last = out.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
@@ -100,7 +104,7 @@ fn run_ok(sys: &dyn System, argv: &[&str], hint: &str) -> Result<String, Error> 
 }
 
 /// The bare demo repository, made once from the shipped files.
-fn ensure_demo_repo(sys: &dyn System, git_root: &Path) -> Result<(), Error> {
+fn ensure_demo_repo(sys: &dyn System, git_root: &Path) -> Result<()> {
     let bare = git_root.join("demo/site.git");
     if bare.join("HEAD").exists() {
         return Ok(());
@@ -137,7 +141,7 @@ fn ensure_demo_repo(sys: &dyn System, git_root: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-async fn wait_health(base: &str, dir: &Path) -> Result<(), Error> {
+async fn wait_health(base: &str, dir: &Path) -> Result<()> {
     let server = Client::new(base, "");
     for _ in 0..150 {
         if server.health().await.is_ok() {
@@ -152,16 +156,13 @@ async fn wait_health(base: &str, dir: &Path) -> Result<(), Error> {
 }
 
 /// Brings everything up and returns the demo workspace, ready.
-pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(WorkspaceView, String), Error> {
+pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(WorkspaceView, String)> {
     let dir = &opts.dir;
     std::fs::create_dir_all(dir)
         .map_err(|e| err(format!("cannot create {}: {e}", dir.display()), "pass a writable --dir"))?;
     let dir = dir.canonicalize().map_err(|e| err(e.to_string(), "pass a writable --dir"))?;
-    let bridge = run_ok(
-        sys,
-        &["lxc", "network", "get", crate::node_init::BRIDGE, "ipv4.address"],
-        "run `nexus node init` first",
-    )?;
+    let bridge =
+        run_ok(sys, &["lxc", "network", "get", crate::init::BRIDGE, "ipv4.address"], "run `nexus node init` first")?;
     let bridge_ip = bridge.trim().split('/').next().unwrap_or("").to_string();
 
     ui.section("📦 Demo repository");
@@ -214,7 +215,7 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
         "--join-token".into(),
         join,
         "--lxd-project".into(),
-        "nexus-staging".into(),
+        STAGING_LXD_PROJECT.into(),
         "--name".into(),
         node_name.clone(),
     ];
@@ -230,7 +231,7 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
     let home = dir.join("home");
     // Kept where earlier versions of staging put it, so an existing demo user keeps working.
     let key = dir.join("demo_key");
-    let outcome = crate::keys::ensure_key(sys, &key, "demo@nexus-staging")?;
+    let outcome = nexus_cli::keys::ensure_key(sys, &key, "demo@nexus-staging")?;
     let config_path = home.join(".nexus/config.yaml");
     let mut cfg = UserConfig::load_from(&config_path)?.config;
     cfg.server = Some(base.clone());
@@ -277,13 +278,13 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
             retry_no_nodes(|| async { client.create(&req).await }).await?.workspace_id
         }
     };
-    let view = crate::workspace_flow::wait_ready(&client, &id, ui).await?;
+    let view = nexus_cli::workspace_flow::wait_ready(&client, &id, ui).await?;
 
     // The designer-side pieces: ssh config with the pinned key and the forwarded service ports.
-    let alias = crate::ssh_config::alias(&view.name);
-    let files = crate::ssh_config::SshFiles::under(&home);
+    let alias = nexus_cli::ssh_config::alias(&view.name);
+    let files = nexus_cli::ssh_config::SshFiles::under(&home);
     files
-        .upsert(&crate::ssh_config::SshEntry {
+        .upsert(&nexus_cli::ssh_config::SshEntry {
             name: view.name.clone(),
             id: view.workspace_id.clone(),
             host: "127.0.0.1".into(),
@@ -294,11 +295,11 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
             forward_agent: false,
         })
         .map_err(|e| err(format!("cannot write the demo's ssh config: {e}"), "check the permissions of --dir"))?;
-    let forwards = crate::workspace_flow::forwards_of(&view);
+    let forwards = nexus_cli::workspace_flow::forwards_of(&view);
     if !forwards.is_empty() {
         let args = [exe, "workspace".into(), "ports".into(), "run".into(), view.name.clone()];
         ensure_process(&dir, "forwards", &args, &[("HOME", home.as_path())])?;
-        let missing = crate::forward::wait_listening(&forwards, Duration::from_secs(20)).await;
+        let missing = nexus_cli::forward::wait_listening(&forwards, Duration::from_secs(20)).await;
         if !missing.is_empty() {
             ui.warn(&format!(
                 "local ports {missing:?} are not forwarded yet; see {}",
@@ -310,7 +311,7 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
     Ok((view, ssh))
 }
 
-async fn wait_node(operator: &Client, name: &str, dir: &Path) -> Result<(), Error> {
+async fn wait_node(operator: &Client, name: &str, dir: &Path) -> Result<()> {
     for _ in 0..150 {
         if let Ok(nodes) = operator.nodes().await {
             if nodes.iter().any(|n| n.name == name && n.status == nexus_types::api::NodeStatus::Ok) {
@@ -326,10 +327,10 @@ async fn wait_node(operator: &Client, name: &str, dir: &Path) -> Result<(), Erro
 }
 
 /// Retries while the server says no node has joined yet (the agent was just started).
-async fn retry_no_nodes<T, F, Fut>(mut call: F) -> Result<T, Error>
+async fn retry_no_nodes<T, F, Fut>(mut call: F) -> Result<T, nexus_cli::Error>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Error>>,
+    Fut: std::future::Future<Output = Result<T, nexus_cli::Error>>,
 {
     let mut last = None;
     for _ in 0..100 {
@@ -344,7 +345,7 @@ where
 }
 
 /// Stops the demo workspace (its disk is kept), the forwards, agent, server and git daemon.
-pub async fn down(dir: &Path, port: u16, ui: &Ui) -> Result<(), Error> {
+pub async fn down(dir: &Path, port: u16, ui: &Ui) -> Result<()> {
     let config_path = dir.join("home/.nexus/config.yaml");
     if let Ok(loaded) = UserConfig::load_from(&config_path) {
         if let Some(token) = &loaded.config.api_token {
@@ -364,7 +365,7 @@ pub async fn down(dir: &Path, port: u16, ui: &Ui) -> Result<(), Error> {
             Some(pid) => {
                 let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
                 for _ in 0..50 {
-                    if !crate::forward::alive(pid) {
+                    if !nexus_cli::forward::alive(pid) {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
