@@ -45,6 +45,10 @@ pub(crate) enum Caller {
     Operator,
 }
 
+/// How often a report whose write lost to another writer is decided again on the fresh row. Each
+/// loss means someone else moved the workspace on, so this is only reached under a write storm.
+const MAX_REDECIDE: usize = 5;
+
 /// What became of a status change the app asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Applied {
@@ -821,18 +825,31 @@ impl App {
             }
         };
         let details = StatusDetails { generation: Some(report.generation), ..details };
-        match self.transition(ws, event, details).await? {
-            Applied::To(WorkspaceStatus::Stopped | WorkspaceStatus::Failed) => {
-                // Refuse SSH outright rather than accept and drop: clients then say "connection refused".
-                self.ssh_ports.close(ws.ssh_port);
-                // The node stopped them with the container; they start again with it.
-                self.store.set_services_status(&ws.id, ServiceStatus::Starting).await?;
-            }
-            Applied::To(_) | Applied::Superseded => {}
-            Applied::Refused(e) => {
-                tracing::warn!(workspace = %ws.id, error = %e, "report does not fit the workspace's status; ignored")
+        let mut ws = ws.clone();
+        // Another writer may move the workspace between our read and our write (the server marking
+        // it `creating` as a fast node reports it ready); the report is then decided again on what
+        // is there now, until it lands, no longer fits, or a newer command makes it stale.
+        for _ in 0..MAX_REDECIDE {
+            match self.transition(&ws, event, details.clone()).await? {
+                Applied::To(WorkspaceStatus::Stopped | WorkspaceStatus::Failed) => {
+                    // Refuse SSH outright rather than accept and drop: clients then say "connection refused".
+                    self.ssh_ports.close(ws.ssh_port);
+                    // The node stopped them with the container; they start again with it.
+                    self.store.set_services_status(&ws.id, ServiceStatus::Starting).await?;
+                    return Ok(());
+                }
+                Applied::To(_) => return Ok(()),
+                Applied::Refused(e) => {
+                    tracing::warn!(workspace = %ws.id, error = %e, "report does not fit the workspace's status; ignored");
+                    return Ok(());
+                }
+                Applied::Superseded => match self.store.workspace(&ws.id).await? {
+                    Some(now) if now.generation <= report.generation => ws = now,
+                    _ => return Ok(()),
+                },
             }
         }
+        tracing::warn!(workspace = %ws.id, ?event, "report kept losing to other writes; ignored");
         Ok(())
     }
 }

@@ -194,6 +194,26 @@ async fn a_report_applied_to_a_stale_read_does_not_overwrite_the_newer_status() 
     assert_eq!((ws.status, ws.message), (WorkspaceStatus::Stopped, None));
 }
 
+/// The other side of conditional writes: a report that lost only because the server marked the
+/// workspace `creating` between the report's read and its write still lands on the fresh row.
+#[tokio::test]
+async fn a_ready_report_that_raced_the_dispatch_is_decided_again_and_lands() {
+    let f = fixture(Duration::from_secs(60)).await;
+    let mut node = join(&f.app, "n1").await;
+    let created = f.app.create(&f.alice, create_req("proj", "acme/hello")).await.unwrap();
+    let cmd = next_command(&mut node).await;
+    let row = f.app.store.workspace(&created.workspace_id).await.unwrap().unwrap();
+    assert_eq!(row.status, WorkspaceStatus::Creating);
+    // What the report's handler read just before the dispatch was recorded.
+    let read = WorkspaceRow { status: WorkspaceStatus::Pending, ..row };
+    let ready = Outcome::Ready { commit: None, host_key: None };
+    f.app
+        .apply_report(&read, Report { workspace_id: read.id.clone(), generation: cmd.generation, outcome: ready })
+        .await
+        .unwrap();
+    assert_eq!(status_of(&f.app, &read.id).await, WorkspaceStatus::Running);
+}
+
 #[tokio::test]
 async fn stop_and_start_wait_for_the_node_and_go_through_pending() {
     let f = fixture(Duration::from_secs(60)).await;
