@@ -355,6 +355,31 @@ async fn provision_on_real_lxd() {
     }
     provision::delete(&lxd, &bad_ws).await.unwrap();
 
+    // A container whose init gives up (bug h): the failure is the cause from its console log, not
+    // the step that happened to run into the stopped container.
+    let dead_ws = format!("ws-e2e-{tag}-dead");
+    let no_repo = WorkspaceSpec { repo_url: String::new(), repo_dir: String::new(), ..spec.clone() };
+    provision::ensure(&lxd, &dead_ws, &no_repo, &settings).await.expect("a healthy first boot");
+    let init = "printf '%s\\n' 'Failed to create control group inotify object: Too many open files' \
+        '[!!!!!!] Failed to allocate manager object.' 'Exiting PID 1...'; exit 1";
+    let write_init =
+        format!("printf '#!/bin/sh\\n%s\\n' \"{init}\" > /sbin/nexus-test-init && chmod 0755 /sbin/nexus-test-init");
+    let out = lxd.exec(&dead_ws, &["sh".into(), "-c".into(), write_init], None, &[], None).await.unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    provision::stop(&lxd, &dead_ws).await.unwrap();
+    lxd.set_config(&dead_ws, "raw.lxc", "lxc.init.cmd = /sbin/nexus-test-init").await.unwrap();
+    let f = provision::ensure(&lxd, &dead_ws, &no_repo, &settings).await.expect_err("init exits at once");
+    eprintln!("failed boot → {f}");
+    assert_eq!(
+        f.message,
+        "the container stopped (or never started): Failed to create control group inotify object: Too many open files"
+    );
+    assert!(f.hint.contains("max_user_instances"), "{f}");
+    assert!(lxd.console_log(&dead_ws).await.unwrap().contains("Exiting PID 1"));
+    let err = lxd.exec(&dead_ws, &["true".into()], None, &[], None).await.expect_err("exec in a stopped container");
+    assert!(matches!(err, nexus_agent::provider::ProviderError::NotRunning(_)), "{err:?}");
+    provision::delete(&lxd, &dead_ws).await.unwrap();
+
     // Timing samples: create → SSH ready, clone done, host key read.
     let samples: usize = env_or("NEXUS_TEST_SAMPLES", "5").parse().unwrap();
     let mut times = Vec::new();
