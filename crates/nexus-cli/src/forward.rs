@@ -110,9 +110,9 @@ pub fn port_is_free(port: u16) -> bool {
 /// The local ports for `forwards` (whose `local` is the mapped port): where a service went before,
 /// if that port is still free; else its mapped port if free; else a free port [`MOVED_OFFSET`] above
 /// it. Returns the forwards with `local` set, and calls `notify` with a line for the designer for each
-/// one not on its mapped port. Call it with the workspace's forwarder stopped, whose own ports would
-/// look taken. The choices are kept for next time as well as they can be: a record that cannot be
-/// written only makes the next choice start afresh.
+/// one not on its mapped port. A port the workspace's running forwarder holds for the same service
+/// counts as free, so this gives the ports it forwards from. The choices are kept for next time as
+/// well as they can be: a record that cannot be written only makes the next choice start afresh.
 pub fn choose_local_ports(
     home: &Path,
     workspace: &str,
@@ -120,6 +120,9 @@ pub fn choose_local_ports(
     mut notify: impl FnMut(String),
 ) -> Vec<PortForward> {
     let before = read_moved(&moved_path(home, workspace));
+    let held = running(home, workspace).map(|s| s.ports).unwrap_or_default();
+    let free_for =
+        |service: &str, port: u16| held.iter().any(|p| p.service == service && p.local == port) || port_is_free(port);
     // Ports this workspace's other services are mapped to, or other workspaces were moved to.
     let mut avoid: HashSet<u16> = forwards.iter().map(|f| f.local).collect();
     avoid.extend(moved_elsewhere(home, workspace));
@@ -128,9 +131,9 @@ pub fn choose_local_ports(
     for f in forwards {
         let mapped = f.local;
         let previous = before.iter().find(|m| m.service == f.service && m.mapped == mapped).map(|m| m.local);
-        let mapped_in_use = !port_is_free(mapped);
+        let mapped_in_use = !free_for(&f.service, mapped);
         let local = match previous {
-            Some(p) if !avoid.contains(&p) && port_is_free(p) => p,
+            Some(p) if !avoid.contains(&p) && free_for(&f.service, p) => p,
             _ if !mapped_in_use && !chosen.iter().any(|c: &PortForward| c.local == mapped) => mapped,
             _ => free_port_near(mapped, &avoid),
         };
@@ -516,6 +519,20 @@ mod tests {
         // The next connect keeps the URL, and says why.
         let again = choose_local_ports(home.path(), "site", &wanted, |_| {});
         assert_eq!(again, chosen);
+        // So does asking while the forwarder runs and holds the port.
+        let holding = std::net::TcpListener::bind(("127.0.0.1", web)).unwrap();
+        let state = ForwardState {
+            workspace: "site".into(),
+            pid: std::process::id(),
+            ssh_pid: None,
+            ports: chosen.clone(),
+            connects: 1,
+            log: log_path(home.path(), "site"),
+        };
+        write_state(home.path(), &state).unwrap();
+        assert_eq!(choose_local_ports(home.path(), "site", &wanted, |_| {}), chosen);
+        drop(holding);
+        std::fs::remove_file(state_path(home.path(), "site")).unwrap();
         // Another workspace does not take it, though it is free until the forward starts.
         let other = [PortForward { service: "web".into(), local: taken, remote: 3000 }];
         assert_ne!(choose_local_ports(home.path(), "blog", &other, |_| {})[0].local, web);
