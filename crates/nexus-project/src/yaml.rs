@@ -98,7 +98,8 @@ pub(crate) fn options() -> serde_saphyr::Options {
         // Repeated keys reach the visitors, which say it in their own words ("service "web" is
         // defined twice") at the second one.
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
-        // YAML 1.2: `yes`, `on` and `n` are strings, as most editors' YAML plugins read them.
+        // YAML 1.2, as serde_yaml read it: only `true` and `false` are booleans; `yes` and `on` are
+        // strings (an env value `DEBUG: yes` stays "yes").
         strict_booleans: true,
     }
 }

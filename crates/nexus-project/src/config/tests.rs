@@ -159,6 +159,13 @@ fn defaults_without_a_health_check_are_tcp_on_the_port_or_none() {
 }
 
 #[test]
+fn yaml_1_1_booleans_are_text() {
+    let config = parse_config("services:\n  a:\n    command: x\n    env: {A: yes, B: on, C: true}\n").unwrap();
+    let env: Vec<(&str, &str)> = config.services[0].env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(env, [("A", "yes"), ("B", "on"), ("C", "true")]);
+}
+
+#[test]
 fn empty_and_minimal_files_are_valid() {
     assert_eq!(parse_config("").unwrap(), ProjectConfig::default());
     assert_eq!(parse_config("# just a comment\n").unwrap(), ProjectConfig::default());
