@@ -39,7 +39,6 @@ const DEFAULT_BASE_IMAGE: &str = "nexus-base";
 
 /// First reconnect delay; doubles per failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
-/// Longest reconnect delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Reconnect delay after the server refused the join token: an operator has to act first.
 const UNAUTHORIZED_RETRY: Duration = Duration::from_secs(10);

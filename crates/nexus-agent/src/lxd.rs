@@ -437,7 +437,6 @@ impl LxdProvider {
         self.patch_config(name, TEMPLATE_READY_KEY, "true").await
     }
 
-    /// Sets one instance config key.
     async fn patch_config(&self, name: &str, key: &str, value: &str) -> Result<(), LxdError> {
         let body = json!({"config": {key: value}});
         self.call(Method::PATCH, &format!("/1.0/instances/{}", encode(name)), Some(body)).await.map(drop)

@@ -28,7 +28,6 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(5);
 /// Log lines attached to a failure.
 const LOG_LINES: u32 = 20;
 
-/// The systemd unit of a service.
 pub(crate) fn unit_name(service: &str) -> String {
     format!("nexus-svc-{service}.service")
 }
@@ -413,7 +412,7 @@ impl<P: Provider> Supervisor<P> {
     }
 }
 
-/// The systemd unit for a service.
+/// The text of a service's systemd unit file.
 fn unit(svc: &ServicePlan, wrapper: &str) -> String {
     format!(
         "[Unit]\nDescription=Nexus service {name}\nAfter=network.target\nStartLimitIntervalSec=60\nStartLimitBurst=5\n\n\
