@@ -11,6 +11,8 @@ pub(crate) struct Cause {
     pub(crate) line: String,
     /// The next step, for causes we know.
     pub(crate) hint: Option<String>,
+    /// Init gave up (froze or exited): the container cannot be working, even if it still runs.
+    pub(crate) fatal: bool,
 }
 
 /// Known fatal boot problems: all needles (lower case) on one line, and what to do about it.
@@ -30,20 +32,21 @@ const KNOWN: &[(&[&str], &str)] = &[
 const FATAL: &[&str] = &["freezing", "exiting pid 1", "[!!!!!!]"];
 
 /// The cause of a failed boot in `console`, if it names one: a known problem anywhere in the log,
-/// else the first failure in the lines just before init gave up. `None` for a log without a fatal
-/// end (a clean shutdown, or nothing yet).
+/// else the first failure in the lines just before init gave up. `None` for a log without either
+/// (a clean shutdown, or nothing yet).
 pub(crate) fn cause(console: &str) -> Option<Cause> {
     let lines: Vec<String> = console.lines().map(clean).filter(|l| !l.is_empty()).collect();
-    for line in &lines {
-        let lower = line.to_ascii_lowercase();
-        if let Some((_, hint)) = KNOWN.iter().find(|(needles, _)| needles.iter().all(|n| lower.contains(n))) {
-            return Some(Cause { line: line.clone(), hint: Some(hint.to_string()) });
-        }
-    }
     let fatal = lines.iter().position(|l| {
         let lower = l.to_ascii_lowercase();
         FATAL.iter().any(|f| lower.contains(f))
-    })?;
+    });
+    for line in &lines {
+        let lower = line.to_ascii_lowercase();
+        if let Some((_, hint)) = KNOWN.iter().find(|(needles, _)| needles.iter().all(|n| lower.contains(n))) {
+            return Some(Cause { line: line.clone(), hint: Some(hint.to_string()), fatal: fatal.is_some() });
+        }
+    }
+    let fatal = fatal?;
     // systemd prints the reason first, then a summary (`[!!!!!!] Failed to ...`), then gives up.
     let window = &lines[fatal.saturating_sub(5)..=fatal];
     let line = window
@@ -54,7 +57,7 @@ pub(crate) fn cause(console: &str) -> Option<Cause> {
         })
         .unwrap_or(&lines[fatal])
         .clone();
-    Some(Cause { line, hint: None })
+    Some(Cause { line, hint: None, fatal: true })
 }
 
 /// A console line without ANSI escape sequences, carriage returns and surrounding blanks.
@@ -95,9 +98,13 @@ mod tests {
 
     #[test]
     fn a_known_cause_becomes_the_message_with_its_hint() {
-        let cause = cause(INOTIFY).unwrap();
-        assert_eq!(cause.line, "Failed to create control group inotify object: Too many open files");
-        assert!(cause.hint.unwrap().contains("fs.inotify.max_user_instances"));
+        let found = cause(INOTIFY).unwrap();
+        assert_eq!(found.line, "Failed to create control group inotify object: Too many open files");
+        assert!(found.hint.unwrap().contains("fs.inotify.max_user_instances"));
+        assert!(found.fatal);
+        // The same problem in a log that goes on (a service failing later) is not a failed boot.
+        let later = cause("[  OK  ] Started x.\nfoo.service: Failed to add watch: No space left on device\n");
+        assert!(!later.unwrap().fatal);
     }
 
     #[test]
@@ -107,9 +114,9 @@ mod tests {
             Failed to mount API filesystems: Operation not permitted\n\
             [!!!!!!] Failed to mount API filesystems.\n\
             Exiting PID 1...\n";
-        let cause = cause(console).unwrap();
-        assert_eq!(cause.line, "Failed to mount API filesystems: Operation not permitted");
-        assert_eq!(cause.hint, None);
+        let found = cause(console).unwrap();
+        assert_eq!(found.line, "Failed to mount API filesystems: Operation not permitted");
+        assert_eq!(found.hint, None);
         let frozen = cause_line("Welcome!\nFreezing execution.\n");
         assert_eq!(frozen.as_deref(), Some("Freezing execution."));
     }

@@ -240,6 +240,13 @@ impl FakeProvider {
         lock(&self.state).failing_boot = console.map(str::to_string);
     }
 
+    /// Sets what `console_log(name)` returns until the next start.
+    pub fn set_console_log(&self, name: &str, console: &str) {
+        if let Some(i) = lock(&self.state).instances.get_mut(name) {
+            i.console = console.to_string();
+        }
+    }
+
     /// Makes `ipv4` report no address for the first `polls` calls after each start, like DHCP.
     pub fn set_ipv4_delay(&self, polls: u32) {
         lock(&self.state).ipv4_delay_polls = polls;

@@ -261,8 +261,8 @@ pub async fn ensure<P: Provider>(
 }
 
 /// A step after `create` failed with `f`; when the container is why (it stopped, never came up,
-/// or its init reported a known fatal problem), says that instead, with the cause its console log
-/// names. `after_start`: the start itself succeeded, so a stopped container is news.
+/// or its init gave up), says that instead, with the cause its console log names.
+/// `after_start`: the start itself succeeded, so a stopped container is news.
 async fn explain<P: Provider>(provider: &P, id: &str, f: ProvisionFailure, after_start: bool) -> ProvisionFailure {
     let running = match provider.state(id).await {
         Ok(Some(state)) => state.running,
@@ -274,13 +274,16 @@ async fn explain<P: Provider>(provider: &P, id: &str, f: ProvisionFailure, after
         String::new()
     });
     let read_log = || format!("read why in {}", provider.log_hint(id));
-    match (boot::cause(&console), running) {
+    // Only a log in which init gave up explains a failure; complaints in a log that goes on
+    // (a service failing in a running system) do not.
+    match (boot::cause(&console).filter(|c| c.fatal), running) {
         (Some(cause), false) => failure(
             format!("the container stopped (or never started): {}", cause.line),
             cause.hint.unwrap_or_else(read_log),
         ),
-        (Some(boot::Cause { line, hint: Some(hint) }), true) => {
-            failure(format!("the container did not boot properly: {line}"), hint)
+        // Init froze rather than exited: the container runs but nothing in it does.
+        (Some(cause), true) => {
+            failure(format!("the container did not boot properly: {}", cause.line), cause.hint.unwrap_or_else(read_log))
         }
         (None, false) if after_start => {
             failure(format!("the container stopped (or never started), so {}", f.message), read_log())
@@ -935,6 +938,26 @@ mod tests {
         // Healed, the same workspace comes up.
         fake.fail_boot(None);
         ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_frozen_init_is_named_even_though_the_container_runs() {
+        let fake = FakeProvider::new();
+        fake.set_ipv4_delay(u32::MAX);
+        fake.create("ws-a", "img", 1, "").await.unwrap();
+        fake.start("ws-a").await.unwrap();
+        fake.set_console_log("ws-a", "Failed to mount API filesystems: Operation not permitted\nFreezing execution.\n");
+        let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
+        assert_eq!(
+            err.message,
+            "the container did not boot properly: Failed to mount API filesystems: Operation not permitted"
+        );
+        assert!(err.hint.contains(&fake.log_hint("ws-a")), "{}", err.hint);
+
+        // A running container whose log merely has complaints keeps the step's own failure.
+        fake.set_console_log("ws-a", "foo.service: Failed to add watch: No space left on device\n");
+        let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
+        assert!(err.message.contains("no IPv4 address"), "{err}");
     }
 
     #[tokio::test]
