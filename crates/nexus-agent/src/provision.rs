@@ -78,7 +78,7 @@ if [ -e "$dir" ]; then
 fi
 rm -rf -- "$tmp"
 if [ -n "$branch" ]; then set -- --branch "$branch"; else set --; fi
-timeout "$limit" git clone --quiet "$@" -- "$url" "$tmp"
+LC_ALL=C timeout "$limit" git clone --quiet "$@" -- "$url" "$tmp"
 rc=$?
 if [ "$rc" -ne 0 ]; then
   rm -rf -- "$tmp"
@@ -544,7 +544,7 @@ async fn clone_if_missing<P: Provider>(
                 "" => format!("exit status {code}"),
                 line => line.to_string(),
             };
-            let cause = clone::cause(&out.stderr);
+            let cause = nexus_types::git_failure::classify(&out.stderr);
             Err(failure(
                 format!("git clone of {} ({branch}) failed: {why}", spec.repo_url),
                 clone::hint(cause, &spec.repo_url, &spec.branch),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use nexus_project::PLAN_FILES;
+use nexus_types::git_failure::{classify, detail, shallow_unsupported, GitFailure as Cause};
 
 use crate::error::{Result, ServerError};
 
@@ -45,99 +46,14 @@ pub struct GitLsRemote {
     pub timeout: Duration,
 }
 
-/// Why git could not read a repository.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Cause {
-    /// The host says there is no such repository (or branch), or will not say it exists.
-    NotFound,
-    /// The host wants credentials, or refused the ones sent.
-    Auth,
-    /// The host answered, but not in a way git can use.
-    Transport,
-    /// The host could not be reached: DNS, connection, TLS, timeout.
-    Network,
-    /// Something the patterns do not know; the hint stays general.
-    Unknown,
-}
-
-/// Sorts git's stderr into a [`Cause`]. Order matters: a refused connection says nothing about the
-/// repository, and GitHub asks for credentials for a repository that does not exist.
-pub(crate) fn classify(stderr: &str) -> Cause {
-    let text = stderr.to_ascii_lowercase();
-    let any = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
-    if any(&[
-        "could not resolve host",
-        "could not resolve hostname",
-        "failed to connect",
-        "couldn't connect",
-        "connection refused",
-        "connection timed out",
-        "operation timed out",
-        "network is unreachable",
-        "no route to host",
-        "connection reset",
-        "ssl",
-        "certificate",
-        "got no answer within",
-    ]) {
-        Cause::Network
-    } else if any(&[
-        "authentication failed",
-        "could not read username",
-        "could not read password",
-        "terminal prompts disabled",
-        "permission denied",
-        "host key verification failed",
-        "returned error: 401",
-        "returned error: 403",
-    ]) {
-        Cause::Auth
-    } else if any(&[
-        "not found",
-        "does not appear to be a git repository",
-        "repository not exported",
-        "couldn't find remote ref",
-        "no such repository",
-        "returned error: 404",
-    ]) {
-        Cause::NotFound
-    } else if any(&[
-        "dumb http transport",
-        "does not support shallow",
-        "protocol error",
-        "unexpected disconnect",
-        "rpc failed",
-        "remote end hung up",
-        "invalid server response",
-        "expected flush",
-        "bad packet",
-        "returned error: 5",
-    ]) {
-        Cause::Transport
-    } else {
-        Cause::Unknown
-    }
-}
-
-/// The host can serve the branch, just not a shallow copy of it (dumb HTTP, some old servers).
-fn shallow_unsupported(stderr: &str) -> bool {
-    let text = stderr.to_ascii_lowercase();
-    text.contains("does not support shallow") || text.contains("dumb http transport does not support")
-}
-
-/// The line of git's stderr that says what happened: the first `fatal:`/`error:` line, else the last.
-fn detail(stderr: &str) -> &str {
-    let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
-    lines()
-        .find(|l| l.starts_with("fatal:") || l.starts_with("error:"))
-        .or_else(|| lines().next_back())
-        .unwrap_or("git failed without saying why")
-}
-
 /// The error for an unreadable repository, with the hint for its cause.
 fn unreadable(url: &str, cause: Cause, detail: &str) -> ServerError {
     let hint = match cause {
-        Cause::NotFound => "check the spelling of `owner/name` and of the branch".to_string(),
+        Cause::NotFound => "check the spelling of `owner/name`".to_string(),
+        Cause::NoBranch => "check the spelling of the branch (`--branch`); `git ls-remote --heads <url>` lists them".to_string(),
+        Cause::Tls => "the server does not trust the git host's TLS certificate: ask the operator to add the CA that \
+                       signs it to the server's trust store (`/usr/local/share/ca-certificates`, then `update-ca-certificates`)"
+            .to_string(),
         Cause::Auth => "the repository is private or does not exist: check the spelling of `owner/name`; if it is \
                         private, sign in with `nexus auth github` as an account that can read it, then retry"
             .to_string(),
@@ -270,6 +186,8 @@ fn git_command(token: Option<&str>) -> tokio::process::Command {
     use base64::Engine as _;
     let mut cmd = tokio::process::Command::new("git");
     cmd.env("GIT_TERMINAL_PROMPT", "0")
+        // English messages, which `git_failure::classify` reads.
+        .env("LC_ALL", "C")
         .env("GIT_ASKPASS", "/bin/false")
         .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=10")
         .kill_on_drop(true);
@@ -313,44 +231,6 @@ mod tests {
     }
 
     #[test]
-    fn git_failures_are_sorted_by_cause() {
-        // What git 2.4x prints for each case, against GitHub, git daemon, dumb HTTP and ssh hosts.
-        let cases = [
-            ("fatal: repository 'http://127.0.0.1:8765/o/nope.git/' not found", Cause::NotFound),
-            ("remote: Repository not found.\nfatal: repository 'https://github.com/o/r.git/' not found", Cause::NotFound),
-            ("fatal: remote error: access denied or repository not exported: /acme/missing.git", Cause::NotFound),
-            ("ERROR: Repository not found.\nfatal: Could not read from remote repository.", Cause::NotFound),
-            ("warning: Could not find remote branch dev to clone.\nfatal: Remote branch dev not found in upstream origin", Cause::NotFound),
-            ("fatal: could not read Username for 'https://github.com': terminal prompts disabled", Cause::Auth),
-            ("remote: Invalid username or password.\nfatal: Authentication failed for 'https://github.com/o/r.git/'", Cause::Auth),
-            ("git@github.com: Permission denied (publickey).\nfatal: Could not read from remote repository.", Cause::Auth),
-            ("fatal: unable to access 'https://x/o/r.git/': The requested URL returned error: 403", Cause::Auth),
-            ("fatal: dumb http transport does not support shallow capabilities", Cause::Transport),
-            ("error: RPC failed; HTTP 502 curl 22 The requested URL returned error: 502", Cause::Transport),
-            ("fatal: protocol error: bad line length character: <htm", Cause::Transport),
-            ("fatal: unable to access 'https://nonexistent.invalid/o/r.git/': Could not resolve host: nonexistent.invalid", Cause::Network),
-            ("fatal: unable to access 'http://127.0.0.1:1/o/r.git/': Failed to connect to 127.0.0.1 port 1 after 0 ms: Couldn't connect to server", Cause::Network),
-            ("ssh: Could not resolve hostname gitlab.internal: Name or service not known", Cause::Network),
-            ("fatal: unable to access 'https://h/o/r.git/': SSL certificate problem: self-signed certificate", Cause::Network),
-            ("git clone got no answer within 20s", Cause::Network),
-            ("fatal: something new", Cause::Unknown),
-        ];
-        for (stderr, cause) in cases {
-            assert_eq!(classify(stderr), cause, "{stderr}");
-        }
-        assert!(shallow_unsupported("fatal: dumb http transport does not support shallow capabilities"));
-        assert!(!shallow_unsupported("fatal: repository 'x' not found"));
-        assert_eq!(
-            detail("remote: Repository not found.\nfatal: repository 'x' not found\n"),
-            "fatal: repository 'x' not found"
-        );
-        assert_eq!(
-            detail("\nssh: connect to host h port 22: Connection refused\n\n"),
-            "ssh: connect to host h port 22: Connection refused"
-        );
-    }
-
-    #[test]
     fn each_cause_has_its_own_hint() {
         let hint = |cause| match unreadable("u", cause, "d") {
             ServerError::RepoNotFound { hint, .. } => hint,
@@ -361,6 +241,8 @@ mod tests {
         assert!(hint(Cause::Network).contains("network"));
         assert!(!hint(Cause::Transport).contains("spelling"), "a transport failure is not a typo");
         assert!(!hint(Cause::Network).contains("spelling"));
+        assert!(hint(Cause::NoBranch).contains("branch"));
+        assert!(hint(Cause::Tls).contains("CA"));
     }
 
     /// Regression: a dumb-HTTP host refuses shallow clones ("dumb http transport does not support

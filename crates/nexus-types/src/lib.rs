@@ -5,6 +5,7 @@
 pub mod api;
 pub mod defaults;
 pub mod diagnostics;
+pub mod git_failure;
 pub mod names;
 pub mod protocol;
 pub mod state;
