@@ -526,7 +526,7 @@ mod tests {
         fake.insert_instance("ws-1", true);
         fake.on_exec(move |_, argv| argv.iter().any(|a| a == STEP_CHECK).then(|| ExecOutput::ok(checks())));
         let (tx, rx) = mpsc::unbounded_channel();
-        let plan = ProjectPlan { source: "test".into(), setup: vec![], services: plan };
+        let plan = ProjectPlan { source: "test".into(), setup: vec![], services: plan, ..Default::default() };
         let sup = Supervisor::new(Arc::new(fake.clone()), "ws-1".into(), 1, "proj".into(), plan, tx)
             .with_watch_interval(Duration::from_millis(10));
         (fake, rx, tokio::spawn(sup.run()))

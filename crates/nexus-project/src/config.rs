@@ -58,7 +58,12 @@ pub struct LxcConfig {
 impl ProjectConfig {
     /// What the node runs: the setup steps and services, with `source` set to `.nexus/config.yaml`.
     pub fn plan(&self) -> ProjectPlan {
-        ProjectPlan { source: CONFIG_PATH.to_string(), setup: self.setup.clone(), services: self.services.clone() }
+        ProjectPlan {
+            source: CONFIG_PATH.to_string(),
+            setup: self.setup.clone(),
+            services: self.services.clone(),
+            ..Default::default()
+        }
     }
 
     /// `(cpu, memory, image)` from `providers.lxc`.

@@ -108,7 +108,7 @@ pub fn detect(files: &dyn RepoFiles) -> ProjectPlan {
     } else {
         format!("detected: {}", found.labels.join(" + "))
     };
-    ProjectPlan { source, setup: found.setup, services }
+    ProjectPlan { source, setup: found.setup, services, ..Default::default() }
 }
 
 /// Applies devcontainer.json (see [`detect`]); returns the `post-start` command, if any.

@@ -59,7 +59,9 @@ pub fn resolve(files: &dyn RepoFiles) -> Result<Resolved, ConfigError> {
     if let Some(text) = files.read(CONFIG_PATH) {
         let config = parse_config(&text)?;
         let (cpu, memory, image) = config.resources();
-        return Ok(Resolved { plan: config.plan(), cpu, memory, image, runtime: resolve_runtime(files)? });
+        let runtime = resolve_runtime(files)?;
+        let plan = ProjectPlan { runtime: runtime.clone(), ..config.plan() };
+        return Ok(Resolved { plan, cpu, memory, image, runtime });
     }
     // A `.yml` file is almost certainly meant as the config; ignoring it would be a silent surprise.
     if files.exists(".nexus/config.yml") {
@@ -76,7 +78,8 @@ pub fn resolve(files: &dyn RepoFiles) -> Result<Resolved, ConfigError> {
     if let Some(err) = runtime::unsupported(&runtime) {
         return Err(err);
     }
-    Ok(Resolved { plan: detect(files), runtime, ..Resolved::default() })
+    let plan = ProjectPlan { runtime: runtime.clone(), ..detect(files) };
+    Ok(Resolved { plan, runtime, ..Resolved::default() })
 }
 
 #[cfg(test)]

@@ -218,6 +218,7 @@ mod tests {
             source: "test".into(),
             setup: vec!["npm install".into(), "true".into(), "echo {a}".into()],
             services: vec![web, api, db, check, quiet, other_port, slow],
+            ..Default::default()
         };
         assert_round_trip(&plan);
         assert_round_trip(&ProjectPlan::default());

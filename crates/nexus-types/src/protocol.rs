@@ -179,6 +179,9 @@ pub struct ProjectPlan {
     pub setup: Vec<String>,
     /// Services, in the order they were declared.
     pub services: Vec<ServicePlan>,
+    /// The Node, package manager and Python the repo asks for; the node provisions them before setup.
+    #[serde(default)]
+    pub runtime: RuntimePlan,
 }
 
 /// One long-running service.

@@ -70,6 +70,7 @@ fn the_specs_example_parses_to_the_expected_plan() {
                 health: HealthCheck::new(HealthKind::Tcp { port: 4000 }),
             },
         ],
+        ..Default::default()
     };
     assert_eq!(plan, expected);
 }

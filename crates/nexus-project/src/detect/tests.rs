@@ -299,7 +299,7 @@ fn devcontainer_alone_and_unreadable() {
 #[test]
 fn nothing_to_detect() {
     let p = plan(&[("README.md", "# hi"), ("main.go", "package main")]);
-    assert_eq!(p, ProjectPlan { source: NOTHING_DETECTED.to_string(), setup: vec![], services: vec![] });
+    assert_eq!(p, ProjectPlan { source: NOTHING_DETECTED.to_string(), ..Default::default() });
     assert_eq!(p.source, "detected: nothing (add .nexus/config.yaml)");
 }
 
