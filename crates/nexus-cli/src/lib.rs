@@ -1,8 +1,10 @@
-//! The Nexus command line: node set-up (`nexus node init`) and the designer-facing commands
-//! (`auth`, `ssh setup`, `workspace create|connect|ports|ssh|pr`).
+//! The designer's command line: signing in (`auth`), the SSH key (`ssh setup`), workspaces
+//! (`workspace create|connect|ports|ssh|pr|list|status|start|stop|delete|services|logs`) and the
+//! project config (`config detect`); one module per command under [`commands`]. Also the API client,
+//! terminal output ([`ui::Ui`]) and the host traits the host set-up in `nexus-node` shares.
 
-pub mod account;
 pub mod client;
+pub mod commands;
 pub mod config;
 pub mod editor;
 pub mod error;
@@ -10,10 +12,8 @@ pub mod forward;
 pub mod github;
 pub mod keys;
 pub mod opener;
-pub mod services;
 pub mod ssh_config;
 pub mod system;
 pub mod ui;
-pub mod workspace_flow;
 
 pub use error::Error;

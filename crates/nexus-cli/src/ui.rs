@@ -23,6 +23,13 @@ use std::io::{BufRead, IsTerminal as _, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// What a command returns: printed as pretty JSON with `--json`, else as text for people by
+/// [`Report::text`]. [`Ui::report`] is the one place that chooses.
+pub trait Report: serde::Serialize {
+    /// Writes the text form through `ui`: results with [`Ui::result`], messages with [`Ui::info`].
+    fn text(&self, ui: &Ui);
+}
+
 /// A monotonic clock, injectable so elapsed times in tests are fixed.
 pub trait Clock: Send + Sync {
     /// Time since an arbitrary fixed origin.
@@ -388,6 +395,15 @@ impl Ui {
     /// A line of results on stdout (for scripts): printed as is, also in `--json` mode.
     pub fn result(&self, line: &str) {
         self.inner.with_state(|st| st.line_out(&self.inner, line));
+    }
+
+    /// A command's output: JSON in `--json` mode, else its text.
+    pub fn report(&self, output: &impl Report) {
+        if self.json() {
+            self.print_json(output);
+        } else {
+            output.text(self);
+        }
     }
 
     /// `value` as pretty JSON on stdout: the whole output of a `--json` command.

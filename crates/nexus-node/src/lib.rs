@@ -4,6 +4,7 @@
 //! The designer's CLI (`nexus-cli`) never needs any of this; this crate uses its API client, `Ui`
 //! and `System` trait.
 
+pub mod commands;
 pub mod error;
 pub mod init;
 pub mod staging;

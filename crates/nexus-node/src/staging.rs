@@ -55,6 +55,11 @@ pub fn default_dir(is_root: bool) -> PathBuf {
     PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".nexus/staging")
 }
 
+/// Whether this process runs as root (`id -u` is 0).
+pub(crate) fn is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
 fn pid_file(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.pid"))
 }
@@ -278,7 +283,7 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
             retry_no_nodes(|| async { client.create(&req).await }).await?.workspace_id
         }
     };
-    let view = nexus_cli::workspace_flow::wait_ready(&client, &id, ui).await?;
+    let view = nexus_cli::commands::workspace::wait_ready(&client, &id, ui).await?;
 
     // The designer-side pieces: ssh config with the pinned key and the forwarded service ports.
     let alias = nexus_cli::ssh_config::alias(&view.name);
@@ -295,7 +300,7 @@ pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(Workspac
             forward_agent: false,
         })
         .map_err(|e| err(format!("cannot write the demo's ssh config: {e}"), "check the permissions of --dir"))?;
-    let forwards = nexus_cli::workspace_flow::forwards_of(&view);
+    let forwards = nexus_cli::commands::workspace::forwards_of(&view);
     if !forwards.is_empty() {
         let args = [exe, "workspace".into(), "ports".into(), "run".into(), view.name.clone()];
         ensure_process(&dir, "forwards", &args, &[("HOME", home.as_path())])?;

@@ -1,9 +1,36 @@
-//! `nexus workspace services` and `nexus workspace logs`: what runs in a workspace and what it says.
+//! `nexus workspace services`: what runs in a workspace — each service's status, port and URL, and
+//! for failures the message, last log lines and hint.
 
-use nexus_types::api::WorkspaceView;
+use nexus_types::api::{ServiceInfo, WorkspaceView};
+
+use super::open;
+use crate::error::Result;
+use crate::ui::{Report, Ui};
+
+/// A workspace's services: JSON is the list, text the table.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(transparent)]
+pub struct Services {
+    services: Vec<ServiceInfo>,
+    #[serde(skip)]
+    view: WorkspaceView,
+}
+
+impl Report for Services {
+    fn text(&self, ui: &Ui) {
+        let table = render(&self.view);
+        ui.result(table.strip_suffix('\n').unwrap_or(&table));
+    }
+}
+
+/// The services of one of the caller's workspaces, by name or id.
+pub async fn run(workspace: &str, server: Option<String>) -> Result<Services> {
+    let view = open(workspace, server).await?.1;
+    Ok(Services { services: view.services.clone(), view })
+}
 
 /// The services table for people: name, status, port, URL; failures with their message, hint and logs.
-pub fn render(ws: &WorkspaceView) -> String {
+pub(crate) fn render(ws: &WorkspaceView) -> String {
     let mut out = format!("Services of {} ({}; from {})\n", ws.name, ws.status, ws.services_source);
     if ws.services.is_empty() {
         out.push_str("  none yet (add .nexus/config.yaml, or start something that listens on a port)\n");
@@ -29,31 +56,4 @@ pub fn render(ws: &WorkspaceView) -> String {
     }
     out.push_str("URLs work on your machine while `nexus workspace connect` forwards the ports.\n");
     out
-}
-
-/// The remote command that prints (or follows) a service's journal, or the setup log.
-pub fn log_command(service: Option<&str>, follow: bool, lines: u32) -> String {
-    let f = if follow { " -f" } else { "" };
-    match service {
-        Some("setup") => format!("tail -n {lines}{f} ~/.nexus/logs/setup.log"),
-        Some(name) => format!("sudo journalctl -u nexus-svc-{name}.service -n {lines}{f} --no-pager -o short-iso"),
-        None => format!(
-            "{{ test -f ~/.nexus/logs/setup.log && tail -n {lines} ~/.nexus/logs/setup.log; }}; sudo journalctl -u 'nexus-svc-*' -n {lines}{f} --no-pager -o short-iso"
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_commands() {
-        assert_eq!(
-            log_command(Some("web"), true, 50),
-            "sudo journalctl -u nexus-svc-web.service -n 50 -f --no-pager -o short-iso"
-        );
-        assert_eq!(log_command(Some("setup"), false, 10), "tail -n 10 ~/.nexus/logs/setup.log");
-        assert!(log_command(None, false, 5).contains("nexus-svc-*"));
-    }
 }

@@ -1,0 +1,3 @@
+//! `nexus config`: the project's `.nexus/config.yaml`.
+
+pub mod detect;

@@ -1,0 +1,3 @@
+//! `nexus ssh`: the designer's SSH key.
+
+pub mod setup;

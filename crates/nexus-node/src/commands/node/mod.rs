@@ -1,0 +1,3 @@
+//! `nexus node`: driver node set-up.
+
+pub mod init;

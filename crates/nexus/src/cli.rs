@@ -1,0 +1,405 @@
+//! The `nexus` command line as clap types: every subcommand, flag and `NEXUS_*` environment variable,
+//! declared here once, next to their flags. `main.rs` maps them to the commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "nexus",
+    version,
+    about = "Self-hosted remote development workspaces on LXD",
+    propagate_version = true
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run the coordination server (REST API on :3001, SSH forwarding on 2222-2299).
+    #[command(
+        after_help = "Examples:\n  nexus server\n  nexus server --listen 127.0.0.1:3001 --data-dir ./data --ssh-port-range 2222-2229"
+    )]
+    Server(ServerArgs),
+    /// Run a node agent that drives this host's LXD for a server.
+    #[command(
+        after_help = "Examples:\n  nexus agent --server http://staging:3001 --join-token $(cat /var/lib/nexus/join-token)\n  nexus agent --server http://127.0.0.1:3001 --join-token nxj_... --lxd-project node-b --name node-b"
+    )]
+    Agent(AgentArgs),
+    /// Local staging in one command: node set-up, server, agent and a demo workspace on this machine.
+    #[command(
+        after_help = "Ends with the Workspace Ready block: an ssh command that works and the demo's service URL.\n\n\
+                      Examples:\n  sudo nexus up\n  sudo nexus up --dir /srv/nexus-staging --port 3101"
+    )]
+    Up {
+        /// Where the staging data lives [default: /var/lib/nexus-staging as root, else ~/.nexus/staging].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// API port.
+        #[arg(long, default_value_t = nexus_types::defaults::API_PORT)]
+        port: u16,
+        /// Port of the demo repository's git daemon.
+        #[arg(long, default_value_t = nexus_node::staging::DEFAULT_GIT_PORT)]
+        git_port: u16,
+        /// Print the workspace as JSON instead of the Ready block.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop local staging (the demo workspace, agent, server); all data is kept for the next `up`.
+    #[command(after_help = "Examples:\n  sudo nexus down")]
+    Down {
+        /// The staging data directory `up` used.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// API port `up` used.
+        #[arg(long, default_value_t = nexus_types::defaults::API_PORT)]
+        port: u16,
+    },
+    /// Driver node set-up.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Sign in to GitHub (device flow in the browser, or a token).
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Your SSH key: generate, upload to GitHub, register with the server.
+    #[command(subcommand)]
+    Ssh(SshCommand),
+    /// Your workspaces: create, connect, services, logs, pull requests.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// The project's `.nexus/config.yaml`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the server's OpenAPI document.
+    Openapi,
+}
+
+/// What every workspace command needs to reach the server, and its output format.
+#[derive(Args)]
+pub(crate) struct ClientArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Server URL [env: NEXUS_SERVER].
+    #[arg(long)]
+    pub(crate) server: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AuthCommand {
+    /// Sign in to GitHub and save the token (0600) in ~/.nexus/config.yaml.
+    #[command(
+        after_help = "Shows a one-time code and opens GitHub in your browser; approve there and you're signed in.\n\
+                      If the GitHub CLI (`gh`) is signed in, you're offered its token instead.\n\n\
+                      Examples:\n  nexus auth github --server staging.example.com\n  gh auth token | nexus auth github --with-token\n  nexus auth github --github-host github.example.com"
+    )]
+    Github {
+        /// Coordination server to use from now on (host, host:port or URL).
+        #[arg(long)]
+        server: Option<String>,
+        /// GitHub host: github.com (default), a GitHub Enterprise host, or a URL.
+        #[arg(long)]
+        github_host: Option<String>,
+        /// OAuth app client id for the device flow [default: the server's].
+        #[arg(long, env = "NEXUS_GITHUB_CLIENT_ID")]
+        client_id: Option<String>,
+        /// Read a token from standard input instead of using the browser.
+        #[arg(long)]
+        with_token: bool,
+        /// Reuse the GitHub CLI's token without asking.
+        #[arg(long)]
+        use_gh_token: bool,
+        /// Sign in again even if the saved token still works.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show who you are signed in as, on GitHub and on the server.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the saved GitHub and server tokens.
+    Logout,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SshCommand {
+    /// Create ~/.ssh/id_ed25519 if missing (never overwritten), add it to GitHub, register with the server.
+    #[command(after_help = "Examples:\n  nexus ssh setup\n  nexus ssh setup --server staging.example.com --json")]
+    Setup {
+        /// Server to register with [default: `server:` in ~/.nexus/config.yaml].
+        #[arg(long)]
+        server: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum PortsCommand {
+    /// List running forwards.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a workspace's forwards.
+    Stop {
+        /// Workspace name.
+        workspace: String,
+    },
+    /// Run the forwarder in the foreground (what `connect` starts in the background).
+    #[command(hide = true)]
+    Run {
+        /// Workspace name.
+        workspace: String,
+        /// Server URL [env: NEXUS_SERVER].
+        #[arg(long)]
+        server: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum WorkspaceCommand {
+    /// Create a workspace for a GitHub repo (forking it when you can't push), and wait until it's ready.
+    #[command(
+        after_help = "Examples:\n  nexus workspace create my-org/my-project\n  nexus workspace create https://github.com/my-org/my-project --branch redesign --name redesign"
+    )]
+    Create {
+        /// `owner/repo` or a GitHub URL.
+        repo: String,
+        /// Branch to check out [default: the repo's default branch].
+        #[arg(long)]
+        branch: Option<String>,
+        /// Workspace name [default: the repo's name].
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Open a workspace in your editor over SSH and forward its services' ports.
+    #[command(
+        after_help = "Examples:\n  nexus workspace connect\n  nexus workspace connect my-project --editor code\n  nexus workspace connect my-project --editor none"
+    )]
+    Connect {
+        /// Workspace name [default: your only workspace].
+        workspace: Option<String>,
+        /// `cursor`, `code` or `none` [default: `editor:` in ~/.nexus/config.yaml, else cursor].
+        #[arg(long)]
+        editor: Option<String>,
+        /// Don't forward service ports.
+        #[arg(long)]
+        no_forward: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show or stop the background port forwards.
+    #[command(after_help = "Examples:\n  nexus workspace ports\n  nexus workspace ports stop my-project")]
+    Ports {
+        #[command(subcommand)]
+        cmd: Option<PortsCommand>,
+    },
+    /// Open a shell (or run a command) in a workspace.
+    #[command(
+        after_help = "Examples:\n  nexus workspace ssh my-project\n  nexus workspace ssh my-project -- git status"
+    )]
+    Ssh {
+        /// Workspace name [default: your only workspace].
+        workspace: Option<String>,
+        /// Command to run instead of a shell.
+        #[arg(last = true)]
+        command: Vec<String>,
+        /// Server URL [env: NEXUS_SERVER].
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Push the workspace's branch and open a pull request to the upstream repo.
+    #[command(
+        after_help = "Examples:\n  nexus workspace pr my-project\n  nexus workspace pr my-project --title \"New hero section\""
+    )]
+    Pr {
+        /// Workspace name [default: your only workspace].
+        workspace: Option<String>,
+        /// Title [default: the last commit's subject].
+        #[arg(long)]
+        title: Option<String>,
+        /// Description.
+        #[arg(long)]
+        body: Option<String>,
+        /// Branch to merge into [default: upstream's default branch].
+        #[arg(long)]
+        base: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List your workspaces.
+    #[command(after_help = "Examples:\n  nexus workspace list\n  nexus workspace list --json")]
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a workspace: status, SSH command, repo, services.
+    #[command(
+        after_help = "Examples:\n  nexus workspace status my-project\n  nexus workspace status my-project --json"
+    )]
+    Status {
+        /// Workspace name or id.
+        workspace: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop a workspace (its disk and SSH port are kept).
+    Stop {
+        /// Workspace name or id.
+        workspace: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start a stopped workspace, or retry a failed one.
+    Start {
+        /// Workspace name or id.
+        workspace: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a workspace: container, disk and SSH port. Unpushed work in it is lost.
+    Delete {
+        /// Workspace name or id.
+        workspace: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a workspace's services with their status and URLs.
+    #[command(
+        after_help = "Examples:\n  nexus workspace services my-project\n  nexus workspace services my-project --json | jq '.[].url'"
+    )]
+    Services {
+        /// Workspace name or id.
+        workspace: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show (or follow) the setup log and service logs of a workspace, over SSH.
+    #[command(
+        after_help = "Examples:\n  nexus workspace logs my-project\n  nexus workspace logs my-project web -f\n  nexus workspace logs my-project setup"
+    )]
+    Logs {
+        /// Workspace name or id.
+        workspace: String,
+        /// A service name, or `setup`; all when left out.
+        service: Option<String>,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many lines of history.
+        #[arg(short = 'n', long, default_value_t = 200)]
+        lines: u32,
+        /// SSH private key [default: ~/.ssh/id_ed25519].
+        #[arg(long, env = "NEXUS_SSH_KEY")]
+        identity: Option<PathBuf>,
+        /// Server URL [env: NEXUS_SERVER].
+        #[arg(long)]
+        server: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Show what Nexus detects in a project without a config, as a `.nexus/config.yaml`.
+    #[command(after_help = "Examples:\n  nexus config detect\n  nexus config detect ~/src/my-project --write")]
+    Detect {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Save it as `<dir>/.nexus/config.yaml` (refuses to overwrite one).
+        #[arg(long)]
+        write: bool,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct ServerArgs {
+    /// Address the REST API listens on.
+    #[arg(long, env = "NEXUS_LISTEN", default_value = nexus_server::config::DEFAULT_LISTEN)]
+    pub(crate) listen: String,
+    /// Where the database and tokens live [default: /var/lib/nexus as root, else ~/.nexus/server].
+    #[arg(long, env = "NEXUS_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// GitHub API base URL used to verify registrations.
+    #[arg(long, env = "NEXUS_GITHUB_API_URL", default_value = nexus_server::config::DEFAULT_GITHUB_API_URL)]
+    pub(crate) github_api_url: String,
+    /// Base URL that `owner/name` repos are cloned from.
+    #[arg(long, env = "NEXUS_GIT_BASE_URL", default_value = nexus_server::config::DEFAULT_GIT_BASE_URL)]
+    pub(crate) git_base_url: String,
+    /// OAuth app client id handed to `nexus auth github` for GitHub's device flow.
+    #[arg(long, env = "NEXUS_GITHUB_CLIENT_ID")]
+    pub(crate) github_client_id: Option<String>,
+    /// Inclusive range of ports forwarded to workspaces' sshd.
+    #[arg(long, env = "NEXUS_SSH_PORT_RANGE", default_value = "2222-2299")]
+    pub(crate) ssh_port_range: String,
+    /// Host name users SSH to [default: the host the client used to reach the API].
+    #[arg(long, env = "NEXUS_PUBLIC_HOST")]
+    pub(crate) public_host: Option<String>,
+    /// Seconds without a heartbeat before a node counts as unresponsive.
+    #[arg(long, env = "NEXUS_NODE_TIMEOUT", default_value_t = 15)]
+    pub(crate) node_timeout: u64,
+    /// Seconds stop/start/delete wait for the node.
+    #[arg(long, env = "NEXUS_OP_TIMEOUT", default_value_t = 120)]
+    pub(crate) op_timeout: u64,
+    /// Directory of CLI builds for /install.sh to hand out, named `nexus-<os>-<arch>` (os: linux, darwin;
+    /// arch: amd64, arm64); this executable is always served for its own platform.
+    #[arg(long, env = "NEXUS_BINARIES_DIR")]
+    pub(crate) binaries_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct AgentArgs {
+    /// Coordination server URL.
+    #[arg(long, env = "NEXUS_SERVER")]
+    pub(crate) server: String,
+    /// Join token from the server's `<data-dir>/join-token`.
+    #[arg(long, env = "NEXUS_JOIN_TOKEN")]
+    pub(crate) join_token: String,
+    /// LXD project for this node's workspaces (two agents on one host need different projects).
+    #[arg(long, env = "NEXUS_LXD_PROJECT", default_value = nexus_types::defaults::LXD_PROJECT)]
+    pub(crate) lxd_project: String,
+    /// Node name, unique per server [default: the host name].
+    #[arg(long, env = "NEXUS_NODE_NAME")]
+    pub(crate) name: Option<String>,
+    /// Image alias workspaces launch from.
+    #[arg(long, env = "NEXUS_BASE_IMAGE", default_value = nexus_types::defaults::BASE_IMAGE_ALIAS)]
+    pub(crate) base_image: String,
+    /// Seconds between heartbeats.
+    #[arg(long, env = "NEXUS_HEARTBEAT", default_value_t = 2)]
+    pub(crate) heartbeat: u64,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum NodeCommand {
+    /// Prepare this Debian/Ubuntu host as a driver node (idempotent; run as root).
+    #[command(
+        after_help = "Examples:\n  sudo nexus node init\n  sudo nexus node init --image images:ubuntu/22.04\n  sudo nexus node init --bridge-cidr 10.99.0.1/24"
+    )]
+    Init {
+        /// Use an existing image (local alias or `remote:image`) instead of building one.
+        #[arg(long)]
+        image: Option<String>,
+        /// Address and prefix of the workspace bridge.
+        #[arg(long, default_value = "10.87.0.1/24")]
+        bridge_cidr: String,
+        /// Size of the btrfs pool's loop file.
+        #[arg(long, default_value = "30GiB")]
+        pool_size: String,
+        /// Use a `dir` pool instead of btrfs (slower container starts).
+        #[arg(long)]
+        dir_pool: bool,
+    },
+}
