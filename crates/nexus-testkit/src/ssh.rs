@@ -88,13 +88,13 @@ pub struct Sshd {
 }
 
 impl Sshd {
-    /// Starts sshd accepting `key`, or `None` when the OpenSSH server is not installed (`apt-get
-    /// install openssh-server`); callers skip their test then.
-    pub fn start(key: &TestKey) -> Option<Sshd> {
-        if !std::path::Path::new(SSHD).exists() {
-            eprintln!("skipped: {SSHD} is not installed (apt-get install openssh-server)");
-            return None;
-        }
+    /// Starts sshd accepting `key`. Fails (never skips) when the OpenSSH server is missing: the
+    /// test command installs it (`scripts/prereqs.sh`), and a skipped test would hide the bug it pins.
+    pub fn start(key: &TestKey) -> Sshd {
+        assert!(
+            std::path::Path::new(SSHD).exists(),
+            "{SSHD} is not installed: run `scripts/test.sh` (it installs the test prerequisites) or `apt-get install openssh-server`"
+        );
         let dir = tempfile::tempdir().unwrap();
         let host_key = dir.path().join("host_key");
         let out = Command::new("ssh-keygen")
@@ -144,7 +144,7 @@ impl Sshd {
             assert!(std::time::Instant::now() < deadline, "sshd did not listen on {port}: {}", sshd.log());
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Some(sshd)
+        sshd
     }
 
     /// What sshd logged, for assertion messages.
