@@ -302,7 +302,7 @@ pub(crate) enum WorkspaceCommand {
         /// How many lines of history.
         #[arg(short = 'n', long, default_value_t = 200)]
         lines: u32,
-        /// SSH private key [default: ~/.ssh/id_ed25519].
+        /// SSH private key to try first [default: `ssh.key_path` in ~/.nexus/config.yaml].
         #[arg(long, env = "NEXUS_SSH_KEY")]
         identity: Option<PathBuf>,
         /// Server URL [env: NEXUS_SERVER].

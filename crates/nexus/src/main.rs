@@ -157,7 +157,11 @@ async fn workspace(cmd: WorkspaceCommand) -> Result<ExitCode, Failure> {
             report(&Ui::new(json), ws::services::run(&workspace, server).await)
         }
         WorkspaceCommand::Logs { workspace, service, follow, lines, identity, server } => {
-            ws::logs::run(&ws::logs::LogsOptions { workspace, service, follow, lines, identity, server }).await?;
+            ws::logs::run(
+                &ws::logs::LogsOptions { workspace, service, follow, lines, identity, server },
+                &Ui::new(false),
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
     }

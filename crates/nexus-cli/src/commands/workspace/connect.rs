@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nexus_types::state::WorkspaceStatus;
 
-use super::{configure_ssh, find, forwards_of, home, start, wait_ready};
+use super::{configure_ssh, find, forwards_of, home, ssh_files, start, wait_ready};
 use crate::client::Client;
 use crate::commands::load_config;
 use crate::config::Editor;
@@ -13,7 +13,6 @@ use crate::editor::{self, EditorChoice, Opened};
 use crate::error::{Error, Result};
 use crate::forward::{self, PortForward};
 use crate::opener::{Opener, Programs};
-use crate::ssh_config::SshFiles;
 use crate::system::System;
 use crate::ui::{Report, Ui};
 
@@ -75,8 +74,8 @@ pub async fn run(
             view.hint.clone().unwrap_or_else(|| format!("wait for it: `nexus workspace status {}`", view.name)),
         ));
     }
-    let alias = configure_ssh(&view, cfg)?;
-    let files = SshFiles::from_env().map_err(|e| Error::new(e.to_string(), "set HOME"))?;
+    let files = ssh_files()?;
+    let alias = configure_ssh(&files, &view, cfg)?;
     let ssh_command = format!("ssh -F {} {alias}", files.user_config.display());
     ui.ok(&format!("SSH configured: ssh {alias}"));
 

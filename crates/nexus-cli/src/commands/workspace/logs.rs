@@ -1,9 +1,17 @@
 //! `nexus workspace logs`: a workspace's setup log and service journals, read (or followed) over SSH.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 
-use super::open;
+use nexus_types::api::WorkspaceView;
+
+use super::{configure_ssh, ssh_files};
+use crate::client::Client;
+use crate::commands::load_config;
+use crate::config::UserConfig;
 use crate::error::{Error, Result};
+use crate::ssh_config::SshFiles;
+use crate::ui::Ui;
 
 /// `nexus workspace logs` options.
 #[derive(Debug, Clone, Default)]
@@ -16,39 +24,24 @@ pub struct LogsOptions {
     pub follow: bool,
     /// How many lines of history.
     pub lines: u32,
-    /// The private key to log in with, instead of the configured one.
+    /// A private key to try before the configured one (`ssh.key_path`).
     pub identity: Option<PathBuf>,
     /// Server override.
     pub server: Option<String>,
 }
 
 /// Prints the logs over SSH, with the terminal's stdout; returns once ssh ends.
-pub async fn run(opts: &LogsOptions) -> Result<()> {
-    let (_, ws) = open(&opts.workspace, opts.server.clone()).await?;
-    let key = opts
-        .identity
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".ssh/id_ed25519"));
-    // Pin the host key the server reported: no trust-on-first-use prompt.
-    let known = tempfile::NamedTempFile::new()
-        .map_err(|e| Error::new(format!("cannot make a temporary known_hosts file: {e}"), "check $TMPDIR"))?;
-    if let Some(hk) = &ws.ssh.host_key {
-        std::fs::write(known.path(), format!("[{}]:{} {hk}\n", ws.ssh.host, ws.ssh.port))
-            .map_err(|e| Error::new(format!("cannot write {}: {e}", known.path().display()), "check $TMPDIR"))?;
-    }
-    let strict =
-        if ws.ssh.host_key.is_some() { "StrictHostKeyChecking=yes" } else { "StrictHostKeyChecking=accept-new" };
+pub async fn run(opts: &LogsOptions, ui: &Ui) -> Result<()> {
+    let cfg = load_config(ui)?.config;
+    let client = Client::from_config(opts.server.clone(), &cfg)?;
+    let view = client.workspace(&opts.workspace).await?;
     let remote = log_command(opts.service.as_deref(), opts.follow, opts.lines);
-    let status = std::process::Command::new("ssh")
-        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "-o", strict])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known.path().display()))
-        .arg("-i")
-        .arg(&key)
-        .args(["-p", &ws.ssh.port.to_string(), &format!("{}@{}", ws.ssh.user, ws.ssh.host), &remote])
-        .status()
-        .map_err(|e| Error::new(format!("could not run ssh: {e}"), "install an OpenSSH client (`ssh`)"))?;
+    let status = ssh(&ssh_files()?, &view, &cfg, opts.identity.as_deref(), &remote)?;
     if !status.success() {
+        let key = match &opts.identity {
+            Some(key) => key.clone(),
+            None => cfg.key_path()?,
+        };
         return Err(Error::new(
             format!("reading the logs over SSH failed (exit {})", status.code().unwrap_or(-1)),
             format!(
@@ -59,6 +52,25 @@ pub async fn run(opts: &LogsOptions) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Runs `remote` in the workspace through its ssh entry — the same key, pinned host key and shared
+/// connection `connect` uses — with `identity` tried first when given.
+fn ssh(
+    files: &SshFiles,
+    view: &WorkspaceView,
+    cfg: &UserConfig,
+    identity: Option<&Path>,
+    remote: &str,
+) -> Result<ExitStatus> {
+    let alias = configure_ssh(files, view, cfg)?;
+    let mut cmd = std::process::Command::new("ssh");
+    cmd.arg("-F").arg(&files.user_config).args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]);
+    if let Some(key) = identity {
+        cmd.arg("-i").arg(key);
+    }
+    cmd.arg(&alias).arg(remote);
+    cmd.status().map_err(|e| Error::new(format!("could not run ssh: {e}"), "install an OpenSSH client (`ssh`)"))
 }
 
 /// The remote command that prints (or follows) a service's journal, or the setup log.
@@ -75,7 +87,59 @@ fn log_command(service: Option<&str>, follow: bool, lines: u32) -> String {
 
 #[cfg(test)]
 mod tests {
+    use nexus_testkit::ssh::{Sshd, TestKey};
+    use nexus_types::api::{RepoInfo, Resources, SshInfo};
+    use nexus_types::state::WorkspaceStatus;
+
     use super::*;
+
+    fn workspace_on(sshd: &Sshd) -> WorkspaceView {
+        WorkspaceView {
+            workspace_id: "ws-logs".into(),
+            name: "site".into(),
+            owner: "demo".into(),
+            status: WorkspaceStatus::Running,
+            message: None,
+            hint: None,
+            provider: "lxc".into(),
+            image: "nexus-base".into(),
+            ssh: SshInfo {
+                host: "127.0.0.1".into(),
+                port: sshd.port,
+                user: sshd.user.clone(),
+                host_key: Some(sshd.host_key.clone()),
+                command: String::new(),
+            },
+            services: vec![],
+            services_source: String::new(),
+            repo: RepoInfo {
+                owner: "demo".into(),
+                name: "site".into(),
+                url: "git://127.0.0.1/demo/site".into(),
+                branch: "main".into(),
+                commit: None,
+                path: "/home/dev/site".into(),
+            },
+            node: None,
+            resources: Resources { cpu: None, memory: None },
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn logs_log_in_with_the_configured_key() {
+        // Regression (bug d): logs always used ~/.ssh/id_ed25519, so with `ssh.key_path` elsewhere (as in
+        // `nexus up`'s demo home) it failed "Permission denied" where `connect` and `ssh` got in.
+        let key = TestKey::generate("designer");
+        let sshd = Sshd::start(&key);
+        let home = tempfile::tempdir().unwrap();
+        let files = SshFiles::with_runtime_dir(home.path(), None);
+        let mut cfg = UserConfig::default();
+        cfg.ssh.key_path = key.path.display().to_string();
+        let status = ssh(&files, &workspace_on(&sshd), &cfg, None, "true").unwrap();
+        assert!(status.success(), "ssh exited {status}; sshd: {}", sshd.log());
+    }
 
     #[test]
     fn log_commands() {

@@ -173,10 +173,14 @@ pub(crate) async fn find(client: &Client, name: Option<&str>) -> Result<Workspac
     }
 }
 
-/// Writes the workspace's ssh entry and pinned host key; returns the alias.
-pub(crate) fn configure_ssh(view: &WorkspaceView, cfg: &UserConfig) -> Result<String> {
-    let files =
-        SshFiles::from_env().map_err(|e| Error::new(format!("cannot find your home directory: {e}"), "set HOME"))?;
+/// Our ssh files under `$HOME`.
+pub(crate) fn ssh_files() -> Result<SshFiles> {
+    SshFiles::from_env().map_err(|e| Error::new(format!("cannot find your home directory: {e}"), "set HOME"))
+}
+
+/// Writes the workspace's ssh entry (the configured key, the pinned host key) into `files`; returns
+/// the alias. Every ssh the CLI runs goes through it, so all of them log in the same way.
+pub(crate) fn configure_ssh(files: &SshFiles, view: &WorkspaceView, cfg: &UserConfig) -> Result<String> {
     let key = cfg.key_path()?;
     let entry = SshEntry {
         name: view.name.clone(),

@@ -1,12 +1,12 @@
 //! `nexus workspace ports`: the background port forwards `connect` starts — list them, stop a
 //! workspace's, and (hidden) run one supervisor in the foreground.
 
-use super::{forwards_of, home};
+use super::{forwards_of, home, ssh_files};
 use crate::client::Client;
 use crate::config::UserConfig;
 use crate::error::{Error, Result};
 use crate::forward::{self, ForwardState};
-use crate::ssh_config::{self, SshFiles};
+use crate::ssh_config;
 use crate::ui::{Report, Ui};
 
 /// The running forward supervisors.
@@ -76,7 +76,7 @@ pub async fn run(workspace: &str, server: Option<String>) -> Result<()> {
     let home = home()?;
     let cfg = UserConfig::load()?.config;
     let client = Client::from_config(server, &cfg)?;
-    let files = SshFiles::from_env().map_err(|e| Error::new(e.to_string(), "set HOME"))?;
+    let files = ssh_files()?;
     let alias = ssh_config::alias(workspace);
     let name = workspace.to_string();
     forward::supervise(&home, workspace, &alias, &files.user_config, || {

@@ -1,7 +1,7 @@
 //! `nexus workspace pr`: push the workspace's branch and open a pull request to the repository it
 //! was forked from (or the repository itself), or find the one already open.
 
-use super::{configure_ssh, find, github_of, require_running};
+use super::{configure_ssh, find, github_of, require_running, ssh_files};
 use crate::client::Client;
 use crate::commands::load_config;
 use crate::error::{Error, Result};
@@ -67,8 +67,8 @@ pub async fn run(opts: &PrOptions, ui: &Ui, sys: &dyn System) -> Result<PrOutcom
     let (gh, _login) = github_of(&cfg)?;
     let view = find(&client, opts.workspace.as_deref()).await?;
     require_running(&view)?;
-    let alias = configure_ssh(&view, &cfg)?;
-    let files = SshFiles::from_env().map_err(|e| Error::new(e.to_string(), "set HOME"))?;
+    let files = ssh_files()?;
+    let alias = configure_ssh(&files, &view, &cfg)?;
     let path = &view.repo.path;
     let info = remote(
         sys,

@@ -1,11 +1,10 @@
 //! `nexus workspace ssh`: a shell in the workspace's repository, or one command, with the terminal
 //! attached, through the same ssh entry the editor uses.
 
-use super::{configure_ssh, find, require_running};
+use super::{configure_ssh, find, require_running, ssh_files};
 use crate::client::Client;
 use crate::commands::load_config;
 use crate::error::{Error, Result};
-use crate::ssh_config::SshFiles;
 use crate::ui::Ui;
 
 /// Runs `ssh <alias> [command]` with the terminal attached; returns its exit code.
@@ -14,8 +13,8 @@ pub async fn run(workspace: Option<&str>, command: &[String], server: Option<Str
     let client = Client::from_config(server, &cfg)?;
     let view = find(&client, workspace).await?;
     require_running(&view)?;
-    let alias = configure_ssh(&view, &cfg)?;
-    let files = SshFiles::from_env().map_err(|e| Error::new(e.to_string(), "set HOME"))?;
+    let files = ssh_files()?;
+    let alias = configure_ssh(&files, &view, &cfg)?;
     let mut cmd = std::process::Command::new("ssh");
     cmd.arg("-F").arg(&files.user_config);
     if command.is_empty() {
