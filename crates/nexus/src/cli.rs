@@ -174,7 +174,7 @@ pub(crate) enum WorkspaceCommand {
         after_help = "Examples:\n  nexus workspace create my-org/my-project\n  nexus workspace create https://github.com/my-org/my-project --branch redesign --name redesign"
     )]
     Create {
-        /// `owner/repo` or a GitHub URL.
+        /// `owner/repo` on GitHub, or a git URL (cloned as given: no GitHub sign-in needed).
         repo: String,
         /// Branch to check out [default: the repo's default branch].
         #[arg(long)]

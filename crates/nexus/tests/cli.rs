@@ -215,3 +215,40 @@ fn config_errors_point_at_the_line() {
     assert!(err.contains("config.yaml:3:"), "{err}");
     snapshot("config_unknown_key", &err);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_from_a_git_url_needs_no_github_sign_in() {
+    // Regression (bug e): `workspace create <git URL>` refused with "you are not signed in to GitHub yet",
+    // so a project on a git host that isn't GitHub (or in `nexus up`'s staging) could not be added.
+    let (_github, server, d) = setup().await;
+    let git = nexus_testkit::git::GitServer::start("127.0.0.1");
+    git.create_repo("team", "site", &[("README.md", "hi\n")]);
+    let url = format!("{}/team/site.git", git.base_url);
+    // A simulated node (the real agent code over the in-memory provider) runs the workspace.
+    let (_stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = nexus_agent::AgentConfig::new(server.url.clone(), server.join_token(), "node-a");
+    tokio::spawn(nexus_agent::run(agent, std::sync::Arc::new(nexus_agent::fake::FakeProvider::new()), async move {
+        let _ = agent_stopped.await;
+    }));
+    // Registered by the operator, as `nexus up` registers its demo user: never signed in to GitHub.
+    let api = nexus_testkit::api::Api::new(&server.url);
+    let key = nexus_testkit::ssh::TestKey::generate("bob");
+    let bob = api.register_as_operator(&server.operator_token(), "bob", 3001, &key.public).await;
+    std::fs::create_dir_all(d.home.path().join(".nexus")).unwrap();
+    let config = format!(
+        "server: {}\napi_token: {}\nssh:\n  key_path: {}\n",
+        d.server,
+        bob.token().unwrap(),
+        key.path.display()
+    );
+    std::fs::write(d.home.path().join(".nexus/config.yaml"), config).unwrap();
+    let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+    std::fs::set_permissions(d.home.path().join(".nexus/config.yaml"), private).unwrap();
+
+    let (ok, out, err) = d.run(&["workspace", "create", &url, "--json"], None);
+    assert!(ok, "{err}");
+    let view: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((view["name"].as_str(), view["status"].as_str()), (Some("site"), Some("running")), "{view}");
+    assert_eq!(view["repo"]["url"], url.as_str(), "cloned from the URL as given: {view}");
+    assert!(!d.config().contains("auth_token"), "no GitHub sign-in was made: {}", d.config());
+}

@@ -88,43 +88,20 @@ fn log_command(service: Option<&str>, follow: bool, lines: u32) -> String {
 #[cfg(test)]
 mod tests {
     use nexus_testkit::ssh::{Sshd, TestKey};
-    use nexus_types::api::{RepoInfo, Resources, SshInfo};
-    use nexus_types::state::WorkspaceStatus;
 
     use super::*;
 
     fn workspace_on(sshd: &Sshd) -> WorkspaceView {
-        WorkspaceView {
-            workspace_id: "ws-logs".into(),
-            name: "site".into(),
-            owner: "demo".into(),
-            status: WorkspaceStatus::Running,
-            message: None,
-            hint: None,
-            provider: "lxc".into(),
-            image: "nexus-base".into(),
-            ssh: SshInfo {
-                host: "127.0.0.1".into(),
-                port: sshd.port,
-                user: sshd.user.clone(),
-                host_key: Some(sshd.host_key.clone()),
-                command: String::new(),
-            },
-            services: vec![],
-            services_source: String::new(),
-            repo: RepoInfo {
-                owner: "demo".into(),
-                name: "site".into(),
-                url: "git://127.0.0.1/demo/site".into(),
-                branch: "main".into(),
-                commit: None,
-                path: "/home/dev/site".into(),
-            },
-            node: None,
-            resources: Resources { cpu: None, memory: None },
-            created_at: String::new(),
-            updated_at: String::new(),
-        }
+        serde_json::from_value(serde_json::json!({
+            "workspace_id": "ws-logs", "name": "site", "owner": "demo", "status": "running",
+            "message": null, "hint": null, "provider": "lxc", "image": "nexus-base",
+            "ssh": {"host": "127.0.0.1", "port": sshd.port, "user": sshd.user, "host_key": sshd.host_key, "command": ""},
+            "services": [], "services_source": "", "node": null, "resources": {"cpu": null, "memory": null},
+            "repo": {"owner": "demo", "name": "site", "url": "git://127.0.0.1/demo/site", "branch": "main",
+                     "commit": null, "path": "/home/dev/site"},
+            "created_at": "", "updated_at": ""
+        }))
+        .unwrap()
     }
 
     #[test]
