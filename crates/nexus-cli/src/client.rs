@@ -19,7 +19,7 @@ pub struct Client {
 }
 
 /// `host`, `host:port` or a URL → `http(s)://host:port` (3001 unless given).
-pub fn base_url(server: &str) -> String {
+pub(crate) fn base_url(server: &str) -> String {
     let cfg = UserConfig { server: Some(server.to_string()), ..Default::default() };
     cfg.server_url().unwrap_or_else(|| server.to_string())
 }
@@ -43,7 +43,7 @@ impl Client {
     }
 
     /// Flag/env first, then the config file.
-    pub fn from_config(server: Option<String>, cfg: &UserConfig) -> Result<Client> {
+    pub(crate) fn from_config(server: Option<String>, cfg: &UserConfig) -> Result<Client> {
         let base = match server.or_else(|| std::env::var("NEXUS_SERVER").ok()).filter(|s| !s.trim().is_empty()) {
             Some(s) => base_url(&s),
             None => cfg.server_url().ok_or_else(|| {

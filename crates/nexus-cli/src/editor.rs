@@ -46,7 +46,7 @@ pub enum Opened {
     /// Its URL was handed to the system.
     Url(String),
     /// Nothing could open it (or `--editor none`): the user should run the ssh command.
-    NotOpened {
+    Nothing {
         /// Why, for the message.
         why: String,
     },
@@ -62,7 +62,7 @@ pub fn open(
     opener: &dyn Opener,
 ) -> Opened {
     let EditorChoice::Open(editor) = choice else {
-        return Opened::NotOpened { why: "no editor was asked for (`--editor none`)".into() };
+        return Opened::Nothing { why: "no editor was asked for (`--editor none`)".into() };
     };
     let mut why = format!("`{}` is not installed", editor.program());
     if let Some(program) = programs.find(editor.program()) {
@@ -77,7 +77,7 @@ pub fn open(
     let url = editor_url(editor, alias, path);
     match opener.open_url(&url) {
         Ok(()) => Opened::Url(url),
-        Err(e) => Opened::NotOpened { why: format!("{why}, and its URL could not be opened ({e})") },
+        Err(e) => Opened::Nothing { why: format!("{why}, and its URL could not be opened ({e})") },
     }
 }
 
@@ -140,9 +140,9 @@ mod tests {
         let sys = FakeSystem::default();
         let opener = RecordingOpener::failing();
         let got = open(EditorChoice::Open(Editor::Cursor), "nexus-site", "/x", &sys, &FakePrograms::default(), &opener);
-        assert!(matches!(got, Opened::NotOpened { ref why } if why.contains("`cursor` is not installed")), "{got:?}");
+        assert!(matches!(got, Opened::Nothing { ref why } if why.contains("`cursor` is not installed")), "{got:?}");
         let got = open(EditorChoice::None, "nexus-site", "/x", &sys, &FakePrograms::default(), &opener);
-        assert!(matches!(got, Opened::NotOpened { .. }));
+        assert!(matches!(got, Opened::Nothing { .. }));
         assert_eq!(EditorChoice::parse("VSCode"), Ok(EditorChoice::Open(Editor::Code)));
         assert!(EditorChoice::parse("emacs").unwrap_err().contains("`cursor`, `code` or `none`"));
     }

@@ -25,7 +25,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The code as the server sends it.
-    pub fn parse(code: &str) -> ErrorCode {
+    pub(crate) fn parse(code: &str) -> ErrorCode {
         match code {
             "no_nodes" => ErrorCode::NoNodes,
             "node_unresponsive" => ErrorCode::NodeUnresponsive,
@@ -93,7 +93,7 @@ impl Error {
     }
 
     /// A network error or a 5xx other than 503: the same call may succeed if made again.
-    pub fn retryable(&self) -> bool {
+    pub(crate) fn retryable(&self) -> bool {
         match self {
             Error::Unreachable { .. } => true,
             Error::Api { status, .. } => *status >= 500 && *status != 503,

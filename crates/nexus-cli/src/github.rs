@@ -19,10 +19,7 @@ use serde_json::Value;
 use nexus_types::diagnostics::Hint;
 
 /// REST API version the client is written against (`X-GitHub-Api-Version`).
-pub const API_VERSION: &str = "2022-11-28";
-
-/// Scopes `nexus auth github` asks for: repository access, and SSH key upload.
-pub const DEFAULT_SCOPES: &str = "repo admin:public_key";
+const API_VERSION: &str = "2022-11-28";
 
 const USER_AGENT: &str = concat!("nexus-cli/", env!("CARGO_PKG_VERSION"));
 const DEVICE_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -70,7 +67,7 @@ pub struct DeviceCode {
 /// The signed-in GitHub account.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct User {
-    /// Login.
+    /// The account's login, e.g. `alice`.
     pub login: String,
     /// Numeric id (stable across renames).
     pub id: i64,
@@ -818,7 +815,7 @@ fn valid_repo_name(s: &str) -> bool {
 
 /// Parses `owner/repo`, `https://github.com/owner/repo(.git)` (any host) or
 /// `git@github.com:owner/repo.git` into `(owner, repo)`.
-pub fn parse_repo_arg(input: &str) -> Result<(String, String), GithubError> {
+pub(crate) fn parse_repo_arg(input: &str) -> Result<(String, String), GithubError> {
     let bad = || GithubError::InvalidRepo { input: input.to_string() };
     let s = input.trim();
     let path = if let Some((_, rest)) = s.split_once("://") {

@@ -4,7 +4,7 @@
 //! public half derived by `ssh-keygen -y`). Everything runs through [`System`] so the decisions are unit
 //! tested with [`crate::system::FakeSystem`].
 
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use nexus_types::diagnostics::Hint;
@@ -35,7 +35,7 @@ impl PublicKey {
     }
 
     /// Same key, whatever the comments say (GitHub drops or replaces them).
-    pub fn same_key(&self, other: &PublicKey) -> bool {
+    pub(crate) fn same_key(&self, other: &PublicKey) -> bool {
         self.kind == other.kind && self.base64 == other.base64
     }
 
@@ -144,7 +144,7 @@ impl Hint for KeyError {
 }
 
 /// `path` with `.pub` appended (`id_ed25519` → `id_ed25519.pub`).
-pub fn public_key_path(path: &Path) -> PathBuf {
+fn public_key_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
     name.push(".pub");
     PathBuf::from(name)
@@ -158,7 +158,12 @@ pub fn ensure_key(sys: &dyn System, path: &Path, comment: &str) -> Result<KeyOut
 /// Makes sure a key exists at `path`: an existing one is read (from `path.pub`, else derived with
 /// `ssh-keygen -y` and saved as `path.pub`), otherwise a `kind` key without passphrase is generated with
 /// `comment`, creating its directory with mode 0700.
-pub fn ensure_key_of_type(sys: &dyn System, path: &Path, comment: &str, kind: KeyType) -> Result<KeyOutcome, KeyError> {
+pub(crate) fn ensure_key_of_type(
+    sys: &dyn System,
+    path: &Path,
+    comment: &str,
+    kind: KeyType,
+) -> Result<KeyOutcome, KeyError> {
     let pub_path = public_key_path(path);
     // `symlink_metadata` so a dangling symlink counts as "there": we must not write through it.
     if std::fs::symlink_metadata(path).is_ok() {
@@ -187,11 +192,6 @@ pub fn ensure_key_of_type(sys: &dyn System, path: &Path, comment: &str, kind: Ke
         return Err(KeyError::Keygen { action: "generate", path: path.to_path_buf(), stderr: printed(&out.stderr) });
     }
     read_public_key(&pub_path).map(KeyOutcome::Generated)
-}
-
-/// Whether ssh would refuse the private key because others can read it ("UNPROTECTED PRIVATE KEY FILE").
-pub fn private_key_too_open(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
 }
 
 fn read_public_key(pub_path: &Path) -> Result<PublicKey, KeyError> {
@@ -246,6 +246,8 @@ fn keygen_spawn_error(e: std::io::Error, path: &Path) -> KeyError {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
     use crate::system::{FakeSystem, HostSystem, Output};
 
@@ -362,7 +364,8 @@ mod tests {
         assert!(first.generated());
         assert_eq!(first.key().kind, "ssh-ed25519");
         assert_eq!(first.key().comment(), Some("alice@nexus-test"));
-        assert!(!private_key_too_open(&key));
+        // ssh refuses a private key others can read ("UNPROTECTED PRIVATE KEY FILE").
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o077, 0);
         let private = std::fs::read(&key).unwrap();
 
         let second = ensure_key(&HostSystem, &key, "other").unwrap();

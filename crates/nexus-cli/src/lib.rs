@@ -6,7 +6,7 @@
 pub mod client;
 pub mod commands;
 pub mod config;
-pub mod editor;
+pub(crate) mod editor;
 pub mod error;
 pub mod forward;
 pub mod github;

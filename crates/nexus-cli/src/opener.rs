@@ -7,12 +7,11 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Env var choosing how URLs are opened: `none` never opens anything (the caller just prints the URL);
 /// any other value is a command run with the URL (as its last argument, or in place of `%s`).
-pub const BROWSER_ENV: &str = "NEXUS_BROWSER";
+const BROWSER_ENV: &str = "NEXUS_BROWSER";
 
 /// Opens URLs for the user.
 pub trait Opener: Send + Sync {
@@ -38,7 +37,7 @@ impl SystemOpener {
     }
 
     /// The command line that would open `url`, or an error saying why none can.
-    pub fn command_for(&self, url: &str) -> io::Result<Vec<String>> {
+    fn command_for(&self, url: &str) -> io::Result<Vec<String>> {
         self.command_with(url, &|name| std::env::var(name).ok(), &|name| find_on_path(name))
     }
 
@@ -113,29 +112,32 @@ impl Opener for SystemOpener {
 }
 
 /// Records URLs instead of opening them; optionally fails, like a machine without a browser.
+#[cfg(test)]
 #[derive(Debug, Default)]
-pub struct RecordingOpener {
+pub(crate) struct RecordingOpener {
     /// URLs asked for, in order (also when failing).
-    pub urls: Mutex<Vec<String>>,
+    urls: std::sync::Mutex<Vec<String>>,
     /// Answer every call with an error.
-    pub fail: bool,
+    fail: bool,
 }
 
+#[cfg(test)]
 impl RecordingOpener {
     /// An opener that fails every call, like a headless machine.
-    pub fn failing() -> RecordingOpener {
-        RecordingOpener { urls: Mutex::default(), fail: true }
+    pub(crate) fn failing() -> RecordingOpener {
+        RecordingOpener { urls: Default::default(), fail: true }
     }
 
     /// The URLs asked for so far.
-    pub fn urls(&self) -> Vec<String> {
-        self.urls.lock().unwrap().clone()
+    pub(crate) fn urls(&self) -> Vec<String> {
+        nexus_types::diagnostics::lock(&self.urls).clone()
     }
 }
 
+#[cfg(test)]
 impl Opener for RecordingOpener {
     fn open_url(&self, url: &str) -> io::Result<()> {
-        self.urls.lock().unwrap().push(url.to_string());
+        nexus_types::diagnostics::lock(&self.urls).push(url.to_string());
         if self.fail {
             Err(io::Error::other("no browser (RecordingOpener::failing)"))
         } else {
@@ -169,17 +171,20 @@ impl Programs for HostPrograms {
 }
 
 /// A fixed table of installed programs.
+#[cfg(test)]
 #[derive(Debug, Clone, Default)]
-pub struct FakePrograms(pub Vec<(String, PathBuf)>);
+pub(crate) struct FakePrograms(Vec<(String, PathBuf)>);
 
+#[cfg(test)]
 impl FakePrograms {
     /// Marks `name` as installed at `path`.
-    pub fn with(mut self, name: &str, path: impl Into<PathBuf>) -> FakePrograms {
+    pub(crate) fn with(mut self, name: &str, path: impl Into<PathBuf>) -> FakePrograms {
         self.0.push((name.to_string(), path.into()));
         self
     }
 }
 
+#[cfg(test)]
 impl Programs for FakePrograms {
     fn find(&self, name: &str) -> Option<PathBuf> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, p)| p.clone())
@@ -187,12 +192,12 @@ impl Programs for FakePrograms {
 }
 
 /// The executable `name` on `$PATH` (or `name` itself when it contains a `/` and is executable).
-pub fn find_on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     find_in_path_list(name, &std::env::var_os("PATH").unwrap_or_default())
 }
 
 /// [`find_on_path`] with the `PATH` value passed in.
-pub fn find_in_path_list(name: &str, path_list: &std::ffi::OsStr) -> Option<PathBuf> {
+fn find_in_path_list(name: &str, path_list: &std::ffi::OsStr) -> Option<PathBuf> {
     if name.is_empty() {
         return None;
     }
@@ -209,7 +214,7 @@ pub fn find_in_path_list(name: &str, path_list: &std::ffi::OsStr) -> Option<Path
 
 /// Where macOS installs keep an editor's CLI when the user never ran "Install 'cursor' command in PATH":
 /// inside the app bundle, in `/Applications` or `~/Applications`. Empty for programs we do not know.
-pub fn app_bundle_candidates(program: &str, home: Option<&Path>) -> Vec<PathBuf> {
+fn app_bundle_candidates(program: &str, home: Option<&Path>) -> Vec<PathBuf> {
     let app = match program {
         "cursor" => "Cursor.app",
         "code" => "Visual Studio Code.app",

@@ -1,17 +1,15 @@
 //! Running host commands, behind a trait so set-up logic can be unit-tested with a recording fake.
 
-use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::Mutex;
 
 /// What a finished command produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Output {
     /// Exit code (-1 when killed by a signal).
     pub code: i32,
-    /// Standard output.
+    /// What it wrote to stdout (lossily decoded as UTF-8).
     pub stdout: String,
-    /// Standard error.
+    /// What it wrote to stderr (likewise).
     pub stderr: String,
 }
 
@@ -84,16 +82,19 @@ impl System for HostSystem {
 }
 
 /// Records commands and answers from a script: the first rule whose prefix matches the command line.
+/// For tests only (this crate's, and others' with the `testing` feature).
+#[cfg(any(test, feature = "testing"))]
 #[derive(Default)]
 pub struct FakeSystem {
     /// (command-line prefix, answer).
     pub rules: Vec<(String, Output)>,
     /// Every command line run, in order.
-    pub calls: Mutex<Vec<String>>,
+    pub calls: std::sync::Mutex<Vec<String>>,
     /// Inputs fed to commands, by command line.
-    pub stdin: Mutex<HashMap<String, String>>,
+    pub stdin: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl FakeSystem {
     /// Adds a rule: commands starting with `prefix` exit with `code` and print `stdout`.
     pub fn on(mut self, prefix: &str, code: i32, stdout: &str) -> Self {
@@ -103,7 +104,7 @@ impl FakeSystem {
 
     /// The command lines run so far.
     pub fn calls(&self) -> Vec<String> {
-        self.calls.lock().unwrap().clone()
+        nexus_types::diagnostics::lock(&self.calls).clone()
     }
 
     fn answer(&self, line: &str) -> Output {
@@ -111,25 +112,26 @@ impl FakeSystem {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl System for FakeSystem {
     fn run(&self, argv: &[&str], stdin: Option<&str>) -> std::io::Result<Output> {
         let line = argv.join(" ");
-        self.calls.lock().unwrap().push(line.clone());
+        nexus_types::diagnostics::lock(&self.calls).push(line.clone());
         if let Some(s) = stdin {
-            self.stdin.lock().unwrap().insert(line.clone(), s.to_string());
+            nexus_types::diagnostics::lock(&self.stdin).insert(line.clone(), s.to_string());
         }
         Ok(self.answer(&line))
     }
 
     fn run_visible(&self, argv: &[&str]) -> std::io::Result<i32> {
         let line = argv.join(" ");
-        self.calls.lock().unwrap().push(line.clone());
+        nexus_types::diagnostics::lock(&self.calls).push(line.clone());
         Ok(self.answer(&line).code)
     }
 
     fn spawn_detached(&self, argv: &[&str], log: &str) -> std::io::Result<i32> {
         let line = format!("detached {} > {log}", argv.join(" "));
-        self.calls.lock().unwrap().push(line.clone());
+        nexus_types::diagnostics::lock(&self.calls).push(line.clone());
         Ok(self.answer(&line).code)
     }
 }

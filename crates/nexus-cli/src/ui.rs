@@ -20,7 +20,9 @@
 //! [`Ui::capture`] and get byte-exact, deterministic output.
 
 use std::io::{BufRead, IsTerminal as _, Write};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use nexus_types::diagnostics::lock;
 use std::time::{Duration, Instant};
 
 /// What a command returns: printed as pretty JSON with `--json`, else as text for people by
@@ -31,14 +33,14 @@ pub trait Report: serde::Serialize {
 }
 
 /// A monotonic clock, injectable so elapsed times in tests are fixed.
-pub trait Clock: Send + Sync {
+trait Clock: Send + Sync {
     /// Time since an arbitrary fixed origin.
     fn now(&self) -> Duration;
 }
 
 /// The real clock.
 #[derive(Debug)]
-pub struct SystemClock(Instant);
+struct SystemClock(Instant);
 
 impl Default for SystemClock {
     fn default() -> Self {
@@ -53,19 +55,22 @@ impl Clock for SystemClock {
 }
 
 /// A clock that moves only when told to.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
 pub struct ManualClock(Mutex<Duration>);
 
+#[cfg(any(test, feature = "testing"))]
 impl ManualClock {
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap() += by;
+        *lock(&self.0) += by;
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Clock for ManualClock {
     fn now(&self) -> Duration {
-        *self.0.lock().unwrap()
+        *lock(&self.0)
     }
 }
 
@@ -202,6 +207,7 @@ impl Ui {
 
     /// Output into memory with the given settings and a [`ManualClock`]; `input` is what the user
     /// "types" for [`Ui::confirm`].
+    #[cfg(any(test, feature = "testing"))]
     pub fn capture(settings: Settings, input: &str) -> (Ui, Captured) {
         let captured = Captured {
             stdout: SharedBuf::default(),
@@ -251,11 +257,6 @@ impl Ui {
                 state: Mutex::new(state),
             }),
         }
-    }
-
-    /// The settings in effect.
-    pub fn settings(&self) -> Settings {
-        self.inner.settings
     }
 
     /// Whether `--json` was asked for.
@@ -363,7 +364,7 @@ impl Ui {
                 let _ = st.err.flush();
             });
             let mut line = String::new();
-            let read = self.inner.input.lock().unwrap().read_line(&mut line);
+            let read = lock(&self.inner.input).read_line(&mut line);
             let answer = line.trim().to_ascii_lowercase();
             let result = match (&read, answer.as_str()) {
                 (Ok(0) | Err(_), _) => Some(default),
@@ -407,22 +408,9 @@ impl Ui {
     }
 
     /// `value` as pretty JSON on stdout: the whole output of a `--json` command.
-    pub fn print_json<T: serde::Serialize>(&self, value: &T) {
+    fn print_json<T: serde::Serialize>(&self, value: &T) {
         let text = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
         self.result(&text);
-    }
-
-    /// A titled block of aligned `label  value` rows on stdout, e.g. the "Workspace Ready" summary.
-    pub fn result_block(&self, title: &str, rows: &[(&str, &str)]) {
-        let s = self.inner.settings;
-        let title = self.symbols(title);
-        let width = rows.iter().map(|(label, _)| label.chars().count()).max().unwrap_or(0);
-        let mut text = format!("\n{}\n", paint(s.color_stdout, &format!("{BOLD}{GREEN}"), &title));
-        for (label, value) in rows {
-            let pad = " ".repeat(width - label.chars().count());
-            text.push_str(&format!("  {}{pad}  {value}\n", paint(s.color_stdout, BOLD, label)));
-        }
-        self.inner.with_state(|st| st.line_out(&self.inner, text.trim_end_matches('\n')));
     }
 
     fn item(&self, text: &str) {
@@ -465,7 +453,7 @@ impl Inner {
     }
 
     fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        let mut guard: MutexGuard<'_, State> = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = lock(&self.state);
         f(&mut guard)
     }
 }
@@ -583,7 +571,7 @@ impl Step {
     }
 
     /// Time since the step started.
-    pub fn elapsed(&self) -> Duration {
+    fn elapsed(&self) -> Duration {
         self.inner.clock.now().saturating_sub(self.started)
     }
 
@@ -629,6 +617,7 @@ impl Drop for Step {
 }
 
 /// What a captured [`Ui`] wrote, and the clock it reads.
+#[cfg(any(test, feature = "testing"))]
 pub struct Captured {
     stdout: SharedBuf,
     stderr: SharedBuf,
@@ -636,6 +625,7 @@ pub struct Captured {
     pub clock: Arc<ManualClock>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Captured {
     /// Everything written to stdout.
     pub fn stdout(&self) -> String {
@@ -654,18 +644,21 @@ impl Captured {
 }
 
 /// A `Write` into shared memory.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Clone, Default)]
 struct SharedBuf(Arc<Mutex<Vec<u8>>>);
 
+#[cfg(any(test, feature = "testing"))]
 impl SharedBuf {
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        String::from_utf8_lossy(&lock(&self.0)).into_owned()
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Write for SharedBuf {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        lock(&self.0).extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -713,7 +706,7 @@ fn whole_seconds(d: Duration) -> String {
 }
 
 /// A finished step's time: `3.2s` under a minute (tenths, rounded down), else as [`whole_seconds`].
-pub fn format_elapsed(d: Duration) -> String {
+fn format_elapsed(d: Duration) -> String {
     if d < Duration::from_secs(60) {
         format!("{}.{}s", d.as_secs(), d.subsec_millis() / 100)
     } else {
@@ -767,7 +760,7 @@ mod tests {
         ui.section("🚀 Next");
         ui.warn("agent forwarding is on");
         ui.error("cannot reach the server", "check `server` in ~/.nexus/config.yaml");
-        ui.result_block("✨ Workspace Ready", &[("Name", "my-app"), ("SSH", "ssh nexus-my-app")]);
+        ui.result("Workspace: my-app");
         assert_eq!(
             cap.stderr(),
             "GitHub Authentication
@@ -783,7 +776,7 @@ error: cannot reach the server
 hint: check `server` in ~/.nexus/config.yaml
 "
         );
-        assert_eq!(cap.stdout(), "\nWorkspace Ready\n  Name  my-app\n  SSH   ssh nexus-my-app\n");
+        assert_eq!(cap.stdout(), "Workspace: my-app\n");
     }
 
     #[test]

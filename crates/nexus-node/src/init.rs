@@ -14,14 +14,13 @@ use nexus_types::defaults::BASE_IMAGE_ALIAS;
 use crate::error::{Error, Result};
 
 /// The base image recipe; its hash names the image, so a changed recipe means a rebuild.
-pub const IMAGE_RECIPE: &str = include_str!("../../../images/base/build.sh");
+const IMAGE_RECIPE: &str = include_str!("../../../images/base/build.sh");
 /// Host packages a node needs.
-pub const PACKAGES: &[&str] =
-    &["lxd", "btrfs-progs", "debootstrap", "iptables", "dnsmasq-base", "git", "openssh-client"];
+const PACKAGES: &[&str] = &["lxd", "btrfs-progs", "debootstrap", "iptables", "dnsmasq-base", "git", "openssh-client"];
 /// The storage pool workspaces' disks live in.
-pub const POOL: &str = "nexus";
-/// Bridge network name.
-pub const BRIDGE: &str = "nexusbr0";
+const POOL: &str = "nexus";
+/// The LXD bridge workspaces attach to; staging's git daemon listens on its address.
+pub(crate) const BRIDGE: &str = "nexusbr0";
 
 /// Options of `nexus node init`.
 #[derive(Debug, Clone)]
@@ -55,14 +54,14 @@ fn fail(step: &'static str, message: impl Into<String>, hint: impl Into<String>)
 }
 
 /// `nexus-base-<first 12 hex of the recipe's SHA-256>`.
-pub fn recipe_alias() -> String {
+fn recipe_alias() -> String {
     let digest = Sha256::digest(IMAGE_RECIPE.as_bytes());
     let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
     format!("{BASE_IMAGE_ALIAS}-{hex}")
 }
 
 /// What node init reports as it goes; the CLI renders it.
-pub trait Progress {
+pub(crate) trait Progress {
     /// A step began.
     fn step(&self, what: &str);
     /// The step was already done.
@@ -72,7 +71,7 @@ pub trait Progress {
 }
 
 /// Runs every step.
-pub fn run(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progress) -> Result<()> {
+pub(crate) fn run(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progress) -> Result<()> {
     ensure_root(sys)?;
     ensure_packages(sys, progress)?;
     ensure_daemon(sys, progress)?;
@@ -175,7 +174,7 @@ fn ensure_daemon(sys: &dyn System, progress: &dyn Progress) -> Result<()> {
 }
 
 /// The preseed for our pool, bridge and the default profile's devices.
-pub fn preseed(opts: &NodeInitOptions, driver: &str, with_network: bool, with_profile: bool) -> String {
+fn preseed(opts: &NodeInitOptions, driver: &str, with_network: bool, with_profile: bool) -> String {
     let mut y = String::from("config: {}\n");
     if with_network {
         y.push_str(&format!(
@@ -378,7 +377,7 @@ mod tests {
         assert!(calls.iter().any(|c| c.starts_with("apt-get install -y -q --no-install-recommends lxd btrfs-progs")));
         assert!(calls.iter().any(|c| c.starts_with("detached lxd --group root")));
         assert!(calls.iter().any(|c| c.starts_with("bash ") && c.contains(&recipe_alias())));
-        let stdin = sys.stdin.lock().unwrap();
+        let stdin = nexus_types::diagnostics::lock(&sys.stdin);
         let yaml = stdin.get("lxd init --preseed").unwrap();
         assert!(yaml.contains("driver: btrfs") && yaml.contains("ipv4.address: 10.87.0.1/24"), "{yaml}");
     }

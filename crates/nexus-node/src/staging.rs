@@ -36,19 +36,19 @@ fn err(message: impl Into<String>, hint: impl Into<String>) -> Error {
 
 /// `nexus up` options.
 #[derive(Debug, Clone)]
-pub struct UpOptions {
+pub(crate) struct UpOptions {
     /// Where everything lives (server data, demo repo, demo user's home, logs, pids).
-    pub dir: PathBuf,
-    /// API port.
-    pub port: u16,
+    pub(crate) dir: PathBuf,
+    /// The port the staging server's API listens on.
+    pub(crate) port: u16,
     /// Port of the demo repository's `git daemon` (on the LXD bridge).
-    pub git_port: u16,
+    pub(crate) git_port: u16,
     /// This executable (started as server and agent).
-    pub exe: PathBuf,
+    pub(crate) exe: PathBuf,
 }
 
 /// The default state directory: `/var/lib/nexus-staging` as root, else `~/.nexus/staging`.
-pub fn default_dir(is_root: bool) -> PathBuf {
+pub(crate) fn default_dir(is_root: bool) -> PathBuf {
     if is_root {
         return PathBuf::from("/var/lib/nexus-staging");
     }
@@ -161,7 +161,7 @@ async fn wait_health(base: &str, dir: &Path) -> Result<()> {
 }
 
 /// Brings everything up and returns the demo workspace, ready.
-pub async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(WorkspaceView, String)> {
+pub(crate) async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(WorkspaceView, String)> {
     let dir = &opts.dir;
     std::fs::create_dir_all(dir)
         .map_err(|e| err(format!("cannot create {}: {e}", dir.display()), "pass a writable --dir"))?;
@@ -350,7 +350,7 @@ where
 }
 
 /// Stops the demo workspace (its disk is kept), the forwards, agent, server and git daemon.
-pub async fn down(dir: &Path, port: u16, ui: &Ui) -> Result<()> {
+pub(crate) async fn down(dir: &Path, port: u16, ui: &Ui) -> Result<()> {
     let config_path = dir.join("home/.nexus/config.yaml");
     if let Ok(loaded) = UserConfig::load_from(&config_path) {
         if let Some(token) = &loaded.config.api_token {

@@ -9,7 +9,7 @@ use crate::ui::{Report, Ui};
 /// What `nexus auth status` reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AuthStatus {
-    /// GitHub host.
+    /// The GitHub signed in to: `github.com`, an Enterprise host, or a URL.
     pub github_host: String,
     /// Login, when signed in and the token works.
     pub github_user: Option<String>,
@@ -19,7 +19,7 @@ pub struct AuthStatus {
     pub server: Option<String>,
     /// Whether the server accepts the API token.
     pub registered: bool,
-    /// The config file.
+    /// Where the settings and tokens are saved.
     pub config_path: String,
 }
 

@@ -25,16 +25,16 @@ pub struct ConnectOptions {
     pub editor: Option<String>,
     /// Don't start port forwards.
     pub no_forward: bool,
-    /// Server override.
+    /// The server to use instead of the configured one (`--server`).
     pub server: Option<String>,
 }
 
 /// What `connect` did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Connected {
-    /// Workspace name.
+    /// The workspace connected to.
     pub workspace: String,
-    /// ssh alias.
+    /// The `Host` alias in the ssh config (`nexus-<name>`), which the editor connects to.
     pub ssh_alias: String,
     /// The command that gets a shell.
     pub ssh_command: String,
@@ -126,7 +126,7 @@ pub async fn run(
             ui.info(&format!("Opened {url}"));
             "url"
         }
-        Opened::NotOpened { why } => {
+        Opened::Nothing { why } => {
             if choice != EditorChoice::None {
                 ui.warn(&format!("could not open {editor_name}: {why}"));
             }

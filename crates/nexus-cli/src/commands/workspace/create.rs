@@ -25,7 +25,7 @@ pub struct CreateOptions {
     pub branch: Option<String>,
     /// Workspace name (default: the repo's name).
     pub name: Option<String>,
-    /// Server override.
+    /// The server to use instead of the configured one (`--server`).
     pub server: Option<String>,
 }
 

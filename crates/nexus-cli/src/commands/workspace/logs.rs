@@ -26,7 +26,7 @@ pub struct LogsOptions {
     pub lines: u32,
     /// A private key to try before the configured one (`ssh.key_path`).
     pub identity: Option<PathBuf>,
-    /// Server override.
+    /// The server to use instead of the configured one (`--server`).
     pub server: Option<String>,
 }
 

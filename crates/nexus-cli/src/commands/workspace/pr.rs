@@ -12,24 +12,24 @@ use crate::ui::{Report, Ui};
 /// `nexus workspace pr` options.
 #[derive(Debug, Clone, Default)]
 pub struct PrOptions {
-    /// Workspace name.
+    /// The workspace [default: the caller's only one].
     pub workspace: Option<String>,
     /// Title (default: the last commit's subject).
     pub title: Option<String>,
-    /// Body.
+    /// Description [default: a line naming the workspace].
     pub body: Option<String>,
     /// Base branch upstream (default: its default branch).
     pub base: Option<String>,
-    /// Server override.
+    /// The server to use instead of the configured one (`--server`).
     pub server: Option<String>,
 }
 
 /// The pull request opened (or found).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PrOutcome {
-    /// Its URL.
+    /// Where the pull request is on GitHub; the text output prints it.
     pub url: String,
-    /// Its number.
+    /// GitHub's number for it (`#12`).
     pub number: u64,
     /// False when one was already open for the branch.
     pub created: bool,
