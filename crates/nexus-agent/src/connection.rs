@@ -34,8 +34,6 @@ use crate::provision::{self, Settings};
 use crate::AgentError;
 
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
-/// Image alias used when the config names none; `nexus node init` builds it.
-const DEFAULT_BASE_IMAGE: &str = "nexus-base";
 
 /// First reconnect delay; doubles per failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -72,8 +70,8 @@ impl AgentConfig {
             server_url: server_url.into(),
             join_token: join_token.into(),
             node_name: node_name.into(),
-            lxd_project: "nexus".into(),
-            base_image: DEFAULT_BASE_IMAGE.into(),
+            lxd_project: nexus_types::defaults::LXD_PROJECT.into(),
+            base_image: nexus_types::defaults::BASE_IMAGE_ALIAS.into(),
             heartbeat: DEFAULT_HEARTBEAT,
         }
     }
