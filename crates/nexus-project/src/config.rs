@@ -26,7 +26,8 @@ const CPU_RANGE: std::ops::RangeInclusive<u64> = 1..=64;
 /// Smallest memory limit the server accepts.
 const MIN_MEMORY: u64 = 128 << 20;
 
-/// Longest duration accepted for health-check timings: anything longer is surely a unit mistake.
+/// Longest duration accepted (health-check timings, the setup timeout): anything longer is surely a
+/// unit mistake.
 const MAX_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// A parsed and validated `.nexus/config.yaml`.
@@ -38,6 +39,9 @@ pub struct ProjectConfig {
     pub provider: Option<String>,
     /// `setup:` commands, run once after the clone, in order.
     pub setup: Vec<String>,
+    /// `setup_timeout:` in milliseconds: how long the setup commands together may run; `None`: the
+    /// default, [`nexus_types::protocol::DEFAULT_SETUP_TIMEOUT_MS`] (15 minutes).
+    pub setup_timeout_ms: Option<u64>,
     /// `services:` in the order they are written, with health checks resolved (defaults filled in).
     pub services: Vec<ServicePlan>,
     /// `providers.lxc:`.
@@ -62,6 +66,7 @@ impl ProjectConfig {
             source: CONFIG_PATH.to_string(),
             setup: self.setup.clone(),
             services: self.services.clone(),
+            setup_timeout_ms: self.setup_timeout_ms,
             ..Default::default()
         }
     }
@@ -109,12 +114,13 @@ struct RawConfig {
     name: Option<String>,
     provider: Option<Provider>,
     setup: Option<Setup>,
+    setup_timeout: Option<Duration>,
     services: Option<Services>,
     providers: Option<Mapping<RawProviders>>,
 }
 
 impl Expecting for RawConfig {
-    const EXPECTING: &'static str = "a mapping with any of: name, provider, setup, services, providers";
+    const EXPECTING: &'static str = "a mapping with any of: name, provider, setup, setup_timeout, services, providers";
 }
 
 /// One entry under `services:`.
@@ -692,6 +698,7 @@ fn build(source: &str, raw: RawConfig) -> Result<ProjectConfig, ConfigError> {
         name: raw.name,
         provider: raw.provider.map(|p| p.0),
         setup: raw.setup.map(|s| s.0).unwrap_or_default(),
+        setup_timeout_ms: raw.setup_timeout.map(|d| d.0),
         services,
         lxc: LxcConfig {
             image: lxc.as_ref().and_then(|l| l.image.as_ref()).map(|i| i.0.clone()),

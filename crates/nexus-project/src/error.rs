@@ -59,7 +59,7 @@ pub(crate) fn hint_for(path: &str) -> String {
         })
         .collect();
     let hint = match keys.as_slice() {
-        [] => "the file must be a mapping with any of: name, provider, setup, services, providers",
+        [] => "the file must be a mapping with any of: name, provider, setup, setup_timeout, services, providers",
         ["services", _] => {
             "each service is a mapping with `command:` and optionally port, working_dir, env, depends_on, health_check"
         }
@@ -83,7 +83,7 @@ pub(crate) fn hint_for(path: &str) -> String {
             "health_check" => "a mapping with `type: http`, `tcp`, `command` or `none`",
             "type" => "one of http, tcp, command, none",
             "path" => "an HTTP path starting with `/`",
-            "interval" | "timeout" | "start_timeout" => {
+            "interval" | "timeout" | "start_timeout" | "setup_timeout" => {
                 "write a duration like `500ms`, `2s`, `1m`, or a number of seconds"
             }
             "retries" => "write a whole number, e.g. `retries: 3`",

@@ -22,6 +22,10 @@ pub fn to_yaml(plan: &ProjectPlan) -> String {
             let _ = writeln!(out, "  - {}", scalar(step));
         }
     }
+    if let Some(ms) = plan.setup_timeout_ms {
+        out.push_str("\n# How long setup may take before it is stopped (default 15m).\n");
+        let _ = writeln!(out, "setup_timeout: {}", duration(ms));
+    }
     if plan.services.is_empty() {
         out.push_str("\n# No services detected. Add some, e.g.:\n# services:\n#   web:\n#     command: npm run dev\n#     port: 3000\n");
         return out;
@@ -218,6 +222,7 @@ mod tests {
             source: "test".into(),
             setup: vec!["npm install".into(), "true".into(), "echo {a}".into()],
             services: vec![web, api, db, check, quiet, other_port, slow],
+            setup_timeout_ms: Some(20 * 60_000),
             ..Default::default()
         };
         assert_round_trip(&plan);

@@ -33,6 +33,10 @@ pub fn json_schema() -> Value {
                     {"type": "array", "items": {"$ref": "#/definitions/command"}}
                 ]
             },
+            "setup_timeout": {
+                "$ref": "#/definitions/duration",
+                "description": "How long the setup commands together may run before the running one is stopped and the workspace's services fail (default 15m)."
+            },
             "services": {
                 "description": "Long-running services, started in the order written (after their depends_on are healthy).",
                 "type": ["object", "null"],
@@ -144,6 +148,7 @@ name: everything
 provider: lxc
 setup:
   - npm install
+setup_timeout: 20m
 services:
   api:
     command: npm run server

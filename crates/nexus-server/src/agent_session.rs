@@ -62,6 +62,9 @@ pub(crate) async fn run(app: Arc<App>, socket: WebSocket) {
                 .on_services(&node, &workspace_id, generation, &services)
                 .await
                 .map_err(|e| ("could not record services", e)),
+            Ok(AgentMessage::Setup { workspace_id, generation, setup }) => {
+                app.on_setup(&node, &workspace_id, generation, &setup).await.map_err(|e| ("could not record setup", e))
+            }
             Ok(AgentMessage::Hello { .. }) => {
                 tracing::warn!(%node, "duplicate hello ignored");
                 Ok(())

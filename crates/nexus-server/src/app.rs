@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex};
 use axum::extract::ws::WebSocket;
 use nexus_types::api::{
     ClientConfig, CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, NodeList, NodeRef, NodeStatus, NodeView,
-    RegisterRequest, RegisterResponse, RepoInfo, Resources, ServiceInfo, SshInfo, StatusChange, UserInfo,
+    RegisterRequest, RegisterResponse, RepoInfo, Resources, ServiceInfo, SetupView, SshInfo, StatusChange, UserInfo,
     WorkspaceList, WorkspaceView,
 };
 use nexus_types::diagnostics::lock;
 use nexus_types::names;
 use nexus_types::protocol::{
-    Command, GitAuthor, InventoryItem, Op, Outcome, ProjectPlan, Report, ServerMessage, ServiceState, WorkspaceSpec,
+    Command, GitAuthor, InventoryItem, Op, Outcome, ProjectPlan, Report, ServerMessage, ServiceState, SetupState,
+    SetupStatus, WorkspaceSpec,
 };
 use nexus_types::state::Event;
 use nexus_types::{ServiceStatus, Transition, TransitionError, WorkspaceStatus};
@@ -31,7 +32,7 @@ use crate::hub::Hub;
 use crate::repo_probe::RepoProbe;
 use crate::secret;
 use crate::ssh_ports::SshPorts;
-use crate::store::{NewWorkspace, ServiceRow, StatusDetails, Store, User, WorkspaceRow};
+use crate::store::{NewWorkspace, ServiceRow, SetupRow, StatusDetails, Store, User, WorkspaceRow};
 
 #[cfg(test)]
 mod tests;
@@ -492,7 +493,8 @@ impl App {
         let user = require_user(caller)?;
         let ws = self.owned(user, id).await?;
         let services = self.store.services_of(&ws.id).await?;
-        Ok(self.to_view(&ws, services, host))
+        let setup = self.store.setup_of(&ws.id).await?;
+        Ok(self.to_view(&ws, services, setup, host))
     }
 
     /// All of the caller's workspaces.
@@ -500,11 +502,20 @@ impl App {
         let user = require_user(caller)?;
         let rows = self.store.workspaces_of(user.id).await?;
         Ok(WorkspaceList {
-            workspaces: rows.into_iter().map(|(ws, services)| self.to_view(&ws, services, host)).collect(),
+            workspaces: rows
+                .into_iter()
+                .map(|(ws, services, setup)| self.to_view(&ws, services, setup, host))
+                .collect(),
         })
     }
 
-    fn to_view(&self, ws: &WorkspaceRow, services: Vec<ServiceRow>, host: &str) -> WorkspaceView {
+    fn to_view(
+        &self,
+        ws: &WorkspaceRow,
+        services: Vec<ServiceRow>,
+        setup: Option<SetupRow>,
+        host: &str,
+    ) -> WorkspaceView {
         let host = self.config.public_host.clone().unwrap_or_else(|| host.to_string());
         let node_status = self.hub.node_status(&ws.node);
         let (mut message, mut hint) = (ws.message.clone(), ws.hint.clone());
@@ -533,6 +544,8 @@ impl App {
             }
         }
         let running = ws.status == WorkspaceStatus::Running;
+        let plan = plan_of(ws);
+        let setup = setup_view(ws, &plan, setup, now_ms());
         WorkspaceView {
             workspace_id: ws.id.clone(),
             name: ws.name.clone(),
@@ -558,12 +571,16 @@ impl App {
                     mapped_port: Some(r.mapped_port),
                     status: if running { r.status } else { ServiceStatus::Stopped },
                     discovered: r.discovered,
-                    message: r.message,
+                    message: match (running, r.status) {
+                        (true, ServiceStatus::Starting) => Some(starting_message(r.message, setup.as_ref())),
+                        _ => r.message,
+                    },
                     hint: r.hint,
                     last_logs: r.last_logs,
                 })
                 .collect(),
-            services_source: plan_of(ws).source,
+            setup,
+            services_source: plan.source,
             repo: RepoInfo {
                 owner: ws.repo_owner.clone(),
                 name: ws.repo_name.clone(),
@@ -784,6 +801,45 @@ impl App {
         Ok(())
     }
 
+    /// Records a node's report of a workspace's setup, unless it is stale or from the wrong node.
+    pub(crate) async fn on_setup(
+        &self,
+        node: &str,
+        workspace_id: &str,
+        generation: i64,
+        setup: &SetupState,
+    ) -> Result<()> {
+        let Some(ws) = self.store.workspace(workspace_id).await? else {
+            return Ok(());
+        };
+        if ws.node != node {
+            tracing::warn!(workspace = %ws.id, from = node, owner_node = %ws.node, "setup report from the wrong node ignored");
+            return Ok(());
+        }
+        let row = SetupRow {
+            generation,
+            status: setup.status,
+            step: setup.step.clone(),
+            step_number: setup.step_number,
+            steps: setup.steps,
+            // The node's clock may differ from ours; its elapsed time does not.
+            started_at_ms: now_ms().saturating_sub(i64::try_from(setup.elapsed_ms).unwrap_or(i64::MAX)),
+            elapsed_ms: setup.elapsed_ms,
+            last_line: setup.last_line.clone(),
+            message: setup.message.clone(),
+            hint: setup.hint.clone(),
+            last_logs: setup.last_logs.clone(),
+        };
+        if self.store.record_setup(&ws.id, row).await? {
+            if setup.status.is_settled() {
+                tracing::info!(workspace = %ws.id, generation, status = %setup.status, elapsed_ms = setup.elapsed_ms, "setup ended");
+            }
+        } else {
+            tracing::debug!(workspace = %ws.id, generation, "stale setup report ignored");
+        }
+        Ok(())
+    }
+
     /// Applies an agent's report, ignoring stale ones and ones from the wrong node.
     pub async fn on_report(&self, node: &str, report: Report) -> Result<()> {
         self.hub.heartbeat(node);
@@ -903,6 +959,83 @@ fn check_limits(
         ));
     }
     Ok(())
+}
+
+/// Unix milliseconds now.
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `12 s`, `3 min 5 s`, `15 min`.
+fn human_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    match (s / 60, s % 60) {
+        (0, s) => format!("{s} s"),
+        (m, 0) => format!("{m} min"),
+        (m, s) => format!("{m} min {s} s"),
+    }
+}
+
+/// The setup as the API shows it at `now_ms`: the stored report, with the time elapsed so far while it
+/// runs; `pending` while the plan's setup has not reported yet, or when a run was cut short by a stop
+/// (it runs again at the next start). `None` for a plan without setup steps.
+fn setup_view(ws: &WorkspaceRow, plan: &ProjectPlan, row: Option<SetupRow>, now_ms: i64) -> Option<SetupView> {
+    let pending = |message: Option<&str>| SetupView {
+        status: SetupStatus::Pending,
+        step: None,
+        step_number: None,
+        steps: plan.setup.len() as u32,
+        started_at: None,
+        elapsed_ms: 0,
+        last_line: None,
+        message: message.map(str::to_string),
+        hint: None,
+        last_logs: None,
+    };
+    let Some(row) = row else {
+        return (!plan.setup.is_empty()).then(|| pending(None));
+    };
+    if !row.status.is_settled() && row.generation < ws.generation {
+        let message = (ws.status != WorkspaceStatus::Running)
+            .then_some("the workspace stopped before setup finished; setup runs again when it starts");
+        return Some(pending(message));
+    }
+    let elapsed_ms = match row.status {
+        SetupStatus::Running => row.elapsed_ms.max(u64::try_from(now_ms - row.started_at_ms).unwrap_or(0)),
+        _ => row.elapsed_ms,
+    };
+    let started =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(row.started_at_ms).unwrap_or(0));
+    Some(SetupView {
+        status: row.status,
+        step: row.step,
+        step_number: row.step_number,
+        steps: row.steps,
+        started_at: Some(humantime::format_rfc3339_seconds(started).to_string()),
+        elapsed_ms,
+        last_line: row.last_line,
+        message: row.message,
+        hint: row.hint,
+        last_logs: row.last_logs,
+    })
+}
+
+/// What a `starting` service in a running workspace waits for: the setup while it runs (with its step
+/// and time, which only the server knows to the second), else what the node said, else its first report.
+fn starting_message(reported: Option<String>, setup: Option<&SetupView>) -> String {
+    match setup {
+        Some(s) if s.status == SetupStatus::Running => {
+            let step = match (&s.step, s.step_number) {
+                (Some(step), Some(n)) if s.steps > 1 => format!("`{step}`, step {n} of {}, ", s.steps),
+                (Some(step), _) => format!("`{step}`, "),
+                (None, _) => String::new(),
+            };
+            format!("waiting for setup ({step}{})", human_ms(s.elapsed_ms))
+        }
+        Some(s) if s.status == SetupStatus::Pending => "waiting for setup to start".into(),
+        _ => reported.unwrap_or_else(|| "waiting for the node to report on it".into()),
+    }
 }
 
 /// The stored service plan of a workspace (empty for workspaces made before plans existed).

@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use nexus_types::diagnostics::lock;
+use nexus_types::protocol::SetupStatus;
 use nexus_types::{ServiceStatus, WorkspaceStatus};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -92,6 +93,22 @@ CREATE TABLE services (
 ALTER TABLE workspaces ADD COLUMN git_token TEXT;
 ALTER TABLE workspaces ADD COLUMN upstream_url TEXT;
 "#,
+    r#"
+CREATE TABLE setup (
+    workspace_id  TEXT PRIMARY KEY REFERENCES workspaces(id) ON DELETE CASCADE,
+    generation    INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    step          TEXT,
+    step_number   INTEGER,
+    steps         INTEGER NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    elapsed_ms    INTEGER NOT NULL,
+    last_line     TEXT,
+    message       TEXT,
+    hint          TEXT,
+    last_logs     TEXT
+);
+"#,
 ];
 
 /// First port handed out for a user's local forwards to services.
@@ -108,6 +125,26 @@ pub(crate) struct ServiceRow {
     pub status: ServiceStatus,
     /// Found listening, not configured.
     pub discovered: bool,
+    pub message: Option<String>,
+    pub hint: Option<String>,
+    pub last_logs: Option<String>,
+}
+
+/// A workspace's setup as last reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SetupRow {
+    /// Generation of the ensure that ran it.
+    pub generation: i64,
+    pub status: SetupStatus,
+    pub step: Option<String>,
+    /// 1-based.
+    pub step_number: Option<u32>,
+    pub steps: u32,
+    /// Unix milliseconds it started, by the server's clock (the node's clock may differ).
+    pub started_at_ms: i64,
+    /// As of the last report.
+    pub elapsed_ms: u64,
+    pub last_line: Option<String>,
     pub message: Option<String>,
     pub hint: Option<String>,
     pub last_logs: Option<String>,
@@ -475,14 +512,18 @@ impl Store {
         .await
     }
 
-    /// A user's workspaces, oldest first, each with its services.
-    pub(crate) async fn workspaces_of(&self, owner_id: i64) -> Result<Vec<(WorkspaceRow, Vec<ServiceRow>)>> {
+    /// A user's workspaces, oldest first, each with its services and setup.
+    pub(crate) async fn workspaces_of(
+        &self,
+        owner_id: i64,
+    ) -> Result<Vec<(WorkspaceRow, Vec<ServiceRow>, Option<SetupRow>)>> {
         self.run(move |conn| {
             let rows = query_workspaces(conn, "WHERE w.owner_id = ?1", [owner_id])?;
             rows.into_iter()
                 .map(|w| {
                     let services = services_of(conn, &w.id)?;
-                    Ok((w, services))
+                    let setup = setup_of(conn, &w.id)?;
+                    Ok((w, services, setup))
                 })
                 .collect()
         })
@@ -625,6 +666,60 @@ impl Store {
         .await
     }
 
+    /// Records a node's report of a workspace's setup, unless a newer command was issued since (or a
+    /// newer setup is stored). A report of the setup already stored keeps its start time, so the
+    /// elapsed time shown does not jump with each report's transit time. Returns whether it wrote.
+    pub(crate) async fn record_setup(&self, workspace_id: &str, setup: SetupRow) -> Result<bool> {
+        let workspace_id = workspace_id.to_owned();
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            let current: Option<i64> = tx
+                .query_row("SELECT generation FROM workspaces WHERE id = ?1", [&workspace_id], |r| r.get(0))
+                .optional()?;
+            if current.is_none_or(|g| g > setup.generation) {
+                return Ok(false);
+            }
+            let stored: Option<(i64, i64)> = tx
+                .query_row("SELECT generation, started_at_ms FROM setup WHERE workspace_id = ?1", [&workspace_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let started_at_ms = match stored {
+                Some((g, _)) if g > setup.generation => return Ok(false),
+                Some((g, started)) if g == setup.generation => started,
+                _ => setup.started_at_ms,
+            };
+            tx.execute(
+                "INSERT OR REPLACE INTO setup (workspace_id, generation, status, step, step_number, steps, started_at_ms,
+                     elapsed_ms, last_line, message, hint, last_logs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    workspace_id,
+                    setup.generation,
+                    setup.status.as_str(),
+                    setup.step,
+                    setup.step_number,
+                    setup.steps,
+                    started_at_ms,
+                    i64::try_from(setup.elapsed_ms).unwrap_or(i64::MAX),
+                    setup.last_line,
+                    setup.message,
+                    setup.hint,
+                    setup.last_logs
+                ],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// A workspace's setup as last reported.
+    pub(crate) async fn setup_of(&self, workspace_id: &str) -> Result<Option<SetupRow>> {
+        let workspace_id = workspace_id.to_owned();
+        self.run(move |conn| setup_of(conn, &workspace_id)).await
+    }
+
     /// A workspace's services: configured ones first (in report order), then discovered.
     pub(crate) async fn services_of(&self, workspace_id: &str) -> Result<Vec<ServiceRow>> {
         let workspace_id = workspace_id.to_owned();
@@ -650,6 +745,32 @@ fn services_of(conn: &Connection, workspace_id: &str) -> Result<Vec<ServiceRow>>
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn setup_of(conn: &Connection, workspace_id: &str) -> Result<Option<SetupRow>> {
+    Ok(conn
+        .query_row(
+            "SELECT generation, status, step, step_number, steps, started_at_ms, elapsed_ms, last_line, message, hint,
+                 last_logs FROM setup WHERE workspace_id = ?1",
+            [workspace_id],
+            |r| {
+                Ok(SetupRow {
+                    generation: r.get(0)?,
+                    // Only a newer server's database has other names; failed is the safe reading.
+                    status: SetupStatus::parse(&r.get::<_, String>(1)?).unwrap_or(SetupStatus::Failed),
+                    step: r.get(2)?,
+                    step_number: r.get(3)?,
+                    steps: r.get(4)?,
+                    started_at_ms: r.get(5)?,
+                    elapsed_ms: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                    last_line: r.get(7)?,
+                    message: r.get(8)?,
+                    hint: r.get(9)?,
+                    last_logs: r.get(10)?,
+                })
+            },
+        )
+        .optional()?)
 }
 
 /// An unknown service status can only come from a newer server's database; `failed` is the safe reading.
@@ -812,6 +933,47 @@ mod tests {
         assert!(!s.replace_services("ws-1", a, vec![svc("api")], Some(1)).await.unwrap());
         assert_eq!(s.services_of("ws-1").await.unwrap()[0].name, "web");
         assert!(!s.replace_services("ws-9", a, vec![svc("api")], Some(1)).await.unwrap(), "no such workspace");
+    }
+
+    fn setup(generation: i64, status: SetupStatus, started_at_ms: i64) -> SetupRow {
+        SetupRow {
+            generation,
+            status,
+            step: Some("npm ci".into()),
+            step_number: Some(1),
+            steps: 1,
+            started_at_ms,
+            elapsed_ms: 1000,
+            last_line: Some("added 1 package".into()),
+            message: None,
+            hint: None,
+            last_logs: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_setup_report_older_than_the_newest_command_is_refused_and_its_start_time_kept() {
+        let s = Store::in_memory().unwrap();
+        let a = s.upsert_user("alice", 1, "k", "f").await.unwrap();
+        s.insert_workspace(sample(&s, a, "ws-1", "one", 2222).await).await.unwrap();
+        assert_eq!(s.setup_of("ws-1").await.unwrap(), None);
+        assert!(s.record_setup("ws-1", setup(1, SetupStatus::Running, 5_000)).await.unwrap());
+        // A later report of the same run keeps the start time the first one set.
+        assert!(s.record_setup("ws-1", setup(1, SetupStatus::Done, 5_400)).await.unwrap());
+        let stored = s.setup_of("ws-1").await.unwrap().unwrap();
+        assert_eq!((stored.status, stored.started_at_ms), (SetupStatus::Done, 5_000));
+        // Once a newer command was issued, a late report of the old run is dropped...
+        s.next_generation("ws-1").await.unwrap();
+        assert!(!s.record_setup("ws-1", setup(1, SetupStatus::Failed, 5_000)).await.unwrap());
+        assert_eq!(s.setup_of("ws-1").await.unwrap().unwrap().status, SetupStatus::Done);
+        // ...and the new run's report replaces the old one, with its own start.
+        assert!(s.record_setup("ws-1", setup(2, SetupStatus::Running, 9_000)).await.unwrap());
+        let stored = s.setup_of("ws-1").await.unwrap().unwrap();
+        assert_eq!((stored.generation, stored.status, stored.started_at_ms), (2, SetupStatus::Running, 9_000));
+        assert!(!s.record_setup("ws-9", setup(2, SetupStatus::Running, 9_000)).await.unwrap(), "no such workspace");
+        assert_eq!(s.workspaces_of(a).await.unwrap()[0].2, Some(stored));
+        s.delete_workspace("ws-1").await.unwrap();
+        assert_eq!(s.setup_of("ws-1").await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::protocol::SetupStatus;
 use crate::{ServiceStatus, WorkspaceStatus};
 
 /// `GET /health`.
@@ -193,6 +194,31 @@ pub struct ServiceInfo {
     pub last_logs: Option<String>,
 }
 
+/// Where a workspace's setup is: the install steps that run before its services start.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct SetupView {
+    /// `pending`, `running`, `done`, `failed` or `timed_out`.
+    pub status: SetupStatus,
+    /// The step running, or the one that failed or timed out (`npm ci --no-audit --no-fund`).
+    pub step: Option<String>,
+    /// 1-based position of `step` among the steps.
+    pub step_number: Option<u32>,
+    /// How many setup steps there are.
+    pub steps: u32,
+    /// RFC 3339 time the setup started, as the server saw it; null while pending.
+    pub started_at: Option<String>,
+    /// Milliseconds since it started (while running: up to now), or how long it took.
+    pub elapsed_ms: u64,
+    /// The last line the steps printed.
+    pub last_line: Option<String>,
+    /// For `failed`/`timed_out`: what happened.
+    pub message: Option<String>,
+    /// For `failed`/`timed_out`: what to do next (by the cause found in the log).
+    pub hint: Option<String>,
+    /// For `failed`/`timed_out`: the setup log's last lines.
+    pub last_logs: Option<String>,
+}
+
 /// The repository a workspace holds.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct RepoInfo {
@@ -255,6 +281,10 @@ pub struct WorkspaceView {
     pub ssh: SshInfo,
     /// Services and their ports.
     pub services: Vec<ServiceInfo>,
+    /// The project's setup steps (installing dependencies): `pending` until the node starts them, then
+    /// their progress and outcome; null when the project has no setup steps.
+    #[serde(default)]
+    pub setup: Option<SetupView>,
     /// Where the service list came from: `.nexus/config.yaml`, `detected: node (npm)`, ...
     pub services_source: String,
     /// The repository.

@@ -38,6 +38,17 @@ pub enum AgentMessage {
         /// Every service, configured and discovered.
         services: Vec<ServiceState>,
     },
+    /// Progress of a workspace's setup steps: sent when it starts, when its step, state or last output
+    /// line changes (at most about once a second while output flows), and when it ends. Not sent when
+    /// the setup already ran (the last report stands) or the plan has no setup steps.
+    Setup {
+        /// `ws-...`.
+        workspace_id: String,
+        /// Generation of the ensure command that started it.
+        generation: i64,
+        /// Where the setup is.
+        setup: SetupState,
+    },
 }
 
 /// A workspace container found on the node.
@@ -182,6 +193,21 @@ pub struct ProjectPlan {
     /// The Node, package manager and Python the repo asks for; the node provisions them before setup.
     #[serde(default)]
     pub runtime: RuntimePlan,
+    /// Milliseconds all setup steps together may take before the running one is killed and the setup
+    /// is `timed_out` (`setup_timeout` in `.nexus/config.yaml`); `None`: [`DEFAULT_SETUP_TIMEOUT_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_timeout_ms: Option<u64>,
+}
+
+/// How long setup may take when the project does not say: long enough for a cold install of a large
+/// project on a slow network, short enough that a hung install is reported the same day.
+pub const DEFAULT_SETUP_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+
+impl ProjectPlan {
+    /// The setup timeout in force: the project's, or [`DEFAULT_SETUP_TIMEOUT_MS`].
+    pub fn setup_timeout_ms(&self) -> u64 {
+        self.setup_timeout_ms.unwrap_or(DEFAULT_SETUP_TIMEOUT_MS)
+    }
 }
 
 /// One long-running service.
@@ -266,6 +292,84 @@ pub struct ServiceState {
     /// For `failed`/`unhealthy`: what to do.
     pub hint: Option<String>,
     /// The last log lines, for failures.
+    pub last_logs: Option<String>,
+}
+
+/// Where a workspace's setup steps are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SetupStatus {
+    /// Not started yet: the workspace is still being created or provisioned.
+    Pending,
+    /// A step runs.
+    Running,
+    /// Every step exited 0.
+    Done,
+    /// A step exited with an error (or could not be started).
+    Failed,
+    /// The steps took longer than the setup timeout; the running one was killed.
+    TimedOut,
+}
+
+impl SetupStatus {
+    /// Every status, for exhaustive tests and docs.
+    pub const ALL: [SetupStatus; 5] =
+        [SetupStatus::Pending, SetupStatus::Running, SetupStatus::Done, SetupStatus::Failed, SetupStatus::TimedOut];
+
+    /// The name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetupStatus::Pending => "pending",
+            SetupStatus::Running => "running",
+            SetupStatus::Done => "done",
+            SetupStatus::Failed => "failed",
+            SetupStatus::TimedOut => "timed_out",
+        }
+    }
+
+    /// Parses the name stored in the database.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Over: waiting longer changes nothing by itself.
+    pub fn is_settled(self) -> bool {
+        matches!(self, SetupStatus::Done | SetupStatus::Failed | SetupStatus::TimedOut)
+    }
+}
+
+impl std::fmt::Display for SetupStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A workspace's setup as its node reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SetupState {
+    /// Where it is.
+    pub status: SetupStatus,
+    /// The step running, or the one that failed or timed out; `None` before the first and once done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// 1-based position of `step` among the setup steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_number: Option<u32>,
+    /// How many setup steps there are.
+    pub steps: u32,
+    /// Milliseconds since the setup started, when this was sent (the whole time once it is over).
+    pub elapsed_ms: u64,
+    /// The last line the steps printed (ANSI colours and progress redraws removed, shortened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_line: Option<String>,
+    /// For `failed`/`timed_out`: what happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// For `failed`/`timed_out`: what to do, by the cause read from the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// For `failed`/`timed_out`: the setup log's last lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_logs: Option<String>,
 }
 

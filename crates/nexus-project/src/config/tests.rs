@@ -294,7 +294,7 @@ fn wrong_types_say_what_is_expected() {
         "- a\n",
         1,
         1,
-        "expected a mapping with any of: name, provider, setup, services, providers",
+        "expected a mapping with any of: name, provider, setup, setup_timeout, services, providers",
         "must be a mapping",
     );
 }
@@ -429,6 +429,23 @@ fn durations_must_be_valid() {
         assert!(message.starts_with("services.web.health_check.interval: "), "{message}");
         assert!(hint.contains("500ms"), "{hint}");
     }
+}
+
+#[test]
+fn setup_timeout_is_a_duration_and_reaches_the_plan() {
+    let plan = |source: &str| parse_config(source).unwrap().plan();
+    assert_eq!(plan("setup: npm ci\nsetup_timeout: 20m\n").setup_timeout_ms, Some(20 * 60_000));
+    assert_eq!(plan("setup_timeout: 90\n").setup_timeout_ms, Some(90_000), "a number is seconds");
+    let default = plan("setup: npm ci\n");
+    assert_eq!(default.setup_timeout_ms, None);
+    assert_eq!(default.setup_timeout_ms(), 15 * 60_000, "15 minutes unless the config says");
+    for bad in ["0", "20 minutes", "25h", "[1]"] {
+        let (line, column, message, hint) = err(&format!("setup: npm ci\nsetup_timeout: {bad}\n"));
+        assert_eq!((line, column), (2, 16), "{bad}");
+        assert!(message.starts_with("setup_timeout: "), "{message}");
+        assert!(hint.contains("`2s`, `1m`"), "{hint}");
+    }
+    assert_err("setup_timout: 5m\n", 1, 1, "unknown key \"setup_timout\"", "did you mean \"setup_timeout\"?");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nexus_types::protocol::{Command, Op, Outcome, Report, ServerMessage};
+use nexus_types::protocol::{Command, Op, Outcome, Report, ServerMessage, ServiceState, SetupState};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -18,7 +18,8 @@ struct Fixture {
     _data: tempfile::TempDir,
 }
 
-/// An app whose repos are `acme/hello` (a README) and `acme/dc` (only a root `.devcontainer.json`).
+/// An app whose repos are `acme/hello` (a README), `acme/dc` (only a root `.devcontainer.json`) and
+/// `acme/app` (a config with a setup step and a service).
 async fn fixture(node_timeout: Duration) -> Fixture {
     let data = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(data.path().to_path_buf());
@@ -30,6 +31,13 @@ async fn fixture(node_timeout: Duration) -> Fixture {
     let repos = FakeRepos::default();
     repos.add("https://git.example/acme/hello.git", &[("README.md", "hi\n")]);
     repos.add("https://git.example/acme/dc.git", &[(".devcontainer.json", r#"{"postStartCommand": "make watch"}"#)]);
+    repos.add(
+        "https://git.example/acme/app.git",
+        &[(
+            ".nexus/config.yaml",
+            "setup: npm ci\nsetup_timeout: 20m\nservices:\n  web: {command: npm run dev, port: 3000}\n",
+        )],
+    );
     let app =
         App::with_store(config, Store::in_memory().unwrap(), Box::new(FakeGithub::default()), Box::new(repos)).unwrap();
     let req = RegisterRequest {
@@ -271,4 +279,152 @@ async fn registration_needs_a_github_token_of_that_user() {
     }
     assert!(matches!(f.app.authenticate(Some("nxs_forged")).await, Err(ServerError::Unauthorized { .. })));
     assert!(matches!(f.app.authenticate(Some(&f.app.operator_token.clone())).await, Ok(Caller::Operator)));
+}
+
+fn setup_state(status: SetupStatus, elapsed_ms: u64) -> SetupState {
+    SetupState {
+        status,
+        step: Some("npm ci".into()),
+        step_number: Some(1),
+        steps: 1,
+        elapsed_ms,
+        last_line: Some("npm http fetch GET 200 https://registry.npmjs.org/react".into()),
+        message: None,
+        hint: None,
+        last_logs: None,
+    }
+}
+
+#[tokio::test]
+async fn setup_reports_show_in_the_status_and_starting_services_say_they_wait_for_it() {
+    let f = fixture(Duration::from_secs(60)).await;
+    let mut node = join(&f.app, "n1").await;
+    let id = f.app.create(&f.alice, create_req("app", "acme/app")).await.unwrap().workspace_id;
+    let cmd = next_command(&mut node).await;
+    let Op::Ensure(spec) = &cmd.op else { panic!("{cmd:?}") };
+    assert_eq!(spec.plan.setup_timeout_ms, Some(20 * 60 * 1000), "the config's setup_timeout reaches the node");
+    let setup = |f: &Fixture| {
+        let (app, alice, id) = (f.app.clone(), f.alice.clone(), id.clone());
+        async move { app.view(&alice, &id, "h").await.unwrap().setup.unwrap() }
+    };
+    // Before the node says anything, the plan's setup is pending.
+    let pending = setup(&f).await;
+    assert_eq!((pending.status, pending.steps, pending.started_at), (SetupStatus::Pending, 1, None));
+
+    let ready = Outcome::Ready { commit: None, host_key: None };
+    f.app
+        .on_report("n1", Report { workspace_id: id.clone(), generation: cmd.generation, outcome: ready })
+        .await
+        .unwrap();
+    let waiting = ServiceState {
+        name: "web".into(),
+        port: Some(3000),
+        status: ServiceStatus::Starting,
+        discovered: false,
+        message: Some("waiting for setup to finish".into()),
+        hint: None,
+        last_logs: None,
+    };
+    f.app.on_services("n1", &id, cmd.generation, &[waiting]).await.unwrap();
+    f.app.on_setup("n1", &id, cmd.generation, &setup_state(SetupStatus::Running, 12_000)).await.unwrap();
+    let view = f.app.view(&f.alice, &id, "h").await.unwrap();
+    let running = view.setup.clone().unwrap();
+    assert_eq!((running.status, running.step.as_deref()), (SetupStatus::Running, Some("npm ci")));
+    assert_eq!(running.last_line.as_deref(), Some("npm http fetch GET 200 https://registry.npmjs.org/react"));
+    assert!(running.started_at.is_some() && running.elapsed_ms >= 12_000, "{running:?}");
+    let message = view.services[0].message.clone().unwrap();
+    assert!(
+        message.starts_with("waiting for setup (`npm ci`, 12 s")
+            || message.starts_with("waiting for setup (`npm ci`, 13 s"),
+        "{message}"
+    );
+
+    // Reports from another node, or for a command older than the newest, change nothing.
+    let failed = SetupState {
+        message: Some("setup step `npm ci` failed (exit 1) after 14 s".into()),
+        hint: Some("the workspace does not trust the TLS certificate of registry.npmjs.org: ...".into()),
+        last_logs: Some("npm error code SELF_SIGNED_CERT_IN_CHAIN".into()),
+        ..setup_state(SetupStatus::Failed, 14_000)
+    };
+    f.app.on_setup("n2", &id, cmd.generation, &failed).await.unwrap();
+    f.app.on_setup("n1", &id, cmd.generation - 1, &failed).await.unwrap();
+    assert_eq!(setup(&f).await.status, SetupStatus::Running);
+
+    f.app.on_setup("n1", &id, cmd.generation, &failed).await.unwrap();
+    let shown = setup(&f).await;
+    assert_eq!(
+        (shown.status, shown.elapsed_ms, shown.hint.as_deref(), shown.last_logs.as_deref()),
+        (SetupStatus::Failed, 14_000, failed.hint.as_deref(), failed.last_logs.as_deref())
+    );
+    // The list shows the same.
+    let list = f.app.list(&f.alice, "h").await.unwrap();
+    assert_eq!(list.workspaces[0].setup.as_ref().map(|s| s.status), Some(SetupStatus::Failed));
+}
+
+#[test]
+fn a_setup_view_counts_time_while_running_and_shows_a_run_a_stop_cut_short_as_pending() {
+    let ws = WorkspaceRow {
+        id: "ws-1".into(),
+        owner_id: 1,
+        owner: "alice".into(),
+        owner_key: String::new(),
+        name: "app".into(),
+        provider: "lxc".into(),
+        image: String::new(),
+        cpu: 2,
+        memory: "4GB".into(),
+        repo_owner: "acme".into(),
+        repo_name: "app".into(),
+        repo_url: String::new(),
+        branch: "main".into(),
+        commit: None,
+        status: WorkspaceStatus::Running,
+        message: None,
+        hint: None,
+        ssh_port: 2222,
+        host_key: None,
+        node: "n1".into(),
+        plan: String::new(),
+        git_token: None,
+        upstream_url: None,
+        owner_github_id: 11,
+        generation: 2,
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    let plan = ProjectPlan { setup: vec!["npm ci".into(), "npm run build".into()], ..Default::default() };
+    let row = SetupRow {
+        generation: 2,
+        status: SetupStatus::Running,
+        step: Some("npm run build".into()),
+        step_number: Some(2),
+        steps: 2,
+        started_at_ms: 1_000_000,
+        elapsed_ms: 3_000,
+        last_line: None,
+        message: None,
+        hint: None,
+        last_logs: None,
+    };
+    // No plan steps, no setup; steps but no report yet: pending.
+    assert_eq!(setup_view(&ws, &ProjectPlan::default(), None, 0), None);
+    assert_eq!(setup_view(&ws, &plan, None, 0).unwrap().status, SetupStatus::Pending);
+    // Running: the time since it started, as the server counts it.
+    let view = setup_view(&ws, &plan, Some(row.clone()), 1_065_000).unwrap();
+    assert_eq!((view.elapsed_ms, view.started_at.as_deref()), (65_000, Some("1970-01-01T00:16:40Z")));
+    assert_eq!(
+        starting_message(Some("waiting for setup to finish".into()), Some(&view)),
+        "waiting for setup (`npm run build`, step 2 of 2, 1 min 5 s)"
+    );
+    // Over: the time it took.
+    let done = SetupRow { status: SetupStatus::Done, ..row.clone() };
+    assert_eq!(setup_view(&ws, &plan, Some(done), 9_000_000).unwrap().elapsed_ms, 3_000);
+    // Stopped while it ran (a newer command was issued): it runs again at the next start.
+    let stopped = WorkspaceRow { status: WorkspaceStatus::Stopped, generation: 3, ..ws.clone() };
+    let view = setup_view(&stopped, &plan, Some(row.clone()), 1_065_000).unwrap();
+    assert_eq!(view.status, SetupStatus::Pending);
+    assert!(view.message.unwrap().contains("runs again when it starts"));
+    // A starting service says what it waits for, whatever the node reported.
+    assert_eq!(starting_message(None, None), "waiting for the node to report on it");
+    assert_eq!(starting_message(Some("started; waiting for port 3000".into()), None), "started; waiting for port 3000");
 }
