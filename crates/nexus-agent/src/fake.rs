@@ -22,6 +22,10 @@ use crate::lxd::LxdError;
 use crate::provider::{ExecOutput, InstanceInfo, Provider, ProviderError};
 use crate::provision;
 
+/// `$0` of the setup scripts tests answer: the poll of a running step (print `running` or
+/// `exit <code>`, then the log's end) and the log's last lines (after a failure).
+pub use crate::services::{STEP_SETUP_LOG, STEP_SETUP_POLL};
+
 /// The commit every fake clone checks out.
 pub const FAKE_COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 /// The banner of the built-in fake sshd.
@@ -342,6 +346,8 @@ impl FakeProvider {
                 ExecOutput::ok(format!("{FAKE_COMMIT}\n"))
             }
             provision::STEP_HOST_KEY => ExecOutput::ok(format!("{} root@{name}\n", fake_host_key(name))),
+            // Setup steps finish at once, successfully.
+            crate::services::STEP_SETUP_POLL => ExecOutput::ok("exit 0\n"),
             _ => ExecOutput::ok(""),
         })
     }

@@ -16,6 +16,7 @@ pub mod lxd;
 pub mod provider;
 pub mod provision;
 mod services;
+mod setup_failure;
 
 pub use connection::{run, AgentConfig};
 

@@ -504,3 +504,68 @@ async fn a_repo_on_a_dumb_http_host_can_be_used() {
     assert_eq!((code, body["error"]["code"].as_str()), (422, Some("repo_not_found")), "{body}");
     assert!(body["error"]["hint"].as_str().unwrap().contains("spelling"), "{body}");
 }
+
+/// Issue 9 (setup you can see): while the setup runs, the status API shows its step, time and last
+/// output line, and the service says it waits for it; a failed setup fails the service with the log's
+/// last lines and a hint by cause (here a TLS-inspecting proxy whose CA the workspace lacks).
+#[tokio::test]
+async fn setup_shows_in_the_status_while_it_runs_and_fails_its_services_with_the_cause() {
+    use nexus_agent::fake::{STEP_SETUP_LOG, STEP_SETUP_POLL};
+    use nexus_agent::provider::ExecOutput;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut c = cluster(4).await;
+    let config = "setup: npm ci\nservices:\n  web:\n    command: npm run dev\n    port: 3000\n";
+    c.git.create_repo("acme", "app", &[(".nexus/config.yaml", config)]);
+    let fake = c.add_agent("node-a", &c.join.clone());
+    let failed = Arc::new(AtomicBool::new(false));
+    let flag = failed.clone();
+    let log = "$ npm ci\nnpm error code SELF_SIGNED_CERT_IN_CHAIN\nnpm error request to https://registry.npmjs.org/react failed, reason: self-signed certificate in certificate chain\n";
+    fake.on_exec(move |_, argv| match argv.get(3).map(String::as_str) {
+        Some(STEP_SETUP_POLL) if flag.load(Ordering::SeqCst) => Some(ExecOutput::ok(format!("exit 1\n{log}"))),
+        Some(STEP_SETUP_POLL) => {
+            Some(ExecOutput::ok("running\n$ npm ci\nnpm http fetch GET 200 https://registry.npmjs.org/react 40ms\n"))
+        }
+        Some(STEP_SETUP_LOG) => Some(ExecOutput::ok(log)),
+        _ => None,
+    });
+    c.wait_nodes(1).await;
+    let alice = c.user("alice", 11, KEY_A).await;
+    let (code, body) = alice.create("app", "acme/app").await;
+    assert_eq!(code, 201, "{body}");
+    let id = body["workspace_id"].as_str().unwrap().to_string();
+
+    let view = nexus_testkit::eventually(T, "setup running with its last line", || async {
+        let v = alice.status(&id).await;
+        (v["setup"]["status"] == "running" && v["setup"]["last_line"].is_string()).then_some(v)
+    })
+    .await;
+    let setup = &view["setup"];
+    assert_eq!(
+        (setup["step"].as_str(), setup["step_number"].as_u64(), setup["steps"].as_u64()),
+        (Some("npm ci"), Some(1), Some(1)),
+        "{view}"
+    );
+    assert_eq!(setup["last_line"], "npm http fetch GET 200 https://registry.npmjs.org/react 40ms");
+    assert!(setup["started_at"].is_string() && setup["elapsed_ms"].is_u64(), "{setup}");
+    assert_eq!(view["status"], "running");
+    let web = &view["services"][0];
+    assert_eq!(web["status"], "starting");
+    assert!(web["message"].as_str().unwrap().starts_with("waiting for setup (`npm ci`, "), "{web}");
+
+    failed.store(true, Ordering::SeqCst);
+    let view = nexus_testkit::eventually(T, "setup failed", || async {
+        let v = alice.status(&id).await;
+        (v["setup"]["status"] == "failed" && v["services"][0]["status"] == "failed").then_some(v)
+    })
+    .await;
+    let setup = &view["setup"];
+    assert!(setup["message"].as_str().unwrap().starts_with("setup step `npm ci` failed (exit 1) after "), "{setup}");
+    let hint = setup["hint"].as_str().unwrap();
+    assert!(hint.starts_with("the workspace does not trust the TLS certificate of registry.npmjs.org"), "{hint}");
+    assert_eq!(setup["last_logs"].as_str(), Some(log.trim_end()));
+    let web = &view["services"][0];
+    assert!(web["message"].as_str().unwrap().starts_with("not started: setup step `npm ci` failed"), "{web}");
+    assert_eq!((web["hint"].as_str(), web["last_logs"].as_str()), (Some(hint), Some(log.trim_end())));
+    assert_eq!(view["status"], "running", "the workspace itself is up: the user can get in and fix it");
+}
