@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::files::MapFiles;
+use nexus_types::protocol::PackageManagerKind;
 
 fn plan(files: &[(&str, &str)]) -> ProjectPlan {
     detect(&MapFiles::new(files.iter().copied()))
