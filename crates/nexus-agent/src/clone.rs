@@ -11,7 +11,7 @@ pub(crate) fn hint(cause: GitFailure, url: &str, branch: &str) -> String {
         ),
         GitFailure::NotFound => format!("there is no repository at `{url}`: check the URL's spelling"),
         GitFailure::Auth => "the git host refused access: for a private repository, sign in to Nexus with an account that can read it (the workspace clones with your token); use an https URL, not an ssh one; hosts like GitHub also say this when the repository does not exist".into(),
-        GitFailure::Tls => "the git host's TLS certificate is not trusted inside the workspace: use a certificate from a public CA, or add the CA to the workspace image".into(),
+        GitFailure::Tls => "the git host's TLS certificate is not trusted inside the workspace: add the CA that signs it to the node's /usr/local/share/ca-certificates (or the agent's --ca-certificates), which every workspace gets at its next start, or use a certificate from a public CA".into(),
         GitFailure::Transport => "the git server's protocol failed: check that the URL is a git server's that speaks smart HTTP, ssh or git://, and that no proxy cuts the transfer; then start the workspace again".into(),
         GitFailure::Network => "the node cannot reach the git host: check the node's DNS and outbound network (firewall, proxy), then start the workspace again".into(),
         GitFailure::Unknown => "check that the repository URL and branch exist and that the node can reach the git host (private repositories need credentials in the workspace)".into(),

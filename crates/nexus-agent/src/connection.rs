@@ -122,12 +122,26 @@ pub async fn run<P: Provider>(
     provider: Arc<P>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
+    let settings = Settings::new(config.base_image.clone());
+    run_with_settings(config, settings, provider, shutdown).await
+}
+
+/// [`run`] with the caller's provisioning settings: the node's CA certificates, runtime store and
+/// caches as the agent's flags give them (see [`Settings`]). `config.base_image` replaces
+/// `settings.base_image`.
+pub async fn run_with_settings<P: Provider>(
+    config: AgentConfig,
+    mut settings: Settings,
+    provider: Arc<P>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
+    settings.base_image = config.base_image.clone();
     let connect_url = ws_url(&config.server_url, CONNECT_PATH)?;
     let tunnel_base = ws_url(&config.server_url, TUNNEL_PATH)?;
     let auth = HeaderValue::from_str(&format!("Bearer {}", config.join_token)).map_err(|_| AgentError::JoinToken)?;
     let (reports_tx, mut reports_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
-        settings: Settings::new(config.base_image.clone()),
+        settings,
         config,
         provider,
         auth,

@@ -19,7 +19,7 @@ use nexus_types::diagnostics::lock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::lxd::LxdError;
-use crate::provider::{ExecOutput, InstanceInfo, Provider, ProviderError};
+use crate::provider::{ExecOutput, InstanceInfo, Mount, Provider, ProviderError};
 use crate::provision;
 
 /// `$0` of the setup scripts tests answer: the poll of a running step (print `running` or
@@ -50,6 +50,8 @@ pub enum Call {
     Exec { name: String, argv: Vec<String>, user: Option<(u32, u32)>, env: Vec<(String, String)>, cwd: Option<String> },
     SetConfig(String, String, String),
     GetConfig(String, String),
+    Mount { name: String, mounts: Vec<Mount> },
+    HostIds(String),
 }
 
 impl Call {
@@ -61,6 +63,7 @@ impl Call {
             Call::Start(n) | Call::Stop(n) | Call::Delete(n) | Call::State(n) | Call::ConsoleLog(n) => Some(n),
             Call::Ipv4(n) => Some(n),
             Call::Endpoint(n, _) | Call::SetConfig(n, _, _) | Call::GetConfig(n, _) => Some(n),
+            Call::Mount { name, .. } | Call::HostIds(name) => Some(name),
         }
     }
 
@@ -89,6 +92,8 @@ impl Call {
             Call::Exec { argv, .. } => exec_step(argv).map(str::to_string).unwrap_or_else(|| "exec".into()),
             Call::SetConfig(..) => "set_config".into(),
             Call::GetConfig(..) => "get_config".into(),
+            Call::Mount { .. } => "mount".into(),
+            Call::HostIds(_) => "host_ids".into(),
         }
     }
 }
@@ -113,6 +118,7 @@ struct Instance {
     cloned: bool,
     authorized_keys: Option<String>,
     console: String,
+    mounts: BTreeMap<String, Mount>,
 }
 
 impl Default for Instance {
@@ -125,6 +131,7 @@ impl Default for Instance {
             cloned: false,
             authorized_keys: None,
             console: String::new(),
+            mounts: BTreeMap::new(),
         }
     }
 }
@@ -145,6 +152,8 @@ struct State {
     fake_sshd: Option<SocketAddr>,
     /// Console log of a boot that fails: every start then leaves the instance stopped.
     failing_boot: Option<String>,
+    /// What `host_ids` answers for every instance: an offset added to the ids inside.
+    id_offset: Option<u32>,
 }
 
 /// An in-memory provider; cheap to clone (clones share state).
@@ -200,6 +209,17 @@ impl FakeProvider {
     /// The `authorized_keys` content the key step wrote into `name`.
     pub fn authorized_keys(&self, name: &str) -> Option<String> {
         lock(&self.state).instances.get(name).and_then(|i| i.authorized_keys.clone())
+    }
+
+    /// The mounts `name` has, by device name.
+    pub fn mounts(&self, name: &str) -> Vec<Mount> {
+        lock(&self.state).instances.get(name).map(|i| i.mounts.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Makes `host_ids` map ids inside every instance to the node's by adding `offset` (as an
+    /// unprivileged container's id map does); `None` (the default): the fake cannot say.
+    pub fn set_id_offset(&self, offset: Option<u32>) {
+        lock(&self.state).id_offset = offset;
     }
 
     /// The image `name` was created from.
@@ -346,6 +366,9 @@ impl FakeProvider {
                 ExecOutput::ok(format!("{FAKE_COMMIT}\n"))
             }
             provision::STEP_HOST_KEY => ExecOutput::ok(format!("{} root@{name}\n", fake_host_key(name))),
+            // Debian bookworm's interpreter.
+            crate::runtimes::STEP_PYTHONS => ExecOutput::ok("3.11.2\t/usr/bin/python3.11\n"),
+            crate::network::STEP_NETWORK => ExecOutput::ok("updated\n"),
             // Setup steps finish at once, successfully.
             crate::services::STEP_SETUP_POLL => ExecOutput::ok("exit 0\n"),
             _ => ExecOutput::ok(""),
@@ -503,6 +526,21 @@ impl Provider for FakeProvider {
             }
         }
         self.builtin_exec(name, argv)
+    }
+
+    async fn mount(&self, name: &str, mounts: &[Mount]) -> Result<(), ProviderError> {
+        self.enter(Call::Mount { name: name.into(), mounts: mounts.to_vec() }).await?;
+        self.with_instance(name, |i| {
+            for m in mounts {
+                i.mounts.insert(m.device.clone(), m.clone());
+            }
+        })
+    }
+
+    async fn host_ids(&self, name: &str, uid: u32, gid: u32) -> Result<Option<(u32, u32)>, ProviderError> {
+        self.enter(Call::HostIds(name.into())).await?;
+        let offset = lock(&self.state).id_offset;
+        self.with_instance(name, |_| offset.map(|o| (uid + o, gid + o)))
     }
 
     async fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), ProviderError> {

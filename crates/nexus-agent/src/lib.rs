@@ -8,17 +8,20 @@
 //! above the trait knows it is LXD.
 
 mod boot;
+pub mod caches;
 mod clone;
 mod connection;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod lxd;
+pub mod network;
 pub mod provider;
 pub mod provision;
+pub mod runtimes;
 mod services;
 mod setup_failure;
 
-pub use connection::{run, AgentConfig};
+pub use connection::{run, run_with_settings, AgentConfig};
 
 use nexus_types::diagnostics::Hint;
 

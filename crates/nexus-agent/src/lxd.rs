@@ -25,7 +25,7 @@ use nexus_types::diagnostics::{error_chain, lock, Hint};
 use serde_json::{json, Value};
 use tokio::net::UnixStream;
 
-use crate::provider::{ExecOutput, InstanceInfo, Provider, ProviderError};
+use crate::provider::{ExecOutput, InstanceInfo, Mount, Provider, ProviderError};
 
 /// Where the Debian/Ubuntu package puts LXD's socket.
 const DEBIAN_SOCKET: &str = "/var/lib/lxd/unix.socket";
@@ -686,6 +686,31 @@ impl Provider for LxdProvider {
         Ok(ExecOutput { code, stdout: stdout?, stderr: stderr? })
     }
 
+    async fn mount(&self, name: &str, mounts: &[Mount]) -> Result<(), ProviderError> {
+        let inst = self.instance(name).await?.ok_or_else(|| ProviderError::NoSuchInstance(name.to_string()))?;
+        let mut changed = serde_json::Map::new();
+        for m in mounts {
+            let want = disk_device(m);
+            if inst["devices"][&m.device] != want {
+                changed.insert(m.device.clone(), want);
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        // PATCH merges devices by name: the instance's other devices stay.
+        let body = json!({"devices": changed});
+        match self.call(Method::PATCH, &format!("/1.0/instances/{}", encode(name)), Some(body)).await {
+            Err(e) if e.is_not_found() => Err(ProviderError::NoSuchInstance(name.to_string())),
+            other => Ok(other.map(drop)?),
+        }
+    }
+
+    async fn host_ids(&self, name: &str, uid: u32, gid: u32) -> Result<Option<(u32, u32)>, ProviderError> {
+        let inst = self.instance(name).await?.ok_or_else(|| ProviderError::NoSuchInstance(name.to_string()))?;
+        Ok(map_ids(&inst["config"], uid, gid))
+    }
+
     async fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), ProviderError> {
         match self.patch_config(name, key, value).await {
             Err(e) if e.is_not_found() => Err(ProviderError::NoSuchInstance(name.to_string())),
@@ -733,6 +758,45 @@ impl LxdProvider {
         }
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
+}
+
+/// The disk device LXD needs for `m`.
+fn disk_device(m: &Mount) -> Value {
+    let mut device = json!({"type": "disk", "source": m.source.to_string_lossy(), "path": m.path});
+    if m.readonly {
+        device["readonly"] = "true".into();
+    }
+    device
+}
+
+/// The node's ids for `(uid, gid)` inside an instance with `config`: a privileged container's are
+/// the same; an unprivileged one's come from the id map LXD chose for its next (or current, or
+/// last) start. `None` when the config holds no map.
+fn map_ids(config: &Value, uid: u32, gid: u32) -> Option<(u32, u32)> {
+    if config["security.privileged"] == "true" {
+        return Some((uid, gid));
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Range {
+        isuid: bool,
+        isgid: bool,
+        hostid: u64,
+        nsid: u64,
+        maprange: u64,
+    }
+    let map = |ranges: &[Range], id: u32, user: bool| {
+        let id = u64::from(id);
+        ranges
+            .iter()
+            .filter(|r| if user { r.isuid } else { r.isgid })
+            .find(|r| r.nsid <= id && id < r.nsid + r.maprange)
+            .and_then(|r| u32::try_from(r.hostid + (id - r.nsid)).ok())
+    };
+    ["volatile.idmap.next", "volatile.idmap.current", "volatile.last_state.idmap"].iter().find_map(|key| {
+        let ranges: Vec<Range> = serde_json::from_str(config[*key].as_str()?).ok()?;
+        Some((map(&ranges, uid, true)?, map(&ranges, gid, false)?))
+    })
 }
 
 /// LXD refused because another operation on the instance is still running.
@@ -863,6 +927,30 @@ mod tests {
         assert!(p.check_limits(2, "4 GB").is_ok());
         let bad = p.check_limits(2, "lots").unwrap_err();
         assert!(bad.hint().unwrap().contains("`4GB`"), "{bad}");
+    }
+
+    #[test]
+    fn container_ids_map_through_the_idmap() {
+        // What LXD 5.0.2 put on a fresh copy of the template (`volatile.idmap.base` said "0").
+        let map = r#"[{"Isuid":true,"Isgid":false,"Hostid":100000,"Nsid":0,"Maprange":10000001},{"Isuid":false,"Isgid":true,"Hostid":100000,"Nsid":0,"Maprange":10000001}]"#;
+        let config = json!({"volatile.idmap.base": "0", "volatile.idmap.next": map, "volatile.last_state.idmap": "[]"});
+        assert_eq!(map_ids(&config, 1000, 1000), Some((101000, 101000)));
+        let split = r#"[{"Isuid":true,"Isgid":false,"Hostid":200000,"Nsid":0,"Maprange":65536},{"Isuid":false,"Isgid":true,"Hostid":300000,"Nsid":0,"Maprange":65536}]"#;
+        assert_eq!(map_ids(&json!({"volatile.last_state.idmap": split}), 1000, 1001), Some((201000, 301001)));
+        assert_eq!(map_ids(&json!({"security.privileged": "true"}), 1000, 1000), Some((1000, 1000)));
+        assert_eq!(map_ids(&json!({"volatile.idmap.next": "[]"}), 1000, 1000), None);
+        assert_eq!(map_ids(&json!({}), 1000, 1000), None);
+    }
+
+    #[test]
+    fn mounts_are_disk_devices() {
+        let m = Mount { device: "d".into(), source: "/var/lib/x".into(), path: "/opt/x".into(), readonly: true };
+        assert_eq!(
+            disk_device(&m),
+            json!({"type": "disk", "source": "/var/lib/x", "path": "/opt/x", "readonly": "true"})
+        );
+        let rw = Mount { readonly: false, ..m };
+        assert_eq!(disk_device(&rw), json!({"type": "disk", "source": "/var/lib/x", "path": "/opt/x"}));
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use nexus_types::diagnostics::Hint;
 
@@ -58,6 +59,19 @@ pub struct InstanceInfo {
     pub name: String,
     /// Whether it is running.
     pub running: bool,
+}
+
+/// A directory of the node made visible inside an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Name of the mount on the instance (LXD: the disk device's name), so it can be updated.
+    pub device: String,
+    /// The directory on the node.
+    pub source: PathBuf,
+    /// Where it appears inside the instance.
+    pub path: String,
+    /// Whether the instance may only read it.
+    pub readonly: bool,
 }
 
 /// What a command run inside an instance produced.
@@ -153,6 +167,24 @@ pub trait Provider: Send + Sync + 'static {
         env: &[(String, String)],
         cwd: Option<&str>,
     ) -> impl Future<Output = Result<ExecOutput, ProviderError>> + Send;
+
+    /// Makes each of `mounts` visible in the instance, adding or updating it by its device name;
+    /// a no-op for mounts already as asked. Works on stopped instances (applied at the next start)
+    /// and running ones (at once).
+    fn mount(&self, name: &str, mounts: &[Mount]) -> impl Future<Output = Result<(), ProviderError>> + Send;
+
+    /// The node's `(uid, gid)` that `(uid, gid)` inside the instance are (an unprivileged container
+    /// maps its ids to a range on the node), so files the node prepares for a mount can belong to a
+    /// user inside. `None` when the provider cannot say; then ownership is left alone.
+    fn host_ids(
+        &self,
+        name: &str,
+        uid: u32,
+        gid: u32,
+    ) -> impl Future<Output = Result<Option<(u32, u32)>, ProviderError>> + Send {
+        let _ = (name, uid, gid);
+        async { Ok(None) }
+    }
 
     /// Sets instance config `key` (meant for `user.nexus.*` markers).
     fn set_config(&self, name: &str, key: &str, value: &str) -> impl Future<Output = Result<(), ProviderError>> + Send;

@@ -7,9 +7,19 @@
 //! user waits for:
 //!
 //! ```text
-//! create → start → ┬ wait for eth0's IPv4 ┬→ ┬ clone (unless checked out) → HEAD
-//!                  └ write authorized_keys┘  └ wait for sshd's banner → read host key
+//! ┬ choose + fetch runtimes (node's store) ──────────────────┐
+//! └ create → mounts → start → ┬ wait for eth0's IPv4       ┬→ ┬ clone (unless checked out) → HEAD
+//!                             ├ write authorized_keys      │  └ wait for sshd's banner → read host key
+//!                             ├ CA certificates + proxies  │
+//!                             └ runtimes on PATH ←─────────┘
 //! ```
+//!
+//! The node's CA certificates are installed before the clone because `git` trusts the system
+//! bundle ([`crate::network`]). Runtimes come from the node's store, mounted read-only, and the
+//! owner's dependency caches are mounted read-write ([`crate::runtimes`], [`crate::caches`]); both
+//! only for projects that ask for a runtime, and a runtime the node cannot provide (a Node version
+//! its source does not have, a registry it cannot reach) fails the ensure with the reason, before
+//! any setup step runs.
 //!
 //! Commands run inside the container as `sh -c SCRIPT STEP args...`: values (the key, the URL,
 //! the branch) are passed as arguments and never spliced into script text, and `STEP` (`$0`) names
@@ -19,6 +29,8 @@
 //! with the cause its console log names, instead of blaming the step.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nexus_types::diagnostics::{error_chain, Hint};
@@ -26,8 +38,10 @@ use nexus_types::protocol::WorkspaceSpec;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use crate::provider::{ExecOutput, Provider, ProviderError};
-use crate::{boot, clone};
+use crate::network::Network;
+use crate::provider::{ExecOutput, Mount, Provider, ProviderError};
+use crate::runtimes::{Chosen, RuntimeConfig, RuntimeStore};
+use crate::{boot, caches, clone, network, runtimes};
 
 /// `$0` of the script that writes `authorized_keys`.
 pub(crate) const STEP_WRITE_KEY: &str = "nexus-write-key";
@@ -138,17 +152,32 @@ pub struct Settings {
     pub poll: Duration,
     /// Time limit for `git clone` (default 20 min).
     pub clone_timeout: Duration,
+    /// The node's CA certificates and proxy settings, installed in every workspace at every ensure
+    /// (default: the certificates in `/usr/local/share/ca-certificates` and this process's proxy and
+    /// registry variables).
+    pub network: Network,
+    /// Where runtimes come from; `None`: workspaces get only what their image has.
+    pub runtimes: Option<Arc<RuntimeStore>>,
+    /// Directory of the per-owner dependency caches on the node; `None`: no caches.
+    pub caches: Option<PathBuf>,
 }
 
 impl Settings {
-    /// Defaults for the given base image.
+    /// Defaults for the given base image: the node's CA certificates and proxies, runtimes in
+    /// [`runtimes::DEFAULT_RUNTIME_DIR`] from the npm registry and PyPI, caches in
+    /// [`caches::DEFAULT_CACHE_DIR`]. Nothing is written on the node until a workspace's project asks
+    /// for a runtime.
     pub fn new(base_image: impl Into<String>) -> Self {
+        let network = Network::from_env(vec![PathBuf::from(network::DEFAULT_CA_DIR)]);
         Settings {
             base_image: base_image.into(),
             ipv4_timeout: Duration::from_secs(30),
             ssh_timeout: Duration::from_secs(30),
             poll: Duration::from_millis(50),
             clone_timeout: Duration::from_secs(20 * 60),
+            runtimes: Some(Arc::new(RuntimeStore::new(RuntimeConfig::default(), &network))),
+            network,
+            caches: Some(PathBuf::from(caches::DEFAULT_CACHE_DIR)),
         }
     }
 }
@@ -185,14 +214,14 @@ impl Hint for ProvisionFailure {
     }
 }
 
-fn failure(message: impl Into<String>, hint: impl Into<String>) -> ProvisionFailure {
+pub(crate) fn failure(message: impl Into<String>, hint: impl Into<String>) -> ProvisionFailure {
     // The message goes into one status line; keep it one line.
     let message: String = message.into();
     ProvisionFailure { message: message.replace(['\n', '\r'], " "), hint: hint.into() }
 }
 
 /// `what` failed because the provider did; the provider's error says what to do.
-fn provider_failure(what: &str, err: &ProviderError) -> ProvisionFailure {
+pub(crate) fn provider_failure(what: &str, err: &ProviderError) -> ProvisionFailure {
     let hint = err.hint().unwrap_or_else(|| "check the node's container runtime, then retry".into());
     failure(format!("{what}: {}", error_chain(err)), hint)
 }
@@ -212,22 +241,40 @@ pub async fn ensure<P: Provider>(
     let lap = |step: &str| {
         tracing::debug!(workspace = id, step, elapsed_ms = started.elapsed().as_millis() as u64, "provision step done")
     };
-    provider
-        .create(id, image, spec.cpu, &spec.memory)
-        .await
-        .map_err(|e| provider_failure("creating the container failed", &e))?;
-    lap("create");
-    if let Err(e) = provider.start(id).await {
-        let f = failure(
-            format!("starting the container failed: {}", error_chain(&e)),
-            format!("read why in {}", provider.log_hint(id)),
-        );
-        return Err(explain(provider, id, f, false).await);
-    }
-    lap("start");
+    let plan = &spec.plan.runtime;
+    // Only projects that ask for a runtime get the store and the caches: nothing on the node is
+    // touched for the others.
+    let store = settings.runtimes.as_deref().filter(|_| plan.node.is_some() || plan.python.is_some());
+    let prepare = async {
+        let Some(store) = store else { return Ok(None) };
+        let chosen = store.prepare(provider, id, plan).await?;
+        lap("runtimes");
+        Ok(Some(chosen))
+    };
+    let up = async {
+        provider
+            .create(id, image, spec.cpu, &spec.memory)
+            .await
+            .map_err(|e| provider_failure("creating the container failed", &e))?;
+        lap("create");
+        let cache = match store {
+            Some(store) => mount(provider, id, spec, settings, store).await?,
+            None => false,
+        };
+        if let Err(e) = provider.start(id).await {
+            let f = failure(
+                format!("starting the container failed: {}", error_chain(&e)),
+                format!("read why in {}", provider.log_hint(id)),
+            );
+            return Err(explain(provider, id, f, false).await);
+        }
+        lap("start");
+        Ok(cache)
+    };
+    let (chosen, cache): (Option<Chosen>, bool) = tokio::try_join!(prepare, up)?;
 
     let steps = async {
-        let (_ip, ()) = tokio::try_join!(
+        let (_ip, (), (), ()) = tokio::try_join!(
             async {
                 let ip = wait_ipv4(provider, id, settings).await?;
                 lap("ipv4");
@@ -236,6 +283,19 @@ pub async fn ensure<P: Provider>(
             async {
                 write_key(provider, id, &spec.authorized_key).await?;
                 lap("authorized_keys");
+                Ok(())
+            },
+            async {
+                network::apply(provider, id, &settings.network).await?;
+                lap("network");
+                Ok(())
+            },
+            async {
+                if let (Some(store), Some(chosen)) = (store, &chosen) {
+                    let cache_env = if cache { caches::env() } else { Vec::new() };
+                    runtimes::apply(provider, id, store, plan, chosen, &cache_env).await?;
+                    lap("runtime profile");
+                }
                 Ok(())
             }
         )?;
@@ -258,6 +318,32 @@ pub async fn ensure<P: Provider>(
         Ok((commit, host_key)) => Ok(Ready { commit, host_key: Some(host_key) }),
         Err(f) => Err(explain(provider, id, f, true).await),
     }
+}
+
+/// Mounts the runtime store (read-only) and, for a workspace with an owner, the owner's caches
+/// (read-write) into the container; true when the caches are mounted.
+async fn mount<P: Provider>(
+    provider: &P,
+    id: &str,
+    spec: &WorkspaceSpec,
+    settings: &Settings,
+    store: &RuntimeStore,
+) -> Result<bool, ProvisionFailure> {
+    store.ensure_dir()?;
+    let mut mounts = vec![Mount {
+        device: runtimes::RUNTIME_DEVICE.into(),
+        source: store.dir().to_path_buf(),
+        path: runtimes::RUNTIME_MOUNT.into(),
+        readonly: true,
+    }];
+    if let (Some(root), Some(owner)) = (&settings.caches, &spec.owner_id) {
+        mounts.push(caches::prepare(provider, id, root, owner).await?);
+    }
+    provider
+        .mount(id, &mounts)
+        .await
+        .map_err(|e| provider_failure("mounting the node's runtimes and caches failed", &e))?;
+    Ok(mounts.len() > 1)
 }
 
 /// A step after `create` failed with `f`; when the container is why (it stopped, never came up,
@@ -328,6 +414,11 @@ fn validate<P: Provider>(provider: &P, id: &str, spec: &WorkspaceSpec) -> Result
         ));
     }
     provider.check_limits(spec.cpu, &spec.memory).map_err(|e| failure(e.to_string(), e.hint().unwrap_or_default()))?;
+    if let Some(owner) = &spec.owner_id {
+        if !caches::valid_owner(owner) {
+            return Err(failure(format!("owner id {owner:?} is not a plain id"), server_bug));
+        }
+    }
     if !spec.repo_url.is_empty() {
         let dir = &spec.repo_dir;
         let dir_ok = !dir.is_empty()
@@ -359,7 +450,7 @@ fn validate<P: Provider>(provider: &P, id: &str, spec: &WorkspaceSpec) -> Result
     Ok(())
 }
 
-fn script(body: &str, step: &str, args: &[&str]) -> Vec<String> {
+pub(crate) fn script(body: &str, step: &str, args: &[&str]) -> Vec<String> {
     let mut argv = vec!["sh".to_string(), "-c".to_string(), body.to_string(), step.to_string()];
     argv.extend(args.iter().map(|a| a.to_string()));
     argv
@@ -524,8 +615,14 @@ async fn clone_if_missing<P: Provider>(
     let limit = settings.clone_timeout.as_secs().max(1).to_string();
     let argv = script(CLONE_SCRIPT, STEP_CLONE, &[dir, &tmp, &spec.repo_url, &spec.branch, &limit]);
     let started = Instant::now();
-    let out =
-        exec_as_dev(provider, id, &argv).await.map_err(|e| provider_failure("cloning the repository failed", &e))?;
+    // Not a login shell: the node's proxies come in the environment (its CAs are in the system
+    // bundle by now).
+    let mut env = dev_env();
+    env.extend(settings.network.proxy_env());
+    let out = provider
+        .exec(id, &argv, Some((DEV_UID, DEV_UID)), &env, Some(DEV_HOME))
+        .await
+        .map_err(|e| provider_failure("cloning the repository failed", &e))?;
     tracing::debug!(workspace = id, elapsed_ms = started.elapsed().as_millis() as u64, code = out.code, "clone step");
     let branch =
         if spec.branch.is_empty() { "default branch".to_string() } else { format!("branch `{}`", spec.branch) };
@@ -624,6 +721,7 @@ async fn read_host_key<P: Provider>(provider: &P, id: &str) -> Result<String, Pr
 mod tests {
     use super::*;
     use crate::fake::{Call, FakeProvider, FAKE_COMMIT};
+    use crate::provider::Mount;
 
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEPn2PQTrpqfs8UlAOpzdW9++BQ2Bq0ZEqPQUacqj/Bl alice@laptop";
 
@@ -640,15 +738,28 @@ mod tests {
             git_token: None,
             upstream_url: None,
             git_author: None,
+            owner_id: None,
         }
     }
 
+    /// Settings that touch nothing on this machine: no CA certificates, no runtime store, no caches.
     fn settings() -> Settings {
         let mut s = Settings::new("nexus-base-dev");
         s.ipv4_timeout = Duration::from_millis(500);
         s.ssh_timeout = Duration::from_millis(500);
         s.poll = Duration::from_millis(5);
+        s.network = Network::default();
+        s.runtimes = None;
+        s.caches = None;
         s
+    }
+
+    /// The argv of the first exec of `step`.
+    fn exec_argv(fake: &FakeProvider, step: &str) -> Vec<String> {
+        match fake.calls().into_iter().find(|c| c.step() == Some(step)) {
+            Some(Call::Exec { argv, .. }) => argv,
+            _ => panic!("no {step} in {:?}", fake.labels_for("ws-a")),
+        }
     }
 
     fn position(labels: &[String], label: &str) -> usize {
@@ -1021,6 +1132,178 @@ mod tests {
             assert!(ensure(&fake, id, &spec, &settings()).await.is_err(), "{id} {spec:?}");
         }
         assert!(fake.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_nodes_ca_certificates_go_in_at_every_create_and_start_before_the_clone() {
+        let cas = tempfile::tempdir().unwrap();
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        std::fs::write(cas.path().join("corp-proxy.crt"), pem).unwrap();
+        let mut settings = settings();
+        settings.network = Network {
+            ca_certificates: vec![cas.path().to_path_buf()],
+            env: vec![
+                ("HTTPS_PROXY".into(), "http://proxy:3128".into()),
+                ("https_proxy".into(), "http://proxy:3128".into()),
+            ],
+        };
+        let fake = FakeProvider::new();
+        ensure(&fake, "ws-a", &spec(), &settings).await.unwrap();
+        let labels = fake.labels_for("ws-a");
+        assert!(position(&labels, "start") < position(&labels, network::STEP_NETWORK), "{labels:?}");
+        assert!(position(&labels, network::STEP_NETWORK) < position(&labels, STEP_CLONE), "{labels:?}");
+        let argv = exec_argv(&fake, network::STEP_NETWORK);
+        assert_eq!(argv[4..6], [network::CONTAINER_CA_DIR, network::PROFILE_PATH]);
+        assert!(argv[6].contains("export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt\n"), "{}", argv[6]);
+        assert!(argv[6].contains("export https_proxy='http://proxy:3128'\n"), "{}", argv[6]);
+        assert_eq!(argv[7..], ["corp-proxy.crt", pem]);
+        let Some(Call::Exec { user, .. }) = fake.calls().into_iter().find(|c| c.step() == Some(network::STEP_NETWORK))
+        else {
+            unreachable!()
+        };
+        assert_eq!(user, None, "as root");
+        // The clone gets the proxies too: it runs outside a login shell.
+        let Some(Call::Exec { env, .. }) = fake.calls().into_iter().find(|c| c.step() == Some(STEP_CLONE)) else {
+            unreachable!()
+        };
+        assert!(env.contains(&("https_proxy".into(), "http://proxy:3128".into())), "{env:?}");
+
+        // A start of the stopped workspace installs them again (the node's file may be new).
+        fake.stop("ws-a").await.unwrap();
+        fake.clear_calls();
+        std::fs::write(cas.path().join("corp-proxy.crt"), pem.replace("MIIB", "MIIC")).unwrap();
+        ensure(&fake, "ws-a", &spec(), &settings).await.unwrap();
+        let argv = exec_argv(&fake, network::STEP_NETWORK);
+        assert!(argv[8].contains("MIIC"), "{argv:?}");
+        let labels = fake.labels_for("ws-a");
+        assert!(position(&labels, network::STEP_NETWORK) < position(&labels, STEP_HEAD), "{labels:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_ca_install_fails_the_ensure_with_what_the_image_lacks() {
+        let fake = FakeProvider::new();
+        fake.set_exec_result(network::STEP_NETWORK, ExecOutput::failed(4, "update-ca-certificates: not found"));
+        let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
+        assert!(err.message.contains("installing the node's CA certificates failed"), "{err}");
+        assert!(err.hint.contains("ca-certificates"), "{}", err.hint);
+        assert!(!fake.is_cloned("ws-a"), "no clone without the node's CAs");
+    }
+
+    /// Settings with a runtime store on `registry` in `dir` and caches in `dir/caches`.
+    fn runtime_settings(dir: &std::path::Path, registry: &str) -> Settings {
+        let mut s = settings();
+        s.runtimes = Some(Arc::new(crate::runtimes::tests::store_at(&dir.join("runtimes"), registry)));
+        s.caches = Some(dir.join("caches"));
+        s
+    }
+
+    fn node_spec(owner: Option<&str>, request: Option<(&str, &str, Option<&str>)>) -> WorkspaceSpec {
+        let mut spec = spec();
+        spec.plan.runtime =
+            crate::runtimes::tests::node_plan(request, nexus_types::protocol::PackageManagerKind::Pnpm, Some("9.15.0"));
+        spec.owner_id = owner.map(str::to_string);
+        spec
+    }
+
+    #[tokio::test]
+    async fn the_projects_node_is_on_path_from_the_read_only_store() {
+        let registry = crate::runtimes::tests::registry().await;
+        let dir = tempfile::tempdir().unwrap();
+        let settings = runtime_settings(dir.path(), &registry.url);
+        let fake = FakeProvider::new();
+        let spec = node_spec(None, Some(("^22", "package.json", Some("engines.node"))));
+        ensure(&fake, "ws-a", &spec, &settings).await.unwrap();
+
+        let labels = fake.labels_for("ws-a");
+        assert!(position(&labels, "mount") < position(&labels, "start"), "mounted before the boot: {labels:?}");
+        assert_eq!(
+            fake.mounts("ws-a"),
+            [Mount {
+                device: "nexus-runtimes".into(),
+                source: dir.path().join("runtimes"),
+                path: "/opt/nexus/runtimes".into(),
+                readonly: true,
+            }],
+            "no owner, no cache"
+        );
+        let argv = exec_argv(&fake, runtimes::STEP_RUNTIME);
+        assert_eq!(argv[4], runtimes::PROFILE_PATH);
+        assert!(
+            argv[5].contains("export PATH=\"/opt/nexus/runtimes/pnpm/9.15.0/bin:/opt/nexus/runtimes/npm/11.6.2/bin:/opt/nexus/runtimes/node/22.23.5/bin:"),
+            "{}",
+            argv[5]
+        );
+        assert!(!argv[5].contains("/var/cache/nexus"), "{}", argv[5]);
+        assert!(dir.path().join("runtimes/node/22.23.5/bin/node").is_file());
+        let record = fake.get_config("ws-a", runtimes::RECORD_KEY).await.unwrap().unwrap();
+        assert!(record.contains("22.23.5"), "{record}");
+
+        // Started again: the same versions, nothing asked of the registry.
+        let before = registry.hits("/pnpm/9.15.0");
+        fake.stop("ws-a").await.unwrap();
+        ensure(&fake, "ws-a", &spec, &settings).await.unwrap();
+        assert_eq!(registry.hits("/pnpm/9.15.0"), before);
+
+        // A project without runtimes gets neither the store nor caches.
+        let fake = FakeProvider::new();
+        ensure(&fake, "ws-b", &WorkspaceSpec { owner_id: Some("7".into()), ..super::tests::spec() }, &settings)
+            .await
+            .unwrap();
+        assert!(fake.mounts("ws-b").is_empty());
+        assert!(!fake.labels_for("ws-b").contains(&runtimes::STEP_RUNTIME.to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_node_version_the_source_lacks_fails_the_ensure_naming_it() {
+        let registry = crate::runtimes::tests::registry().await;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeProvider::new();
+        let spec = node_spec(Some("7"), Some((">=99", "package.json", Some("engines.node"))));
+        let err = ensure(&fake, "ws-a", &spec, &runtime_settings(dir.path(), &registry.url)).await.unwrap_err();
+        assert!(err.message.contains("this project needs Node >=99 (engines.node)"), "{err}");
+        assert!(err.hint.contains("ask the operator to provide Node >=99"), "{}", err.hint);
+        assert!(!fake.is_cloned("ws-a"));
+    }
+
+    #[tokio::test]
+    async fn each_owner_gets_their_own_cache_mounted_read_write() {
+        let registry = crate::runtimes::tests::registry().await;
+        let dir = tempfile::tempdir().unwrap();
+        let settings = runtime_settings(dir.path(), &registry.url);
+        let fake = FakeProvider::new();
+        // Only root can give the directory to another uid; elsewhere the fake cannot say.
+        let probe = dir.path().join("probe");
+        std::fs::write(&probe, "").unwrap();
+        let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&probe).unwrap()) == 0;
+        if root {
+            fake.set_id_offset(Some(100_000));
+        }
+        ensure(&fake, "ws-a", &node_spec(Some("1001"), None), &settings).await.unwrap();
+        ensure(&fake, "ws-b", &node_spec(Some("1002"), None), &settings).await.unwrap();
+        ensure(&fake, "ws-c", &node_spec(Some("1001"), None), &settings).await.unwrap();
+        let cache_of = |ws: &str| fake.mounts(ws).into_iter().find(|m| m.device == "nexus-cache").unwrap();
+        for (ws, owner) in [("ws-a", "1001"), ("ws-b", "1002"), ("ws-c", "1001")] {
+            let m = cache_of(ws);
+            assert_eq!(m.source, dir.path().join("caches").join(owner));
+            assert_eq!(m.path, "/var/cache/nexus");
+            assert!(!m.readonly);
+        }
+        let meta = std::fs::metadata(dir.path().join("caches/1001")).unwrap();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o700);
+        if root {
+            assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 101_000, "dev (1000) as the node sees it");
+        }
+        let argv = exec_argv(&fake, runtimes::STEP_RUNTIME);
+        for var in [
+            "npm_config_cache='/var/cache/nexus/npm'",
+            "npm_config_store_dir='/var/cache/nexus/pnpm-store'",
+            "UV_CACHE_DIR='/var/cache/nexus/uv'",
+        ] {
+            assert!(argv[5].contains(var), "{var}: {}", argv[5]);
+        }
+        // An id that cannot name a directory never reaches the node's disk.
+        let err = ensure(&fake, "ws-d", &node_spec(Some("../1001"), None), &settings).await.unwrap_err();
+        assert!(err.message.contains("owner id"), "{err}");
     }
 
     #[tokio::test]

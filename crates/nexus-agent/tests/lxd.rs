@@ -216,6 +216,7 @@ async fn provision_on_real_lxd() {
         git_token: None,
         upstream_url: None,
         git_author: None,
+        owner_id: None,
     };
     let settings = Settings::new(&image);
 

@@ -425,6 +425,7 @@ impl App {
                 name: ws.owner.clone(),
                 email: format!("{}+{}@users.noreply.github.com", ws.owner_github_id, ws.owner),
             }),
+            owner_id: Some(ws.owner_github_id.to_string()),
         }
     }
 

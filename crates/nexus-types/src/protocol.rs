@@ -170,6 +170,11 @@ pub struct WorkspaceSpec {
     /// `user.name` / `user.email` for commits made in the workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_author: Option<GitAuthor>,
+    /// A stable id of the workspace's owner (the GitHub user id), which the node keys the owner's
+    /// dependency caches by (`[A-Za-z0-9_-]`, at most 64 characters); `None`: the workspace gets no
+    /// cache from the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
 }
 
 /// Who commits in a workspace.

@@ -121,6 +121,7 @@ fn spec() -> WorkspaceSpec {
         git_token: None,
         upstream_url: None,
         git_author: None,
+        owner_id: None,
     }
 }
 
