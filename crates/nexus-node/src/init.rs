@@ -1,8 +1,11 @@
 //! `nexus node init`: turns a Debian/Ubuntu host into a driver node, idempotently.
 //!
-//! Each step checks before it acts, so re-running only does what is missing: packages, the LXD
-//! daemon (started by hand where there is no systemd), storage pool and bridge, and the base image,
-//! which is built locally because no image server is reachable from these hosts.
+//! Each step checks before it acts, so re-running only does what is missing: packages, the kernel
+//! limits many containers need, the LXD daemon (started by hand where there is no systemd), storage
+//! pool and bridge, and the base image, which is built locally because no image server is reachable
+//! from these hosts.
+
+mod kernel;
 
 use std::path::PathBuf;
 
@@ -16,7 +19,8 @@ use crate::error::{Error, Result};
 /// The base image recipe; its hash names the image, so a changed recipe means a rebuild.
 const IMAGE_RECIPE: &str = include_str!("../../../images/base/build.sh");
 /// Host packages a node needs.
-const PACKAGES: &[&str] = &["lxd", "btrfs-progs", "debootstrap", "iptables", "dnsmasq-base", "git", "openssh-client"];
+const PACKAGES: &[&str] =
+    &["lxd", "btrfs-progs", "debootstrap", "iptables", "dnsmasq-base", "git", "openssh-client", "procps"];
 /// The storage pool workspaces' disks live in.
 const POOL: &str = "nexus";
 /// The LXD bridge workspaces attach to; staging's git daemon listens on its address.
@@ -68,12 +72,18 @@ pub(crate) trait Progress {
     fn skipped(&self, what: &str);
     /// The step did something.
     fn done(&self, what: &str);
+    /// Something the step could not do; node init goes on without it.
+    fn warning(&self, what: &str) {
+        eprintln!("  ⚠ {what}");
+    }
 }
 
 /// Runs every step.
 pub(crate) fn run(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progress) -> Result<()> {
     ensure_root(sys)?;
     ensure_packages(sys, progress)?;
+    // Before the daemon starts, so LXD and its first containers already get the raised limits.
+    kernel::ensure(sys, progress)?;
     ensure_daemon(sys, progress)?;
     ensure_network_and_pool(sys, opts, progress)?;
     ensure_image(sys, opts, progress)?;
@@ -334,7 +344,7 @@ mod tests {
 
     fn ready_host() -> FakeSystem {
         let alias = recipe_alias();
-        FakeSystem::default()
+        kernel::tests::tuned(FakeSystem::default())
             .on("id -u", 0, "0\n")
             .on("dpkg-query", 0, "install ok installed")
             .on("lxd waitready", 0, "")
@@ -350,7 +360,7 @@ mod tests {
         let sys = ready_host();
         run(&sys, &NodeInitOptions::default(), &Quiet).unwrap();
         let calls = sys.calls();
-        for forbidden in ["apt-get", "lxd init", "detached", "bash", "alias create"] {
+        for forbidden in ["apt-get", "sysctl -w", "tee ", "lxd init", "detached", "bash", "alias create"] {
             assert!(!calls.iter().any(|c| c.contains(forbidden)), "ran {forbidden}: {calls:?}");
         }
     }
