@@ -25,6 +25,9 @@ pub(crate) const PROFILE_PATH: &str = "/etc/profile.d/nexus-network.sh";
 pub(crate) const CONTAINER_CA_DIR: &str = "/usr/local/share/ca-certificates/nexus";
 /// The system bundle `update-ca-certificates` writes; every variable points at it.
 pub(crate) const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// The agent's state inside the workspace: the image's bundle before the node's certificates were
+/// added, and the log of the last background `update-ca-certificates`.
+pub(crate) const STATE_DIR: &str = "/var/lib/nexus";
 
 /// Variables naming a CA bundle, for tools that do not read the system's (Node, pip, requests, git
 /// built against other TLS libraries).
@@ -47,36 +50,60 @@ const REGISTRY_VARS: &[&str] = &[
     "UV_INDEX",
 ];
 
-/// Runs as root. `$1`: the certificates' directory ([`CONTAINER_CA_DIR`]), `$2`: the profile's path
-/// ([`PROFILE_PATH`]), `$3`: its text; then pairs of certificate file name and PEM text. Prints
-/// `updated` when the trust store changed, else `unchanged`.
+/// Runs as root. `$1`: the certificates' directory ([`CONTAINER_CA_DIR`]), `$2`: a directory for
+/// the agent's own state ([`STATE_DIR`]), `$3`: the system bundle ([`CA_BUNDLE`]), `$4`: the
+/// profile's path ([`PROFILE_PATH`]), `$5`: its text; then pairs of certificate file name and PEM
+/// text. Prints `updated` when the trust store changed, else `unchanged`.
+///
+/// `update-ca-certificates` costs one to three seconds in a booting container, on the way to the
+/// clone; what TLS clients read is the bundle, so the script writes that at once (the image's
+/// bundle, saved the first time, plus the node's certificates) and leaves the rest to
+/// `update-ca-certificates` in the background: OpenSSL's hashed links and the hooks of
+/// `/etc/ca-certificates/update.d` (Java's keystore). It rewrites the bundle with the same
+/// certificates.
 const NETWORK_SCRIPT: &str = r#"set -eu
-dir=$1 path=$2 profile=$3
-shift 3
-new=$(mktemp -d)
-trap 'rm -rf "$new"' EXIT
+dir=$1 state=$2 bundle=$3 path=$4 profile=$5
+shift 5
+new=$dir.nexus-new
+rm -rf "$new"
+mkdir -p "$new"
 while [ $# -ge 2 ]; do
   printf '%s' "$2" > "$new/$1"
   shift 2
 done
-state=unchanged
-if [ -n "$(ls -A "$new")" ] || [ -d "$dir" ]; then
-  if ! diff -r "$new" "$dir" >/dev/null 2>&1; then
-    rm -rf "$dir"
-    mkdir -p "$dir"
-    cp -R "$new"/. "$dir"/
-    chmod 0755 "$dir"
-    find "$dir" -type f -exec chmod 0644 {} +
-    update-ca-certificates >"$new/.log" 2>&1 || { cat "$new/.log" >&2; exit 4; }
-    state=updated
+result=unchanged
+if [ -z "$(ls -A "$new")" ] && [ ! -d "$dir" ]; then
+  rmdir "$new"
+elif diff -r "$new" "$dir" >/dev/null 2>&1; then
+  rm -rf "$new"
+else
+  if ! command -v update-ca-certificates >/dev/null || [ ! -f "$bundle" ]; then
+    rm -rf "$new"
+    echo "update-ca-certificates or $bundle not found" >&2
+    exit 4
   fi
+  chmod 0755 "$new"
+  find "$new" -type f -exec chmod 0644 {} +
+  rm -rf "$dir"
+  mv "$new" "$dir"
+  mkdir -p "$state"
+  [ -f "$state/bundle-base.crt" ] || cp "$bundle" "$state/bundle-base.crt"
+  {
+    cat "$state/bundle-base.crt"
+    for f in "$dir"/*.crt; do
+      if [ -f "$f" ]; then sed -e '$a\' "$f"; fi
+    done
+  } > "$bundle.nexus-tmp"
+  mv -f "$bundle.nexus-tmp" "$bundle"
+  setsid sh -c 'update-ca-certificates > "$1" 2>&1' sh "$state/update-ca-certificates.log" </dev/null >/dev/null 2>&1 &
+  result=updated
 fi
 if ! printf '%s' "$profile" | cmp -s - "$path"; then
   printf '%s' "$profile" > "$path.tmp"
   chmod 0644 "$path.tmp"
   mv -f "$path.tmp" "$path"
 fi
-echo "$state"
+echo "$result"
 "#;
 
 /// The node's network settings that workspaces get.
@@ -216,7 +243,7 @@ fn certificate_name(name: &str) -> String {
 pub(crate) async fn apply<P: Provider>(provider: &P, id: &str, network: &Network) -> Result<(), ProvisionFailure> {
     let certs = network.read_certificates();
     let profile = network.profile();
-    let mut args: Vec<&str> = vec![CONTAINER_CA_DIR, PROFILE_PATH, &profile];
+    let mut args: Vec<&str> = vec![CONTAINER_CA_DIR, STATE_DIR, CA_BUNDLE, PROFILE_PATH, &profile];
     for c in &certs {
         args.push(&c.name);
         args.push(&c.pem);
@@ -310,32 +337,58 @@ mod tests {
 
     #[test]
     fn the_script_updates_the_trust_store_only_when_the_certificates_change() {
-        // Run the script for real with its paths in a scratch directory and `update-ca-certificates`
-        // swapped for a counter.
+        // Run the script for real with its paths in a scratch directory and an
+        // `update-ca-certificates` that counts its runs.
         let root = tempfile::tempdir().unwrap();
         let r = root.path().to_str().unwrap();
-        let body = NETWORK_SCRIPT.replace("update-ca-certificates", &format!("echo run >> {r}/runs; true"));
-        let (cas, profile) = (format!("{r}/cas"), format!("{r}/nexus-network.sh"));
+        let bin = root.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(bin.join("update-ca-certificates"), format!("#!/bin/sh\necho run >> {r}/runs\n")).unwrap();
+        std::fs::set_permissions(
+            bin.join("update-ca-certificates"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let bundle = format!("{r}/bundle.crt");
+        std::fs::write(&bundle, "DISTRO\n").unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let (cas, state, profile) = (format!("{r}/cas"), format!("{r}/state"), format!("{r}/nexus-network.sh"));
         let run = |args: &[&str]| {
             let out = std::process::Command::new("sh")
-                .args(["-c", &body, STEP_NETWORK, &cas, &profile])
+                .args(["-c", NETWORK_SCRIPT, STEP_NETWORK, &cas, &state, &bundle, &profile])
                 .args(args)
+                .env("PATH", &path)
                 .output()
                 .unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             String::from_utf8_lossy(&out.stdout).trim().to_string()
         };
-        let runs = || std::fs::read_to_string(root.path().join("runs")).unwrap_or_default().lines().count();
+        let runs = |n: usize| {
+            // The full update runs in the background.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                let seen = std::fs::read_to_string(root.path().join("runs")).unwrap_or_default().lines().count();
+                if seen == n || std::time::Instant::now() > deadline {
+                    return seen;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        };
+        let read = |p: &str| std::fs::read_to_string(p).unwrap();
         assert_eq!(run(&["P1"]), "unchanged", "no certificates and none before: nothing to do");
-        assert_eq!(runs(), 0);
+        assert!(!root.path().join("cas").exists());
         assert_eq!(run(&["P1", "a.crt", "A"]), "updated");
+        assert_eq!(read(&bundle), "DISTRO\nA\n", "TLS clients see the certificate at once");
         assert_eq!(run(&["P1", "a.crt", "A"]), "unchanged");
-        assert_eq!(runs(), 1);
-        assert_eq!(run(&["P2", "a.crt", "A2"]), "updated", "a renewed certificate");
-        assert_eq!(std::fs::read_to_string(root.path().join("cas/a.crt")).unwrap(), "A2");
-        assert_eq!(std::fs::read_to_string(root.path().join("nexus-network.sh")).unwrap(), "P2");
-        assert_eq!(run(&["P2"]), "updated", "a removed certificate");
+        assert_eq!(runs(1), 1);
+        assert_eq!(run(&["P2", "a.crt", "A2\n", "b.crt", "B"]), "updated", "a renewed certificate and a new one");
+        assert_eq!(read(&bundle), "DISTRO\nA2\nB\n");
+        assert_eq!(read(&format!("{cas}/a.crt")), "A2\n");
+        assert_eq!(read(&profile), "P2");
+        assert_eq!(run(&["P2"]), "updated", "removed certificates");
         assert!(!root.path().join("cas/a.crt").exists());
-        assert_eq!(runs(), 3);
+        assert_eq!(read(&bundle), "DISTRO\n");
+        assert_eq!(runs(3), 3);
+        assert!(!root.path().join("cas.nexus-new").exists());
     }
 }

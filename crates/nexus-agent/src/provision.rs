@@ -1153,10 +1153,13 @@ mod tests {
         assert!(position(&labels, "start") < position(&labels, network::STEP_NETWORK), "{labels:?}");
         assert!(position(&labels, network::STEP_NETWORK) < position(&labels, STEP_CLONE), "{labels:?}");
         let argv = exec_argv(&fake, network::STEP_NETWORK);
-        assert_eq!(argv[4..6], [network::CONTAINER_CA_DIR, network::PROFILE_PATH]);
-        assert!(argv[6].contains("export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt\n"), "{}", argv[6]);
-        assert!(argv[6].contains("export https_proxy='http://proxy:3128'\n"), "{}", argv[6]);
-        assert_eq!(argv[7..], ["corp-proxy.crt", pem]);
+        assert_eq!(
+            argv[4..8],
+            [network::CONTAINER_CA_DIR, network::STATE_DIR, network::CA_BUNDLE, network::PROFILE_PATH]
+        );
+        assert!(argv[8].contains("export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt\n"), "{}", argv[8]);
+        assert!(argv[8].contains("export https_proxy='http://proxy:3128'\n"), "{}", argv[8]);
+        assert_eq!(argv[9..], ["corp-proxy.crt", pem]);
         let Some(Call::Exec { user, .. }) = fake.calls().into_iter().find(|c| c.step() == Some(network::STEP_NETWORK))
         else {
             unreachable!()
@@ -1174,7 +1177,7 @@ mod tests {
         std::fs::write(cas.path().join("corp-proxy.crt"), pem.replace("MIIB", "MIIC")).unwrap();
         ensure(&fake, "ws-a", &spec(), &settings).await.unwrap();
         let argv = exec_argv(&fake, network::STEP_NETWORK);
-        assert!(argv[8].contains("MIIC"), "{argv:?}");
+        assert!(argv[10].contains("MIIC"), "{argv:?}");
         let labels = fake.labels_for("ws-a");
         assert!(position(&labels, network::STEP_NETWORK) < position(&labels, STEP_HEAD), "{labels:?}");
     }

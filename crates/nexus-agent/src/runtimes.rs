@@ -667,15 +667,17 @@ impl RuntimeStore {
                 Ok((format!("{base}/v{version}/{file}"), Expected::Sha256(sha)))
             }
             (Tool::Uv, _) => {
-                let url = format!("{}/pypi/uv/{version}/json", self.pypi());
-                let body = match self.fetcher.get(&url, "application/json").await {
-                    Ok(body) => body,
-                    Err(HttpError::NotFound) => return Err(missing(&self.pypi())),
-                    Err(HttpError::Failed(f)) => return Err(f),
-                };
+                // The project document lists every release's files (some mirrors serve no
+                // per-version documents).
+                let url = format!("{}/pypi/uv/json", self.pypi());
+                let body = self.listing(&url, "application/json").await?;
                 let doc: Value = serde_json::from_slice(&body).map_err(|e| not_a_document(&url, &e))?;
+                let files = doc.pointer(&format!("/releases/{version}")).or_else(|| {
+                    (doc.pointer("/info/version").and_then(Value::as_str) == Some(version)).then(|| doc.get("urls"))?
+                });
+                let files = files.ok_or_else(|| missing(&self.pypi()))?;
                 let (_, wheel_arch) = host_arch()?;
-                let (file_url, sha) = pick_wheel(&doc, wheel_arch).ok_or_else(|| {
+                let (file_url, sha) = pick_wheel(files, wheel_arch).ok_or_else(|| {
                     failure(format!("PyPI has no uv {version} wheel for linux {wheel_arch}"), source_hint())
                 })?;
                 Ok((join(&url, &file_url)?, Expected::Sha256(sha)))
@@ -868,9 +870,9 @@ fn js_bins(bin: Option<&Value>) -> bool {
     !targets.is_empty() && targets.iter().all(|t| [".js", ".cjs", ".mjs"].iter().any(|ext| t.ends_with(ext)))
 }
 
-/// The manylinux wheel for `arch` in a PyPI release document: its URL and sha256.
-fn pick_wheel(doc: &Value, arch: &str) -> Option<(String, String)> {
-    doc.get("urls")?.as_array()?.iter().find_map(|file| {
+/// The manylinux wheel for `arch` among a PyPI release's files: its URL and sha256.
+fn pick_wheel(files: &Value, arch: &str) -> Option<(String, String)> {
+    files.as_array()?.iter().find_map(|file| {
         let name = file.get("filename")?.as_str()?;
         let wanted = name.ends_with(".whl") && name.contains("manylinux") && name.contains(&format!("_{arch}"));
         if !wanted {

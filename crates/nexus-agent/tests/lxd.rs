@@ -10,17 +10,25 @@
 //!   and serves it with `git daemon` on the bridge address.
 //! - `NEXUS_TEST_GIT_HOST`: bridge address for that daemon (default `10.87.0.1`).
 //! - `NEXUS_TEST_SAMPLES`: how many extra workspaces to provision for timing (default 5).
+//! - `NEXUS_TEST_RUNTIME_DIR`: the runtime store the runtime test uses (default
+//!   `/var/tmp/nexus-test-runtimes`, kept between runs so Node and uv are downloaded once per machine).
 
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use nexus_agent::lxd::LxdProvider;
 use nexus_agent::provider::Provider;
 use nexus_agent::provision::{self, Settings};
+use nexus_agent::runtimes::{RuntimeConfig, RuntimeStore};
 use nexus_types::diagnostics::error_chain;
-use nexus_types::protocol::WorkspaceSpec;
+use nexus_types::protocol::{
+    NodeRuntime, PackageManager, PackageManagerKind, ProjectPlan, PythonInstaller, PythonRuntime, RuntimePlan,
+    VersionRequest, WorkspaceSpec,
+};
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
@@ -400,5 +408,136 @@ async fn provision_on_real_lxd() {
             millis(sorted[sorted.len() / 2])
         );
     }
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// Runs `command` in a login shell as `dev`, as setup steps, services and SSH sessions do.
+async fn login_shell(lxd: &LxdProvider, ws: &str, command: &str) -> nexus_agent::provider::ExecOutput {
+    let env = [("HOME", "/home/dev"), ("USER", "dev"), ("LOGNAME", "dev")].map(|(k, v)| (k.to_string(), v.to_string()));
+    lxd.exec(ws, &["bash".into(), "-lc".into(), command.into()], Some((1000, 1000)), &env, Some("/home/dev"))
+        .await
+        .unwrap()
+}
+
+/// The node's network and runtimes in real containers: the agent puts the node's CA certificates
+/// in (no test does it by hand), so the registry answers through this machine's TLS-inspecting
+/// network; Node (the project's `.nvmrc` line), npm and uv come from the node's store, mounted
+/// read-only, first on `PATH` of login shells; the owner's cache is writable.
+#[tokio::test]
+async fn network_and_runtimes_on_real_lxd() {
+    if std::env::var_os("NEXUS_SKIP_E2E").is_some() {
+        eprintln!("NEXUS_SKIP_E2E is set: SKIPPING the real-LXD runtime test (this run proves nothing about LXD)");
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let socket = LxdProvider::default_socket().unwrap_or_else(|e| {
+        panic!("LXD is not reachable: {}\nhint: prepare this host with `sudo nexus node init`", error_chain(&e))
+    });
+    let image = env_or("NEXUS_TEST_IMAGE", "nexus-base");
+    let tag = suffix();
+    let project = format!("nexus-test-rt-{tag}");
+    let lxd = LxdProvider::new(&socket, &project);
+    let _guard = ProjectGuard { socket: socket.clone(), project: project.clone() };
+    lxd.ensure_project().await.expect("creating the project");
+    lxd.warm(&image).await.expect("building the template");
+    let scratch = PathBuf::from(format!("/var/tmp/nexus-e2e-rt-{tag}"));
+    let (_key, public_key) = ssh_keypair(&scratch);
+
+    let mut settings = Settings::new(&image);
+    let store_dir = PathBuf::from(env_or("NEXUS_TEST_RUNTIME_DIR", "/var/tmp/nexus-test-runtimes"));
+    let cold = !store_dir.join("node").exists();
+    let config = RuntimeConfig { dir: store_dir.clone(), ..RuntimeConfig::default() };
+    settings.runtimes = Some(Arc::new(RuntimeStore::new(config, &settings.network)));
+    settings.caches = Some(scratch.join("caches"));
+    let request =
+        |spec: &str, file: &str| VersionRequest { spec: spec.into(), file: file.into(), key: None, line: 1, column: 1 };
+    let runtime = RuntimePlan {
+        node: Some(NodeRuntime {
+            version: Some(request("22", ".nvmrc")),
+            package_manager: PackageManager {
+                kind: PackageManagerKind::Npm,
+                version: None,
+                hash: None,
+                source: "package-lock.json".into(),
+                lock_file: Some("package-lock.json".into()),
+                install: "npm ci".into(),
+            },
+        }),
+        python: Some(PythonRuntime {
+            version: Some(request("3", ".python-version")),
+            installer: PythonInstaller::Requirements,
+            install: None,
+        }),
+    };
+    let spec = WorkspaceSpec {
+        image: String::new(),
+        cpu: 2,
+        memory: "2GB".into(),
+        authorized_key: public_key,
+        repo_url: String::new(),
+        repo_dir: String::new(),
+        branch: String::new(),
+        plan: ProjectPlan { runtime, ..ProjectPlan::default() },
+        git_token: None,
+        upstream_url: None,
+        git_author: None,
+        owner_id: Some("e2e".into()),
+    };
+
+    let ws = format!("ws-rt-{tag}");
+    let t = Instant::now();
+    provision::ensure(&lxd, &ws, &spec, &settings).await.unwrap_or_else(|f| panic!("ensure failed: {f}"));
+    eprintln!("ensure with runtimes ({} store): {}", if cold { "cold" } else { "warm" }, millis(t.elapsed()));
+
+    // The node's CAs are in the workspace's trust store: the registry answers through this
+    // machine's TLS-inspecting network, for curl and for Node.
+    let out = login_shell(&lxd, &ws, "ls /usr/local/share/ca-certificates/nexus | wc -l").await;
+    assert_ne!(out.stdout.trim(), "0", "no certificates pushed: {out:?}");
+    let out = login_shell(&lxd, &ws, "curl -sS https://registry.npmjs.org/ -o /dev/null").await;
+    assert_eq!(out.code, 0, "curl to the registry inside the workspace: {out:?}");
+    let out =
+        login_shell(&lxd, &ws, "node -e \"fetch('https://registry.npmjs.org/').then(r => console.log(r.status))\"")
+            .await;
+    assert_eq!((out.code, out.stdout.trim()), (0, "200"), "Node's fetch to the registry: {out:?}");
+
+    // The project's Node, first on PATH from the read-only store.
+    let record = lxd.get_config(&ws, "user.nexus.runtime").await.unwrap().expect("runtime record");
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    let node = record["chosen"]["node"].as_str().unwrap().to_string();
+    assert!(node.starts_with("22."), "{record}");
+    let out = login_shell(&lxd, &ws, "node --version; command -v node").await;
+    assert_eq!(out.stdout, format!("v{node}\n/opt/nexus/runtimes/node/{node}/bin/node\n"), "{out:?}");
+    let npm = record["chosen"]["npm"].as_str().unwrap();
+    let out = login_shell(&lxd, &ws, "npm --version && npm config get cache").await;
+    assert_eq!(out.stdout, format!("{npm}\n/var/cache/nexus/npm\n"), "{out:?}");
+    let out = login_shell(&lxd, &ws, "uv --version && echo $UV_PYTHON").await;
+    assert!(out.stdout.starts_with("uv ") && out.stdout.contains("/usr/bin/python3"), "{out:?}");
+    let out = login_shell(&lxd, &ws, "touch /opt/nexus/runtimes/x").await;
+    assert!(out.stderr.contains("Read-only"), "the store must be read-only: {out:?}");
+    let out = login_shell(&lxd, &ws, "touch /var/cache/nexus/probe && ls -ld /var/cache/nexus").await;
+    assert_eq!(out.code, 0, "the owner's cache must be writable by dev: {out:?}");
+    assert!(out.stdout.contains(" dev dev "), "{out:?}");
+
+    // A second workspace of the same project: the store is warm.
+    let ws2 = format!("ws-rt-{tag}-2");
+    let t = Instant::now();
+    provision::ensure(&lxd, &ws2, &spec, &settings).await.unwrap_or_else(|f| panic!("second ensure failed: {f}"));
+    eprintln!("ensure with runtimes, second workspace (warm store): {}", millis(t.elapsed()));
+    let out = login_shell(&lxd, &ws2, "ls /var/cache/nexus").await;
+    assert!(out.stdout.contains("probe"), "the same owner's cache: {out:?}");
+
+    // Started again: the certificates are compared, not reinstalled, and nothing is fetched.
+    provision::stop(&lxd, &ws).await.unwrap();
+    let t = Instant::now();
+    provision::ensure(&lxd, &ws, &spec, &settings).await.unwrap();
+    eprintln!("ensure after stop (runtimes recorded, CAs unchanged): {}", millis(t.elapsed()));
+    let out = login_shell(&lxd, &ws, "node --version").await;
+    assert_eq!(out.stdout.trim(), format!("v{node}"));
+
+    provision::delete(&lxd, &ws).await.unwrap();
+    provision::delete(&lxd, &ws2).await.unwrap();
     let _ = std::fs::remove_dir_all(&scratch);
 }

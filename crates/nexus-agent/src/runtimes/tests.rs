@@ -488,8 +488,8 @@ async fn uv_comes_from_pypi_as_a_wheel() {
             {"filename": file, "url": format!("../../../packages/{file}"), "digests": {"sha256": fetch::hex_of(&sha2::Sha256::digest(&wheel))}},
         ],
     });
+    // Like this machine's mirror: no per-version documents.
     reg.route("/pypi/uv/json", release.to_string());
-    reg.route("/pypi/uv/0.5.0/json", release.to_string());
     reg.route(&format!("/packages/{file}"), wheel);
     let dir = tempfile::tempdir().unwrap();
     let store = store_at(dir.path(), &reg.url);
