@@ -155,6 +155,23 @@ pub fn choose_local_ports(
     chosen
 }
 
+/// The services of `workspace` that [`choose_local_ports`] last moved off their mapped port: what the
+/// URLs the CLI prints are corrected with, since the server only knows the mapped ports.
+pub fn moved_ports(home: &Path, workspace: &str) -> Vec<MovedPort> {
+    read_moved(&moved_path(home, workspace))
+}
+
+/// The port `service`, mapped to `mapped`, is forwarded from on this machine according to `moved`.
+pub fn local_port(moved: &[MovedPort], service: &str, mapped: u16) -> u16 {
+    moved.iter().find(|m| m.service == service && m.mapped == mapped).map_or(mapped, |m| m.local)
+}
+
+/// Forgets where `workspace`'s services were moved (its forwards are gone for good, e.g. it was
+/// deleted), so other workspaces may take those ports.
+pub fn forget_moved_ports(home: &Path, workspace: &str) {
+    let _ = std::fs::remove_file(moved_path(home, workspace));
+}
+
 fn read_moved(path: &Path) -> Vec<MovedPort> {
     std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
@@ -425,7 +442,7 @@ pub async fn wait_listening(ports: &[PortForward], timeout: Duration) -> Vec<u16
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -475,7 +492,7 @@ mod tests {
     }
 
     /// A listener that answers every connection with `reply`, like a dev server would with its page.
-    fn answering(reply: &'static str) -> u16 {
+    pub(crate) fn answering(reply: &'static str) -> u16 {
         use std::io::Write as _;
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -488,7 +505,7 @@ mod tests {
     }
 
     /// What the listener on `port` answers.
-    fn answer(port: u16) -> String {
+    pub(crate) fn answer(port: u16) -> String {
         use std::io::Read as _;
         let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -1,6 +1,7 @@
 //! `nexus workspace connect`: the workspace's ssh entry with its pinned host key, the service ports
 //! forwarded in the background, and the editor opened on the repository over SSH.
 
+use std::path::Path;
 use std::time::Duration;
 
 use nexus_types::state::WorkspaceStatus;
@@ -52,6 +53,39 @@ impl Report for Connected {
     }
 }
 
+/// (Re)starts a workspace's forwards with `start_supervisor` and waits until they listen; prints the
+/// URL of each service. `forwards` are the mapped ports; a service whose mapped port something else
+/// on this machine listens on is forwarded from another free one ([`forward::choose_local_ports`],
+/// which the supervisor asks too and so agrees with), and that is what is printed and returned.
+async fn forward_ports(
+    home: &Path,
+    workspace: &str,
+    forwards: &[PortForward],
+    ui: &Ui,
+    start_supervisor: impl FnOnce() -> std::io::Result<()>,
+) -> Result<Vec<PortForward>> {
+    let _ = forward::stop(home, workspace);
+    let forwards = forward::choose_local_ports(home, workspace, forwards, |n| ui.warn(&n));
+    start_supervisor().map_err(|e| {
+        Error::new(format!("could not start the port forwards: {e}"), "run `nexus workspace ports` to check")
+    })?;
+    let step = ui.step("Forwarding service ports");
+    let missing = forward::wait_listening(&forwards, Duration::from_secs(20)).await;
+    if missing.is_empty() {
+        step.ok("Ports forwarded");
+    } else {
+        step.fail("Some ports are not forwarded yet");
+        ui.warn(&format!(
+            "local ports {missing:?} are not answering yet; the forwarder keeps retrying (log: {})",
+            forward::log_path(home, workspace).display()
+        ));
+    }
+    for f in &forwards {
+        ui.info(&format!("  - {}: http://localhost:{}", f.service, f.local));
+    }
+    Ok(forwards)
+}
+
 /// Sets up ssh, starts the forwards and opens the editor.
 pub async fn run(
     opts: &ConnectOptions,
@@ -79,31 +113,17 @@ pub async fn run(
     let ssh_command = format!("ssh -F {} {alias}", files.user_config.display());
     ui.ok(&format!("SSH configured: ssh {alias}"));
 
-    let forwards = forwards_of(&view);
+    let mut forwards = forwards_of(&view);
     if !opts.no_forward && !forwards.is_empty() {
         let home = home()?;
-        let _ = forward::stop(&home, &view.name);
-        let args: Vec<String> = ["workspace", "ports", "run", &view.name].iter().map(|s| s.to_string()).collect();
         let exe = std::env::current_exe().map_err(|e| {
             Error::new(format!("cannot find this program's path: {e}"), "run nexus from its installed path")
         })?;
-        forward::spawn_supervisor(&exe, &args, &home, &view.name).map_err(|e| {
-            Error::new(format!("could not start the port forwards: {e}"), "run `nexus workspace ports` to check")
-        })?;
-        let step = ui.step("Forwarding service ports");
-        let missing = forward::wait_listening(&forwards, Duration::from_secs(20)).await;
-        if missing.is_empty() {
-            step.ok("Ports forwarded");
-        } else {
-            step.fail("Some ports are not forwarded yet");
-            ui.warn(&format!(
-                "local ports {missing:?} are not answering yet; the forwarder keeps retrying (log: {})",
-                forward::log_path(&home, &view.name).display()
-            ));
-        }
-        for f in &forwards {
-            ui.info(&format!("  - {}: http://localhost:{}", f.service, f.local));
-        }
+        let args: Vec<String> = ["workspace", "ports", "run", &view.name].iter().map(|s| s.to_string()).collect();
+        forwards = forward_ports(&home, &view.name, &forwards, ui, || {
+            forward::spawn_supervisor(&exe, &args, &home, &view.name).map(drop)
+        })
+        .await?;
     }
 
     let choice = match &opts.editor {
@@ -135,4 +155,73 @@ pub async fn run(
         }
     };
     Ok(Connected { workspace: view.name.clone(), ssh_alias: alias, ssh_command, forwards, editor: how.into(), folder })
+}
+
+#[cfg(test)]
+mod tests {
+    use nexus_testkit::ssh::{Sshd, TestKey};
+
+    use super::*;
+    use crate::forward::tests::{answer, answering};
+    use crate::ssh_config::{SshEntry, SshFiles};
+    use crate::ui::Settings;
+
+    /// Regression (bug c): connect forwarded each service from its mapped port even when another
+    /// program on the designer's machine listened there, so ssh could not forward it and the URL it
+    /// printed showed the other program. Here the supervisor runs in-process (as `nexus workspace
+    /// ports run` would) on a real ssh to a real sshd.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connect_prints_a_url_that_answers_when_the_mapped_port_is_taken() {
+        let key = TestKey::generate("nexus-test");
+        let sshd = Sshd::start(&key);
+        let home = tempfile::tempdir().unwrap();
+        let files = SshFiles::with_runtime_dir(home.path(), None);
+        files
+            .upsert(&SshEntry {
+                name: "site".into(),
+                id: "ws-1".into(),
+                host: "127.0.0.1".into(),
+                port: sshd.port,
+                user: sshd.user.clone(),
+                identity_file: key.path.clone(),
+                host_key: Some(sshd.host_key.clone()),
+                forward_agent: false,
+            })
+            .unwrap();
+        // The "workspace" is this machine: sshd forwards to the service's port here.
+        let service = answering("the workspace's web service\n");
+        let taken = answering("other program\n");
+        let mapped = vec![PortForward { service: "web".into(), local: taken, remote: service }];
+        let (ui, cap) = Ui::capture(Settings::default(), "");
+        let mut supervisor = None;
+        let chosen = forward_ports(home.path(), "site", &mapped, &ui, || {
+            let (home, config, wanted) = (home.path().to_path_buf(), files.user_config.clone(), mapped.clone());
+            supervisor = Some(tokio::spawn(async move {
+                forward::supervise(&home, "site", "nexus-site", &config, || {
+                    let wanted = wanted.clone();
+                    async move { Some(wanted) }
+                })
+                .await
+            }));
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let local = chosen[0].local;
+        let err = cap.stderr();
+        assert_ne!(local, taken, "{err}");
+        assert!(
+            err.contains(&format!("warning: {taken} is in use on this machine; web is on http://localhost:{local}\n")),
+            "{err}"
+        );
+        assert!(err.contains("ok: Ports forwarded\n"), "{err}\nsshd: {}", sshd.log());
+        assert!(err.contains(&format!("  - web: http://localhost:{local}\n")), "{err}");
+        assert_eq!(tokio::task::block_in_place(|| answer(local)), "the workspace's web service\n", "{err}");
+        assert_eq!(
+            tokio::task::block_in_place(|| answer(taken)),
+            "other program\n",
+            "the other program keeps its port"
+        );
+        supervisor.expect("the supervisor was started").abort();
+    }
 }

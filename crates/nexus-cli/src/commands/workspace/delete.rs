@@ -18,6 +18,7 @@ pub async fn run(workspace: &str, server: Option<String>, ui: &Ui) -> Result<Cha
     // Forwards to a deleted workspace would only retry forever.
     if let Ok(home) = home() {
         let _ = forward::stop(&home, &ws.name);
+        forward::forget_moved_ports(&home, &ws.name);
     }
     if let Ok(files) = SshFiles::from_env() {
         let _ = files.remove(&ws.name, &ws.workspace_id);
