@@ -149,6 +149,9 @@ const ASCII_FRAMES: [&str; 4] = ["|", "/", "-", "\\"];
 const TICK: Duration = Duration::from_millis(80);
 /// Steps shorter than this do not show their time: "(0.0s)" is noise.
 const SHOW_ELAPSED_FROM: Duration = Duration::from_millis(100);
+/// Without a terminal, how often [`Step::set_progress`] prints a line: often enough that a log shows
+/// a long wait is alive, seldom enough that it stays readable.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// Terminal output; cheap to clone (clones share the writers and any spinner).
 #[derive(Clone)]
@@ -189,6 +192,8 @@ struct Running {
     id: u64,
     message: String,
     started: Duration,
+    /// When its message was last printed on a line of its own (no terminal only).
+    printed: Duration,
 }
 
 impl Ui {
@@ -322,7 +327,7 @@ impl Ui {
         let spawn_ticker = self.inner.with_state(|st| {
             let id = st.next_id;
             st.next_id += 1;
-            st.steps.push(Running { id, message: msg.to_string(), started });
+            st.steps.push(Running { id, message: msg.to_string(), started, printed: started });
             step.id = Some(id);
             if s.tty {
                 st.draw_spinner(&self.inner);
@@ -561,6 +566,7 @@ impl Step {
                 return;
             }
             step.message = msg.to_string();
+            step.printed = self.inner.clock.now();
             if s.tty {
                 st.draw_spinner(&self.inner);
             } else {
@@ -568,6 +574,29 @@ impl Step {
                 st.line_err(&self.inner, &text);
             }
         });
+    }
+
+    /// Changes the message to one that moves on by itself (a counter, a time, a last output line): on a
+    /// terminal like [`Step::set_message`]; without one it is printed only when the last line this
+    /// step printed is [`PROGRESS_EVERY`] old, so a log shows a long wait going on without a line per poll.
+    pub fn set_progress(&self, msg: &str) {
+        let Some(id) = self.id else {
+            return;
+        };
+        if self.inner.settings.tty {
+            self.set_message(msg);
+            return;
+        }
+        let now = self.inner.clock.now();
+        let due = self.inner.with_state(|st| {
+            st.steps
+                .iter()
+                .find(|r| r.id == id)
+                .is_some_and(|r| r.message != msg && now.saturating_sub(r.printed) >= PROGRESS_EVERY)
+        });
+        if due {
+            self.set_message(msg);
+        }
     }
 
     /// Time since the step started.
@@ -806,6 +835,30 @@ hint: check `server` in ~/.nexus/config.yaml
         .concat();
         assert_eq!(cap.stderr(), expected);
         assert_eq!(cap.stdout(), "");
+    }
+
+    #[test]
+    fn progress_is_printed_now_and_then_without_a_terminal_and_drawn_on_one() {
+        let (ui, cap) = Ui::capture(plain(), "");
+        let step = ui.step("Installing dependencies");
+        step.set_progress("npm ci (1 s)");
+        cap.advance(Duration::from_secs(10));
+        step.set_progress("npm ci (11 s)");
+        cap.advance(Duration::from_secs(3));
+        step.set_progress("npm ci (14 s)");
+        step.set_message("npm run build (14 s)");
+        cap.advance(Duration::from_secs(10));
+        step.set_progress("npm run build (14 s)");
+        step.ok("Setup done");
+        assert_eq!(
+            cap.stderr(),
+            "Installing dependencies...\nnpm ci (11 s)...\nnpm run build (14 s)...\nok: Setup done (23.0s)\n"
+        );
+
+        let (ui, cap) = Ui::capture(terminal(), "");
+        let step = ui.step("Installing dependencies");
+        step.set_progress("npm ci (1 s)");
+        assert_eq!(cap.stderr(), "\r\x1b[2K⠋ Installing dependencies…\r\x1b[2K⠋ npm ci (1 s)…");
     }
 
     #[test]

@@ -302,6 +302,8 @@ pub(crate) async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(W
         .map_err(|e| err(format!("cannot write the demo's ssh config: {e}"), "check the permissions of --dir"))?;
     let forwards = nexus_cli::commands::workspace::forwards_of(&view);
     if !forwards.is_empty() {
+        // The forwarder (with this HOME) makes the same choice, and keeps it while it runs.
+        let forwards = nexus_cli::forward::choose_local_ports(&home, &view.name, &forwards, |n| ui.warn(&n));
         let args = [exe, "workspace".into(), "ports".into(), "run".into(), view.name.clone()];
         ensure_process(&dir, "forwards", &args, &[("HOME", home.as_path())])?;
         let missing = nexus_cli::forward::wait_listening(&forwards, Duration::from_secs(20)).await;
@@ -313,7 +315,7 @@ pub(crate) async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(W
         }
     }
     let ssh = format!("ssh -F {} {alias}", files.user_config.display());
-    Ok((view, ssh))
+    Ok((nexus_cli::commands::workspace::with_local_urls(view, &home), ssh))
 }
 
 async fn wait_node(operator: &Client, name: &str, dir: &Path) -> Result<()> {

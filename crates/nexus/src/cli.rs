@@ -289,13 +289,16 @@ pub(crate) enum WorkspaceCommand {
     },
     /// Show (or follow) the setup log and service logs of a workspace, over SSH.
     #[command(
-        after_help = "Examples:\n  nexus workspace logs my-project\n  nexus workspace logs my-project web -f\n  nexus workspace logs my-project setup"
+        after_help = "Examples:\n  nexus workspace logs my-project\n  nexus workspace logs my-project web -f\n  nexus workspace logs my-project --setup"
     )]
     Logs {
         /// Workspace name or id.
         workspace: String,
-        /// A service name, or `setup`; all when left out.
+        /// A service name (`setup` is the setup log, like `--setup`); all when left out.
         service: Option<String>,
+        /// Only the setup log (installing dependencies): `~/.nexus/logs/setup.log` in the workspace.
+        #[arg(long, conflicts_with = "service")]
+        setup: bool,
         /// Keep printing new lines.
         #[arg(short, long)]
         follow: bool,
@@ -402,4 +405,26 @@ pub(crate) enum NodeCommand {
         #[arg(long)]
         dir_pool: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The logs' service, `--setup` flag and whether it parsed, for `args` after `nexus workspace logs`.
+    fn logs(args: &[&str]) -> Option<(Option<String>, bool)> {
+        let argv = ["nexus", "workspace", "logs"].iter().chain(args);
+        match Cli::try_parse_from(argv).ok()?.command {
+            Command::Workspace(WorkspaceCommand::Logs { service, setup, .. }) => Some((service, setup)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_setup_log_by_flag_or_by_name() {
+        assert_eq!(logs(&["site", "--setup"]), Some((None, true)));
+        assert_eq!(logs(&["site", "setup"]), Some((Some("setup".into()), false)), "the name still works");
+        assert_eq!(logs(&["site", "web", "-f"]), Some((Some("web".into()), false)));
+        assert_eq!(logs(&["site", "web", "--setup"]), None, "one or the other");
+    }
 }

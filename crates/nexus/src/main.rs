@@ -156,9 +156,9 @@ async fn workspace(cmd: WorkspaceCommand) -> Result<ExitCode, Failure> {
         WorkspaceCommand::Services { workspace, client: ClientArgs { json, server } } => {
             report(&Ui::new(json), ws::services::run(&workspace, server).await)
         }
-        WorkspaceCommand::Logs { workspace, service, follow, lines, identity, server } => {
+        WorkspaceCommand::Logs { workspace, service, setup, follow, lines, identity, server } => {
             ws::logs::run(
-                &ws::logs::LogsOptions { workspace, service, follow, lines, identity, server },
+                &ws::logs::LogsOptions { workspace, service, setup, follow, lines, identity, server },
                 &Ui::new(false),
             )
             .await?;

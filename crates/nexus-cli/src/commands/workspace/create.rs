@@ -8,7 +8,7 @@ use std::time::Duration;
 use nexus_types::api::{CreateWorkspaceRequest, WorkspaceView};
 use nexus_types::state::WorkspaceStatus;
 
-use super::{github_of, render_ready, start, wait_ready};
+use super::{github_of, local_urls, render_ready, start, wait_ready};
 use crate::client::Client;
 use crate::commands::load_config;
 use crate::config::UserConfig;
@@ -192,7 +192,7 @@ pub async fn run(opts: &CreateOptions, ui: &Ui) -> Result<Created> {
         if w.status == WorkspaceStatus::Stopped {
             start(&client, w, ui).await?;
         }
-        return Ok(Created(wait_ready(&client, &w.workspace_id, ui).await?));
+        return Ok(Created(local_urls(wait_ready(&client, &w.workspace_id, ui).await?)));
     }
 
     let workspace_name = match &opts.name {
@@ -218,7 +218,7 @@ pub async fn run(opts: &CreateOptions, ui: &Ui) -> Result<Created> {
         upstream: source.upstream,
     };
     let created = client.create(&req).await?;
-    Ok(Created(wait_ready(&client, &created.workspace_id, ui).await?))
+    Ok(Created(local_urls(wait_ready(&client, &created.workspace_id, ui).await?)))
 }
 
 #[cfg(test)]

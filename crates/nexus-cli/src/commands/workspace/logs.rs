@@ -20,6 +20,8 @@ pub struct LogsOptions {
     pub workspace: String,
     /// A service name, or `setup`; every service and the setup log when `None`.
     pub service: Option<String>,
+    /// Only the setup log (`--setup`, the same as the service name `setup`).
+    pub setup: bool,
     /// Keep printing new lines.
     pub follow: bool,
     /// How many lines of history.
@@ -35,7 +37,8 @@ pub async fn run(opts: &LogsOptions, ui: &Ui) -> Result<()> {
     let cfg = load_config(ui)?.config;
     let client = Client::from_config(opts.server.clone(), &cfg)?;
     let view = client.workspace(&opts.workspace).await?;
-    let remote = log_command(opts.service.as_deref(), opts.follow, opts.lines);
+    let service = if opts.setup { Some("setup") } else { opts.service.as_deref() };
+    let remote = log_command(service, opts.follow, opts.lines);
     let status = ssh(&ssh_files()?, &view, &cfg, opts.identity.as_deref(), &remote)?;
     if !status.success() {
         let key = match &opts.identity {
@@ -125,6 +128,7 @@ mod tests {
             "sudo journalctl -u nexus-svc-web.service -n 50 -f --no-pager -o short-iso"
         );
         assert_eq!(log_command(Some("setup"), false, 10), "tail -n 10 ~/.nexus/logs/setup.log");
+        assert_eq!(log_command(Some("setup"), true, 200), "tail -n 200 -f ~/.nexus/logs/setup.log");
         assert!(log_command(None, false, 5).contains("nexus-svc-*"));
     }
 }

@@ -1,10 +1,10 @@
 //! `nexus workspace status`: one workspace — its status (with the reason when it failed), how to SSH
-//! in, the repository and the services.
+//! in, the repository, its setup and its services.
 
 use nexus_types::api::WorkspaceView;
 
-use super::open;
 use super::services::render;
+use super::{local_urls, open};
 use crate::error::Result;
 use crate::ui::{Report, Ui};
 
@@ -30,5 +30,39 @@ impl Report for Status {
 
 /// One of the caller's workspaces by name or id.
 pub async fn run(workspace: &str, server: Option<String>) -> Result<Status> {
-    Ok(Status(open(workspace, server).await?.1))
+    Ok(Status(local_urls(open(workspace, server).await?.1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::tests::{service, setup, view};
+    use super::*;
+    use crate::ui::Settings;
+
+    #[test]
+    fn status_shows_the_setup_and_json_has_it_as_the_api_does() {
+        let ws = view(
+            json!([service("web", 5173, 23000, "starting", Some("waiting for setup (`npm ci`, 12 s)"))]),
+            setup("running", Some(1), 12, Some("added 210 packages")),
+        );
+        let (ui, cap) = Ui::capture(Settings::default(), "");
+        ui.report(&Status(ws.clone()));
+        assert_eq!(
+            cap.stdout(),
+            "site (ws-1): running
+  SSH:  ssh -p 2201 dev@nexus.example
+  Repo: acme/site @ main (0123456789ab)
+Services of site (running; from .nexus/config.yaml)
+  setup  running 1/2 `npm ci` · 12 s · added 210 packages
+  web    starting    5173  http://localhost:23000 — waiting for setup (`npm ci`, 12 s)
+URLs work on your machine while `nexus workspace connect` forwards the ports.
+"
+        );
+        let (ui, cap) = Ui::capture(Settings { json: true, ..Settings::default() }, "");
+        ui.report(&Status(ws));
+        let json: serde_json::Value = serde_json::from_str(&cap.stdout()).unwrap();
+        assert_eq!(json["setup"], setup("running", Some(1), 12, Some("added 210 packages")));
+    }
 }
