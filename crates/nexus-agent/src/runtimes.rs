@@ -258,6 +258,8 @@ struct Packument {
 /// One version of an npm package.
 #[derive(Debug, Clone, Deserialize)]
 struct Manifest {
+    #[serde(default)]
+    name: String,
     version: String,
     #[serde(default)]
     engines: Option<Value>,
@@ -683,25 +685,41 @@ impl RuntimeStore {
                 Ok((join(&url, &file_url)?, Expected::Sha256(sha)))
             }
             _ => {
+                let registry = format!("the npm registry at {}", self.registry());
                 let package = if tool == Tool::Node { node_package()? } else { tool.package().to_string() };
-                let url = format!("{}/{package}/{version}", self.registry());
-                let body = match self.fetcher.get(&url, "application/json").await {
-                    Ok(body) => body,
-                    Err(HttpError::NotFound) => {
-                        return Err(missing(&format!("the npm registry at {}", self.registry())))
-                    }
-                    Err(HttpError::Failed(f)) => return Err(f),
-                };
-                let manifest: Manifest = serde_json::from_slice(&body).map_err(|e| not_a_document(&url, &e))?;
+                let (mut url, mut manifest) =
+                    self.manifest(&package, version).await?.ok_or_else(|| missing(&registry))?;
+                if tool == Tool::Pnpm && !js_bins(manifest.bin.as_ref()) {
+                    // Later pnpm releases ship their program natively, in a package per platform.
+                    let native = format!("@pnpm/exe.linux-{}", host_arch()?.0);
+                    (url, manifest) = self.manifest(&native, version).await?.ok_or_else(|| {
+                        failure(
+                            format!("{registry} has pnpm {version} but not its native program {native}@{version}"),
+                            "name a pnpm release that ships JavaScript (pnpm 10, say) in package.json's packageManager, or check the registry mirror (--npm-registry)",
+                        )
+                    })?;
+                }
                 let integrity = manifest.dist.integrity.clone().ok_or_else(|| {
                     failure(
-                        format!("{package}@{version} on {} has no integrity to check", self.registry()),
+                        format!("{}@{version} on {} has no integrity to check", manifest.name, self.registry()),
                         source_hint(),
                     )
                 })?;
                 Ok((join(&url, &manifest.dist.tarball)?, Expected::Integrity(integrity)))
             }
         }
+    }
+
+    /// The registry's document for `package` at `version` and its URL; `None` when it has none.
+    async fn manifest(&self, package: &str, version: &str) -> Result<Option<(String, Manifest)>, ProvisionFailure> {
+        let url = format!("{}/{package}/{version}", self.registry());
+        let body = match self.fetcher.get(&url, "application/json").await {
+            Ok(body) => body,
+            Err(HttpError::NotFound) => return Ok(None),
+            Err(HttpError::Failed(f)) => return Err(f),
+        };
+        let manifest: Manifest = serde_json::from_slice(&body).map_err(|e| not_a_document(&url, &e))?;
+        Ok(Some((url, manifest)))
     }
 
     fn registry(&self) -> String {
@@ -988,11 +1006,34 @@ fn write_wrappers(tool: Tool, version: &str, done: &Path) -> Result<(), String> 
         }
         _ => Vec::new(),
     };
+    let bin_dir = done.join("bin");
+    std::fs::create_dir_all(&bin_dir).map_err(|e| format!("creating bin: {e}"))?;
+    let write = |command: &str, exec: String| {
+        let wrapper = format!(
+            "#!/bin/sh\n# Written by the Nexus agent: {} {version}'s `{command}` from the node's runtime store.\n{exec}\n",
+            tool.label()
+        );
+        std::fs::write(bin_dir.join(command), wrapper).map_err(|e| format!("writing bin/{command}: {e}"))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin_dir.join(command), std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("chmod bin/{command}: {e}"))
+    };
+    if bins.is_empty() && tool == Tool::Pnpm {
+        // `@pnpm/exe.linux-*`: the native program alone; `pnpx` is `pnpm dlx`.
+        let program = done.join("package/pnpm");
+        let head: Vec<u8> = std::fs::read(&program).map_err(|e| format!("pnpm: {e}"))?.into_iter().take(4).collect();
+        if head != b"\x7fELF" {
+            return Err("the native pnpm package holds no program".into());
+        }
+        let inside = shell_quote(&format!("{RUNTIME_MOUNT}/pnpm/{version}/package/pnpm"));
+        for (command, args) in [("pnpm", ""), ("pn", ""), ("pnpx", " dlx"), ("pnx", " dlx")] {
+            write(command, format!("exec {inside}{args} \"$@\""))?;
+        }
+        return Ok(());
+    }
     if bins.is_empty() {
         return Err("package.json names no commands (`bin`)".into());
     }
-    let bin_dir = done.join("bin");
-    std::fs::create_dir_all(&bin_dir).map_err(|e| format!("creating bin: {e}"))?;
     for (command, target) in bins {
         let target = target.trim_start_matches("./");
         let safe_command = !command.is_empty()
@@ -1020,14 +1061,7 @@ fn write_wrappers(tool: Tool, version: &str, done: &Path) -> Result<(), String> 
                 tool.label()
             ));
         };
-        let wrapper = format!(
-            "#!/bin/sh\n# Written by the Nexus agent: {} {version}'s `{command}` from the node's runtime store.\n{exec}\n",
-            tool.label()
-        );
-        std::fs::write(bin_dir.join(&command), wrapper).map_err(|e| format!("writing bin/{command}: {e}"))?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(bin_dir.join(&command), std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("chmod bin/{command}: {e}"))?;
+        write(&command, exec)?;
     }
     Ok(())
 }

@@ -129,8 +129,8 @@ fn js(text: &str) -> Vec<u8> {
 }
 
 /// A registry with Node 20.10.0, 22.23.5, 24.22.3 and 26.1.0 (`node-linux-<arch>`), npm 10.9.2 and
-/// 11.6.2, pnpm 9.15.0 and 12.0.0 (which installs a native binary by script), Yarn 1.22.22 and
-/// `@yarnpkg/cli-dist` 4.5.0.
+/// 11.6.2, pnpm 9.15.0 and 12.0.0 and 12.1.0 (which ship their program natively, 12.0.0's in
+/// `@pnpm/exe.linux-<arch>`), and Yarn 1.22.22.
 pub(crate) async fn registry() -> TestRegistry {
     let registry = TestRegistry::start().await;
     let node = node_package().unwrap();
@@ -181,7 +181,28 @@ pub(crate) async fn registry() -> TestRegistry {
                     ("package.json", json!({"name": "pnpm", "bin": pnpm_native}).to_string().into_bytes(), 0o644),
                 ],
             ),
+            (
+                "12.1.0",
+                pnpm_native.clone(),
+                json!({"node": ">=18"}),
+                vec![("pnpm", js("# placeholder\n"), 0o755), ("package.json", b"{}".to_vec(), 0o644)],
+            ),
         ],
+    );
+    // pnpm 12.0.0's program; 12.1.0 has none.
+    let native = format!("@pnpm/exe.linux-{}", host_arch().unwrap().0);
+    registry.publish(
+        &native,
+        "12.0.0",
+        &[(
+            "12.0.0",
+            Value::Null,
+            Value::Null,
+            vec![
+                ("pnpm", b"\x7fELF fake program".to_vec(), 0o755),
+                ("package.json", json!({"name": native}).to_string().into_bytes(), 0o644),
+            ],
+        )],
     );
     let yarn = json!({"yarn": "./bin/yarn.js", "yarnpkg": "./bin/yarn.js"});
     registry.publish(
@@ -300,11 +321,18 @@ async fn package_managers_come_as_the_project_says() {
     let wrapper = std::fs::read_to_string(dir.path().join("yarn/1.22.22/bin/yarnpkg")).unwrap();
     assert!(wrapper.contains("package/bin/yarn.js"), "{wrapper}");
 
-    // Pinned to a release that only installs a native binary by script: refused with the reason.
+    // Pinned to a release that ships its program natively: the platform's package, run directly.
     let native = node_plan(None, PackageManagerKind::Pnpm, Some("12.0.0"));
-    let err = store.prepare(&fake, "ws-c", &native).await.unwrap_err();
-    assert!(err.message.contains("installs its program by script"), "{err}");
-    assert!(!dir.path().join("pnpm/12.0.0").exists());
+    let chosen = store.prepare(&fake, "ws-c", &native).await.unwrap();
+    assert_eq!(chosen.manager, Some((Tool::Pnpm, "12.0.0".into())));
+    let pnpx = std::fs::read_to_string(dir.path().join("pnpm/12.0.0/bin/pnpx")).unwrap();
+    assert!(pnpx.ends_with("exec '/opt/nexus/runtimes/pnpm/12.0.0/package/pnpm' dlx \"$@\"\n"), "{pnpx}");
+    let program = dir.path().join("pnpm/12.0.0/package/pnpm");
+    assert_eq!(std::fs::metadata(program).unwrap().permissions().mode() & 0o777, 0o755);
+    let err =
+        store.prepare(&fake, "ws-c", &node_plan(None, PackageManagerKind::Pnpm, Some("12.1.0"))).await.unwrap_err();
+    assert!(err.message.contains("has pnpm 12.1.0 but not its native program"), "{err}");
+    assert!(!dir.path().join("pnpm/12.1.0").exists());
 
     // Pinned to a version the registry does not have.
     let missing = node_plan(None, PackageManagerKind::Pnpm, Some("99.0.0"));
