@@ -528,6 +528,15 @@ async fn network_and_runtimes_on_real_lxd() {
     eprintln!("ensure with runtimes, second workspace (warm store): {}", millis(t.elapsed()));
     let out = login_shell(&lxd, &ws2, "ls /var/cache/nexus").await;
     assert!(out.stdout.contains("probe"), "the same owner's cache: {out:?}");
+    // npm from the store installs through the node's network into the owner's cache; the owner's
+    // next workspace installs the same package offline, from that cache.
+    let install = |offline: &str| {
+        format!("mkdir -p ~/p && cd ~/p && npm init -y >/dev/null && npm install --no-audit --no-fund {offline} is-number@7.0.0")
+    };
+    let out = login_shell(&lxd, &ws, &install("")).await;
+    assert_eq!(out.code, 0, "npm install in the first workspace: {out:?}");
+    let out = login_shell(&lxd, &ws2, &install("--offline")).await;
+    assert_eq!(out.code, 0, "npm install --offline in the second workspace: {out:?}");
 
     // Started again: the certificates are compared, not reinstalled, and nothing is fetched.
     provision::stop(&lxd, &ws).await.unwrap();
