@@ -60,7 +60,8 @@ const REGISTRY_VARS: &[&str] = &[
 /// bundle, saved the first time, plus the node's certificates) and leaves the rest to
 /// `update-ca-certificates` in the background: OpenSSL's hashed links and the hooks of
 /// `/etc/ca-certificates/update.d` (Java's keystore). It rewrites the bundle with the same
-/// certificates.
+/// certificates. Nothing here uses `/tmp`: a container that is still booting may mount a fresh one
+/// over it, taking scratch files with it.
 const NETWORK_SCRIPT: &str = r#"set -eu
 dir=$1 state=$2 bundle=$3 path=$4 profile=$5
 shift 5
@@ -95,7 +96,8 @@ else
     done
   } > "$bundle.nexus-tmp"
   mv -f "$bundle.nexus-tmp" "$bundle"
-  setsid sh -c 'update-ca-certificates > "$1" 2>&1' sh "$state/update-ca-certificates.log" </dev/null >/dev/null 2>&1 &
+  # Its scratch files not in /tmp, which a booting container may mount over.
+  TMPDIR=$state setsid sh -c 'update-ca-certificates > "$1" 2>&1' sh "$state/update-ca-certificates.log" </dev/null >/dev/null 2>&1 &
   result=updated
 fi
 if ! printf '%s' "$profile" | cmp -s - "$path"; then

@@ -26,6 +26,7 @@
 mod fetch;
 
 use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -318,7 +319,6 @@ impl RuntimeStore {
     pub(crate) fn ensure_dir(&self) -> Result<(), ProvisionFailure> {
         let dir = &self.config.dir;
         let made = std::fs::create_dir_all(dir.join(".tmp")).and_then(|()| {
-            use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
         });
         made.map_err(|e| {
@@ -619,7 +619,6 @@ impl RuntimeStore {
         };
         if let Some(parent) = dest.parent() {
             let _ = std::fs::create_dir_all(parent);
-            use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
         }
         if let Err(e) = std::fs::rename(&ready, dest) {
@@ -959,7 +958,6 @@ fn layout(tool: Tool, version: &str, archive: &Path, work: &Path, hashes: &Hashe
             for (suffix, bytes) in files {
                 let name = suffix.trim_start_matches("/scripts/");
                 std::fs::write(bin.join(name), bytes).map_err(|e| io("writing", e))?;
-                use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755))
                     .map_err(|e| io("chmod", e))?;
             }
@@ -1014,7 +1012,6 @@ fn write_wrappers(tool: Tool, version: &str, done: &Path) -> Result<(), String> 
             tool.label()
         );
         std::fs::write(bin_dir.join(command), wrapper).map_err(|e| format!("writing bin/{command}: {e}"))?;
-        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(bin_dir.join(command), std::fs::Permissions::from_mode(0o755))
             .map_err(|e| format!("chmod bin/{command}: {e}"))
     };

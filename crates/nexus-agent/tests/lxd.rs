@@ -503,6 +503,20 @@ async fn network_and_runtimes_on_real_lxd() {
             .await;
     assert_eq!((out.code, out.stdout.trim()), (0, "200"), "Node's fetch to the registry: {out:?}");
 
+    // The full `update-ca-certificates` the agent left running in the background finishes, and the
+    // bundle it rewrites still has the node's certificates.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = login_shell(&lxd, &ws, "cat /var/lib/nexus/update-ca-certificates.log").await;
+        if out.stdout.contains("added") && out.stdout.trim_end().ends_with("done.") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "update-ca-certificates did not finish: {out:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = login_shell(&lxd, &ws, "curl -sS https://registry.npmjs.org/ -o /dev/null").await;
+    assert_eq!(out.code, 0, "curl after the full update: {out:?}");
+
     // The project's Node, first on PATH from the read-only store.
     let record = lxd.get_config(&ws, "user.nexus.runtime").await.unwrap().expect("runtime record");
     let record: serde_json::Value = serde_json::from_str(&record).unwrap();
