@@ -444,6 +444,7 @@ async fn network_and_runtimes_on_real_lxd() {
     lxd.ensure_project().await.expect("creating the project");
     lxd.warm(&image).await.expect("building the template");
     let scratch = PathBuf::from(format!("/var/tmp/nexus-e2e-rt-{tag}"));
+    let _scratch = RemoveOnDrop(scratch.clone());
     let (_key, public_key) = ssh_keypair(&scratch);
 
     let mut settings = Settings::new(&image);
@@ -562,5 +563,13 @@ async fn network_and_runtimes_on_real_lxd() {
 
     provision::delete(&lxd, &ws).await.unwrap();
     provision::delete(&lxd, &ws2).await.unwrap();
-    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// Removes a scratch directory when dropped, also while unwinding from a failure.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
