@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the Nexus base workspace image (Debian bookworm, amd64) locally and
+# Builds the Nexus base workspace image (Debian trixie, amd64) locally and
 # imports it into LXD under the given alias.
 # Why: Nexus nodes cannot rely on a reachable image server (the `images:`
 # remote is often unavailable), so every node builds its own image from the
@@ -26,7 +26,7 @@
 # lxc (LXD client) talking to a running LXD; must run as root.
 set -euo pipefail
 
-readonly SUITE=bookworm
+readonly SUITE=trixie
 readonly MIRROR=${NEXUS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 readonly SECURITY_MIRROR=${NEXUS_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 readonly APT_CACHE=${NEXUS_APT_CACHE-/var/cache/nexus-image-build/apt}
@@ -35,7 +35,7 @@ readonly MARKER=.nexus-image-build
 # Installed by debootstrap itself (small, needed to boot and to run apt).
 readonly BOOTSTRAP_PKGS=(
   systemd systemd-sysv dbus libpam-systemd
-  ifupdown isc-dhcp-client
+  ifupdown dhcpcd-base
   iproute2 procps less ca-certificates
 )
 # Installed with apt-get inside the chroot afterwards (big dependency trees).
@@ -204,9 +204,10 @@ find "$ROOTFS/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -ex
 in_chroot "${APT[@]}" autoclean >/dev/null 2>&1 || true
 
 # -- configuration --
-# Networking: ifupdown + isc-dhcp-client. networking.service runs `ifup -a`
-# which blocks until dhclient has a lease (no udev needed; dhclient-script
-# also writes /etc/resolv.conf from the DHCP answer).
+# Networking: ifupdown + dhcpcd-base (trixie's default DHCP client for
+# ifupdown; isc-dhcp-client is end-of-life upstream). networking.service runs
+# `ifup -a`, which blocks until dhcpcd has a lease (no udev needed; dhcpcd's
+# hooks write /etc/resolv.conf from the DHCP answer).
 cat > "$ROOTFS/etc/network/interfaces" <<'NET'
 # Managed by the Nexus base image. eth0 is the LXD NIC (DHCP from the host bridge).
 source /etc/network/interfaces.d/*
@@ -217,6 +218,17 @@ iface lo inet loopback
 auto eth0
 iface eth0 inet dhcp
 NET
+# dhcpcd's defaults cost seconds on every boot: an ARP probe of the offered
+# address (~5 s; on an LXD bridge only its dnsmasq hands out addresses), a
+# random delay of up to 1 s before the first request, and IPv6 router
+# solicitation on a bridge without IPv6 (nexusbr0 has ipv6.address none).
+cat >> "$ROOTFS/etc/dhcpcd.conf" <<'DHCPCD'
+
+# Nexus base image: a container on an LXD bridge needs none of the above waits.
+noarp
+nodelay
+ipv4only
+DHCPCD
 in_chroot systemctl enable networking.service >/dev/null 2>&1
 
 # Locale fallback, no locales package needed (C.UTF-8 is built into libc).
@@ -262,15 +274,20 @@ in_chroot /usr/sbin/sshd -t || die "sshd config check failed"
 rm -rf "$ROOTFS"/etc/ssh/ssh_host_* "$ROOTFS/run/sshd"
 
 # Boot speed: units that are useless in a container or only cost boot time.
-# (systemd-binfmt cannot mount binfmt_misc in an unprivileged container and
-# would leave the system "degraded".)
+# (systemd-binfmt cannot mount binfmt_misc and systemd-modules-load cannot load
+# modules in an unprivileged container; either would leave the system
+# "degraded".) sshd-keygen would make RSA and ECDSA keys too (`ssh-keygen -A`)
+# if it ever saw a first boot; the ssh.service drop-in above makes the one key.
+# tmp.mount keeps /tmp on the container's disk, as in bookworm: a tmpfs /tmp
+# would count against the workspace's memory.
 for unit in \
   apt-daily.timer apt-daily.service apt-daily-upgrade.timer apt-daily-upgrade.service \
   dpkg-db-backup.timer dpkg-db-backup.service \
   e2scrub_all.timer e2scrub_all.service e2scrub_reap.service \
   fstrim.timer fstrim.service \
   systemd-timesyncd.service \
-  systemd-binfmt.service \
+  systemd-binfmt.service systemd-modules-load.service \
+  sshd-keygen.service tmp.mount \
   man-db.timer man-db.service \
   ; do
   ln -sfn /dev/null "$ROOTFS/etc/systemd/system/$unit"
@@ -297,7 +314,7 @@ rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin \
        "$ROOTFS"/var/log/apt/* "$ROOTFS"/var/log/dpkg.log "$ROOTFS"/var/log/alternatives.log \
        "$ROOTFS"/var/log/bootstrap.log "$ROOTFS"/root/.bash_history \
        "$ROOTFS"/tmp/* "$ROOTFS"/var/tmp/*
-rm -f "$ROOTFS/etc/resolv.conf"               # dhclient writes it at boot
+rm -f "$ROOTFS/etc/resolv.conf"               # dhcpcd writes it at boot
 find "$ROOTFS/usr/lib/python3"* -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
 
 # ---- pack --------------------------------------------------------------------

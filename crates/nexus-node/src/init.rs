@@ -281,7 +281,7 @@ fn ensure_image(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progres
         }
         None => {
             let alias = recipe_alias();
-            let what = format!("base image {alias} (Debian bookworm, built locally)");
+            let what = format!("base image {alias} (Debian 13 trixie, built locally)");
             progress.step(&what);
             if sys.run(&["lxc", "image", "info", &alias], None).is_ok_and(|o| o.ok()) {
                 progress.skipped(&what);
