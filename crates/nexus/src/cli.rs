@@ -383,6 +383,36 @@ pub(crate) struct AgentArgs {
     /// Seconds between heartbeats.
     #[arg(long, env = "NEXUS_HEARTBEAT", default_value_t = 2)]
     pub(crate) heartbeat: u64,
+    /// CA certificates workspaces trust besides the distribution's: files, or directories searched for
+    /// `*.crt`. Installed in every workspace at each create and start; the agent's own downloads
+    /// trust them too.
+    #[arg(
+        long = "ca-certificates",
+        env = "NEXUS_CA_CERTIFICATES",
+        value_delimiter = ',',
+        default_value = nexus_agent::network::DEFAULT_CA_DIR
+    )]
+    pub(crate) ca_certificates: Vec<std::path::PathBuf>,
+    /// Where Node, package managers and uv are kept on this node: fetched once, mounted read-only
+    /// into workspaces.
+    #[arg(long, env = "NEXUS_RUNTIME_DIR", default_value = nexus_agent::runtimes::DEFAULT_RUNTIME_DIR)]
+    pub(crate) runtime_dir: std::path::PathBuf,
+    /// Where Node comes from: `npm` (the npm registry's official `node-linux-*` builds, which works
+    /// wherever the registry does) or a nodejs.org-style dist base URL such as https://nodejs.org/dist.
+    #[arg(long, env = "NEXUS_NODE_SOURCE", default_value = "npm", value_parser = nexus_agent::runtimes::NodeSource::parse)]
+    pub(crate) node_source: nexus_agent::runtimes::NodeSource,
+    /// The npm registry package managers (and, with `--node-source npm`, Node) come from; a
+    /// non-default one is also set in workspaces.
+    #[arg(long, env = "NEXUS_NPM_REGISTRY", default_value = nexus_agent::runtimes::DEFAULT_NPM_REGISTRY)]
+    pub(crate) npm_registry: String,
+    /// PyPI, or a mirror with its JSON API, that uv comes from; a non-default one is also set in
+    /// workspaces as the package index.
+    #[arg(long, env = "NEXUS_PYPI_URL", default_value = nexus_agent::runtimes::DEFAULT_PYPI)]
+    pub(crate) pypi_url: String,
+    /// Where each owner's dependency caches (npm, pnpm, Yarn, uv, pip) live on this node, mounted
+    /// read-write into that owner's workspaces only.
+    #[arg(long, env = "NEXUS_CACHE_DIR", default_value = nexus_agent::caches::DEFAULT_CACHE_DIR)]
+    pub(crate) cache_dir: std::path::PathBuf,
 }
 
 #[derive(Subcommand)]

@@ -16,6 +16,16 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), Failure> {
     };
     let socket = nexus_agent::lxd::LxdProvider::default_socket().map_err(Failure::hinted)?;
     let provider = nexus_agent::lxd::LxdProvider::new(socket, &args.lxd_project);
+    let mut settings = nexus_agent::provision::Settings::new(&args.base_image);
+    settings.network = nexus_agent::network::Network::from_env(args.ca_certificates);
+    let runtimes = nexus_agent::runtimes::RuntimeConfig {
+        dir: args.runtime_dir,
+        node_source: args.node_source,
+        npm_registry: args.npm_registry,
+        pypi: args.pypi_url,
+    };
+    settings.runtimes = Some(Arc::new(nexus_agent::runtimes::RuntimeStore::new(runtimes, &settings.network)));
+    settings.caches = Some(args.cache_dir);
     let config = nexus_agent::AgentConfig {
         server_url: args.server,
         join_token: args.join_token,
@@ -24,5 +34,7 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), Failure> {
         base_image: args.base_image,
         heartbeat: Duration::from_secs(args.heartbeat.max(1)),
     };
-    nexus_agent::run(config, Arc::new(provider), shutdown_signal()).await.map_err(Failure::hinted)
+    nexus_agent::run_with_settings(config, settings, Arc::new(provider), shutdown_signal())
+        .await
+        .map_err(Failure::hinted)
 }
