@@ -24,6 +24,19 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 impl GitServer {
     /// Serves on `ip` (use the LXD bridge address so containers can clone) at a free port.
     pub fn start(ip: &str) -> GitServer {
@@ -66,6 +79,22 @@ impl GitServer {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, content).unwrap();
         }
+        git(work.path(), &["add", "-A"]);
+        git(work.path(), &["commit", "-q", "-m", "initial"]);
+        git(work.path(), &["push", "-q", &bare.display().to_string(), "main"]);
+        let out = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(work.path()).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Creates `owner/name` with one commit holding the files under `dir` as they are (binary files
+    /// included; the folder's own `.gitignore` applies), on branch `main`; returns the commit.
+    pub fn create_repo_from_dir(&self, owner: &str, name: &str, dir: &Path) -> String {
+        let bare = self.root.path().join(owner).join(format!("{name}.git"));
+        std::fs::create_dir_all(&bare).unwrap();
+        git(&bare, &["init", "--bare", "-q", "-b", "main"]);
+        let work = tempfile::tempdir().unwrap();
+        git(work.path(), &["init", "-q", "-b", "main"]);
+        copy_tree(dir, work.path());
         git(work.path(), &["add", "-A"]);
         git(work.path(), &["commit", "-q", "-m", "initial"]);
         git(work.path(), &["push", "-q", &bare.display().to_string(), "main"]);

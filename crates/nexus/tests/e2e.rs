@@ -934,3 +934,212 @@ async fn whole_journey_from_the_install_line_to_the_editor() {
     assert!(delete.status.success(), "{}", String::from_utf8_lossy(&delete.stderr));
     github.assert_conformant();
 }
+
+// ---- real projects ----------------------------------------------------------------------------
+
+/// First installs come from the public registries through this machine's network; generous.
+const INSTALL: Duration = Duration::from_secs(900);
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/projects").join(name)
+}
+
+/// The first service that is not a discovered port, of a status view.
+fn main_service(view: &serde_json::Value) -> Option<&serde_json::Value> {
+    view["services"].as_array()?.iter().find(|s| !s["discovered"].as_bool().unwrap_or(false))
+}
+
+/// Whether the view says something failed: the workspace, its setup or a service.
+fn failed(view: &serde_json::Value) -> bool {
+    view["status"] == "failed"
+        || matches!(view["setup"]["status"].as_str(), Some("failed" | "timed_out"))
+        || view["services"].as_array().is_some_and(|s| s.iter().any(|s| s["status"] == "failed"))
+}
+
+/// Polls until the workspace's detected service is `running`; panics with the view if anything fails.
+async fn wait_detected_running(api: &Api, id: &str, what: &str) -> serde_json::Value {
+    let t0 = Instant::now();
+    let view = nexus_testkit::eventually(INSTALL, &format!("{what}'s service running"), || async {
+        let v = api.status(id).await;
+        assert!(!failed(&v), "{what} failed: {v:#}");
+        main_service(&v).is_some_and(|s| s["status"] == "running").then_some(v)
+    })
+    .await;
+    eprintln!("{what}: service running {:.1}s after the wait began", t0.elapsed().as_secs_f64());
+    view
+}
+
+/// Polls until the workspace, its setup or a service failed, returning the view.
+async fn wait_failed(api: &Api, id: &str, timeout: Duration) -> serde_json::Value {
+    nexus_testkit::eventually(timeout, "a failure", || async {
+        let v = api.status(id).await;
+        failed(&v).then_some(v)
+    })
+    .await
+}
+
+/// `curl` inside the workspace until its output contains `want` (dev servers compile on first request
+/// and reload after edits), returning that output.
+fn curl_until(port: u16, key: &TestKey, url: &str, want: &str, timeout: Duration) -> String {
+    let t0 = Instant::now();
+    loop {
+        let out = ssh::run("127.0.0.1", port, key, &format!("curl -s --max-time 120 {url}"));
+        if out.stdout.contains(want) {
+            return out.stdout;
+        }
+        assert!(
+            t0.elapsed() < timeout,
+            "{url} inside the workspace never showed {want:?} in {timeout:?}; last answer: {}\n{}",
+            out.stdout.chars().take(2000).collect::<String>(),
+            out.stderr
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A project as its framework's generator made it, the edit to make over SSH and what shows it.
+struct RealProject {
+    repo: &'static str,
+    /// What the dev page at `/` must contain.
+    page_marker: &'static str,
+    /// Shell run in the project's folder over SSH.
+    edit: &'static str,
+    /// The path fetched after the edit, and what it must then contain.
+    edited_path: &'static str,
+    edited_marker: &'static str,
+}
+
+const REAL_PROJECTS: [RealProject; 4] = [
+    RealProject {
+        repo: "vite-react-ts",
+        page_marker: "/@vite/client",
+        edit: "sed -i 's/Explore Vite/Explore Nexus edit/' src/App.tsx",
+        edited_path: "/src/App.tsx",
+        edited_marker: "Explore Nexus edit",
+    },
+    RealProject {
+        repo: "django-site",
+        page_marker: "The install worked successfully!",
+        edit: "printf '%s\\n' 'from django.http import HttpResponse' \
+               'urlpatterns += [path(\"nexus/\", lambda request: HttpResponse(\"Django edited by Nexus\"))]' \
+               >> mysite/urls.py",
+        edited_path: "/nexus/",
+        edited_marker: "Django edited by Nexus",
+    },
+    RealProject {
+        repo: "next-app",
+        page_marker: "/_next/",
+        edit: "sed -i 's/To get started, edit the/Next edited by Nexus/' app/page.tsx",
+        edited_path: "/",
+        edited_marker: "Next edited by Nexus",
+    },
+    RealProject {
+        repo: "astro-site",
+        page_marker: "/@vite/client",
+        edit: "sed -i 's/Astro site/Astro edited by Nexus/' src/pages/index.astro",
+        edited_path: "/",
+        edited_marker: "Astro edited by Nexus",
+    },
+];
+
+/// The four generators' projects, unmodified and without `.nexus/config.yaml`, on one node: each is
+/// detected, set up (runtime, install) and served, and an edit over SSH shows in the served page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_projects_serve_their_dev_pages_and_show_edits_made_over_ssh() {
+    let Some(env) = env(8, 30).await else { return };
+    for p in &REAL_PROJECTS {
+        env.git.create_repo_from_dir("acme", p.repo, &fixture(p.repo));
+    }
+    let project = ProjectGuard::new("real");
+    let _agent = AgentProcess::start(&bin(), &env.server, "node-r", &project.0, &[]);
+    let key = TestKey::generate("gail");
+    let api = Api::new(&env.server.url);
+    wait_nodes(&api.with_token(&env.server.operator_token()), 1).await;
+    let gail = api.register_as_operator(&env.server.operator_token(), "gail", 6001, &key.public).await;
+
+    // All at once: the node installs them side by side, and the test waits for the slowest only once.
+    let mut ids = Vec::new();
+    for p in &REAL_PROJECTS {
+        let (code, body) = gail.create(p.repo, &format!("acme/{}", p.repo)).await;
+        assert_eq!(code, 201, "{}: {body}", p.repo);
+        ids.push(body["workspace_id"].as_str().unwrap().to_string());
+    }
+    for (p, id) in REAL_PROJECTS.iter().zip(&ids) {
+        let view = wait_detected_running(&gail, id, p.repo).await;
+        assert_eq!(view["status"], "running", "{view:#}");
+        assert_eq!(view["setup"]["status"], "done", "{}: setup {:#}", p.repo, view["setup"]);
+        let ssh_port = view["ssh"]["port"].as_u64().unwrap() as u16;
+        let port = main_service(&view).unwrap()["port"].as_u64().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        curl_until(ssh_port, &key, &format!("{base}/"), p.page_marker, Duration::from_secs(180));
+        ssh_ok(ssh_port, &key, &format!("cd ~/{} && {}", p.repo, p.edit));
+        let url = format!("{base}{}", p.edited_path);
+        curl_until(ssh_port, &key, &url, p.edited_marker, Duration::from_secs(180));
+        eprintln!("{}: dev page served and the edit shown", p.repo);
+    }
+}
+
+/// A project whose `engines.node` no Node release satisfies fails, naming the version it asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_version_the_source_does_not_have_fails_naming_it() {
+    let Some(env) = env(4, 30).await else { return };
+    env.git.create_repo(
+        "acme",
+        "future-node",
+        &[
+            (
+                "package.json",
+                r#"{"name":"future-node","version":"1.0.0","engines":{"node":">=99"},"scripts":{"dev":"node server.js"}}"#,
+            ),
+            ("server.js", WEB_JS),
+        ],
+    );
+    let project = ProjectGuard::new("engines");
+    let _agent = AgentProcess::start(&bin(), &env.server, "node-e", &project.0, &[]);
+    let key = TestKey::generate("hana");
+    let api = Api::new(&env.server.url);
+    wait_nodes(&api.with_token(&env.server.operator_token()), 1).await;
+    let hana = api.register_as_operator(&env.server.operator_token(), "hana", 7001, &key.public).await;
+    let (code, body) = hana.create("future-node", "acme/future-node").await;
+    assert_eq!(code, 201, "{body}");
+    let view = wait_failed(&hana, body["workspace_id"].as_str().unwrap(), READY).await;
+    eprintln!("engines >=99: {view:#}");
+    assert!(view.to_string().contains(">=99"), "the failure names the version asked for: {view:#}");
+}
+
+/// With a registry the node cannot reach, a project that needs installing fails within seconds, and
+/// says which address it could not reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_registry_fails_fast_with_the_cause() {
+    let Some(env) = env(4, 30).await else { return };
+    env.git.create_repo_from_dir("acme", "vite-react-ts", &fixture("vite-react-ts"));
+    let project = ProjectGuard::new("noreg");
+    let runtimes = tempfile::tempdir().unwrap();
+    let caches = tempfile::tempdir().unwrap();
+    let _agent = AgentProcess::start(
+        &bin(),
+        &env.server,
+        "node-n",
+        &project.0,
+        &[
+            "--npm-registry",
+            "http://127.0.0.1:9",
+            "--runtime-dir",
+            runtimes.path().to_str().unwrap(),
+            "--cache-dir",
+            caches.path().to_str().unwrap(),
+        ],
+    );
+    let key = TestKey::generate("ivan");
+    let api = Api::new(&env.server.url);
+    wait_nodes(&api.with_token(&env.server.operator_token()), 1).await;
+    let ivan = api.register_as_operator(&env.server.operator_token(), "ivan", 8001, &key.public).await;
+    let t0 = Instant::now();
+    let (code, body) = ivan.create("vite", "acme/vite-react-ts").await;
+    assert_eq!(code, 201, "{body}");
+    let view = wait_failed(&ivan, body["workspace_id"].as_str().unwrap(), READY).await;
+    let took = t0.elapsed();
+    eprintln!("unreachable registry: failed after {:.1}s: {view:#}", took.as_secs_f64());
+    assert!(view.to_string().contains("127.0.0.1:9"), "the failure names the registry: {view:#}");
+    assert!(took < Duration::from_secs(30), "failed only after {took:?}: {view:#}");
+}
