@@ -536,7 +536,8 @@ fn start_supervisor<P: Provider>(
         spec.repo_dir.clone(),
         spec.plan.clone(),
         shared.reports.clone(),
-    );
+    )
+    .with_prebuild(crate::prebuilds::SaveFrom::of(spec, &shared.settings.base_image, shared.settings.prebuilds));
     // Not part of the session's task set: services are watched across reconnects.
     let task = tokio::spawn(supervisor.run());
     lock(&shared.supervisors).insert(id.to_string(), task.abort_handle());

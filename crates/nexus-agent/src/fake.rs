@@ -19,7 +19,7 @@ use nexus_types::diagnostics::lock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::lxd::LxdError;
-use crate::provider::{ExecOutput, InstanceInfo, Mount, Provider, ProviderError};
+use crate::provider::{CopySpec, ExecOutput, InstanceInfo, Mount, Provider, ProviderError};
 use crate::provision;
 
 /// `$0` of the setup scripts tests answer: the poll of a running step (print `running` or
@@ -52,13 +52,17 @@ pub enum Call {
     GetConfig(String, String),
     Mount { name: String, mounts: Vec<Mount> },
     HostIds(String),
+    Copy { source: String, name: String, spec: CopySpec },
+    ListWith(String),
+    DiskUsage(String),
 }
 
 impl Call {
     /// The instance the call is about, if any.
     pub fn instance(&self) -> Option<&str> {
         match self {
-            Call::EnsureProject | Call::Warm(_) | Call::List => None,
+            Call::EnsureProject | Call::Warm(_) | Call::List | Call::ListWith(_) => None,
+            Call::Copy { name, .. } | Call::DiskUsage(name) => Some(name),
             Call::Create { name, .. } | Call::Exec { name, .. } => Some(name),
             Call::Start(n) | Call::Stop(n) | Call::Delete(n) | Call::State(n) | Call::ConsoleLog(n) => Some(n),
             Call::Ipv4(n) => Some(n),
@@ -94,6 +98,9 @@ impl Call {
             Call::GetConfig(..) => "get_config".into(),
             Call::Mount { .. } => "mount".into(),
             Call::HostIds(_) => "host_ids".into(),
+            Call::Copy { .. } => "copy".into(),
+            Call::ListWith(_) => "list_with".into(),
+            Call::DiskUsage(_) => "disk_usage".into(),
         }
     }
 }
@@ -119,6 +126,10 @@ struct Instance {
     authorized_keys: Option<String>,
     console: String,
     mounts: BTreeMap<String, Mount>,
+    /// Not a workspace (a prebuild): `list` leaves it out.
+    keeper: bool,
+    /// What `disk_usage` answers.
+    disk: Option<u64>,
 }
 
 impl Default for Instance {
@@ -132,6 +143,8 @@ impl Default for Instance {
             authorized_keys: None,
             console: String::new(),
             mounts: BTreeMap::new(),
+            keeper: false,
+            disk: None,
         }
     }
 }
@@ -190,10 +203,14 @@ impl FakeProvider {
         lock(&self.state).calls.clear();
     }
 
-    /// Names of existing instances with their running state.
+    /// Names of existing workspace instances (not prebuilds) with their running state.
     pub fn instances(&self) -> Vec<InstanceInfo> {
         let s = lock(&self.state);
-        s.instances.iter().map(|(n, i)| InstanceInfo { name: n.clone(), running: i.running }).collect()
+        s.instances
+            .iter()
+            .filter(|(_, i)| !i.keeper)
+            .map(|(n, i)| InstanceInfo { name: n.clone(), running: i.running })
+            .collect()
     }
 
     /// Whether `name` exists.
@@ -220,6 +237,23 @@ impl FakeProvider {
     /// unprivileged container's id map does); `None` (the default): the fake cannot say.
     pub fn set_id_offset(&self, offset: Option<u32>) {
         lock(&self.state).id_offset = offset;
+    }
+
+    /// Makes `disk_usage` of `name` answer `bytes`.
+    pub fn set_disk_usage(&self, name: &str, bytes: Option<u64>) {
+        if let Some(i) = lock(&self.state).instances.get_mut(name) {
+            i.disk = bytes;
+        }
+    }
+
+    /// Names of every instance, workspaces and prebuilds.
+    pub fn all_instances(&self) -> Vec<String> {
+        lock(&self.state).instances.keys().cloned().collect()
+    }
+
+    /// `name`'s config.
+    pub fn config(&self, name: &str) -> BTreeMap<String, String> {
+        lock(&self.state).instances.get(name).map(|i| i.config.clone()).unwrap_or_default()
     }
 
     /// The image `name` was created from.
@@ -362,6 +396,11 @@ impl FakeProvider {
             provision::STEP_HEAD if inst.cloned => ExecOutput::ok(format!("{FAKE_COMMIT}\n")),
             provision::STEP_HEAD => ExecOutput::failed(provision::NOT_CLONED_EXIT, ""),
             provision::STEP_CLONE => {
+                inst.cloned = true;
+                ExecOutput::ok(format!("{FAKE_COMMIT}\n"))
+            }
+            crate::prebuilds::STEP_LOCK_HASH => ExecOutput::ok("fake-lock-hash\n"),
+            crate::prebuilds::STEP_SYNC => {
                 inst.cloned = true;
                 ExecOutput::ok(format!("{FAKE_COMMIT}\n"))
             }
@@ -553,5 +592,46 @@ impl Provider for FakeProvider {
     async fn get_config(&self, name: &str, key: &str) -> Result<Option<String>, ProviderError> {
         self.enter(Call::GetConfig(name.into(), key.into())).await?;
         self.with_instance(name, |i| i.config.get(key).cloned())
+    }
+
+    async fn copy(&self, source: &str, name: &str, spec: &CopySpec) -> Result<(), ProviderError> {
+        self.enter(Call::Copy { source: source.into(), name: name.into(), spec: spec.clone() }).await?;
+        let mut s = lock(&self.state);
+        let mut inst = s.instances.get(source).cloned().ok_or_else(|| ProviderError::NoSuchInstance(source.into()))?;
+        if s.instances.contains_key(name) {
+            return Err(LxdError::Unexpected { what: "copy".into(), detail: format!("{name} already exists") }.into());
+        }
+        inst.running = false;
+        inst.keeper = !spec.workspace;
+        inst.ip = next_ip(&mut s);
+        for (k, v) in &spec.config {
+            if v.is_empty() {
+                inst.config.remove(k);
+            } else {
+                inst.config.insert(k.clone(), v.clone());
+            }
+        }
+        for d in &spec.drop_mounts {
+            inst.mounts.remove(d);
+        }
+        if spec.remove_files.iter().any(|f| f.ends_with("/.ssh/authorized_keys")) {
+            inst.authorized_keys = None;
+        }
+        s.instances.insert(name.to_string(), inst);
+        Ok(())
+    }
+
+    async fn list_with(&self, key: &str) -> Result<Vec<(String, String)>, ProviderError> {
+        self.enter(Call::ListWith(key.into())).await?;
+        let s = lock(&self.state);
+        Ok(s.instances
+            .iter()
+            .filter_map(|(n, i)| Some((n.clone(), i.config.get(key).filter(|v| !v.is_empty())?.clone())))
+            .collect())
+    }
+
+    async fn disk_usage(&self, name: &str) -> Result<Option<u64>, ProviderError> {
+        self.enter(Call::DiskUsage(name.into())).await?;
+        self.with_instance(name, |i| i.disk)
     }
 }

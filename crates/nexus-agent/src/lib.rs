@@ -15,6 +15,7 @@ mod connection;
 pub mod fake;
 pub mod lxd;
 pub mod network;
+pub mod prebuilds;
 pub mod provider;
 pub mod provision;
 pub mod runtimes;

@@ -25,7 +25,7 @@ use nexus_types::diagnostics::{error_chain, lock, Hint};
 use serde_json::{json, Value};
 use tokio::net::UnixStream;
 
-use crate::provider::{ExecOutput, InstanceInfo, Mount, Provider, ProviderError};
+use crate::provider::{CopySpec, ExecOutput, InstanceInfo, Mount, Provider, ProviderError};
 
 /// Where the Debian/Ubuntu package puts LXD's socket.
 const DEBIAN_SOCKET: &str = "/var/lib/lxd/unix.socket";
@@ -442,6 +442,64 @@ impl LxdProvider {
         self.call(Method::PATCH, &format!("/1.0/instances/{}", encode(name)), Some(body)).await.map(drop)
     }
 
+    /// The copy of [`Provider::copy`] from `source` (or its snapshot `snapshot`).
+    async fn copy_from(
+        &self,
+        source: &str,
+        snapshot: Option<&str>,
+        name: &str,
+        spec: &CopySpec,
+    ) -> Result<(), ProviderError> {
+        let mut config = serde_json::Map::new();
+        config.insert(WORKSPACE_KEY.into(), if spec.workspace { "true" } else { "" }.into());
+        config.insert("limits.cpu".into(), if spec.cpu > 0 { spec.cpu.to_string() } else { String::new() }.into());
+        let memory = if spec.memory.trim().is_empty() { String::new() } else { memory_limit(&spec.memory)? };
+        config.insert("limits.memory".into(), memory.into());
+        for (k, v) in &spec.config {
+            config.insert(k.clone(), v.clone().into());
+        }
+        let from = match snapshot {
+            Some(s) => format!("{source}/{s}"),
+            None => source.to_string(),
+        };
+        let body = json!({
+            "name": name,
+            "type": "container",
+            "profiles": ["default"],
+            "source": {"type": "copy", "source": from, "instance_only": true},
+            "config": config,
+        });
+        self.call(Method::POST, "/1.0/instances", Some(body)).await?;
+        if !spec.drop_mounts.is_empty() {
+            // A copy keeps the source's devices whatever the request says; PUT the instance back
+            // without them.
+            let mut inst = self.instance(name).await?.unwrap_or_default();
+            if let Some(devices) = inst["devices"].as_object_mut() {
+                for d in &spec.drop_mounts {
+                    devices.remove(d);
+                }
+            }
+            let body = json!({
+                "architecture": inst["architecture"],
+                "config": inst["config"],
+                "devices": inst["devices"],
+                "ephemeral": inst["ephemeral"],
+                "profiles": inst["profiles"],
+                "description": inst["description"],
+            });
+            self.call(Method::PUT, &format!("/1.0/instances/{}", encode(name)), Some(body)).await?;
+        }
+        for path in &spec.remove_files {
+            let url = format!("/1.0/instances/{}/files?path={}", encode(name), encode(path));
+            match self.call(Method::DELETE, &url, None).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() || e.lxd_message().to_ascii_lowercase().contains("no such file") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes templates of `image` other than `keep` (built from the image the alias used to name).
     async fn drop_stale_templates(&self, image: &str, keep: &str) {
         let all = match self.call(Method::GET, "/1.0/instances?recursion=1", None).await {
@@ -565,6 +623,54 @@ impl Provider for LxdProvider {
             Err(e) if e.is_not_found() || e.lxd_message().contains("not found") => {
                 Err(LxdError::ImageNotFound { image: image.to_string(), source: Some(Box::new(e)) }.into())
             }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn copy(&self, source: &str, name: &str, spec: &CopySpec) -> Result<(), ProviderError> {
+        let src = self.instance(source).await?.ok_or_else(|| ProviderError::NoSuchInstance(source.to_string()))?;
+        // A running source is copied from a snapshot (on btrfs: a subvolume snapshot), so the copy
+        // is one consistent point in time; the snapshot goes again at once.
+        let snapshot = (src["status"] != "Stopped").then(|| format!("nexus-copy-{name}"));
+        if let Some(snap) = &snapshot {
+            let body = json!({"name": snap, "stateful": false});
+            self.call(Method::POST, &format!("/1.0/instances/{}/snapshots", encode(source)), Some(body)).await?;
+        }
+        let result = self.copy_from(source, snapshot.as_deref(), name, spec).await;
+        if let Some(snap) = &snapshot {
+            let path = format!("/1.0/instances/{}/snapshots/{}", encode(source), encode(snap));
+            if let Err(e) = self.call(Method::DELETE, &path, None).await {
+                tracing::warn!(instance = source, snapshot = %snap, error = %error_chain(&e), "deleting a copy's snapshot failed");
+            }
+        }
+        if result.is_err() {
+            let _ = self.force_delete(name).await;
+        }
+        Ok(result?)
+    }
+
+    async fn image_id(&self, image: &str) -> Result<String, ProviderError> {
+        Ok(self.image_fingerprint(image).await?.unwrap_or_else(|| image.to_string()))
+    }
+
+    async fn list_with(&self, key: &str) -> Result<Vec<(String, String)>, ProviderError> {
+        let all = self.call(Method::GET, "/1.0/instances?recursion=1", None).await?;
+        Ok(all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| {
+                let value = i["config"][key].as_str().filter(|v| !v.is_empty())?;
+                Some((i["name"].as_str()?.to_string(), value.to_string()))
+            })
+            .collect())
+    }
+
+    async fn disk_usage(&self, name: &str) -> Result<Option<u64>, ProviderError> {
+        // LXD reports it where the pool can count (btrfs with quotas, zfs, lvm); else no `usage`.
+        match self.call(Method::GET, &format!("/1.0/instances/{}/state", encode(name)), None).await {
+            Ok(state) => Ok(state["disk"]["root"]["usage"].as_u64().filter(|u| *u > 0)),
+            Err(e) if e.is_not_found() => Err(ProviderError::NoSuchInstance(name.to_string())),
             Err(e) => Err(e.into()),
         }
     }

@@ -74,6 +74,25 @@ pub struct Mount {
     pub readonly: bool,
 }
 
+/// How [`Provider::copy`] makes an instance from another.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopySpec {
+    /// Whether the copy is a workspace ([`Provider::list`] reports it) or a stopped keeper (a
+    /// prebuild) that only the agent's prebuild code looks at.
+    pub workspace: bool,
+    /// CPU limit of the copy (0: none).
+    pub cpu: u32,
+    /// Memory limit of the copy (empty: none).
+    pub memory: String,
+    /// Instance config set on the copy; an empty value removes the key the source had.
+    pub config: Vec<(String, String)>,
+    /// Mounts ([`Mount::device`]) of the source the copy does not keep.
+    pub drop_mounts: Vec<String>,
+    /// Files (absolute paths inside) removed from the copy before anything starts it; missing
+    /// ones are fine.
+    pub remove_files: Vec<String>,
+}
+
 /// What a command run inside an instance produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -133,6 +152,27 @@ pub trait Provider: Send + Sync + 'static {
         cpu: u32,
         memory: &str,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
+
+    /// Makes `name` a stopped copy of instance `source` (running or not) as `spec` says; on a
+    /// copy-on-write pool this costs next to nothing. Fails if `name` exists.
+    fn copy(&self, source: &str, name: &str, spec: &CopySpec)
+        -> impl Future<Output = Result<(), ProviderError>> + Send;
+
+    /// What identifies the image `image` names now (LXD: the alias's fingerprint), so state made
+    /// from one image is not reused with the next; by default the name itself.
+    fn image_id(&self, image: &str) -> impl Future<Output = Result<String, ProviderError>> + Send {
+        let id = image.to_string();
+        async { Ok(id) }
+    }
+
+    /// Every instance (workspace or not) whose config `key` is set, with its value.
+    fn list_with(&self, key: &str) -> impl Future<Output = Result<Vec<(String, String)>, ProviderError>> + Send;
+
+    /// Bytes the instance's root disk uses on the node, when the provider can tell.
+    fn disk_usage(&self, name: &str) -> impl Future<Output = Result<Option<u64>, ProviderError>> + Send {
+        let _ = name;
+        async { Ok(None) }
+    }
 
     /// Starts the instance; a no-op if it is running.
     fn start(&self, name: &str) -> impl Future<Output = Result<(), ProviderError>> + Send;

@@ -41,7 +41,7 @@ use tokio::net::TcpStream;
 use crate::network::Network;
 use crate::provider::{ExecOutput, Mount, Provider, ProviderError};
 use crate::runtimes::{Chosen, RuntimeConfig, RuntimeStore};
-use crate::{boot, caches, clone, network, runtimes};
+use crate::{boot, caches, clone, network, prebuilds, runtimes};
 
 /// `$0` of the script that writes `authorized_keys`.
 pub(crate) const STEP_WRITE_KEY: &str = "nexus-write-key";
@@ -160,6 +160,9 @@ pub struct Settings {
     pub runtimes: Option<Arc<RuntimeStore>>,
     /// Directory of the per-owner dependency caches on the node; `None`: no caches.
     pub caches: Option<PathBuf>,
+    /// Prebuilt workspaces ([`crate::prebuilds`]) and the disk they may take; `None`: none are
+    /// kept or used.
+    pub prebuilds: Option<prebuilds::Budget>,
 }
 
 impl Settings {
@@ -178,6 +181,7 @@ impl Settings {
             runtimes: Some(Arc::new(RuntimeStore::new(RuntimeConfig::default(), &network))),
             network,
             caches: Some(PathBuf::from(caches::DEFAULT_CACHE_DIR)),
+            prebuilds: Some(prebuilds::Budget::default()),
         }
     }
 }
@@ -245,6 +249,14 @@ pub async fn ensure<P: Provider>(
     // Only projects that ask for a runtime get the store and the caches: nothing on the node is
     // touched for the others.
     let store = settings.runtimes.as_deref().filter(|_| plan.node.is_some() || plan.python.is_some());
+    // A new workspace may start as a copy of a prebuild; then `create` below finds it there.
+    let reuse = match settings.prebuilds {
+        Some(_) => prebuilds::start_from(provider, id, spec, image).await,
+        None => None,
+    };
+    if reuse.is_some() {
+        lap("prebuild copy");
+    }
     let prepare = async {
         let Some(store) = store else { return Ok(None) };
         let chosen = store.prepare(provider, id, plan).await?;
@@ -301,7 +313,7 @@ pub async fn ensure<P: Provider>(
         )?;
         tokio::try_join!(
             async {
-                let commit = checkout(provider, id, spec, settings).await?;
+                let commit = checkout(provider, id, spec, settings, reuse.is_some()).await?;
                 lap("checkout");
                 Ok(commit)
             },
@@ -315,7 +327,13 @@ pub async fn ensure<P: Provider>(
         )
     };
     match steps.await {
-        Ok((commit, host_key)) => Ok(Ready { commit, host_key: Some(host_key) }),
+        Ok((commit, host_key)) => {
+            if let Some(reuse) = &reuse {
+                prebuilds::skip_setup_if_same(provider, id, spec, reuse).await;
+                lap("prebuild check");
+            }
+            Ok(Ready { commit, host_key: Some(host_key) })
+        }
         Err(f) => Err(explain(provider, id, f, true).await),
     }
 }
@@ -530,13 +548,21 @@ async fn checkout<P: Provider>(
     id: &str,
     spec: &WorkspaceSpec,
     settings: &Settings,
+    from_prebuild: bool,
 ) -> Result<Option<String>, ProvisionFailure> {
     if spec.repo_url.is_empty() {
         return Ok(None);
     }
     git_setup(provider, id, spec).await?;
     let dir = format!("{DEV_HOME}/{}", spec.repo_dir);
-    let commit = clone_if_missing(provider, id, spec, settings, &dir).await?;
+    let commit = if from_prebuild {
+        let limit = settings.clone_timeout.as_secs().max(1).to_string();
+        let mut env = dev_env();
+        env.extend(settings.network.proxy_env());
+        prebuilds::sync(provider, id, spec, &dir, &limit, &env).await?
+    } else {
+        clone_if_missing(provider, id, spec, settings, &dir).await?
+    };
     if let Some(upstream) = &spec.upstream_url {
         let out = exec_as_dev(provider, id, &script(UPSTREAM_SCRIPT, STEP_UPSTREAM, &[&dir, upstream]))
             .await
@@ -739,6 +765,8 @@ mod tests {
             upstream_url: None,
             git_author: None,
             owner_id: None,
+            no_prebuild: false,
+            repo_access_verified: false,
         }
     }
 

@@ -38,8 +38,13 @@ pub const STEP_SETUP_POLL: &str = "nexus-setup-poll";
 pub(crate) const STEP_SETUP_KILL: &str = "nexus-setup-kill";
 /// `$0` of the script that prints the setup log's last lines.
 pub const STEP_SETUP_LOG: &str = "nexus-setup-log";
-/// Instance config key holding the setup steps that already ran.
+/// Instance config key holding the setup steps that already ran ([`setup_done_value`]).
 pub(crate) const SETUP_DONE_KEY: &str = "user.nexus.setup";
+
+/// What [`SETUP_DONE_KEY`] holds once `steps` ran.
+pub(crate) fn setup_done_value(steps: &[String]) -> String {
+    steps.join("\n")
+}
 /// How often running services are checked once everything is up.
 const WATCH_INTERVAL: Duration = Duration::from_secs(5);
 /// How often a running setup step is polled; also the most often its progress is reported.
@@ -132,6 +137,8 @@ pub(crate) struct Supervisor<P> {
     /// The setup's state, once it has one (never for a plan without setup steps).
     setup: Option<SetupState>,
     setup_sent: Option<SetupState>,
+    /// Where to keep a prebuild once setup succeeds; `None`: keep none.
+    prebuild: Option<crate::prebuilds::SaveFrom>,
 }
 
 /// What one check round saw.
@@ -173,7 +180,14 @@ impl<P: Provider> Supervisor<P> {
             setup_poll: SETUP_POLL,
             setup: None,
             setup_sent: None,
+            prebuild: None,
         }
+    }
+
+    /// Keeps a prebuild of the workspace as `from` says when its setup succeeds.
+    pub(crate) fn with_prebuild(mut self, from: Option<crate::prebuilds::SaveFrom>) -> Self {
+        self.prebuild = from;
+        self
     }
 
     /// Checks running services every `every` instead of every 5 s, and polls setup steps as often.
@@ -282,7 +296,7 @@ impl<P: Provider> Supervisor<P> {
             return true;
         }
         let total = steps.len() as u32;
-        let done = steps.join("\n");
+        let done = setup_done_value(&steps);
         let idle = SetupState {
             status: SetupStatus::Running,
             step: None,
@@ -295,11 +309,15 @@ impl<P: Provider> Supervisor<P> {
             last_logs: None,
         };
         if self.provider.get_config(&self.id, SETUP_DONE_KEY).await.ok().flatten().as_deref() == Some(done.as_str()) {
-            self.setup = Some(SetupState {
-                status: SetupStatus::Done,
-                message: Some("already done: it ran when the workspace was first started".into()),
-                ..idle
-            });
+            let from = self.provider.get_config(&self.id, crate::prebuilds::FROM_KEY).await.ok().flatten();
+            let message = match from.filter(|f| !f.is_empty()) {
+                Some(prebuild) => format!(
+                    "from prebuild {prebuild}: the workspace started from this node's prebuilt copy of the repo with \
+                     the same lock files, so setup did not run again (`--no-prebuild` runs it afresh)"
+                ),
+                None => "already done: it ran when the workspace was first started".into(),
+            };
+            self.setup = Some(SetupState { status: SetupStatus::Done, message: Some(message), ..idle });
             self.report_setup();
             return true;
         }
@@ -368,6 +386,19 @@ impl<P: Provider> Supervisor<P> {
             ..idle
         });
         self.report_setup();
+        // Before any service starts, so the copy holds what setup made and nothing a service wrote.
+        if let Some(from) = &self.prebuild {
+            let saved = Instant::now();
+            match crate::prebuilds::save(&*self.provider, &self.id, from, &self.plan).await {
+                Ok(name) => tracing::info!(
+                    workspace = %self.id,
+                    prebuild = %name,
+                    elapsed_ms = saved.elapsed().as_millis() as u64,
+                    "kept a prebuild"
+                ),
+                Err(why) => tracing::warn!(workspace = %self.id, %why, "keeping a prebuild failed"),
+            }
+        }
         true
     }
 

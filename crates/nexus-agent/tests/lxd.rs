@@ -225,6 +225,8 @@ async fn provision_on_real_lxd() {
         upstream_url: None,
         git_author: None,
         owner_id: None,
+        no_prebuild: false,
+        repo_access_verified: false,
     };
     let settings = Settings::new(&image);
 
@@ -486,6 +488,8 @@ async fn network_and_runtimes_on_real_lxd() {
         upstream_url: None,
         git_author: None,
         owner_id: Some("e2e".into()),
+        no_prebuild: false,
+        repo_access_verified: false,
     };
 
     let ws = format!("ws-rt-{tag}");

@@ -279,6 +279,7 @@ pub(crate) async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(W
                 resources: None,
                 git_token: None,
                 upstream: None,
+                no_prebuild: false,
             };
             retry_no_nodes(|| async { client.create(&req).await }).await?.workspace_id
         }

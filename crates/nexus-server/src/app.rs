@@ -357,7 +357,11 @@ impl App {
             .collect();
         self.store.replace_services(&id, user.id, planned, None).await?;
         let ws = self.workspace(&id).await?;
-        self.send_command(&ws, Op::Ensure(Box::new(self.spec_of(&ws)))).await?;
+        // Only this first ensure may start from a prebuild: the probe above read the repo with the
+        // caller's token (or without one, so it is public). A command re-sent later is built from
+        // the stored row and says neither, so the node clones afresh.
+        let spec = WorkspaceSpec { no_prebuild: req.no_prebuild, repo_access_verified: true, ..self.spec_of(&ws) };
+        self.send_command(&ws, Op::Ensure(Box::new(spec))).await?;
         // Re-read: the node may have taken the command (`creating`) or even answered already.
         let ws = self.workspace(&id).await?;
         Ok(CreateWorkspaceResponse {
@@ -426,6 +430,8 @@ impl App {
                 email: format!("{}+{}@users.noreply.github.com", ws.owner_github_id, ws.owner),
             }),
             owner_id: Some(ws.owner_github_id.to_string()),
+            no_prebuild: false,
+            repo_access_verified: false,
         }
     }
 

@@ -139,6 +139,10 @@ pub struct CreateWorkspaceRequest {
     /// as its `upstream` remote.
     #[serde(default)]
     pub upstream: Option<String>,
+    /// Don't start from a prebuilt workspace of the repository: clone and run setup afresh
+    /// (`nexus workspace create --no-prebuild`).
+    #[serde(default)]
+    pub no_prebuild: bool,
 }
 
 /// Answer to a create.

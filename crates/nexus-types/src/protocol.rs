@@ -175,6 +175,16 @@ pub struct WorkspaceSpec {
     /// cache from the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<String>,
+    /// The owner asked not to start from a prebuilt workspace (`--no-prebuild`): the node clones
+    /// and runs setup afresh, and keeps no prebuild of this workspace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_prebuild: bool,
+    /// The server checked, at this create, that the owner can read `repo_url` (its probe succeeded
+    /// with the owner's token, or without one for a public repository). The node starts a new
+    /// workspace from a prebuild of the repository only when this is set; `false` (an older server,
+    /// a command re-sent later) means no prebuild.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repo_access_verified: bool,
 }
 
 /// Who commits in a workspace.

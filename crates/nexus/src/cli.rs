@@ -182,6 +182,10 @@ pub(crate) enum WorkspaceCommand {
         /// Workspace name [default: the repo's name].
         #[arg(long)]
         name: Option<String>,
+        /// Clone and run the setup afresh instead of starting from this node's prebuilt workspace
+        /// of the repo.
+        #[arg(long)]
+        no_prebuild: bool,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -108,9 +108,10 @@ async fn auth(cmd: AuthCommand) -> Result<ExitCode, Failure> {
 async fn workspace(cmd: WorkspaceCommand) -> Result<ExitCode, Failure> {
     use designer::workspace as ws;
     match cmd {
-        WorkspaceCommand::Create { repo, branch, name, client: ClientArgs { json, server } } => {
+        WorkspaceCommand::Create { repo, branch, name, no_prebuild, client: ClientArgs { json, server } } => {
             let ui = Ui::new(json);
-            report(&ui, ws::create::run(&ws::create::CreateOptions { repo, branch, name, server }, &ui).await)
+            let opts = ws::create::CreateOptions { repo, branch, name, server, no_prebuild };
+            report(&ui, ws::create::run(&opts, &ui).await)
         }
         WorkspaceCommand::Connect { workspace, editor, no_forward, client: ClientArgs { json, server } } => {
             let ui = Ui::new(json);

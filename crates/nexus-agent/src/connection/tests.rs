@@ -122,6 +122,8 @@ fn spec() -> WorkspaceSpec {
         upstream_url: None,
         git_author: None,
         owner_id: None,
+        no_prebuild: false,
+        repo_access_verified: false,
     }
 }
 

@@ -27,6 +27,8 @@ pub struct CreateOptions {
     pub name: Option<String>,
     /// The server to use instead of the configured one (`--server`).
     pub server: Option<String>,
+    /// Clone and run setup afresh instead of starting from a prebuilt workspace (`--no-prebuild`).
+    pub no_prebuild: bool,
 }
 
 /// The workspace, ready: JSON as the API shows it, text as the "Workspace Ready" block.
@@ -216,6 +218,7 @@ pub async fn run(opts: &CreateOptions, ui: &Ui) -> Result<Created> {
         resources: None,
         git_token: source.git_token,
         upstream: source.upstream,
+        no_prebuild: opts.no_prebuild,
     };
     let created = client.create(&req).await?;
     Ok(Created(local_urls(wait_ready(&client, &created.workspace_id, ui).await?)))
