@@ -470,6 +470,7 @@ impl LxdProvider {
             "config": config,
         });
         self.call(Method::POST, "/1.0/instances", Some(body)).await?;
+        tracing::debug!(source, name, "copy: instance created");
         if !spec.drop_mounts.is_empty() {
             // A copy keeps the source's devices whatever the request says; PUT the instance back
             // without them.
@@ -489,14 +490,16 @@ impl LxdProvider {
             });
             self.call(Method::PUT, &format!("/1.0/instances/{}", encode(name)), Some(body)).await?;
         }
-        for path in &spec.remove_files {
+        // Each file request on a stopped container mounts its rootfs; side by side they overlap.
+        let removals = spec.remove_files.iter().map(|path| async move {
             let url = format!("/1.0/instances/{}/files?path={}", encode(name), encode(path));
             match self.call(Method::DELETE, &url, None).await {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() || e.lxd_message().to_ascii_lowercase().contains("no such file") => {}
-                Err(e) => return Err(e.into()),
+                Ok(_) => Ok(()),
+                Err(e) if e.is_not_found() || e.lxd_message().to_ascii_lowercase().contains("no such file") => Ok(()),
+                Err(e) => Err(e),
             }
-        }
+        });
+        futures_util::future::try_join_all(removals).await?;
         Ok(())
     }
 
@@ -636,7 +639,9 @@ impl Provider for LxdProvider {
             let body = json!({"name": snap, "stateful": false});
             self.call(Method::POST, &format!("/1.0/instances/{}/snapshots", encode(source)), Some(body)).await?;
         }
+        tracing::debug!(source, name, "copy: source ready");
         let result = self.copy_from(source, snapshot.as_deref(), name, spec).await;
+        tracing::debug!(source, name, "copy: copied and scrubbed");
         if let Some(snap) = &snapshot {
             let path = format!("/1.0/instances/{}/snapshots/{}", encode(source), encode(snap));
             if let Err(e) = self.call(Method::DELETE, &path, None).await {

@@ -268,6 +268,20 @@ pub(crate) async fn save<P: Provider>(
     Ok(name)
 }
 
+/// Keeps a prebuild of workspace `id`, made from `spec` on a node whose base image is
+/// `base_image`, as the agent does when the workspace's setup succeeds; `None` when `spec` makes
+/// none (`no_prebuild`, no repository or no setup). For tests that run the setup themselves.
+pub async fn keep<P: Provider>(
+    provider: &P,
+    id: &str,
+    spec: &WorkspaceSpec,
+    base_image: &str,
+    budget: Budget,
+) -> Option<Result<String, String>> {
+    let from = SaveFrom::of(spec, base_image, Some(budget))?;
+    Some(save(provider, id, &from, &spec.plan).await)
+}
+
 /// The prebuild name for `meta`'s key: the commit is not part of it.
 fn name_for(meta: &Meta) -> String {
     let key = [&meta.repo, &meta.image, &meta.setup, &meta.plan, &meta.runtime, &meta.lock];
@@ -470,6 +484,17 @@ mod tests {
         state
     }
 
+    /// Waits until the node has `n` prebuilds (they are kept in the background).
+    async fn wait_prebuilds(fake: &FakeProvider, n: usize) -> Vec<String> {
+        for _ in 0..400 {
+            if prebuilds(fake).len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        prebuilds(fake)
+    }
+
     fn prebuilds(fake: &FakeProvider) -> Vec<String> {
         fake.all_instances().into_iter().filter(|n| n.starts_with("pb-")).collect()
     }
@@ -496,7 +521,7 @@ mod tests {
         provision::ensure(&fake, "ws-a", &spec, &settings).await.unwrap();
         let setup = run_setup(&fake, "ws-a", &spec, &settings).await;
         assert_eq!(setup.status, SetupStatus::Done);
-        let pbs = prebuilds(&fake);
+        let pbs = wait_prebuilds(&fake, 1).await;
         assert_eq!(pbs.len(), 1, "{:?}", fake.all_instances());
         (fake, settings, pbs[0].clone())
     }
@@ -539,6 +564,7 @@ mod tests {
         let message = setup.message.unwrap();
         assert!(message.starts_with(&format!("from prebuild {pb}")), "{message}");
         assert!(!ran(&fake, "ws-b", crate::services::STEP_SETUP), "setup did not run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(prebuilds(&fake), [pb], "no second prebuild of the same key");
     }
 
@@ -590,7 +616,7 @@ mod tests {
         assert_eq!(setup.status, SetupStatus::Done);
         assert!(setup.message.is_none(), "{:?}", setup.message);
         assert!(ran(&fake, "ws-l", crate::services::STEP_SETUP), "setup ran");
-        assert_eq!(prebuilds(&fake).len(), 2, "the new lock files got their own prebuild");
+        assert_eq!(wait_prebuilds(&fake, 2).await.len(), 2, "the new lock files got their own prebuild");
     }
 
     #[tokio::test]

@@ -386,18 +386,22 @@ impl<P: Provider> Supervisor<P> {
             ..idle
         });
         self.report_setup();
-        // Before any service starts, so the copy holds what setup made and nothing a service wrote.
-        if let Some(from) = &self.prebuild {
-            let saved = Instant::now();
-            match crate::prebuilds::save(&*self.provider, &self.id, from, &self.plan).await {
-                Ok(name) => tracing::info!(
-                    workspace = %self.id,
-                    prebuild = %name,
-                    elapsed_ms = saved.elapsed().as_millis() as u64,
-                    "kept a prebuild"
-                ),
-                Err(why) => tracing::warn!(workspace = %self.id, %why, "keeping a prebuild failed"),
-            }
+        // In the background: on LXD the copy and its clean-up take seconds, and the services should
+        // not wait for them. The copy is a snapshot taken at its start, before services run.
+        if let Some(from) = self.prebuild.clone() {
+            let (provider, id, plan) = (self.provider.clone(), self.id.clone(), self.plan.clone());
+            tokio::spawn(async move {
+                let saved = Instant::now();
+                match crate::prebuilds::save(&*provider, &id, &from, &plan).await {
+                    Ok(name) => tracing::info!(
+                        workspace = %id,
+                        prebuild = %name,
+                        elapsed_ms = saved.elapsed().as_millis() as u64,
+                        "kept a prebuild"
+                    ),
+                    Err(why) => tracing::warn!(workspace = %id, %why, "keeping a prebuild failed"),
+                }
+            });
         }
         true
     }

@@ -577,3 +577,105 @@ impl Drop for RemoveOnDrop {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A project whose setup writes a marker and takes 3 s: the second workspace of the repo starts
+/// from the first one's prebuild, has the marker without running setup, its own key and host key
+/// and none of the first owner's git identity, and is ready sooner.
+#[tokio::test]
+async fn second_workspace_starts_from_the_prebuild_on_real_lxd() {
+    if std::env::var_os("NEXUS_SKIP_E2E").is_some() {
+        eprintln!("NEXUS_SKIP_E2E is set: SKIPPING the real-LXD prebuild test (this run proves nothing about LXD)");
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let socket = LxdProvider::default_socket()
+        .unwrap_or_else(|e| panic!("LXD is not reachable: {}\nhint: `sudo nexus node init`", error_chain(&e)));
+    let image = env_or("NEXUS_TEST_IMAGE", "nexus-base");
+    let tag = suffix();
+    let project = format!("nexus-test-{tag}");
+    let lxd = LxdProvider::new(&socket, &project);
+    let _guard = ProjectGuard { socket: socket.clone(), project: project.clone() };
+    let scratch = std::env::temp_dir().join(format!("nexus-e2e-pb-{tag}"));
+    let (_key, key_a) = ssh_keypair(&scratch.join("a"));
+    let (_key, key_b) = ssh_keypair(&scratch.join("b"));
+    let served = serve_repo(&env_or("NEXUS_TEST_GIT_HOST", "10.87.0.1"), &format!("pb-{tag}"));
+    let step = "echo built-by-setup > ~/setup-marker && sleep 3";
+    let spec_a = WorkspaceSpec {
+        image: String::new(),
+        cpu: 2,
+        memory: "2GB".into(),
+        authorized_key: key_a,
+        repo_url: served.url.clone(),
+        repo_dir: "demo".into(),
+        branch: "main".into(),
+        plan: ProjectPlan { setup: vec![step.into()], ..ProjectPlan::default() },
+        git_token: None,
+        upstream_url: None,
+        git_author: Some(nexus_types::protocol::GitAuthor { name: "alice".into(), email: "alice@example.com".into() }),
+        owner_id: None,
+        no_prebuild: false,
+        repo_access_verified: true,
+    };
+    let spec_b = WorkspaceSpec {
+        authorized_key: key_b.clone(),
+        git_author: Some(nexus_types::protocol::GitAuthor { name: "bob".into(), email: "bob@example.com".into() }),
+        ..spec_a.clone()
+    };
+    let settings = Settings::new(&image);
+    lxd.ensure_project().await.unwrap();
+    lxd.warm(&image).await.expect("building the template");
+
+    // First workspace: create, then its setup (as the supervisor runs it), then the prebuild.
+    let ws_a = format!("ws-pa-{tag}");
+    let t = Instant::now();
+    let ready_a = provision::ensure(&lxd, &ws_a, &spec_a, &settings).await.unwrap_or_else(|f| panic!("ensure: {f}"));
+    let out = login_shell(&lxd, &ws_a, &format!("cd ~/demo && {step}")).await;
+    assert_eq!(out.code, 0, "setup: {out:?}");
+    let first = t.elapsed();
+    let t = Instant::now();
+    let pb = nexus_agent::prebuilds::keep(&lxd, &ws_a, &spec_a, &image, Default::default())
+        .await
+        .expect("a prebuild for this spec")
+        .unwrap_or_else(|e| panic!("keeping the prebuild failed: {e}"));
+    eprintln!("prebuild {pb} kept in {}", millis(t.elapsed()));
+    assert!(lxd.list().await.unwrap().iter().all(|i| i.name != pb), "a prebuild is not a workspace");
+
+    // Second workspace: from the prebuild, setup recorded as done, marker there.
+    let ws_b = format!("ws-pb-{tag}");
+    let t = Instant::now();
+    let ready_b = provision::ensure(&lxd, &ws_b, &spec_b, &settings).await.unwrap_or_else(|f| panic!("ensure: {f}"));
+    let second = t.elapsed();
+    eprintln!("first workspace (create + 3 s setup): {}; second, from the prebuild: {}", millis(first), millis(second));
+    assert!(second < first, "the prebuild is slower: {second:?} vs {first:?}");
+    assert_eq!(ready_b.commit, Some(served.commit.clone()));
+    assert_eq!(lxd.get_config(&ws_b, "user.nexus.prebuild-from").await.unwrap().as_deref(), Some(pb.as_str()));
+    assert_eq!(lxd.get_config(&ws_b, "user.nexus.setup").await.unwrap().as_deref(), Some(step));
+    let out = login_shell(
+        &lxd,
+        &ws_b,
+        "cat ~/setup-marker; cat ~/.ssh/authorized_keys; git config --global user.name; cat ~/demo/README",
+    )
+    .await;
+    assert_eq!(out.stdout, format!("built-by-setup\n{key_b}\nbob\n{}", served.readme), "{out:?}");
+    assert_ne!(ready_b.host_key, ready_a.host_key, "a host key of its own");
+    // The prebuild itself holds none of Alice's: started for a look, it has no key, identity or host key.
+    let out = login_shell(&lxd, &ws_b, "test -e ~/.git-credentials && echo creds; true").await;
+    assert_eq!(out.stdout, "");
+    lxd.start(&pb).await.unwrap();
+    let out = lxd
+        .exec(
+            &pb,
+            &["sh".into(), "-c".into(), "ls /home/dev/.ssh/authorized_keys /home/dev/.gitconfig 2>&1; true".into()],
+            None,
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!out.stdout.contains("alice") && out.stdout.matches("No such file").count() == 2, "{out:?}");
+    lxd.delete(&pb).await.unwrap();
+    let _ = std::fs::remove_dir_all(&scratch);
+}
