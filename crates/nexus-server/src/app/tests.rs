@@ -172,6 +172,47 @@ async fn create_dispatches_to_a_node_and_its_reports_drive_the_status() {
     assert!(matches!(err, ServerError::Conflict { code: "name_taken", .. }), "{err:?}");
 }
 
+/// Only the create's own ensure says the caller's access to the repo was checked (so the node may
+/// start it from a prebuild), and it carries `no_prebuild`; a later start says neither.
+#[tokio::test]
+async fn only_the_creates_ensure_may_use_a_prebuild() {
+    let f = fixture(Duration::from_secs(60)).await;
+    let mut rx = join(&f.app, "n1").await;
+    // An obedient node that also hands every ensure's spec to the test.
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let app = f.app.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            let ServerMessage::Command(c) = msg else { continue };
+            let outcome = match c.op {
+                Op::Ensure(spec) => {
+                    let _ = seen_tx.send(*spec);
+                    Outcome::Ready { commit: Some("abc".into()), host_key: None }
+                }
+                Op::Stop => Outcome::Stopped,
+                Op::Delete => Outcome::Deleted,
+            };
+            app.on_report("n1", Report { workspace_id: c.workspace_id, generation: c.generation, outcome })
+                .await
+                .unwrap();
+        }
+    });
+    f.app.create(&f.alice, create_req("proj", "acme/hello")).await.unwrap();
+    let spec = seen.recv().await.unwrap();
+    assert!(spec.repo_access_verified && !spec.no_prebuild, "{spec:?}");
+
+    let mut req = create_req("fresh", "acme/hello");
+    req.no_prebuild = true;
+    let created = f.app.create(&f.alice, req).await.unwrap();
+    let spec = seen.recv().await.unwrap();
+    assert!(spec.no_prebuild, "{spec:?}");
+
+    f.app.stop(&f.alice, &created.workspace_id).await.unwrap();
+    f.app.start(&f.alice, &created.workspace_id).await.unwrap();
+    let spec = seen.recv().await.unwrap();
+    assert!(!spec.repo_access_verified && !spec.no_prebuild, "a start of the stored workspace: {spec:?}");
+}
+
 /// A decision made on a status that has changed since it was read is not written: here a failure
 /// report read `running`, and a stop finished before its write.
 #[tokio::test]
