@@ -417,6 +417,15 @@ pub(crate) struct AgentArgs {
     /// read-write into that owner's workspaces only.
     #[arg(long, env = "NEXUS_CACHE_DIR", default_value = nexus_agent::caches::DEFAULT_CACHE_DIR)]
     pub(crate) cache_dir: std::path::PathBuf,
+    /// GiB of disk the prebuilt workspaces (copies kept after a successful setup, which the next
+    /// workspace of the repo starts from) may take on this node, least recently used evicted first;
+    /// 0 keeps none.
+    #[arg(long, env = "NEXUS_PREBUILD_BUDGET_GIB", default_value_t = 20)]
+    pub(crate) prebuild_budget_gib: u64,
+    /// How many prebuilt workspaces this node keeps at most (the bound where LXD cannot report
+    /// their disk use, as on btrfs without quotas).
+    #[arg(long, env = "NEXUS_PREBUILD_COUNT", default_value_t = 16)]
+    pub(crate) prebuild_count: usize,
 }
 
 #[derive(Subcommand)]
