@@ -651,7 +651,7 @@ impl Provider for LxdProvider {
         if result.is_err() {
             let _ = self.force_delete(name).await;
         }
-        Ok(result?)
+        result
     }
 
     async fn image_id(&self, image: &str) -> Result<String, ProviderError> {

@@ -26,9 +26,9 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), Failure> {
     };
     settings.runtimes = Some(Arc::new(nexus_agent::runtimes::RuntimeStore::new(runtimes, &settings.network)));
     settings.caches = Some(args.cache_dir);
-    settings.prebuilds = (args.prebuild_budget_gib > 0 && args.prebuild_count > 0).then(|| {
-        nexus_agent::prebuilds::Budget { max_bytes: args.prebuild_budget_gib << 30, max_count: args.prebuild_count }
-    });
+    let budget =
+        nexus_agent::prebuilds::Budget { max_bytes: args.prebuild_budget_gib << 30, max_count: args.prebuild_count };
+    settings.prebuilds = (args.prebuild_budget_gib > 0 && args.prebuild_count > 0).then_some(budget);
     let config = nexus_agent::AgentConfig {
         server_url: args.server,
         join_token: args.join_token,
