@@ -318,9 +318,8 @@ impl RuntimeStore {
     /// directories left by an agent that died while fetching.
     pub(crate) fn ensure_dir(&self) -> Result<(), ProvisionFailure> {
         let dir = &self.config.dir;
-        let made = std::fs::create_dir_all(dir.join(".tmp")).and_then(|()| {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-        });
+        let made = std::fs::create_dir_all(dir.join(".tmp"))
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)));
         made.map_err(|e| {
             failure(
                 format!("cannot create the runtime store {}: {e}", dir.display()),
