@@ -171,11 +171,12 @@ fn millis(d: Duration) -> String {
     format!("{} ms", d.as_millis())
 }
 
-#[tokio::test]
-async fn provision_on_real_lxd() {
+/// The real LXD for a test named `what`, or `None` (said loudly) under `NEXUS_SKIP_E2E`: its socket
+/// and the base image alias. Panics with the next step when LXD is not there: in CI it must run.
+fn real_lxd(what: &str) -> Option<(PathBuf, String)> {
     if std::env::var_os("NEXUS_SKIP_E2E").is_some() {
-        eprintln!("NEXUS_SKIP_E2E is set: SKIPPING the real-LXD provider test (this run proves nothing about LXD)");
-        return;
+        eprintln!("NEXUS_SKIP_E2E is set: SKIPPING the real-LXD {what} test (this run proves nothing about LXD)");
+        return None;
     }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -187,7 +188,12 @@ async fn provision_on_real_lxd() {
             error_chain(&e)
         )
     });
-    let image = env_or("NEXUS_TEST_IMAGE", "nexus-base");
+    Some((socket, env_or("NEXUS_TEST_IMAGE", "nexus-base")))
+}
+
+#[tokio::test]
+async fn provision_on_real_lxd() {
+    let Some((socket, image)) = real_lxd("provider") else { return };
     let tag = suffix();
     let project = format!("nexus-test-{tag}");
     let lxd = LxdProvider::new(&socket, &project);
@@ -427,18 +433,7 @@ async fn login_shell(lxd: &LxdProvider, ws: &str, command: &str) -> nexus_agent:
 /// read-only, first on `PATH` of login shells; the owner's cache is writable.
 #[tokio::test]
 async fn network_and_runtimes_on_real_lxd() {
-    if std::env::var_os("NEXUS_SKIP_E2E").is_some() {
-        eprintln!("NEXUS_SKIP_E2E is set: SKIPPING the real-LXD runtime test (this run proves nothing about LXD)");
-        return;
-    }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let socket = LxdProvider::default_socket().unwrap_or_else(|e| {
-        panic!("LXD is not reachable: {}\nhint: prepare this host with `sudo nexus node init`", error_chain(&e))
-    });
-    let image = env_or("NEXUS_TEST_IMAGE", "nexus-base");
+    let Some((socket, image)) = real_lxd("runtime") else { return };
     let tag = suffix();
     let project = format!("nexus-test-rt-{tag}");
     let lxd = LxdProvider::new(&socket, &project);
@@ -583,17 +578,7 @@ impl Drop for RemoveOnDrop {
 /// and none of the first owner's git identity, and is ready sooner.
 #[tokio::test]
 async fn second_workspace_starts_from_the_prebuild_on_real_lxd() {
-    if std::env::var_os("NEXUS_SKIP_E2E").is_some() {
-        eprintln!("NEXUS_SKIP_E2E is set: SKIPPING the real-LXD prebuild test (this run proves nothing about LXD)");
-        return;
-    }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let socket = LxdProvider::default_socket()
-        .unwrap_or_else(|e| panic!("LXD is not reachable: {}\nhint: `sudo nexus node init`", error_chain(&e)));
-    let image = env_or("NEXUS_TEST_IMAGE", "nexus-base");
+    let Some((socket, image)) = real_lxd("prebuild") else { return };
     let tag = suffix();
     let project = format!("nexus-test-{tag}");
     let lxd = LxdProvider::new(&socket, &project);
