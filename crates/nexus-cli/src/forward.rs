@@ -492,6 +492,29 @@ pub(crate) mod tests {
     }
 
     /// A listener that answers every connection with `reply`, like a dev server would with its page.
+    /// A workspace `site` whose ssh entry (in a fresh home) leads to a real sshd on this machine, so
+    /// its "services" are listeners here. Keep the key and sshd alive for the test.
+    pub(crate) fn site_behind_sshd(
+    ) -> (nexus_testkit::ssh::TestKey, nexus_testkit::ssh::Sshd, tempfile::TempDir, crate::ssh_config::SshFiles) {
+        let key = nexus_testkit::ssh::TestKey::generate("nexus-test");
+        let sshd = nexus_testkit::ssh::Sshd::start(&key);
+        let home = tempfile::tempdir().unwrap();
+        let files = crate::ssh_config::SshFiles::with_runtime_dir(home.path(), None);
+        files
+            .upsert(&crate::ssh_config::SshEntry {
+                name: "site".into(),
+                id: "ws-1".into(),
+                host: "127.0.0.1".into(),
+                port: sshd.port,
+                user: sshd.user.clone(),
+                identity_file: key.path.clone(),
+                host_key: Some(sshd.host_key.clone()),
+                forward_agent: false,
+            })
+            .unwrap();
+        (key, sshd, home, files)
+    }
+
     pub(crate) fn answering(reply: &'static str) -> u16 {
         use std::io::Write as _;
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
@@ -565,22 +588,7 @@ pub(crate) mod tests {
     /// workspace ports`, and that port answers with the service.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_forwarder_serves_a_taken_mapped_port_from_a_free_one() {
-        let key = nexus_testkit::ssh::TestKey::generate("nexus-test");
-        let sshd = nexus_testkit::ssh::Sshd::start(&key);
-        let home = tempfile::tempdir().unwrap();
-        let files = crate::ssh_config::SshFiles::with_runtime_dir(home.path(), None);
-        files
-            .upsert(&crate::ssh_config::SshEntry {
-                name: "site".into(),
-                id: "ws-1".into(),
-                host: "127.0.0.1".into(),
-                port: sshd.port,
-                user: sshd.user.clone(),
-                identity_file: key.path.clone(),
-                host_key: Some(sshd.host_key.clone()),
-                forward_agent: false,
-            })
-            .unwrap();
+        let (_key, sshd, home, files) = site_behind_sshd();
         // The "workspace" is this machine: sshd forwards to the service's port here.
         let service = answering("the workspace's web service\n");
         let taken = answering("other program\n");

@@ -159,11 +159,8 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use nexus_testkit::ssh::{Sshd, TestKey};
-
     use super::*;
-    use crate::forward::tests::{answer, answering};
-    use crate::ssh_config::{SshEntry, SshFiles};
+    use crate::forward::tests::{answer, answering, site_behind_sshd};
     use crate::ui::Settings;
 
     /// Regression (bug c): connect forwarded each service from its mapped port even when another
@@ -172,22 +169,7 @@ mod tests {
     /// ports run` would) on a real ssh to a real sshd.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn connect_prints_a_url_that_answers_when_the_mapped_port_is_taken() {
-        let key = TestKey::generate("nexus-test");
-        let sshd = Sshd::start(&key);
-        let home = tempfile::tempdir().unwrap();
-        let files = SshFiles::with_runtime_dir(home.path(), None);
-        files
-            .upsert(&SshEntry {
-                name: "site".into(),
-                id: "ws-1".into(),
-                host: "127.0.0.1".into(),
-                port: sshd.port,
-                user: sshd.user.clone(),
-                identity_file: key.path.clone(),
-                host_key: Some(sshd.host_key.clone()),
-                forward_agent: false,
-            })
-            .unwrap();
+        let (_key, sshd, home, files) = site_behind_sshd();
         // The "workspace" is this machine: sshd forwards to the service's port here.
         let service = answering("the workspace's web service\n");
         let taken = answering("other program\n");
