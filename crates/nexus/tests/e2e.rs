@@ -1077,6 +1077,31 @@ async fn real_projects_serve_their_dev_pages_and_show_edits_made_over_ssh() {
         curl_until(ssh_port, &key, &url, p.edited_marker, Duration::from_secs(180));
         eprintln!("{}: dev page served and the edit shown", p.repo);
     }
+
+    // The second workspace of the same repo starts from the prebuild the first one's setup left
+    // (kept in the background a few seconds after setup is done), so its setup does not run again.
+    nexus_testkit::eventually(Duration::from_secs(120), "a prebuild kept on the node", || async {
+        let out = std::process::Command::new("lxc")
+            .args(["list", "--project", &project.0, "-c", "n", "-f", "csv"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("pb-")).then_some(())
+    })
+    .await;
+    let vite = &REAL_PROJECTS[0];
+    let (code, body) = gail.create("vite-again", &format!("acme/{}", vite.repo)).await;
+    assert_eq!(code, 201, "{body}");
+    let view = wait_detected_running(&gail, body["workspace_id"].as_str().unwrap(), "vite-again").await;
+    let message = view["setup"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("from prebuild pb-"),
+        "the second workspace came from the prebuild: {:#}",
+        view["setup"]
+    );
+    let port = main_service(&view).unwrap()["port"].as_u64().unwrap();
+    let ssh_port = view["ssh"]["port"].as_u64().unwrap() as u16;
+    curl_until(ssh_port, &key, &format!("http://127.0.0.1:{port}/"), vite.page_marker, Duration::from_secs(180));
+    eprintln!("vite-again: from the prebuild, dev page served");
 }
 
 /// A project whose `engines.node` no Node release satisfies fails, naming the version it asked for.

@@ -200,10 +200,8 @@ fn ok_status(url: &str, resp: reqwest::Response) -> Result<reqwest::Response, Ht
 
 /// A request that did not get an answer: the cause, and where the node's network is configured.
 fn unreachable(url: &str, e: &reqwest::Error) -> HttpError {
-    let origin = reqwest::Url::parse(url)
-        .ok()
-        .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")))
-        .unwrap_or_else(|| url.to_string());
+    let origin =
+        reqwest::Url::parse(url).ok().map(|u| u.origin().ascii_serialization()).unwrap_or_else(|| url.to_string());
     let chain = error_chain(e);
     let tls = ["certificate", "UnknownIssuer", "tls"].iter().any(|n| chain.contains(n));
     let hint = if tls {

@@ -410,6 +410,7 @@ async fn an_unreachable_registry_fails_fast_with_the_cause_and_where_to_look() {
     for place in ["proxy", "--ca-certificates", "--npm-registry"] {
         assert!(err.hint.contains(place), "{place}: {}", err.hint);
     }
+    assert!(err.hint.contains(&format!("reach {url}:")), "the hint names the address with its port: {}", err.hint);
 }
 
 #[tokio::test]
