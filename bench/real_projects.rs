@@ -181,6 +181,14 @@ async fn main() {
         }
         // Repeats may start from the prebuild the runs above left (when the node keeps prebuilds).
         measure(&api, &key, fixture, "seed", false).await;
+        // The node keeps the prebuild a few seconds after the seed's setup is done (in the background,
+        // while its services start); a designer's next workspace comes minutes later, so wait for it.
+        let t = std::time::Instant::now();
+        while !lxc(&["list", "--project", &project, "--format", "csv", "-c", "n"]).lines().any(|l| l.starts_with("pb-"))
+        {
+            assert!(t.elapsed() < Duration::from_secs(120), "no prebuild was kept for {fixture}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         let mut repeat = Vec::new();
         for i in 0..n {
             repeat.push(measure(&api, &key, fixture, &format!("repeat{i}"), false).await);
