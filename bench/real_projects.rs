@@ -56,7 +56,17 @@ fn main_service(view: &Value) -> Option<&Value> {
 }
 
 /// Creates a workspace of `acme/<fixture>` and times it to the dev page; deletes it afterwards.
-async fn measure(api: &Api, key: &TestKey, fixture: &str, name: &str, no_prebuild: bool) -> Split {
+/// Creates workspace `name` of `fixture`, times it, deletes it. With `keep_in`, the deletion waits
+/// until the node has kept a prebuild in that LXD project: the node copies the workspace in the
+/// background after its setup, and deleting the workspace under the copy loses the prebuild.
+async fn measure(
+    api: &Api,
+    key: &TestKey,
+    fixture: &str,
+    name: &str,
+    no_prebuild: bool,
+    keep_in: Option<&str>,
+) -> Split {
     let t0 = Instant::now();
     let (code, body) = api
         .call(
@@ -106,6 +116,14 @@ async fn measure(api: &Api, key: &TestKey, fixture: &str, name: &str, no_prebuil
         "{name}: container {:.1}s, setup done {:.1}s (setup said {} ms), service {:.1}s, page {:.1}s",
         split.container, split.setup, view["setup"]["elapsed_ms"], split.service, split.page
     );
+    if let Some(project) = keep_in {
+        let t = Instant::now();
+        while !lxc(&["list", "--project", project, "--format", "csv", "-c", "n"]).lines().any(|l| l.starts_with("pb-"))
+        {
+            assert!(t.elapsed() < Duration::from_secs(120), "no prebuild was kept for {fixture}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
     let (code, body) = api.call("DELETE", &format!("/api/v1/workspaces/{id}"), None).await;
     assert_eq!(code, 200, "{body}");
     split
@@ -174,24 +192,16 @@ async fn main() {
         let (code, body) = api.call("DELETE", &format!("/api/v1/workspaces/{id}"), None).await;
         assert_eq!(code, 200, "{body}");
 
-        let cold = vec![measure(&api, &key, fixture, "cold", true).await];
+        let cold = vec![measure(&api, &key, fixture, "cold", true, None).await];
         let mut warm = Vec::new();
         for i in 0..n {
-            warm.push(measure(&api, &key, fixture, &format!("warm{i}"), true).await);
+            warm.push(measure(&api, &key, fixture, &format!("warm{i}"), true, None).await);
         }
         // Repeats may start from the prebuild the runs above left (when the node keeps prebuilds).
-        measure(&api, &key, fixture, "seed", false).await;
-        // The node keeps the prebuild a few seconds after the seed's setup is done (in the background,
-        // while its services start); a designer's next workspace comes minutes later, so wait for it.
-        let t = std::time::Instant::now();
-        while !lxc(&["list", "--project", &project, "--format", "csv", "-c", "n"]).lines().any(|l| l.starts_with("pb-"))
-        {
-            assert!(t.elapsed() < Duration::from_secs(120), "no prebuild was kept for {fixture}");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        measure(&api, &key, fixture, "seed", false, Some(&project)).await;
         let mut repeat = Vec::new();
         for i in 0..n {
-            repeat.push(measure(&api, &key, fixture, &format!("repeat{i}"), false).await);
+            repeat.push(measure(&api, &key, fixture, &format!("repeat{i}"), false, None).await);
         }
         rows.push(row(fixture, "cold node (empty runtime store and caches)", &cold));
         rows.push(row(fixture, "first with warm caches (`--no-prebuild`)", &warm));
