@@ -118,8 +118,12 @@ async fn measure(
     );
     if let Some(project) = keep_in {
         let t = Instant::now();
-        while !lxc(&["list", "--project", project, "--format", "csv", "-c", "n"]).lines().any(|l| l.starts_with("pb-"))
-        {
+        // Kept: the prebuild is listed and no LXD operation (its copy) runs any more.
+        let kept = || {
+            lxc(&["list", "--project", project, "--format", "csv", "-c", "n"]).lines().any(|l| l.starts_with("pb-"))
+                && lxc(&["operation", "list", "--project", project, "--format", "csv"]).trim().is_empty()
+        };
+        while !kept() {
             assert!(t.elapsed() < Duration::from_secs(120), "no prebuild was kept for {fixture}");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

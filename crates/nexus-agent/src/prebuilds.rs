@@ -247,15 +247,21 @@ pub(crate) async fn save<P: Provider>(
     let meta = Meta { repo: from.repo_url.clone(), image, setup, plan: plan_h, runtime, lock, commit };
     let json = serde_json::to_string(&meta).map_err(|e| e.to_string())?;
     let name = name_for(&meta);
-    // The same key again (two workspaces finished setup, or the last one was lost): the newer
-    // replaces it.
+    // The same key again (two workspaces of the repo ran setup at once): the prebuild there is as
+    // good, and replacing it would leave the node without one while the copy runs.
+    if provider.get_config(&name, META_KEY).await.ok().flatten().is_some_and(|m| !m.is_empty()) {
+        let _ = provider.set_config(&name, USED_KEY, &now().to_string()).await;
+        return Ok(name);
+    }
+    // A leftover of a copy that did not finish (the agent stopped during it) goes first.
     provider.delete(&name).await.map_err(|e| error_chain(&e))?;
     let spec = CopySpec {
         workspace: false,
         cpu: 0,
         memory: String::new(),
+        // The key goes on last, once the copy is scrubbed: only a finished prebuild can be found.
         config: vec![
-            (META_KEY.into(), json),
+            (META_KEY.into(), String::new()),
             (USED_KEY.into(), now().to_string()),
             (FROM_KEY.into(), String::new()),
             (services::SETUP_DONE_KEY.into(), String::new()),
@@ -264,6 +270,7 @@ pub(crate) async fn save<P: Provider>(
         remove_files: SCRUB.iter().map(|s| s.to_string()).collect(),
     };
     provider.copy(id, &name, &spec).await.map_err(|e| error_chain(&e))?;
+    provider.set_config(&name, META_KEY, &json).await.map_err(|e| error_chain(&e))?;
     evict(provider, from.budget).await;
     Ok(name)
 }
