@@ -118,10 +118,12 @@ async fn measure(
     );
     if let Some(project) = keep_in {
         let t = Instant::now();
-        // Kept: the prebuild is listed and no LXD operation (its copy) runs any more.
+        // Kept: a prebuild carries its key (`user.nexus.prebuild`) once its copy is finished and scrubbed.
         let kept = || {
-            lxc(&["list", "--project", project, "--format", "csv", "-c", "n"]).lines().any(|l| l.starts_with("pb-"))
-                && lxc(&["operation", "list", "--project", project, "--format", "csv"]).trim().is_empty()
+            lxc(&["list", "--project", project, "--format", "csv", "-c", "n"])
+                .lines()
+                .filter(|l| l.starts_with("pb-"))
+                .any(|pb| !lxc(&["config", "get", "--project", project, pb, "user.nexus.prebuild"]).trim().is_empty())
         };
         while !kept() {
             assert!(t.elapsed() < Duration::from_secs(120), "no prebuild was kept for {fixture}");

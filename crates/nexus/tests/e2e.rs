@@ -1080,12 +1080,18 @@ async fn real_projects_serve_their_dev_pages_and_show_edits_made_over_ssh() {
 
     // The second workspace of the same repo starts from the prebuild the first one's setup left
     // (kept in the background a few seconds after setup is done), so its setup does not run again.
+    // A prebuild carries its key (`user.nexus.prebuild`) once its copy is finished and scrubbed.
+    let lxc = |args: &[&str]| {
+        let out = std::process::Command::new("lxc").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
     nexus_testkit::eventually(Duration::from_secs(120), "a prebuild kept on the node", || async {
-        let out = std::process::Command::new("lxc")
-            .args(["list", "--project", &project.0, "-c", "n", "-f", "csv"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with("pb-")).then_some(())
+        let names = lxc(&["list", "--project", &project.0, "-c", "n", "-f", "csv"]);
+        names
+            .lines()
+            .filter(|l| l.starts_with("pb-"))
+            .any(|pb| !lxc(&["config", "get", "--project", &project.0, pb, "user.nexus.prebuild"]).is_empty())
+            .then_some(())
     })
     .await;
     let vite = &REAL_PROJECTS[0];
