@@ -24,92 +24,12 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::error::{Result, ServerError};
 
-/// Migrations, in order; index + 1 is the schema version after applying it.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE users (
-    id              INTEGER PRIMARY KEY,
-    github_username TEXT NOT NULL UNIQUE COLLATE NOCASE,
-    github_id       INTEGER NOT NULL UNIQUE,
-    ssh_pubkey      TEXT NOT NULL,
-    ssh_fingerprint TEXT NOT NULL,
-    created_at      TEXT NOT NULL
-);
-CREATE TABLE api_tokens (
-    token_hash TEXT PRIMARY KEY,
-    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE nodes (
-    name           TEXT PRIMARY KEY,
-    lxd_project    TEXT NOT NULL,
-    joined_at      TEXT NOT NULL,
-    last_heartbeat TEXT
-);
-CREATE TABLE workspaces (
-    id          TEXT PRIMARY KEY,
-    owner_id    INTEGER NOT NULL REFERENCES users(id),
-    name        TEXT NOT NULL,
-    provider    TEXT NOT NULL,
-    image       TEXT NOT NULL,
-    cpu         INTEGER NOT NULL,
-    memory      TEXT NOT NULL,
-    repo_owner  TEXT NOT NULL,
-    repo_name   TEXT NOT NULL,
-    repo_url    TEXT NOT NULL,
-    branch      TEXT NOT NULL,
-    commit_sha  TEXT,
-    status      TEXT NOT NULL,
-    message     TEXT,
-    hint        TEXT,
-    ssh_port    INTEGER NOT NULL UNIQUE,
-    host_key    TEXT,
-    node_name   TEXT NOT NULL REFERENCES nodes(name),
-    generation  INTEGER NOT NULL,
-    created_at  TEXT NOT NULL,
-    updated_at  TEXT NOT NULL,
-    UNIQUE (owner_id, name)
-);
-CREATE INDEX workspaces_by_node ON workspaces(node_name);
-"#,
-    r#"
-ALTER TABLE workspaces ADD COLUMN plan TEXT NOT NULL DEFAULT '{}';
-CREATE TABLE services (
-    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
-    owner_id     INTEGER NOT NULL REFERENCES users(id),
-    name         TEXT NOT NULL,
-    port         INTEGER,
-    mapped_port  INTEGER NOT NULL,
-    status       TEXT NOT NULL,
-    discovered   INTEGER NOT NULL,
-    message      TEXT,
-    hint         TEXT,
-    last_logs    TEXT,
-    PRIMARY KEY (workspace_id, name),
-    UNIQUE (owner_id, mapped_port)
-);
-"#,
-    r#"
-ALTER TABLE workspaces ADD COLUMN git_token TEXT;
-ALTER TABLE workspaces ADD COLUMN upstream_url TEXT;
-"#,
-    r#"
-CREATE TABLE setup (
-    workspace_id  TEXT PRIMARY KEY REFERENCES workspaces(id) ON DELETE CASCADE,
-    generation    INTEGER NOT NULL,
-    status        TEXT NOT NULL,
-    step          TEXT,
-    step_number   INTEGER,
-    steps         INTEGER NOT NULL,
-    started_at_ms INTEGER NOT NULL,
-    elapsed_ms    INTEGER NOT NULL,
-    last_line     TEXT,
-    message       TEXT,
-    hint          TEXT,
-    last_logs     TEXT
-);
-"#,
-];
+mod migrations;
+mod nodes;
+mod users;
+
+use migrations::MIGRATIONS;
+pub(crate) use users::User;
 
 /// First port handed out for a user's local forwards to services.
 pub(crate) const FIRST_MAPPED_PORT: u16 = 23000;
@@ -148,29 +68,6 @@ pub(crate) struct SetupRow {
     pub message: Option<String>,
     pub hint: Option<String>,
     pub last_logs: Option<String>,
-}
-
-/// A registered user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct User {
-    pub id: i64,
-    pub github_username: String,
-    pub github_id: i64,
-    /// `authorized_keys` line.
-    pub ssh_pubkey: String,
-    /// `SHA256:...`.
-    pub ssh_fingerprint: String,
-}
-
-/// A node that joined at least once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct NodeRow {
-    pub name: String,
-    pub lxd_project: String,
-    /// RFC 3339.
-    pub last_heartbeat: Option<String>,
-    /// Workspaces placed on it.
-    pub workspaces: u32,
 }
 
 /// A workspace as stored.
@@ -360,97 +257,6 @@ impl Store {
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => Err(ServerError::Task(e)),
         }
-    }
-
-    /// Creates or updates the user with this GitHub id; returns the row id.
-    pub(crate) async fn upsert_user(
-        &self,
-        github_username: &str,
-        github_id: i64,
-        ssh_pubkey: &str,
-        fingerprint: &str,
-    ) -> Result<i64> {
-        let (login, key, fp) = (github_username.to_owned(), ssh_pubkey.to_owned(), fingerprint.to_owned());
-        self.run(move |conn| {
-            // A user renamed on GitHub keeps their id, so the id is the identity.
-            conn.execute(
-                "INSERT INTO users (github_username, github_id, ssh_pubkey, ssh_fingerprint, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(github_id) DO UPDATE SET github_username = excluded.github_username,
-                     ssh_pubkey = excluded.ssh_pubkey, ssh_fingerprint = excluded.ssh_fingerprint",
-                params![login, github_id, key, fp, now()],
-            )?;
-            Ok(conn.query_row("SELECT id FROM users WHERE github_id = ?1", [github_id], |r| r.get(0))?)
-        })
-        .await
-    }
-
-    /// Stores the hash of a new API token for a user.
-    pub(crate) async fn add_token(&self, user_id: i64, token_hash: &str) -> Result<()> {
-        let hash = token_hash.to_owned();
-        self.run(move |conn| {
-            conn.execute(
-                "INSERT INTO api_tokens (token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
-                params![hash, user_id, now()],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// The user a token hash belongs to.
-    pub(crate) async fn user_by_token(&self, token_hash: &str) -> Result<Option<User>> {
-        let hash = token_hash.to_owned();
-        self.run(move |conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT u.id, u.github_username, u.github_id, u.ssh_pubkey, u.ssh_fingerprint
-                     FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?1",
-                    [hash],
-                    user_from_row,
-                )
-                .optional()?)
-        })
-        .await
-    }
-
-    /// Records that a node joined (or re-joined).
-    pub(crate) async fn upsert_node(&self, name: &str, lxd_project: &str) -> Result<()> {
-        let (name, project) = (name.to_owned(), lxd_project.to_owned());
-        self.run(move |conn| {
-            conn.execute(
-                "INSERT INTO nodes (name, lxd_project, joined_at, last_heartbeat) VALUES (?1, ?2, ?3, ?3)
-                 ON CONFLICT(name) DO UPDATE SET lxd_project = excluded.lxd_project, last_heartbeat = excluded.last_heartbeat",
-                params![name, project, now()],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Records a heartbeat's time, for `GET /nodes`.
-    pub(crate) async fn touch_node(&self, name: &str) -> Result<()> {
-        let name = name.to_owned();
-        self.run(move |conn| {
-            conn.execute("UPDATE nodes SET last_heartbeat = ?2 WHERE name = ?1", params![name, now()])?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Every node that ever joined, with how many workspaces it holds.
-    pub(crate) async fn list_nodes(&self) -> Result<Vec<NodeRow>> {
-        self.run(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT n.name, n.lxd_project, n.last_heartbeat, (SELECT COUNT(*) FROM workspaces w WHERE w.node_name = n.name)
-                 FROM nodes n ORDER BY n.name",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(NodeRow { name: r.get(0)?, lxd_project: r.get(1)?, last_heartbeat: r.get(2)?, workspaces: r.get(3)? })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-        .await
     }
 
     /// SSH ports held by any workspace.
@@ -776,16 +582,6 @@ fn setup_of(conn: &Connection, workspace_id: &str) -> Result<Option<SetupRow>> {
 /// An unknown service status can only come from a newer server's database; `failed` is the safe reading.
 fn service_status(s: String) -> ServiceStatus {
     ServiceStatus::parse(&s).unwrap_or(ServiceStatus::Failed)
-}
-
-fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
-    Ok(User {
-        id: r.get(0)?,
-        github_username: r.get(1)?,
-        github_id: r.get(2)?,
-        ssh_pubkey: r.get(3)?,
-        ssh_fingerprint: r.get(4)?,
-    })
 }
 
 #[cfg(test)]

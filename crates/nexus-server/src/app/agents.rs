@@ -1,0 +1,224 @@
+//! Node agents: their connections, heartbeats, hellos (reconciliation) and reports.
+
+use super::*;
+
+impl App {
+    /// Every node (operator only).
+    pub(crate) async fn nodes(&self, caller: &Caller) -> Result<NodeList> {
+        if !matches!(caller, Caller::Operator) {
+            return Err(ServerError::Forbidden {
+                message: "listing nodes needs the operator token".into(),
+                hint: "use the token in `<data-dir>/operator-token` on the server".into(),
+            });
+        }
+        let nodes = self
+            .store
+            .list_nodes()
+            .await?
+            .into_iter()
+            .map(|n| NodeView {
+                status: self.hub.node_status(&n.name),
+                name: n.name,
+                lxd_project: n.lxd_project,
+                workspaces: n.workspaces,
+                last_heartbeat: n.last_heartbeat,
+            })
+            .collect();
+        Ok(NodeList { nodes })
+    }
+
+    // ---- agents ---------------------------------------------------------------------------------
+
+    /// A node said hello on a new control connection: greet it and route its commands to `tx`
+    /// (replacing an older connection of the node). Returns the connection id to leave with.
+    pub(crate) fn node_connected(&self, node: &str, tx: mpsc::UnboundedSender<ServerMessage>) -> u64 {
+        let _ = tx.send(ServerMessage::Welcome { heartbeat_secs: self.config.heartbeat.as_secs().max(1) });
+        self.hub.attach(node, tx)
+    }
+
+    /// A node's control connection `conn_id` closed.
+    pub(crate) fn node_left(&self, node: &str, conn_id: u64) {
+        self.hub.detach(node, conn_id);
+    }
+
+    /// A node's heartbeat: it is alive, and `GET /nodes` shows when it last said so.
+    pub(crate) async fn node_heartbeat(&self, node: &str) -> Result<()> {
+        self.hub.heartbeat(node);
+        self.store.touch_node(node).await
+    }
+
+    /// Records a (re)connected node and reconciles its workspaces with what it has (`inventory`),
+    /// re-sending whatever they still need.
+    pub(crate) async fn on_hello(&self, node: &str, lxd_project: &str, inventory: &[InventoryItem]) -> Result<()> {
+        self.store.upsert_node(node, lxd_project).await?;
+        let found: HashMap<&str, bool> = inventory.iter().map(|i| (i.workspace_id.as_str(), i.running)).collect();
+        for ws in self.store.workspaces_on(node).await? {
+            match (ws.status, found.get(ws.id.as_str())) {
+                (WorkspaceStatus::Pending | WorkspaceStatus::Creating, _) => {
+                    self.send_command(&ws, Op::Ensure(Box::new(self.spec_of(&ws)))).await?;
+                }
+                (WorkspaceStatus::Running, None) => {
+                    let details = StatusDetails {
+                        message: Some(format!("the container of workspace {} is missing on node {node}", ws.name)),
+                        hint: Some("delete the workspace and create it again".into()),
+                        ..StatusDetails::default()
+                    };
+                    if let Applied::To(_) = self.transition(&ws, Event::Failed, details).await? {
+                        self.ssh_ports.close(ws.ssh_port);
+                    }
+                }
+                (WorkspaceStatus::Running, Some(false)) => {
+                    // Desired state is running (e.g. the host rebooted): bring it back.
+                    self.send_command(&ws, Op::Ensure(Box::new(self.spec_of(&ws)))).await?;
+                }
+                (WorkspaceStatus::Stopped, Some(true)) => {
+                    self.send_command(&ws, Op::Stop).await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a node's report of a workspace's services, unless it is stale or from the wrong node.
+    pub(crate) async fn on_services(
+        &self,
+        node: &str,
+        workspace_id: &str,
+        generation: i64,
+        services: &[ServiceState],
+    ) -> Result<()> {
+        let Some(ws) = self.store.workspace(workspace_id).await? else {
+            return Ok(());
+        };
+        if ws.node != node {
+            tracing::warn!(workspace = %ws.id, from = node, owner_node = %ws.node, "services report from the wrong node ignored");
+            return Ok(());
+        }
+        let rows: Vec<ServiceRow> = services
+            .iter()
+            .map(|s| ServiceRow {
+                name: s.name.clone(),
+                port: s.port,
+                mapped_port: 0,
+                status: s.status,
+                discovered: s.discovered,
+                message: s.message.clone(),
+                hint: s.hint.clone(),
+                last_logs: s.last_logs.clone(),
+            })
+            .collect();
+        if !self.store.replace_services(&ws.id, ws.owner_id, rows, Some(generation)).await? {
+            tracing::debug!(workspace = %ws.id, generation, "stale services report ignored");
+        }
+        Ok(())
+    }
+
+    /// Records a node's report of a workspace's setup, unless it is stale or from the wrong node.
+    pub(crate) async fn on_setup(
+        &self,
+        node: &str,
+        workspace_id: &str,
+        generation: i64,
+        setup: &SetupState,
+    ) -> Result<()> {
+        let Some(ws) = self.store.workspace(workspace_id).await? else {
+            return Ok(());
+        };
+        if ws.node != node {
+            tracing::warn!(workspace = %ws.id, from = node, owner_node = %ws.node, "setup report from the wrong node ignored");
+            return Ok(());
+        }
+        let row = SetupRow {
+            generation,
+            status: setup.status,
+            step: setup.step.clone(),
+            step_number: setup.step_number,
+            steps: setup.steps,
+            // The node's clock may differ from ours; its elapsed time does not.
+            started_at_ms: now_ms().saturating_sub(i64::try_from(setup.elapsed_ms).unwrap_or(i64::MAX)),
+            elapsed_ms: setup.elapsed_ms,
+            last_line: setup.last_line.clone(),
+            message: setup.message.clone(),
+            hint: setup.hint.clone(),
+            last_logs: setup.last_logs.clone(),
+        };
+        if self.store.record_setup(&ws.id, row).await? {
+            if setup.status.is_settled() {
+                tracing::info!(workspace = %ws.id, generation, status = %setup.status, elapsed_ms = setup.elapsed_ms, "setup ended");
+            }
+        } else {
+            tracing::debug!(workspace = %ws.id, generation, "stale setup report ignored");
+        }
+        Ok(())
+    }
+
+    /// Applies an agent's report, ignoring stale ones and ones from the wrong node.
+    pub async fn on_report(&self, node: &str, report: Report) -> Result<()> {
+        self.hub.heartbeat(node);
+        let Some(ws) = self.store.workspace(&report.workspace_id).await? else {
+            return Ok(());
+        };
+        if ws.node != node {
+            tracing::warn!(workspace = %ws.id, from = node, owner_node = %ws.node, "report from the wrong node ignored");
+            return Ok(());
+        }
+        if report.generation < ws.generation {
+            tracing::debug!(workspace = %ws.id, got = report.generation, current = ws.generation, "stale report ignored");
+            return Ok(());
+        }
+        let waiter = lock(&self.waiters).remove(&(ws.id.clone(), report.generation));
+        let outcome = report.outcome.clone();
+        self.apply_report(&ws, report).await?;
+        if let Some(tx) = waiter {
+            // Answer after the store reflects the outcome, so the caller reads the new status.
+            let _ = tx.send(outcome);
+        }
+        Ok(())
+    }
+
+    /// Applies a report to the workspace as read in `ws`.
+    pub(super) async fn apply_report(&self, ws: &WorkspaceRow, report: Report) -> Result<()> {
+        let (event, details) = match report.outcome {
+            Outcome::Ready { commit, host_key } => {
+                (Event::Ready, StatusDetails { commit, host_key, ..Default::default() })
+            }
+            Outcome::Stopped => (Event::Halted, StatusDetails::default()),
+            Outcome::Failed { message, hint } => {
+                (Event::Failed, StatusDetails { message: Some(message), hint: Some(hint), ..Default::default() })
+            }
+            Outcome::Deleted => {
+                self.store.delete_workspace(&ws.id).await?;
+                self.ssh_ports.close(ws.ssh_port);
+                return Ok(());
+            }
+        };
+        let details = StatusDetails { generation: Some(report.generation), ..details };
+        let mut ws = ws.clone();
+        // Another writer may move the workspace between our read and our write (the server marking
+        // it `creating` as a fast node reports it ready); the report is then decided again on what
+        // is there now, until it lands, no longer fits, or a newer command makes it stale.
+        for _ in 0..MAX_REDECIDE {
+            match self.transition(&ws, event, details.clone()).await? {
+                Applied::To(WorkspaceStatus::Stopped | WorkspaceStatus::Failed) => {
+                    // Refuse SSH outright rather than accept and drop: clients then say "connection refused".
+                    self.ssh_ports.close(ws.ssh_port);
+                    // The node stopped them with the container; they start again with it.
+                    self.store.set_services_status(&ws.id, ServiceStatus::Starting).await?;
+                    return Ok(());
+                }
+                Applied::To(_) => return Ok(()),
+                Applied::Refused(e) => {
+                    tracing::warn!(workspace = %ws.id, error = %e, "report does not fit the workspace's status; ignored");
+                    return Ok(());
+                }
+                Applied::Superseded => match self.store.workspace(&ws.id).await? {
+                    Some(now) if now.generation <= report.generation => ws = now,
+                    _ => return Ok(()),
+                },
+            }
+        }
+        tracing::warn!(workspace = %ws.id, ?event, "report kept losing to other writes; ignored");
+        Ok(())
+    }
+}
