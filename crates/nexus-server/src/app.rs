@@ -35,6 +35,7 @@ use crate::ssh_ports::SshPorts;
 use crate::store::{NewWorkspace, ServiceRow, SetupRow, StatusDetails, Store, User, WorkspaceRow};
 
 mod agents;
+mod audit;
 mod identity;
 mod workspaces;
 
@@ -44,13 +45,45 @@ use workspaces::{setup_view, starting_message};
 #[cfg(test)]
 mod tests;
 
-/// Who is calling.
+/// Who is calling, and from where.
 #[derive(Debug, Clone)]
-pub(crate) enum Caller {
+pub(crate) struct Caller {
+    pub who: Who,
+    /// The peer address of the request (not a forwarded-for header: nothing here vouches for one).
+    pub source: Option<std::net::IpAddr>,
+}
+
+/// The identity behind a request.
+#[derive(Debug, Clone)]
+pub(crate) enum Who {
     /// A registered user.
     User(User),
     /// Whoever holds the operator token.
     Operator,
+}
+
+impl Caller {
+    /// The operator, calling from `source`.
+    pub(crate) fn operator(source: Option<std::net::IpAddr>) -> Caller {
+        Caller { who: Who::Operator, source }
+    }
+
+    /// A user, calling from `source`.
+    pub(crate) fn user(user: User, source: Option<std::net::IpAddr>) -> Caller {
+        Caller { who: Who::User(user), source }
+    }
+
+    pub(crate) fn is_operator(&self) -> bool {
+        matches!(self.who, Who::Operator)
+    }
+
+    /// How the audit log names this caller: the GitHub login, or `operator`.
+    pub(crate) fn label(&self) -> String {
+        match &self.who {
+            Who::User(u) => u.github_username.clone(),
+            Who::Operator => "operator".into(),
+        }
+    }
 }
 
 /// How often a report whose write lost to another writer is decided again on the fresh row. Each
@@ -277,9 +310,9 @@ fn now_ms() -> i64 {
 }
 
 fn require_user(caller: &Caller) -> Result<&User> {
-    match caller {
-        Caller::User(u) => Ok(u),
-        Caller::Operator => Err(ServerError::Forbidden {
+    match &caller.who {
+        Who::User(u) => Ok(u),
+        Who::Operator => Err(ServerError::Forbidden {
             message: "the operator token cannot own workspaces".into(),
             hint: "register a user (`POST /api/v1/users/register`) and use that user's token".into(),
         }),

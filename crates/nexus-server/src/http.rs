@@ -13,8 +13,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use nexus_types::api::{
-    ClientConfig, CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, ErrorBody, ErrorDetail, Health, NodeList,
-    RegisterRequest, RegisterResponse, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
+    AuditLog, ClientConfig, CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, ErrorBody, ErrorDetail, Health,
+    NodeList, RegisterRequest, RegisterResponse, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
 };
 use nexus_types::diagnostics::error_chain;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -114,7 +114,24 @@ impl FromRequestParts<Arc<App>> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        Ok(Auth(app.authenticate(bearer(&parts.headers)).await?))
+        Ok(Auth(app.authenticate(bearer(&parts.headers), peer_ip(parts)).await?))
+    }
+}
+
+/// The request's peer address, for the audit log; `None` where the server was not built with
+/// connect info (handlers called directly).
+fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// The peer address of a request that needs no token (registration).
+struct PeerIp(Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerIp(peer_ip(parts)))
     }
 }
 
@@ -167,6 +184,7 @@ pub(crate) fn router_and_api() -> (OpenApiRouter<Arc<App>>, utoipa::openapi::Ope
         .routes(routes!(start_workspace))
         .routes(routes!(delete_workspace))
         .routes(routes!(list_nodes))
+        .routes(routes!(audit_log))
         .routes(routes!(agent_connect))
         .routes(routes!(agent_tunnel))
         .routes(routes!(install_script))
@@ -222,9 +240,10 @@ async fn client_config(State(app): AppState) -> Json<ClientConfig> {
 async fn register(
     State(app): AppState,
     headers: HeaderMap,
+    PeerIp(source): PeerIp,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
-    Ok((StatusCode::CREATED, Json(app.register(bearer(&headers), req).await?)))
+    Ok((StatusCode::CREATED, Json(app.register(bearer(&headers), source, req).await?)))
 }
 
 /// The user the token belongs to.
@@ -309,6 +328,26 @@ async fn delete_workspace(
     responses((status = 200, body = NodeList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_nodes(State(app): AppState, Auth(caller): Auth) -> Result<Json<NodeList>, ApiError> {
     Ok(Json(app.nodes(&caller).await?))
+}
+
+/// Query of `GET /api/v1/audit`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+struct AuditQuery {
+    /// Newest entries to return (1-1000, default 100).
+    limit: Option<u32>,
+    /// Only this action (`workspace.delete`) or group (`workspace`).
+    action: Option<String>,
+}
+
+/// The audit log, newest entries oldest first (operator token only).
+#[utoipa::path(get, path = "/api/v1/audit", security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, body = AuditLog), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn audit_log(
+    State(app): AppState,
+    Auth(caller): Auth,
+    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
+) -> Result<Json<AuditLog>, ApiError> {
+    Ok(Json(app.audit_log(&caller, q.limit, q.action).await?))
 }
 
 /// The one-line installer, with this server (as the client reached it) as its default `--server`.

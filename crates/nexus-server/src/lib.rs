@@ -75,7 +75,8 @@ async fn serve_with_installer(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router)
+    // The peer address goes into the audit log.
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| ServerError::Io { path: "HTTP listener".into(), source })

@@ -24,10 +24,12 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::error::{Result, ServerError};
 
+mod audit;
 mod migrations;
 mod nodes;
 mod users;
 
+pub(crate) use audit::NewAudit;
 use migrations::MIGRATIONS;
 pub(crate) use users::User;
 

@@ -349,3 +349,32 @@ pub struct NodeList {
     /// Every node that ever joined.
     pub nodes: Vec<NodeView>,
 }
+
+/// One audit log entry: who did what to what, when and from where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    /// Increasing with time.
+    pub id: i64,
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// A GitHub login, `operator`, or `node:<name>`.
+    pub actor: String,
+    /// `user.register`, `user.key_add`, `user.logout`, `workspace.create|start|stop|delete`,
+    /// `node.enrol`, `node.revoke`.
+    pub action: String,
+    /// A login, a workspace id, a node name.
+    pub target: String,
+    /// The peer address of the request, where there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Anything else the entry keeps (a key fingerprint, a repo URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// `GET /api/v1/audit`: the newest entries, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditLog {
+    /// Oldest first.
+    pub entries: Vec<AuditEntry>,
+}

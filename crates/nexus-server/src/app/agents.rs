@@ -5,7 +5,7 @@ use super::*;
 impl App {
     /// Every node (operator only).
     pub(crate) async fn nodes(&self, caller: &Caller) -> Result<NodeList> {
-        if !matches!(caller, Caller::Operator) {
+        if !caller.is_operator() {
             return Err(ServerError::Forbidden {
                 message: "listing nodes needs the operator token".into(),
                 hint: "use the token in `<data-dir>/operator-token` on the server".into(),

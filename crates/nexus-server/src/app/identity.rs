@@ -6,16 +6,16 @@ impl App {
     // ---- identity -------------------------------------------------------------------------------
 
     /// Resolves a bearer token to a caller.
-    pub(crate) async fn authenticate(&self, bearer: Option<&str>) -> Result<Caller> {
+    pub(crate) async fn authenticate(&self, bearer: Option<&str>, source: Option<std::net::IpAddr>) -> Result<Caller> {
         let hint = "run `nexus ssh setup` to register and get a token, then send it as `Authorization: Bearer <token>`";
         let Some(token) = bearer else {
             return Err(ServerError::unauthorized("this endpoint needs an API token", hint));
         };
         if secret::same_secret(token, &self.operator_token) {
-            return Ok(Caller::Operator);
+            return Ok(Caller::operator(source));
         }
         match self.store.user_by_token(&secret::hash_token(token)).await? {
-            Some(u) => Ok(Caller::User(u)),
+            Some(u) => Ok(Caller::user(u, source)),
             None => Err(ServerError::unauthorized("the API token is not valid", hint)),
         }
     }
@@ -25,7 +25,12 @@ impl App {
     }
 
     /// Registers (or re-registers) a user and issues a new API token.
-    pub(crate) async fn register(&self, bearer: Option<&str>, req: RegisterRequest) -> Result<RegisterResponse> {
+    pub(crate) async fn register(
+        &self,
+        bearer: Option<&str>,
+        source: Option<std::net::IpAddr>,
+        req: RegisterRequest,
+    ) -> Result<RegisterResponse> {
         names::github_login(&req.github_username)?;
         let key = names::ssh_public_key(&req.ssh_pubkey)?;
         if let Some(fp) = &req.ssh_pubkey_fingerprint {
@@ -68,6 +73,8 @@ impl App {
             self.store.upsert_user(&req.github_username, req.github_id, &key.authorized_line, &key.fingerprint).await?;
         let api_token = secret::random_token("nxs_");
         self.store.add_token(user_id, &secret::hash_token(&api_token)).await?;
+        let actor = if by_operator { "operator".to_string() } else { req.github_username.clone() };
+        self.audit_as(actor, source, "user.register", &req.github_username, Some(key.fingerprint.clone())).await;
         Ok(RegisterResponse {
             github_username: req.github_username,
             ssh_pubkey_fingerprint: key.fingerprint,

@@ -47,8 +47,8 @@ async fn fixture(node_timeout: Duration) -> Fixture {
         ssh_pubkey_fingerprint: None,
         github_token: None,
     };
-    let token = app.register(Some(&app.operator_token.clone()), req).await.unwrap().api_token;
-    let alice = app.authenticate(Some(&token)).await.unwrap();
+    let token = app.register(Some(&app.operator_token.clone()), None, req).await.unwrap().api_token;
+    let alice = app.authenticate(Some(&token), None).await.unwrap();
     Fixture { app, alice, _data: data }
 }
 
@@ -126,7 +126,7 @@ async fn a_node_not_heard_from_since_the_server_started_is_connecting_not_unresp
         let view = f.app.view(&f.alice, "ws-1", "localhost").await.unwrap();
         assert_eq!(view.node.unwrap().status, expected);
         let message = view.message.unwrap();
-        let nodes = f.app.nodes(&Caller::Operator).await.unwrap();
+        let nodes = f.app.nodes(&Caller::operator(None)).await.unwrap();
         assert_eq!(nodes.nodes[0].status, expected);
         let err = f.app.stop(&f.alice, "ws-1").await.unwrap_err();
         if expected == NodeStatus::Connecting {
@@ -315,11 +315,11 @@ async fn registration_needs_a_github_token_of_that_user() {
         github_token: token.map(str::to_string),
     };
     for token in [None, Some("gho_unknown")] {
-        let err = f.app.register(None, req(token)).await.unwrap_err();
+        let err = f.app.register(None, None, req(token)).await.unwrap_err();
         assert!(matches!(err, ServerError::Unauthorized { .. }), "{err:?}");
     }
-    assert!(matches!(f.app.authenticate(Some("nxs_forged")).await, Err(ServerError::Unauthorized { .. })));
-    assert!(matches!(f.app.authenticate(Some(&f.app.operator_token.clone())).await, Ok(Caller::Operator)));
+    assert!(matches!(f.app.authenticate(Some("nxs_forged"), None).await, Err(ServerError::Unauthorized { .. })));
+    assert!(f.app.authenticate(Some(&f.app.operator_token.clone()), None).await.unwrap().is_operator());
 }
 
 fn setup_state(status: SetupStatus, elapsed_ms: u64) -> SetupState {
@@ -468,4 +468,41 @@ fn a_setup_view_counts_time_while_running_and_shows_a_run_a_stop_cut_short_as_pe
     // A starting service says what it waits for, whatever the node reported.
     assert_eq!(starting_message(None, None), "waiting for the node to report on it");
     assert_eq!(starting_message(Some("started; waiting for port 3000".into()), None), "started; waiting for port 3000");
+}
+
+/// Issue 10 item 7: every change to a workspace is in the audit log with its actor and source, and
+/// only the operator may read the log (a user asking is refused, and sees nothing of others).
+#[tokio::test]
+async fn workspace_changes_are_audited_with_actor_and_source_and_only_the_operator_reads_them() {
+    let f = fixture(Duration::from_secs(60)).await;
+    let rx = join(&f.app, "n1").await;
+    obedient_node(&f.app, "n1", rx);
+    let alice = Caller { source: Some("203.0.113.7".parse().unwrap()), ..f.alice.clone() };
+    let id = f.app.create(&alice, create_req("proj", "acme/hello")).await.unwrap().workspace_id;
+    f.app.stop(&alice, &id).await.unwrap();
+    f.app.start(&alice, &id).await.unwrap();
+    f.app.delete(&alice, &id).await.unwrap();
+
+    let refused = f.app.audit_log(&alice, None, None).await;
+    assert!(matches!(refused, Err(ServerError::Forbidden { .. })), "a user must not read the audit log: {refused:?}");
+
+    let log = f.app.audit_log(&Caller::operator(None), None, None).await.unwrap();
+    let seen: Vec<(&str, &str, &str, Option<&str>)> = log
+        .entries
+        .iter()
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.target.as_str(), e.source.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("operator", "user.register", "alice", None),
+            ("alice", "workspace.create", id.as_str(), Some("203.0.113.7")),
+            ("alice", "workspace.stop", id.as_str(), Some("203.0.113.7")),
+            ("alice", "workspace.start", id.as_str(), Some("203.0.113.7")),
+            ("alice", "workspace.delete", id.as_str(), Some("203.0.113.7")),
+        ]
+    );
+    let only_deletes =
+        f.app.audit_log(&Caller::operator(None), Some(10), Some("workspace.delete".into())).await.unwrap();
+    assert_eq!(only_deletes.entries.len(), 1);
 }

@@ -139,6 +139,7 @@ impl App {
         // Only this first ensure may start from a prebuild: the probe above read the repo with the
         // caller's token (or without one, so it is public). A command re-sent later is built from
         // the stored row and says neither, so the node clones afresh.
+        self.audit(caller, "workspace.create", &id, Some(format!("{} {}", req.workspace_name, ws.repo_url))).await;
         let spec = WorkspaceSpec { no_prebuild: req.no_prebuild, repo_access_verified: true, ..self.spec_of(&ws) };
         self.send_command(&ws, Op::Ensure(Box::new(spec))).await?;
         // Re-read: the node may have taken the command (`creating`) or even answered already.
@@ -296,6 +297,7 @@ impl App {
         if !self.hub.is_responsive(&ws.node) {
             return Err(self.node_unavailable(&ws));
         }
+        self.audit(caller, "workspace.stop", &ws.id, None).await;
         self.send_and_wait(&ws, Op::Stop).await?;
         self.current_status(id).await
     }
@@ -330,6 +332,7 @@ impl App {
         };
         let ws = WorkspaceRow { status: pending, message: None, hint: None, ..ws };
         let spec = self.spec_of(&ws);
+        self.audit(caller, "workspace.start", &ws.id, None).await;
         self.send_and_wait(&ws, Op::Ensure(Box::new(spec))).await?;
         self.current_status(id).await
     }
@@ -340,6 +343,7 @@ impl App {
         if !self.hub.is_responsive(&ws.node) {
             return Err(self.node_unavailable(&ws));
         }
+        self.audit(caller, "workspace.delete", &ws.id, Some(format!("{} {}", ws.name, ws.repo_url))).await;
         match self.send_and_wait(&ws, Op::Delete).await? {
             Outcome::Failed { message, hint } => Err(ServerError::unavailable("delete_failed", message, hint)),
             _ => Ok(Deleted { workspace_id: id.to_string(), deleted: true }),

@@ -85,4 +85,20 @@ CREATE TABLE setup (
     last_logs     TEXT
 );
 "#,
+    // 5: the audit log. Append-only: the triggers refuse any change or removal of a written entry.
+    r#"
+CREATE TABLE audit (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at     TEXT NOT NULL,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    source TEXT,
+    detail TEXT
+);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#,
+    // 6: reserved for node identity (enrolment, per-node credentials).
+    // 7: reserved for accounts (keys, token expiry) and secrets at rest.
 ];
