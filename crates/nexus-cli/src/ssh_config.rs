@@ -40,6 +40,77 @@ pub struct SshEntry {
     pub forward_agent: bool,
 }
 
+impl SshEntry {
+    /// Checks every field the server supplied before it goes into ssh's config: each is written on
+    /// a line of its own, so a newline or a stray word in one (`host\n  ProxyCommand ...`) would add
+    /// an option ssh obeys, and `ProxyCommand` runs on this machine. Only plain syntax passes:
+    /// a host name or IP address, a non-zero port, a Unix user name, a workspace name and id, a
+    /// `type base64` host key.
+    pub fn check(&self) -> Result<(), String> {
+        let refuse = |field: &str, value: &str| {
+            format!(
+                "the server sent a {field} that is not safe to write into the ssh config: {value:?}; nothing was \
+                 written (hint: check that `server:` in ~/.nexus/config.yaml is your Nexus server, and tell its operator)"
+            )
+        };
+        if nexus_types::names::workspace_name(&self.name).is_err() {
+            return Err(refuse("workspace name", &self.name));
+        }
+        let plain = |v: &str, max: usize| {
+            !v.is_empty()
+                && v.len() <= max
+                && !v.starts_with('-')
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        if !plain(&self.id, 64) {
+            return Err(refuse("workspace id", &self.id));
+        }
+        if !is_host(&self.host) {
+            return Err(refuse("host", &self.host));
+        }
+        if self.port == 0 {
+            return Err(refuse("port", "0"));
+        }
+        if !plain(&self.user, 32) || self.user.contains('.') {
+            return Err(refuse("user", &self.user));
+        }
+        if let Some(key) = &self.host_key {
+            let mut parts = key.split(' ');
+            let kind_ok = parts
+                .next()
+                .is_some_and(|k| plain(k, 64) || k.ends_with("@openssh.com") && plain(&k.replace('@', "."), 64));
+            let data_ok = parts.next().is_some_and(|d| {
+                !d.is_empty() && d.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+            });
+            // A comment may follow; it is not written, but a line break in it would still mean a second key.
+            if !kind_ok || !data_ok || key.chars().any(|c| c.is_control()) {
+                return Err(refuse("host key", key));
+            }
+        }
+        let identity = self.identity_file.display().to_string();
+        if identity.chars().any(|c| c.is_control() || c == '"') {
+            return Err(format!("the key path {identity:?} cannot be written into the ssh config; use a path without quotes or line breaks"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `host` is an IP address or a DNS name (letters, digits, `-`, `_`, dot-separated), and
+/// nothing else.
+fn is_host(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        })
+}
+
 /// The ssh host alias of a workspace.
 pub fn alias(name: &str) -> String {
     format!("nexus-{name}")
@@ -89,7 +160,10 @@ impl SshFiles {
 
     /// Writes (or replaces) a workspace's entry and its pinned host key, and makes sure the user's
     /// config includes ours.
+    /// Refuses an entry whose fields are not what they claim to be (see [`SshEntry::check`]),
+    /// writing nothing.
     pub fn upsert(&self, entry: &SshEntry) -> std::io::Result<()> {
+        entry.check().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         let dir = self.config.parent().expect("has a parent");
         create_private_dir(dir)?;
         let control = self.control_path(entry, std::fs::metadata(dir)?.uid())?;
@@ -482,6 +556,36 @@ mod tests {
             if shared {
                 assert!(ssh(&["-O", "exit", "nexus-site"]).status.success());
             }
+        }
+    }
+
+    /// Issue 10 item 6: the host, port, user, id and host key come from the server, and went into
+    /// the ssh config as they came: a server could add `ProxyCommand`, which ssh runs on the laptop.
+    #[test]
+    fn a_malicious_server_cannot_inject_ssh_options() {
+        let home = tempfile::tempdir().unwrap();
+        let files = SshFiles::with_runtime_dir(home.path(), None);
+        let attacks = [
+            SshEntry { host: "host\n  ProxyCommand touch /tmp/pwned".into(), ..entry("site", "ws-1", 2222) },
+            SshEntry { host: "-oProxyCommand=touch".into(), ..entry("site", "ws-1", 2222) },
+            SshEntry { user: "dev\nProxyCommand touch /tmp/pwned".into(), ..entry("site", "ws-1", 2222) },
+            SshEntry { id: "ws-1\n  LocalCommand touch /tmp/pwned".into(), ..entry("site", "ws-1", 2222) },
+            SshEntry { name: "site\nHost *\n  ProxyCommand x".into(), ..entry("site", "ws-1", 2222) },
+            SshEntry {
+                host_key: Some("ssh-ed25519 AAAA\nevil ssh-ed25519 BBBB".into()),
+                ..entry("site", "ws-1", 2222)
+            },
+            SshEntry { port: 0, ..entry("site", "ws-1", 2222) },
+        ];
+        for attack in attacks {
+            let err = files.upsert(&attack).expect_err(&format!("{attack:?}"));
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+            assert!(err.to_string().contains("server sent"), "{err}");
+            let written = std::fs::read_to_string(&files.config).unwrap_or_default();
+            assert!(!written.contains("ProxyCommand") && !written.contains("LocalCommand"), "{written}");
+        }
+        for ok in ["staging.example.com", "10.0.0.5", "::1", "fe80::1", "my_host-1"] {
+            files.upsert(&SshEntry { host: ok.into(), ..entry("site", "ws-1", 2222) }).unwrap();
         }
     }
 }
