@@ -96,9 +96,152 @@ fn repo_segment(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// Parses `owner/name` (resolved against `git_base_url`) or a full `https://`, `http://`, `git://` or
-/// `ssh://` URL.
-pub fn repo(input: &str, git_base_url: &str) -> Result<RepoRef, InvalidName> {
+/// One place repositories may be fetched from: a scheme, a host and a port (`None`: any port, the
+/// operator wrote `:*`). Written `[scheme://]host[:port|:*]`; the scheme is `https` when left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitHost {
+    /// `https`, `http`, `git` or `ssh`.
+    pub scheme: String,
+    /// Lower-case host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// The port; `None` means any.
+    pub port: Option<u16>,
+}
+
+/// Default port of each scheme a repository URL may use.
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "https" => Some(443),
+        "http" => Some(80),
+        "git" => Some(9418),
+        "ssh" => Some(22),
+        _ => None,
+    }
+}
+
+impl GitHost {
+    /// Parses an allow-list entry such as `git.example.com`, `https://git.example.com:8443`,
+    /// `ssh://git.example.com` or `http://127.0.0.1:*`.
+    pub fn parse(entry: &str) -> Result<GitHost, InvalidName> {
+        let hint = "write `[scheme://]host[:port]`, e.g. `git.example.com` (https) or `ssh://git.example.com`; \
+                    `:*` allows any port";
+        let entry = entry.trim().trim_end_matches('/');
+        let (scheme, rest) = entry.split_once("://").unwrap_or(("https", entry));
+        let scheme = scheme.to_ascii_lowercase();
+        if default_port(&scheme).is_none() {
+            return Err(invalid(format!("git host {entry:?} has an unsupported scheme {scheme:?}"), hint));
+        }
+        let (host, port) = match rest.strip_suffix(":*") {
+            Some(host) => (host, None),
+            None => {
+                let url = url::Url::parse(&format!("{scheme}://{rest}"))
+                    .map_err(|e| invalid(format!("git host {entry:?} is not a host: {e}"), hint))?;
+                let host = url.host_str().unwrap_or_default().to_string();
+                let port = url.port().or(default_port(&scheme));
+                if !url.path().trim_matches('/').is_empty() || url.query().is_some() || !url.username().is_empty() {
+                    return Err(invalid(format!("git host {entry:?} must be a host and port only"), hint));
+                }
+                return Ok(GitHost { scheme, host: unbracket(&host), port });
+            }
+        };
+        let parsed = url::Url::parse(&format!("{scheme}://{host}"))
+            .map_err(|e| invalid(format!("git host {entry:?} is not a host: {e}"), hint))?;
+        Ok(GitHost { scheme, host: unbracket(parsed.host_str().unwrap_or_default()), port })
+    }
+
+    fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
+        self.scheme == scheme && self.host.eq_ignore_ascii_case(host) && (self.port.is_none() || self.port == port)
+    }
+}
+
+impl std::fmt::Display for GitHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        match self.port {
+            Some(p) => write!(f, "{}://{host}:{p}", self.scheme),
+            None => write!(f, "{}://{host}:*", self.scheme),
+        }
+    }
+}
+
+fn unbracket(host: &str) -> String {
+    host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
+}
+
+/// Where repositories may come from: the configured git base URL's host, plus the operator's
+/// allow-list. Everything else is refused before any network traffic, so a repo URL cannot make the
+/// server fetch from an address of the user's choosing (server-side request forgery).
+#[derive(Debug, Clone)]
+pub struct GitHosts {
+    base_url: String,
+    allowed: Vec<GitHost>,
+}
+
+impl GitHosts {
+    /// The hosts of `git_base_url` and each of `extra` (`--allow-git-host` entries).
+    pub fn new(git_base_url: &str, extra: &[String]) -> Result<GitHosts, InvalidName> {
+        let base_url = git_base_url.trim().trim_end_matches('/').to_string();
+        let url = url::Url::parse(&base_url).map_err(|e| {
+            invalid(format!("git base URL {base_url:?} is not a URL: {e}"), "use e.g. `https://github.com`")
+        })?;
+        let scheme = url.scheme().to_string();
+        if default_port(&scheme).is_none() || url.host_str().is_none() {
+            return Err(invalid(
+                format!("git base URL {base_url:?} must be https://, http://, git:// or ssh:// with a host"),
+                "use e.g. `https://github.com`",
+            ));
+        }
+        let mut allowed = vec![GitHost {
+            host: unbracket(url.host_str().unwrap_or_default()),
+            port: url.port().or(default_port(&scheme)),
+            scheme,
+        }];
+        for e in extra.iter().filter(|e| !e.trim().is_empty()) {
+            allowed.push(GitHost::parse(e)?);
+        }
+        Ok(GitHosts { base_url, allowed })
+    }
+
+    /// The allowed hosts, the base URL's first.
+    pub fn allowed(&self) -> &[GitHost] {
+        &self.allowed
+    }
+
+    /// Whether the operator wrote this IP address into the base URL or the allow-list: addresses
+    /// named that way may be private (a LAN git server).
+    pub fn names_address(&self, ip: std::net::IpAddr) -> bool {
+        self.named_addresses().contains(&ip)
+    }
+
+    /// The IP addresses written into the base URL and the allow-list.
+    pub fn named_addresses(&self) -> Vec<std::net::IpAddr> {
+        self.allowed.iter().filter_map(|h| h.host.parse().ok()).collect()
+    }
+}
+
+/// A repository URL's parts, as [`repo`] checked them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoLocation {
+    /// `https`, `http`, `git` or `ssh`.
+    pub scheme: String,
+    /// Host name or IP address (IPv6 without brackets), lower case.
+    pub host: String,
+    /// The port, the scheme's default when the URL names none.
+    pub port: u16,
+}
+
+/// Splits a repository URL into scheme, host and port; `None` when it is not one.
+pub fn repo_location(url: &str) -> Option<RepoLocation> {
+    let parsed = url::Url::parse(url).ok()?;
+    let scheme = parsed.scheme().to_string();
+    let port = parsed.port().or(default_port(&scheme))?;
+    Some(RepoLocation { host: unbracket(parsed.host_str()?), port, scheme })
+}
+
+/// Parses `owner/name` (resolved against the git base URL) or a full URL on one of `hosts`:
+/// `https://` (or the scheme the operator configured for that host), no credentials except an ssh
+/// user, no query or fragment, a path of plain `owner/name` segments.
+pub fn repo(input: &str, hosts: &GitHosts) -> Result<RepoRef, InvalidName> {
     let hint =
         "use `owner/name` (e.g. `my-org/my-project`) or a full URL like `https://github.com/my-org/my-project.git`";
     let input = input.trim();
@@ -106,7 +249,9 @@ pub fn repo(input: &str, git_base_url: &str) -> Result<RepoRef, InvalidName> {
         return Err(invalid("repo is empty", hint));
     }
     if input.chars().any(|c| {
-        c.is_whitespace() || c.is_control() || matches!(c, '\'' | '"' | '`' | '\\' | ';' | '|' | '&' | '$' | '<' | '>')
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '\'' | '"' | '`' | '\\' | ';' | '|' | '&' | '$' | '<' | '>' | '?' | '#' | '%')
     }) {
         return Err(invalid(format!("repo {input:?} contains characters a repository reference never has"), hint));
     }
@@ -115,15 +260,47 @@ pub fn repo(input: &str, git_base_url: &str) -> Result<RepoRef, InvalidName> {
         return Err(invalid(format!("repo {input:?} uses an unsupported URL scheme"), hint));
     }
     if known_scheme {
-        let after_scheme = &input[input.find("://").map(|i| i + 3).unwrap_or(0)..];
-        let path = after_scheme.split_once('/').map(|(_, p)| p).unwrap_or("");
+        let url = url::Url::parse(input).map_err(|e| invalid(format!("repo URL {input:?} is not a URL: {e}"), hint))?;
+        let scheme = url.scheme();
+        let host = unbracket(url.host_str().unwrap_or_default());
+        // The host exactly as written: odd spellings (`0x7f.1`, `2130706433`) that parsers read
+        // differently are refused rather than compared after normalising.
+        let authority = &input[scheme.len() + 3..];
+        let authority = authority.split('/').next().unwrap_or_default();
+        let written = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let written_host = match written.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => written.split(':').next().unwrap_or_default(),
+        };
+        let port = url.port().or(default_port(scheme));
+        let allowed = hosts.allowed.iter().any(|h| h.allows(scheme, &host, port));
+        if host.is_empty() || !written_host.eq_ignore_ascii_case(&host) || !allowed {
+            let on: Vec<String> = hosts.allowed.iter().map(|h| h.to_string()).collect();
+            return Err(invalid(
+                format!("repo URL {input:?} is not on a git host this server fetches from"),
+                format!(
+                    "use `owner/name`, or a URL on {}; the operator can allow more hosts with \
+                     `nexus server --allow-git-host`",
+                    on.join(", ")
+                ),
+            ));
+        }
+        if url.password().is_some() || (!url.username().is_empty() && scheme != "ssh") {
+            return Err(invalid(
+                format!("repo URL {input:?} carries credentials"),
+                "leave the user and password out of the URL; private repositories use your GitHub sign-in \
+                 (`nexus auth github`)",
+            ));
+        }
+        // The path as written: the parser would already have folded `a/../b` into `b`.
+        let path = input[scheme.len() + 3..].split_once('/').map_or("", |(_, p)| p);
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         let Some(last) = segments.last() else {
             return Err(invalid(format!("repo URL {input:?} has no repository path"), hint));
         };
         let name = last.strip_suffix(".git").unwrap_or(last);
         let owner = if segments.len() >= 2 { segments[segments.len() - 2] } else { "" };
-        if !repo_segment(name) || (!owner.is_empty() && !repo_segment(owner)) {
+        if !repo_segment(name) || segments.iter().any(|s| !repo_segment(s)) {
             return Err(invalid(format!("repo URL {input:?} has an invalid owner or name"), hint));
         }
         return Ok(RepoRef { owner: owner.to_string(), name: name.to_string(), url: input.to_string() });
@@ -135,7 +312,7 @@ pub fn repo(input: &str, git_base_url: &str) -> Result<RepoRef, InvalidName> {
     if !repo_segment(owner) || !repo_segment(name) {
         return Err(invalid(format!("repo {input:?} has an invalid owner or name"), hint));
     }
-    let base = git_base_url.trim_end_matches('/');
+    let base = &hosts.base_url;
     Ok(RepoRef { owner: owner.to_string(), name: name.to_string(), url: format!("{base}/{owner}/{name}.git") })
 }
 
@@ -252,12 +429,23 @@ mod tests {
         assert_eq!(slug(&"x".repeat(60)).unwrap().len(), 40);
     }
 
+    fn hosts(base: &str, extra: &[&str]) -> GitHosts {
+        GitHosts::new(base, &extra.iter().map(|e| e.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
     #[test]
     fn repos() {
-        let r = repo("my-org/my-project", "https://github.com/").unwrap();
+        let gh = hosts("https://github.com/", &[]);
+        let r = repo("my-org/my-project", &gh).unwrap();
         assert_eq!(r.url, "https://github.com/my-org/my-project.git");
         assert_eq!((r.owner.as_str(), r.name.as_str()), ("my-org", "my-project"));
-        let r = repo("http://10.0.0.1:9000/git/acme/site.git", "x").unwrap();
+        let r = repo("https://github.com/acme/site.git", &gh).unwrap();
+        assert_eq!(
+            (r.owner.as_str(), r.name.as_str(), r.url.as_str()),
+            ("acme", "site", "https://github.com/acme/site.git")
+        );
+        let lan = hosts("https://github.com", &["http://10.0.0.1:9000"]);
+        let r = repo("http://10.0.0.1:9000/git/acme/site.git", &lan).unwrap();
         assert_eq!((r.owner.as_str(), r.name.as_str()), ("acme", "site"));
         for bad in [
             "",
@@ -271,9 +459,58 @@ mod tests {
             "ext::sh -c id",
             "https://host",
             "../x",
+            "https://github.com",
         ] {
-            assert!(repo(bad, "https://github.com").is_err(), "{bad}");
+            assert!(repo(bad, &gh).is_err(), "{bad}");
         }
+    }
+
+    /// Issue 10 item 3: a repo URL could name any host, port, path and query, and the server fetched it.
+    #[test]
+    fn repo_urls_off_the_configured_hosts_are_refused() {
+        let gh = hosts("https://github.com", &["ssh://git.corp.example", "http://127.0.0.1:*"]);
+        for attack in [
+            "http://169.254.169.254/latest/meta-data/x.git",
+            "http://127.0.0.2:8080/a/b",
+            "https://github.com.evil.example/a/b",
+            "https://evil.example/a/b.git",
+            "http://github.com/a/b.git",
+            "ssh://git@github.com/a/b.git",
+            "git://github.com/a/b.git",
+            "https://github.com:444/a/b.git",
+            "https://github.com/latest/meta-data?x=/a/b",
+            "https://github.com/a/b#frag",
+            "https://github.com/a/%2e%2e/b",
+            "https://user:pw@github.com/a/b.git",
+            "https://user@github.com/a/b.git",
+            "http://0x7f.1:80/a/b",
+            "http://2130706433/a/b",
+            "ssh://git@127.0.0.1/a/b",
+        ] {
+            let err = repo(attack, &gh).expect_err(attack);
+            assert!(!err.hint.is_empty(), "{attack}");
+        }
+        assert!(repo("ssh://git@git.corp.example/team/app.git", &gh).is_ok());
+        assert!(repo("http://127.0.0.1:4242/acme/app.git", &gh).is_ok(), "`:*` allows any port");
+        assert!(repo("https://GitHub.com/acme/app", &gh).is_ok());
+        assert!(repo("https://github.com:443/acme/app", &gh).is_ok());
+        let err = repo("https://evil.example/a/b.git", &gh).unwrap_err();
+        assert!(err.hint.contains("--allow-git-host") && err.hint.contains("https://github.com:443"), "{}", err.hint);
+    }
+
+    #[test]
+    fn git_host_entries() {
+        let h = GitHost::parse("git.example.com").unwrap();
+        assert_eq!((h.scheme.as_str(), h.host.as_str(), h.port), ("https", "git.example.com", Some(443)));
+        let h = GitHost::parse("ssh://Git.Example.com:2222").unwrap();
+        assert_eq!((h.scheme.as_str(), h.host.as_str(), h.port), ("ssh", "git.example.com", Some(2222)));
+        assert_eq!(GitHost::parse("http://[::1]:*").unwrap().host, "::1");
+        for bad in ["ftp://x", "https://x/path", "https://u@x", ""] {
+            assert!(GitHost::parse(bad).is_err(), "{bad}");
+        }
+        assert!(GitHosts::new("not a url", &[]).is_err());
+        assert!(hosts("git://10.1.2.3:9418", &[]).names_address("10.1.2.3".parse().unwrap()));
+        assert!(!hosts("https://github.com", &[]).names_address("10.1.2.3".parse().unwrap()));
     }
 
     #[test]
