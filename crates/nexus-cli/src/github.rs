@@ -671,7 +671,7 @@ impl GithubClient {
             match a.status {
                 StatusCode::OK => {}
                 StatusCode::NOT_FOUND | StatusCode::FORBIDDEN if self.error(action, "", &a).is_not_rate_limit() => {
-                    return Err(GithubError::MissingScope { action: action.into(), scope: "admin:public_key".into() })
+                    return Err(GithubError::MissingScope { action: action.into(), scope: "write:public_key".into() })
                 }
                 _ => return Err(self.error(action, "your SSH keys", &a)),
             }
@@ -690,7 +690,7 @@ impl GithubClient {
             StatusCode::CREATED => Ok(AddKey::Added(a.json(action)?)),
             // GitHub hides endpoints a token's scopes do not cover (404); fine-grained tokens get 403.
             StatusCode::NOT_FOUND | StatusCode::FORBIDDEN if self.error(action, "", &a).is_not_rate_limit() => {
-                Err(GithubError::MissingScope { action: action.into(), scope: "admin:public_key".into() })
+                Err(GithubError::MissingScope { action: action.into(), scope: "write:public_key".into() })
             }
             _ => match self.error(action, "", &a) {
                 GithubError::Rejected { details, .. }
@@ -880,7 +880,7 @@ mod tests {
         let errors = [
             GithubError::NotSignedIn,
             GithubError::Unauthorized { message: "Bad credentials".into() },
-            GithubError::MissingScope { action: "add an SSH key".into(), scope: "admin:public_key".into() },
+            GithubError::MissingScope { action: "add an SSH key".into(), scope: "write:public_key".into() },
             GithubError::Forbidden { action: "x".into(), message: "y".into() },
             GithubError::RateLimited { reset_at: Some(1) },
             GithubError::NotFound { what: "repository a/b".into() },
@@ -897,7 +897,7 @@ mod tests {
             assert!(!e.to_string().is_empty());
             assert!(e.hint().unwrap().len() > 20, "{e:?} has no useful hint");
         }
-        assert!(GithubError::MissingScope { action: "a".into(), scope: "admin:public_key".into() }
+        assert!(GithubError::MissingScope { action: "a".into(), scope: "write:public_key".into() }
             .hint()
             .unwrap()
             .contains("`nexus auth github`"));

@@ -204,8 +204,8 @@ async fn key_upload_without_scope_says_to_sign_in_again() {
     github.add_token("tok-alice", "alice", 1);
     github.refuse_key_uploads(true);
     let err = client(&github, Some("tok-alice")).add_key("laptop", KEY).await.unwrap_err();
-    assert!(matches!(&err, GithubError::MissingScope { scope, .. } if scope == "admin:public_key"), "{err:?}");
-    assert_eq!(err.hint().unwrap(), "run `nexus auth github` again to grant the `admin:public_key` scope");
+    assert!(matches!(&err, GithubError::MissingScope { scope, .. } if scope == "write:public_key"), "{err:?}");
+    assert_eq!(err.hint().unwrap(), "run `nexus auth github` again to grant the `write:public_key` scope");
 
     // The real cause: a token signed in without the scope.
     github.refuse_key_uploads(false);

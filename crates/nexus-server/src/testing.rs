@@ -8,26 +8,54 @@ use futures_util::future::BoxFuture;
 use nexus_types::diagnostics::lock;
 
 use crate::error::{Result, ServerError};
-use crate::github::{GithubIdentity, GithubUser};
-use crate::repo_probe::RepoProbe;
+use crate::github::{GithubIdentity, GithubUser, OauthApp};
+use crate::repo_probe::{GitTarget, RepoProbe};
 
-/// Token → user; any other token is invalid.
+/// Token → user; any other token is invalid. Tokens belong to the app [`FakeGithub::APP`] unless
+/// added with [`FakeGithub::add_token_of_app`]; org memberships are set with [`FakeGithub::add_member`].
 #[derive(Default)]
 pub struct FakeGithub {
-    users: Mutex<HashMap<String, GithubUser>>,
+    users: Mutex<HashMap<String, (GithubUser, String)>>,
+    /// (org, login), lower case.
+    members: Mutex<Vec<(String, String)>>,
 }
 
 impl FakeGithub {
-    /// Makes `token` belong to `login` (GitHub id `id`).
+    /// The client id tokens are issued to by default.
+    pub const APP: &'static str = "Iv1.fake-app";
+
+    /// Makes `token` belong to `login` (GitHub id `id`), issued to [`FakeGithub::APP`].
     pub fn add_token(&self, token: &str, login: &str, id: i64) {
-        lock(&self.users).insert(token.to_string(), GithubUser { login: login.to_string(), id });
+        self.add_token_of_app(token, login, id, Self::APP);
+    }
+
+    /// Makes `token` belong to `login`, issued to the OAuth app `client_id`.
+    pub fn add_token_of_app(&self, token: &str, login: &str, id: i64, client_id: &str) {
+        let user = GithubUser { login: login.to_string(), id };
+        lock(&self.users).insert(token.to_string(), (user, client_id.to_string()));
+    }
+
+    /// Makes `login` an active member of `org`.
+    pub fn add_member(&self, org: &str, login: &str) {
+        lock(&self.members).push((org.to_ascii_lowercase(), login.to_ascii_lowercase()));
     }
 }
 
 impl GithubIdentity for FakeGithub {
     fn user(&self, token: &str) -> BoxFuture<'_, Result<Option<GithubUser>>> {
-        let found = lock(&self.users).get(token).cloned();
+        let found = lock(&self.users).get(token).map(|(u, _)| u.clone());
         Box::pin(async move { Ok(found) })
+    }
+
+    fn is_org_member<'a>(&'a self, token: &'a str, org: &'a str) -> BoxFuture<'a, Result<bool>> {
+        let login = lock(&self.users).get(token).map(|(u, _)| u.login.to_ascii_lowercase());
+        let member = login.is_some_and(|l| lock(&self.members).contains(&(org.to_ascii_lowercase(), l)));
+        Box::pin(async move { Ok(member) })
+    }
+
+    fn issued_to_app<'a>(&'a self, token: &'a str, app: &'a OauthApp) -> BoxFuture<'a, Result<bool>> {
+        let ours = lock(&self.users).get(token).is_some_and(|(_, client)| client == &app.client_id);
+        Box::pin(async move { Ok(ours) })
     }
 }
 
@@ -58,10 +86,11 @@ fn not_found(url: &str) -> ServerError {
 impl RepoProbe for FakeRepos {
     fn resolve_branch<'a>(
         &'a self,
-        url: &'a str,
+        target: &'a GitTarget,
         branch: Option<&'a str>,
         _token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<String>> {
+        let url = target.url.as_str();
         let found = lock(&self.repos).get(url).map(|r| match branch {
             Some(b) => r.branches.contains_key(b).then(|| b.to_string()),
             None => Some(r.default_branch.clone()),
@@ -80,10 +109,11 @@ impl RepoProbe for FakeRepos {
 
     fn plan_files<'a>(
         &'a self,
-        url: &'a str,
+        target: &'a GitTarget,
         branch: &'a str,
         _token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<HashMap<String, String>>> {
+        let url = target.url.as_str();
         let files = lock(&self.repos).get(url).and_then(|r| r.branches.get(branch)).map(|files| {
             files
                 .iter()

@@ -16,6 +16,11 @@
 //! with GitHub's messages (`key is already in use`, `field: head, code: invalid`), forks that are
 //! created asynchronously (202, then 404 until they exist), and the device flow's 200 answers
 //! carrying `error` (`authorization_pending`, `slow_down`, `expired_token`, `access_denied`).
+//!
+//! Every token belongs to an OAuth app (the device flow's `client_id`, or
+//! [`crate::process::TEST_CLIENT_ID`] for [`FakeGithub::add_token`]); `POST /applications/{client_id}/token`
+//! answers 200 only for that app, given its secret ([`FakeGithub::add_oauth_app`]) by Basic auth.
+//! Organization memberships ([`FakeGithub::add_org_member`]) are visible to tokens with `read:org`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -47,6 +52,9 @@ const DOC_REPO: &str = "https://docs.github.com/rest/repos/repos#get-a-repositor
 const DOC_FORK: &str = "https://docs.github.com/rest/repos/forks#create-a-fork";
 const DOC_PULLS_CREATE: &str = "https://docs.github.com/rest/pulls/pulls#create-a-pull-request";
 const DOC_PULLS_LIST: &str = "https://docs.github.com/rest/pulls/pulls#list-pull-requests";
+const DOC_MEMBERSHIP: &str =
+    "https://docs.github.com/rest/orgs/members#get-an-organization-membership-for-the-authenticated-user";
+const DOC_APP_TOKEN: &str = "https://docs.github.com/rest/apps/oauth-applications#check-a-token";
 const DOC_DEVICE_ERRORS: &str =
     "https://docs.github.com/developers/apps/authorizing-oauth-apps#error-codes-for-the-device-flow";
 const SLOW_DOWN: &str = "Too many requests have been made in the same timeframe.";
@@ -62,6 +70,8 @@ pub const API_ROUTES: &[(&str, &str, &[u16])] = &[
     ("POST", "/repos/{owner}/{repo}/forks", &[202, 401, 404, 422]),
     ("POST", "/repos/{owner}/{repo}/pulls", &[201, 401, 404, 422]),
     ("GET", "/repos/{owner}/{repo}/pulls", &[200, 404]),
+    ("GET", "/user/memberships/orgs/{org}", &[200, 404]),
+    ("POST", "/applications/{client_id}/token", &[200, 401, 404, 422]),
 ];
 
 /// A GitHub account known to the stand-in.
@@ -124,6 +134,8 @@ pub struct RecordedRequest {
 struct TokenInfo {
     login: String,
     scopes: Vec<String>,
+    /// The OAuth app it was issued to.
+    client_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +203,10 @@ struct St {
     fork_hidden_gets: u32,
     refuse_keys: bool,
     failures: Vec<Failure>,
+    /// OAuth apps' client id → secret.
+    apps: HashMap<String, String>,
+    /// (org, login, state) with org and login lower case; state `active` or `pending`.
+    members: Vec<(String, String, String)>,
     requests: Vec<RecordedRequest>,
     violations: Vec<String>,
     next_id: i64,
@@ -224,12 +240,13 @@ impl St {
         id
     }
 
-    fn new_token(&mut self, login: &str, scopes: Vec<String>) -> String {
+    fn new_token(&mut self, login: &str, scopes: Vec<String>, client_id: &str) -> String {
         let token = format!(
             "gho_{}",
             self.random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", 36)
         );
-        self.tokens.insert(token.clone(), TokenInfo { login: login.to_string(), scopes });
+        self.tokens
+            .insert(token.clone(), TokenInfo { login: login.to_string(), scopes, client_id: client_id.to_string() });
         token
     }
 
@@ -428,6 +445,8 @@ impl Reply {
 enum Caller {
     Anonymous,
     User(TokenInfo),
+    /// An OAuth app authenticated with its client id and secret (Basic auth).
+    App(String),
     BadToken,
 }
 
@@ -438,6 +457,30 @@ impl Caller {
             _ => None,
         }
     }
+}
+
+/// `Authorization: Basic base64(client_id:secret)`, decoded.
+fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, b64) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    Some((id.to_string(), secret.to_string()))
+}
+
+fn org_json(org: &str, id: i64, web: &str, api: &str) -> Value {
+    let u = format!("{api}/orgs/{org}");
+    json!({
+        "login": org, "id": id, "node_id": format!("O_kgDO{id:08}"), "url": u,
+        "repos_url": format!("{u}/repos"), "events_url": format!("{u}/events"), "hooks_url": format!("{u}/hooks"),
+        "issues_url": format!("{u}/issues"), "members_url": format!("{u}/members{{/member}}"),
+        "public_members_url": format!("{u}/public_members{{/member}}"),
+        "avatar_url": format!("{web}/avatars/o/{id}"), "description": null
+    })
 }
 
 fn api_token(headers: &HeaderMap) -> Option<String> {
@@ -684,6 +727,61 @@ async fn route(shared: &Shared, method: &str, path: &str, query: &str, body: &[u
             let at = now_iso();
             st.keys.push((t.login.clone(), k.clone(), at.clone()));
             Reply::json(201, key_json(&shared.api_url, &k, &at))
+        }
+        ("GET", ["user", "memberships", "orgs", org]) => {
+            let Caller::User(t) = caller else { return requires_auth(DOC_MEMBERSHIP) };
+            // Like `/user/keys`: GitHub hides what the token's scopes do not cover.
+            if !t.scopes.iter().any(|s| ["read:org", "write:org", "admin:org"].contains(&s.as_str())) {
+                return Reply::error(404, "Not Found", DOC_MEMBERSHIP)
+                    .with_header("x-accepted-oauth-scopes", "admin:org, read:org, repo, user, write:org");
+            }
+            let mut st = shared.st.lock().unwrap();
+            let found = st
+                .members
+                .iter()
+                .find(|(o, l, _)| o.eq_ignore_ascii_case(org) && l.eq_ignore_ascii_case(&t.login))
+                .cloned();
+            let Some((org, _, state)) = found else { return Reply::error(404, "Not Found", DOC_MEMBERSHIP) };
+            let (org_id, user_id) = (st.account_id(&org), st.account_id(&t.login));
+            let (web, api) = (&shared.web_url, &shared.api_url);
+            Reply::json(
+                200,
+                json!({
+                    "url": format!("{api}/orgs/{org}/memberships/{}", t.login), "state": state, "role": "member",
+                    "organization_url": format!("{api}/orgs/{org}"), "organization": org_json(&org, org_id, web, api),
+                    "user": simple_user(&t.login, user_id, web, api)
+                }),
+            )
+        }
+        ("POST", ["applications", client_id, "token"]) => {
+            let Caller::App(app) = caller else { return requires_auth(DOC_APP_TOKEN) };
+            if app != client_id {
+                return Reply::error(404, "Not Found", DOC_APP_TOKEN);
+            }
+            let Some(token) = json_body().get("access_token").and_then(Value::as_str).map(str::to_string) else {
+                return Reply::validation(
+                    DOC_APP_TOKEN,
+                    json!([{"resource": "OauthAccess", "code": "missing_field", "field": "access_token"}]),
+                );
+            };
+            let mut st = shared.st.lock().unwrap();
+            let Some(info) = st.tokens.get(&token).filter(|t| &t.client_id == client_id).cloned() else {
+                return Reply::error(404, "Not Found", DOC_APP_TOKEN);
+            };
+            let (id, user_id) = (st.id(), st.account_id(&info.login));
+            let (web, api) = (&shared.web_url, &shared.api_url);
+            let last_eight = token[token.len().saturating_sub(8)..].to_string();
+            Reply::json(
+                200,
+                json!({
+                    "id": id, "url": format!("{api}/authorizations/{id}"), "scopes": info.scopes, "token": token,
+                    "token_last_eight": last_eight, "hashed_token": null,
+                    "app": {"client_id": client_id, "name": "Nexus (test)", "url": web},
+                    "note": null, "note_url": null, "updated_at": now_iso(), "created_at": now_iso(),
+                    "fingerprint": null, "user": simple_user(&info.login, user_id, web, api),
+                    "installation": null, "expires_at": null
+                }),
+            )
         }
         ("GET", ["repos", owner, name]) => {
             let mut st = shared.st.lock().unwrap();
@@ -939,7 +1037,11 @@ async fn api(shared: &Shared, req: Request<Body>) -> Response<Body> {
         .collect();
 
     let caller = match api_token(&parts.headers) {
-        None => Caller::Anonymous,
+        None => match basic_auth(&parts.headers) {
+            None => Caller::Anonymous,
+            Some((id, secret)) if shared.st.lock().unwrap().apps.get(&id) == Some(&secret) => Caller::App(id),
+            Some(_) => Caller::BadToken,
+        },
         Some(t) => match shared.st.lock().unwrap().tokens.get(&t) {
             Some(info) => Caller::User(info.clone()),
             None => Caller::BadToken,
@@ -1237,6 +1339,8 @@ impl FakeGithub {
             fork_hidden_gets: 1,
             refuse_keys: false,
             failures: Vec::new(),
+            apps: HashMap::new(),
+            members: Vec::new(),
             requests: Vec::new(),
             violations: Vec::new(),
             next_id: 1000,
@@ -1275,7 +1379,28 @@ impl FakeGithub {
         let mut st = self.st();
         st.accounts.insert(login.to_string(), id);
         let scopes = scopes.iter().map(|s| s.to_string()).collect();
-        st.tokens.insert(token.to_string(), TokenInfo { login: login.to_string(), scopes });
+        let client_id = crate::process::TEST_CLIENT_ID.to_string();
+        st.tokens.insert(token.to_string(), TokenInfo { login: login.to_string(), scopes, client_id });
+    }
+
+    /// Makes `token` valid for the account, issued to the OAuth app `client_id` (not the test client).
+    pub fn add_token_of_app(&self, token: &str, login: &str, id: i64, client_id: &str) {
+        let mut st = self.st();
+        st.accounts.insert(login.to_string(), id);
+        let scopes = DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect();
+        st.tokens
+            .insert(token.to_string(), TokenInfo { login: login.to_string(), scopes, client_id: client_id.into() });
+    }
+
+    /// Registers an OAuth app's client secret, for `POST /applications/{client_id}/token`.
+    pub fn add_oauth_app(&self, client_id: &str, secret: &str) {
+        self.st().apps.insert(client_id.to_string(), secret.to_string());
+    }
+
+    /// Makes `login` a member of `org`: `active`, or `pending` (invited, not yet accepted).
+    pub fn add_org_member(&self, org: &str, login: &str, state: &str) {
+        self.st().account_id(org);
+        self.st().members.push((org.to_ascii_lowercase(), login.to_ascii_lowercase(), state.to_string()));
     }
 
     /// Revokes a token: the API answers 401 `Bad credentials` and git asks for credentials.
@@ -1328,7 +1453,8 @@ impl FakeGithub {
         self.grant(user_code, |st, i| {
             st.account_id(login);
             let scopes = st.grants[i].scope.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string).collect();
-            token = st.new_token(login, scopes);
+            let client_id = st.grants[i].client_id.clone();
+            token = st.new_token(login, scopes, &client_id);
             st.grants[i].state = GrantState::Approved(token.clone());
         });
         token
@@ -1564,7 +1690,11 @@ mod tests {
     fn routes_and_statuses_are_documented() {
         let spec = github_openapi::spec();
         for (method, template, statuses) in API_ROUTES {
-            let concrete = template.replace("{owner}", "o").replace("{repo}", "r");
+            let concrete = template
+                .replace("{owner}", "o")
+                .replace("{repo}", "r")
+                .replace("{org}", "acme")
+                .replace("{client_id}", "Iv1.x");
             let m = spec.find_operation(method, &concrete).unwrap_or_else(|| panic!("{method} {template} missing"));
             assert_eq!(&m.template, template);
             for s in *statuses {

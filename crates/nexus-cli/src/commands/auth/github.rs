@@ -11,9 +11,11 @@ use crate::opener::Opener;
 use crate::system::System;
 use crate::ui::{Report, Ui};
 
-/// Scopes Nexus asks for: `repo` to fork, clone private repos and open PRs; `admin:public_key`
-/// to upload the SSH key; `read:org` so `gh` works inside the workspace.
-const GITHUB_SCOPES: &str = "repo read:org admin:public_key";
+/// Scopes Nexus asks for, the narrowest that work (docs/security/accounts.md): `repo` to fork,
+/// clone private repos, push and open PRs; `write:public_key` to list and upload the SSH key (not
+/// `admin:public_key`, which also deletes keys); `read:org` so `gh` works inside the workspace and
+/// a server with `--allow-github-org` can see the membership.
+const GITHUB_SCOPES: &str = "repo read:org write:public_key";
 
 /// `nexus auth github` options.
 #[derive(Debug, Clone, Default)]

@@ -52,6 +52,7 @@ fn hostname(sys: &dyn System) -> String {
 /// Generates the key if needed, puts it on GitHub, and registers user + key with the server.
 pub async fn run(opts: &SshSetupOptions, ui: &Ui, sys: &dyn System) -> Result<SshSetupOutcome> {
     let mut loaded = load_config(ui)?;
+    let saved_server = loaded.config.server_url();
     if let Some(server) = &opts.server {
         loaded.config.server = Some(server.clone());
     }
@@ -138,7 +139,10 @@ pub async fn run(opts: &SshSetupOptions, ui: &Ui, sys: &dyn System) -> Result<Ss
         ssh_pubkey_fingerprint: Some(public.fingerprint()),
         github_token: Some(token),
     };
-    let resp = match register_with_retries(&Client::new(&server, ""), &req).await {
+    // A server that knows this login adds the key only for a caller holding that user's API token:
+    // send the one saved for this server (never one saved for another server).
+    let api_token = cfg.api_token.clone().filter(|_| saved_server.as_deref() == Some(server.as_str())).unwrap_or_default();
+    let resp = match register_with_retries(&Client::new(&server, &api_token), &req).await {
         Ok(r) => r,
         Err(e) => {
             step.fail("Registration failed");
