@@ -42,9 +42,8 @@ impl Exposition {
 /// Parses `text`, or says which line breaks the format and why.
 pub fn parse(text: &str) -> Result<Exposition, String> {
     let mut out = Exposition::default();
-    let mut lines = text.lines().enumerate().peekable();
     let mut saw_eof = false;
-    while let Some((i, line)) = lines.next() {
+    for (i, line) in text.lines().enumerate() {
         let at = |why: &str| format!("line {}: {why}: {line:?}", i + 1);
         if saw_eof {
             return Err(at("content after # EOF"));
@@ -151,13 +150,16 @@ fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(labels)
 }
 
+/// A histogram bucket: (upper bound, cumulative count).
+type Bucket = (f64, f64);
+
 /// Buckets of each histogram series are cumulative, end at `+Inf`, and `+Inf` equals `_count`.
 fn check_histograms(exp: &Exposition) -> Result<(), String> {
     for (family, t) in &exp.types {
         if t != "histogram" {
             continue;
         }
-        let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut series: BTreeMap<Vec<(String, String)>, Vec<Bucket>> = BTreeMap::new();
         for s in exp.samples.iter().filter(|s| s.name == format!("{family}_bucket")) {
             let le = s.labels.get("le").ok_or_else(|| format!("{family}: bucket without le"))?;
             let le =
