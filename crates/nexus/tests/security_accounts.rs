@@ -459,3 +459,37 @@ async fn tokens_never_reach_the_server_log() {
         assert!(!log.contains(secret), "the {what} is in the server log");
     }
 }
+
+/// `nexus auth logout` revokes the token on the server, not only in the config file: a copy of the
+/// config taken before (a backup, a stolen laptop image) no longer works.
+#[tokio::test]
+async fn nexus_auth_logout_revokes_the_token_on_the_server() {
+    let c = cluster(|_| {}).await;
+    c.github.add_token("gho_alice", "alice", 11);
+    let alice = c.signed_in("alice", 11, KEY_A, "gho_alice").await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".nexus")).unwrap();
+    let config = format!("server: {}\napi_token: {}\n", c.api.base, alice.token().unwrap());
+    std::fs::write(home.path().join(".nexus/config.yaml"), config).unwrap();
+    let home_path = home.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin())
+            .args(["auth", "logout"])
+            .env("HOME", &home_path)
+            .env("NO_COLOR", "1")
+            .env_remove("NEXUS_SERVER")
+            .env_remove("NEXUS_TOKEN")
+            .env_remove("NEXUS_CONFIG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("revoked"), "{stderr}");
+    let (code, body) = alice.call("GET", "/api/v1/users/me", None).await;
+    assert_eq!(code, 401, "the token copied before logout must be dead: {body}");
+    let saved = std::fs::read_to_string(home.path().join(".nexus/config.yaml")).unwrap();
+    assert!(!saved.contains(alice.token().unwrap()), "{saved}");
+}
