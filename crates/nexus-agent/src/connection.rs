@@ -8,11 +8,17 @@
 //!
 //! Each `OpenTunnel` gets its own task: TCP to the workspace port, a second WebSocket to
 //! `TUNNEL_PATH/<id>`, bytes copied both ways as binary frames.
+//!
+//! Every WebSocket carries the node's own credential, never the join token: without one (none in
+//! the config, none in the state dir) the agent first enrols with the join token (`credential`).
+//! A refused credential (the operator revoked the node) ends the agent; a second agent for the
+//! same node is refused while the first is connected, and retries until it is gone.
 
 mod tunnel;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,8 +44,9 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
 /// First reconnect delay; doubles per failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Reconnect delay after the server refused the join token: an operator has to act first.
-const UNAUTHORIZED_RETRY: Duration = Duration::from_secs(10);
+/// Reconnect delay after the server refused a second connection for this node: the first one
+/// has to go (or go silent) first.
+const CONFLICT_RETRY: Duration = Duration::from_secs(10);
 /// Limit for the TCP + TLS + upgrade exchange, and for the `Welcome`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -51,8 +58,14 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct AgentConfig {
     /// `http://host:port` or `https://host:port` (WebSocket URLs are derived: `ws`/`wss`).
     pub server_url: String,
-    /// Sent as `Authorization: Bearer <token>` on every WebSocket upgrade.
+    /// Enrols the node when it has no credential yet (never sent on a WebSocket); may be empty
+    /// when it has one.
     pub join_token: String,
+    /// The node's credential, when known already (skips the state dir and enrolment).
+    pub credential: Option<String>,
+    /// Where the credential is kept across restarts (`<dir>/credential`, mode 0600); `None` keeps
+    /// the one enrolment gives in memory for this run only (tests, embedded agents).
+    pub state_dir: Option<PathBuf>,
     /// This node's name, unique per server.
     pub node_name: String,
     /// LXD project the workspaces live in (reported in `Hello`).
@@ -69,6 +82,8 @@ impl AgentConfig {
         AgentConfig {
             server_url: server_url.into(),
             join_token: join_token.into(),
+            credential: None,
+            state_dir: None,
             node_name: node_name.into(),
             lxd_project: nexus_types::defaults::LXD_PROJECT.into(),
             base_image: nexus_types::defaults::BASE_IMAGE_ALIAS.into(),
@@ -138,7 +153,12 @@ pub async fn run_with_settings<P: Provider>(
     settings.base_image = config.base_image.clone();
     let connect_url = ws_url(&config.server_url, CONNECT_PATH)?;
     let tunnel_base = ws_url(&config.server_url, TUNNEL_PATH)?;
-    let auth = HeaderValue::from_str(&format!("Bearer {}", config.join_token)).map_err(|_| AgentError::JoinToken)?;
+    let mut shutdown = Box::pin(shutdown);
+    let Some(credential) = credential(&config, &mut shutdown).await? else {
+        tracing::info!("agent shut down");
+        return Ok(());
+    };
+    let auth = HeaderValue::from_str(&format!("Bearer {credential}")).map_err(|_| AgentError::JoinToken)?;
     let (reports_tx, mut reports_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         settings,
@@ -168,7 +188,6 @@ pub async fn run_with_settings<P: Provider>(
             }
         });
     }
-    let mut shutdown = Box::pin(shutdown);
     let mut pending = VecDeque::new();
     let mut backoff = MIN_BACKOFF;
     let mut last_failure: Option<String> = None;
@@ -188,10 +207,13 @@ pub async fn run_with_settings<P: Provider>(
         let chain = error_chain(&error);
         let hint = error.hint().unwrap_or_default();
         let delay = if let AgentError::Unauthorized { .. } = error {
+            // The credential was good when enrolled: the operator revoked it. Nothing to retry.
+            return Err(error);
+        } else if let AgentError::AlreadyConnected { .. } = error {
             if last_failure.as_deref() != Some(chain.as_str()) {
                 tracing::error!(error = %chain, hint, "the server refused this agent");
             }
-            UNAUTHORIZED_RETRY
+            CONFLICT_RETRY
         } else {
             if last_failure.as_deref() != Some(chain.as_str()) {
                 if welcomed {
@@ -214,6 +236,64 @@ pub async fn run_with_settings<P: Provider>(
             }
             _ = tokio::time::sleep(delay) => {}
         }
+    }
+}
+
+/// The node's credential: the config's, the state dir's, or a new one from enrolling with the
+/// join token (kept in the state dir). Enrolment is retried while the server is unreachable;
+/// `None` when `shutdown` came first. A refused enrolment is an error: an operator has to act.
+async fn credential<S: Future<Output = ()> + Unpin>(
+    config: &AgentConfig,
+    shutdown: &mut S,
+) -> Result<Option<String>, AgentError> {
+    if let Some(c) = &config.credential {
+        return Ok(Some(c.clone()));
+    }
+    if let Some(dir) = &config.state_dir {
+        if let Some(c) = crate::credential::load(dir, &config.server_url, &config.node_name)? {
+            return Ok(Some(c));
+        }
+    }
+    let join_token = config.join_token.trim();
+    if join_token.is_empty() {
+        return Err(AgentError::NoJoinToken);
+    }
+    HeaderValue::from_str(&format!("Bearer {join_token}")).map_err(|_| AgentError::JoinToken)?;
+    let mut backoff = MIN_BACKOFF;
+    let mut logged = false;
+    loop {
+        let attempt =
+            crate::credential::enrol(&config.server_url, join_token, &config.node_name, &config.lxd_project);
+        let result = tokio::select! {
+            _ = &mut *shutdown => return Ok(None),
+            r = attempt => r,
+        };
+        match result {
+            Ok(credential) => {
+                if let Some(dir) = &config.state_dir {
+                    let stored = crate::credential::Stored {
+                        server_url: config.server_url.clone(),
+                        node_name: config.node_name.clone(),
+                        credential: credential.clone(),
+                    };
+                    crate::credential::save(dir, &stored)?;
+                }
+                tracing::info!(node = %config.node_name, "enrolled with the server; this node has its own credential now");
+                return Ok(Some(credential));
+            }
+            Err(e @ AgentError::EnrolUnreachable { .. }) => {
+                if !logged {
+                    tracing::warn!(error = %error_chain(&e), hint = e.hint().unwrap_or_default(), "cannot reach the server to enrol; retrying with backoff");
+                    logged = true;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::select! {
+            _ = &mut *shutdown => return Ok(None),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -405,6 +485,9 @@ async fn dial(url: &str, auth: &HeaderValue, nodelay: bool) -> Result<Ws, AgentE
             let status = resp.status().as_u16();
             if status == 401 {
                 return Err(AgentError::Unauthorized { url: url.to_string() });
+            }
+            if status == 409 {
+                return Err(AgentError::AlreadyConnected { url: url.to_string() });
             }
             let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
             Err(AgentError::Rejected { url: url.to_string(), status, body: truncate(&body, 300) })

@@ -209,7 +209,6 @@ pub(crate) async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(W
             .map(|s| s.trim().to_string())
             .map_err(|e| err(format!("cannot read the server's {name}: {e}"), "run `nexus down` and `nexus up` again"))
     };
-    let join = read("join-token")?;
     // Named after the host, like any node; the same name across runs keeps its workspaces attached.
     let node_name = run_ok(sys, &["hostname"], "install hostname (`apt-get install hostname`)")?.trim().to_string();
     let agent = [
@@ -217,8 +216,12 @@ pub(crate) async fn up(opts: &UpOptions, ui: &Ui, sys: &dyn System) -> Result<(W
         "agent".into(),
         "--server".into(),
         base.clone(),
-        "--join-token".into(),
-        join,
+        // The join token only enrols; the agent keeps the credential it gets next to the server's
+        // data, so both last exactly as long as the staging dir.
+        "--join-token-file".into(),
+        dir.join("server").join("join-token").display().to_string(),
+        "--state-dir".into(),
+        dir.join("agent-state").display().to_string(),
         "--lxd-project".into(),
         STAGING_LXD_PROJECT.into(),
         "--name".into(),

@@ -104,8 +104,13 @@ async fn recv_report(ws: &mut ServerWs) -> Report {
     }
 }
 
+/// An agent that has its credential (`join-secret`) already, so it dials the WebSockets at once.
 fn config(url: &str) -> AgentConfig {
-    AgentConfig { heartbeat: Duration::from_millis(50), ..AgentConfig::new(url, "join-secret", "node-1") }
+    AgentConfig {
+        heartbeat: Duration::from_millis(50),
+        credential: Some("join-secret".into()),
+        ..AgentConfig::new(url, "", "node-1")
+    }
 }
 
 fn spec() -> WorkspaceSpec {
@@ -358,19 +363,22 @@ async fn reports_survive_a_reconnect() {
 }
 
 #[tokio::test]
-async fn wrong_token_keeps_retrying_until_shutdown() {
+async fn a_refused_credential_ends_the_agent_with_a_hint() {
     let server = TestServer::start(u32::MAX).await;
     let fake = FakeProvider::new();
-    let (stop, agent) = start_agent(&server.url, &fake);
-    // Wait until the first refusal happened, by polling the counter.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while server.rejected.load(Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "agent never dialed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(!agent.is_finished(), "a refused token must not end the agent");
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(2), agent).await.unwrap().unwrap().unwrap();
+    let (_stop, agent) = start_agent(&server.url, &fake);
+    let err = tokio::time::timeout(Duration::from_secs(5), agent).await.unwrap().unwrap().unwrap_err();
+    assert!(matches!(err, AgentError::Unauthorized { .. }), "{err:?}");
+    assert!(err.hint().unwrap().contains("revoked"), "{:?}", err.hint());
+    assert_eq!(server.rejected.load(Ordering::SeqCst), 1, "a revoked credential is not retried");
+}
+
+#[tokio::test]
+async fn without_a_credential_or_join_token_the_agent_says_what_to_pass() {
+    let cfg = AgentConfig { credential: None, ..config("http://127.0.0.1:1") };
+    let err = run(cfg, Arc::new(FakeProvider::new()), std::future::pending()).await.unwrap_err();
+    assert!(matches!(err, AgentError::NoJoinToken), "{err:?}");
+    assert!(err.hint().unwrap().contains("--join-token-file"));
 }
 
 #[tokio::test]
@@ -426,7 +434,29 @@ fn run_with_lxd_is_send() {
 
 #[tokio::test]
 async fn malformed_join_token_is_an_error() {
-    let cfg = AgentConfig { join_token: "a\nb".into(), ..config("http://127.0.0.1:1") };
+    let cfg = AgentConfig { join_token: "a\nb".into(), credential: None, ..config("http://127.0.0.1:1") };
     let err = run(cfg, Arc::new(FakeProvider::new()), std::future::pending()).await.unwrap_err();
     assert!(matches!(err, AgentError::JoinToken), "{err:?}");
+}
+
+#[tokio::test]
+async fn the_state_dirs_credential_is_what_the_agent_dials_with() {
+    let mut server = TestServer::start(0).await;
+    let state = tempfile::tempdir().unwrap();
+    let stored = crate::credential::Stored {
+        server_url: server.url.clone(),
+        node_name: "node-1".into(),
+        credential: "join-secret".into(),
+    };
+    crate::credential::save(state.path(), &stored).unwrap();
+    // No join token and no credential in the config: only the state dir's can open the connection.
+    let cfg = AgentConfig { credential: None, state_dir: Some(state.path().to_path_buf()), ..config(&server.url) };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(run(cfg, Arc::new(FakeProvider::new()), async {
+        let _ = stop_rx.await;
+    }));
+    let (_ws, hello) = server.accept_agent().await;
+    assert!(matches!(hello, AgentMessage::Hello { ref node_name, .. } if node_name == "node-1"), "{hello:?}");
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), agent).await.unwrap().unwrap().unwrap();
 }

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod node;
 pub mod ssh;
 pub mod workspace;
 

@@ -1,4 +1,9 @@
 //! Node agents: their connections, heartbeats, hellos (reconciliation) and reports.
+//!
+//! A report counts only when it comes from the node the workspace is placed on, answers a
+//! generation the server issued (never a later one), and fits the command issued at that
+//! generation: `ready` (which pins the host key) only an ensure, `stopped` only a stop, `deleted`
+//! only a delete. So a node can only ever answer what it was asked.
 
 use super::*;
 
@@ -22,6 +27,8 @@ impl App {
                 lxd_project: n.lxd_project,
                 workspaces: n.workspaces,
                 last_heartbeat: n.last_heartbeat,
+                enrolled_at: n.enrolled_at,
+                revoked_at: n.revoked_at,
             })
             .collect();
         Ok(NodeList { nodes })
@@ -29,11 +36,16 @@ impl App {
 
     // ---- agents ---------------------------------------------------------------------------------
 
-    /// A node said hello on a new control connection: greet it and route its commands to `tx`
-    /// (replacing an older connection of the node). Returns the connection id to leave with.
-    pub(crate) fn node_connected(&self, node: &str, tx: mpsc::UnboundedSender<ServerMessage>) -> u64 {
-        let _ = tx.send(ServerMessage::Welcome { heartbeat_secs: self.config.heartbeat.as_secs().max(1) });
-        self.hub.attach(node, tx)
+    /// A node said hello on a new control connection: route its commands to `tx` and greet it.
+    /// `None` (and no welcome) while another connection of the node is live.
+    pub(crate) fn node_connected(
+        &self,
+        node: &str,
+        tx: mpsc::UnboundedSender<ServerMessage>,
+    ) -> Option<crate::hub::Attached> {
+        let attached = self.hub.attach(node, tx)?;
+        self.hub.send(node, ServerMessage::Welcome { heartbeat_secs: self.config.heartbeat.as_secs().max(1) });
+        Some(attached)
     }
 
     /// A node's control connection `conn_id` closed.
@@ -95,6 +107,10 @@ impl App {
             tracing::warn!(workspace = %ws.id, from = node, owner_node = %ws.node, "services report from the wrong node ignored");
             return Ok(());
         }
+        if generation > ws.generation {
+            tracing::warn!(workspace = %ws.id, from = node, generation, issued = ws.generation, "services report for a generation never issued ignored");
+            return Ok(());
+        }
         let rows: Vec<ServiceRow> = services
             .iter()
             .map(|s| ServiceRow {
@@ -127,6 +143,10 @@ impl App {
         };
         if ws.node != node {
             tracing::warn!(workspace = %ws.id, from = node, owner_node = %ws.node, "setup report from the wrong node ignored");
+            return Ok(());
+        }
+        if generation > ws.generation {
+            tracing::warn!(workspace = %ws.id, from = node, generation, issued = ws.generation, "setup report for a generation never issued ignored");
             return Ok(());
         }
         let row = SetupRow {
@@ -165,6 +185,16 @@ impl App {
         }
         if report.generation < ws.generation {
             tracing::debug!(workspace = %ws.id, got = report.generation, current = ws.generation, "stale report ignored");
+            return Ok(());
+        }
+        if report.generation > ws.generation {
+            tracing::warn!(workspace = %ws.id, from = node, got = report.generation, issued = ws.generation, "report for a generation never issued ignored");
+            return Ok(());
+        }
+        let asked = self.store.op_at(&ws.id, report.generation).await?;
+        if !answers(asked.as_deref(), &report.outcome) {
+            tracing::warn!(workspace = %ws.id, from = node, generation = report.generation, asked = asked.as_deref().unwrap_or("nothing"),
+                outcome = outcome_kind(&report.outcome), "report does not answer the command issued; ignored");
             return Ok(());
         }
         let waiter = lock(&self.waiters).remove(&(ws.id.clone(), report.generation));
@@ -220,5 +250,66 @@ impl App {
         }
         tracing::warn!(workspace = %ws.id, ?event, "report kept losing to other writes; ignored");
         Ok(())
+    }
+}
+
+/// The kind of a command, as `issue_generation` records it.
+pub(super) fn op_kind(op: &Op) -> &'static str {
+    match op {
+        Op::Ensure(_) => "ensure",
+        Op::Stop => "stop",
+        Op::Delete => "delete",
+    }
+}
+
+fn outcome_kind(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Ready { .. } => "ready",
+        Outcome::Stopped => "stopped",
+        Outcome::Deleted => "deleted",
+        Outcome::Failed { .. } => "failed",
+    }
+}
+
+/// Whether `outcome` answers a command of kind `asked`: a host key (`ready`) only a create or
+/// start, `deleted` only a delete; any command may fail. Nothing answers a generation whose kind
+/// is unknown (issued before kinds were recorded; the node's next hello re-issues what is pending).
+fn answers(asked: Option<&str>, outcome: &Outcome) -> bool {
+    matches!(
+        (asked, outcome),
+        (Some("ensure"), Outcome::Ready { .. })
+            | (Some("stop"), Outcome::Stopped)
+            | (Some("delete"), Outcome::Deleted)
+            | (Some(_), Outcome::Failed { .. })
+    )
+}
+
+#[cfg(test)]
+mod report_rules {
+    use super::*;
+
+    #[test]
+    fn a_report_answers_only_the_command_issued() {
+        let ready = Outcome::Ready { commit: None, host_key: Some("k".into()) };
+        let failed = Outcome::Failed { message: "m".into(), hint: "h".into() };
+        for (asked, outcome, ok) in [
+            (Some("ensure"), &ready, true),
+            (Some("stop"), &ready, false),
+            (Some("delete"), &ready, false),
+            (None, &ready, false),
+            (Some("stop"), &Outcome::Stopped, true),
+            (Some("ensure"), &Outcome::Stopped, false),
+            (Some("delete"), &Outcome::Deleted, true),
+            (Some("ensure"), &Outcome::Deleted, false),
+            (Some("stop"), &Outcome::Deleted, false),
+            (None, &Outcome::Deleted, false),
+            (Some("ensure"), &failed, true),
+            (Some("delete"), &failed, true),
+            (None, &failed, false),
+        ] {
+            assert_eq!(answers(asked, outcome), ok, "{asked:?} answered by {}", outcome_kind(outcome));
+        }
+        assert_eq!(op_kind(&Op::Delete), "delete");
+        assert_eq!(op_kind(&Op::Stop), "stop");
     }
 }

@@ -1,6 +1,8 @@
-//! Nodes that joined.
+//! Nodes: their enrolment (a credential, stored hashed, bound to the name), liveness, the join
+//! tokens that enrol them, and the kind of command last issued to each workspace (what a node's
+//! report may answer).
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::{now, Store};
 use crate::error::Result;
@@ -14,10 +16,51 @@ pub(crate) struct NodeRow {
     pub last_heartbeat: Option<String>,
     /// Workspaces placed on it.
     pub workspaces: u32,
+    /// RFC 3339; `None` for a node from before enrolment existed.
+    pub enrolled_at: Option<String>,
+    /// RFC 3339; set once the operator revoked its credential.
+    pub revoked_at: Option<String>,
+}
+
+/// An operator-made (or the revoked default) join token, without the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JoinTokenRow {
+    pub id: String,
+    /// SHA-256 of the token.
+    pub token_hash: String,
+    pub single_use: bool,
+    pub created_at: String,
+    pub used_at: Option<String>,
+    pub used_by: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// What became of an attempt to spend a join token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum JoinTokenUse {
+    /// The token is valid (and, if single-use, now spent).
+    Accepted,
+    /// No such token in the table.
+    Unknown,
+    /// Revoked by the operator.
+    Revoked,
+    /// Single-use, and used already.
+    Spent,
+}
+
+/// What became of an enrolment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Enrolled {
+    /// The name is bound to the new credential.
+    Bound,
+    /// The name already has a live (unrevoked) credential.
+    Taken,
+    /// The name was revoked; it stays so (whoever holds a join token must not get it back).
+    Revoked,
 }
 
 impl Store {
-    /// Records that a node joined (or re-joined).
+    /// Records that a node said hello (its project and the time).
     pub(crate) async fn upsert_node(&self, name: &str, lxd_project: &str) -> Result<()> {
         let (name, project) = (name.to_owned(), lxd_project.to_owned());
         self.run(move |conn| {
@@ -27,6 +70,55 @@ impl Store {
                 params![name, project, now()],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Binds `name` to a credential (its hash), unless the name has a live one or was revoked. A
+    /// name that joined before enrolment existed (no credential) can be enrolled once.
+    pub(crate) async fn enrol_node(&self, name: &str, lxd_project: &str, credential_hash: &str) -> Result<Enrolled> {
+        let (name, project, hash) = (name.to_owned(), lxd_project.to_owned(), credential_hash.to_owned());
+        self.run(move |conn| {
+            // One statement decides and writes, so two enrolments of one name cannot both win.
+            let changed = conn.execute(
+                "INSERT INTO nodes (name, lxd_project, joined_at, credential_hash, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?3)
+                 ON CONFLICT(name) DO UPDATE SET lxd_project = excluded.lxd_project,
+                     credential_hash = excluded.credential_hash, enrolled_at = excluded.enrolled_at, revoked_at = NULL
+                 WHERE nodes.credential_hash IS NULL AND nodes.revoked_at IS NULL",
+                params![name, project, now(), hash],
+            )?;
+            if changed == 1 {
+                return Ok(Enrolled::Bound);
+            }
+            let revoked: Option<String> =
+                conn.query_row("SELECT revoked_at FROM nodes WHERE name = ?1", [&name], |r| r.get(0))?;
+            Ok(if revoked.is_some() { Enrolled::Revoked } else { Enrolled::Taken })
+        })
+        .await
+    }
+
+    /// The node a live credential belongs to.
+    pub(crate) async fn node_by_credential(&self, credential_hash: &str) -> Result<Option<String>> {
+        let hash = credential_hash.to_owned();
+        self.run(move |conn| {
+            Ok(conn
+                .query_row("SELECT name FROM nodes WHERE credential_hash = ?1 AND revoked_at IS NULL", [hash], |r| {
+                    r.get(0)
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    /// Revokes a node's credential; false if there is no such node.
+    pub(crate) async fn revoke_node(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.run(move |conn| {
+            let changed = conn.execute(
+                "UPDATE nodes SET credential_hash = NULL, revoked_at = ?2 WHERE name = ?1",
+                params![name, now()],
+            )?;
+            Ok(changed == 1)
         })
         .await
     }
@@ -45,14 +137,196 @@ impl Store {
     pub(crate) async fn list_nodes(&self) -> Result<Vec<NodeRow>> {
         self.run(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT n.name, n.lxd_project, n.last_heartbeat, (SELECT COUNT(*) FROM workspaces w WHERE w.node_name = n.name)
+                "SELECT n.name, n.lxd_project, n.last_heartbeat, (SELECT COUNT(*) FROM workspaces w WHERE w.node_name = n.name),
+                        n.enrolled_at, n.revoked_at
                  FROM nodes n ORDER BY n.name",
             )?;
             let rows = stmt.query_map([], |r| {
-                Ok(NodeRow { name: r.get(0)?, lxd_project: r.get(1)?, last_heartbeat: r.get(2)?, workspaces: r.get(3)? })
+                Ok(NodeRow {
+                    name: r.get(0)?,
+                    lxd_project: r.get(1)?,
+                    last_heartbeat: r.get(2)?,
+                    workspaces: r.get(3)?,
+                    enrolled_at: r.get(4)?,
+                    revoked_at: r.get(5)?,
+                })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
+    }
+
+    // ---- join tokens ----------------------------------------------------------------------------
+
+    /// Stores an operator-made join token (its hash).
+    pub(crate) async fn add_join_token(&self, id: &str, token_hash: &str, single_use: bool) -> Result<()> {
+        let (id, hash) = (id.to_owned(), token_hash.to_owned());
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO join_tokens (id, token_hash, single_use, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id, hash, single_use, now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Spends a join token for enrolling `node`: a single-use one is marked used in the same
+    /// statement that checks it, so two enrolments cannot share it.
+    pub(crate) async fn use_join_token(&self, token_hash: &str, node: &str) -> Result<JoinTokenUse> {
+        let (hash, node) = (token_hash.to_owned(), node.to_owned());
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            let row: Option<(bool, Option<String>, Option<String>)> = tx
+                .query_row(
+                    "SELECT single_use, used_at, revoked_at FROM join_tokens WHERE token_hash = ?1",
+                    [&hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let verdict = match row {
+                None => JoinTokenUse::Unknown,
+                Some((_, _, Some(_))) => JoinTokenUse::Revoked,
+                Some((true, Some(_), None)) => JoinTokenUse::Spent,
+                Some((single_use, _, None)) => {
+                    let spend = if single_use { " AND used_at IS NULL" } else { "" };
+                    let changed = tx.execute(
+                        &format!("UPDATE join_tokens SET used_at = ?2, used_by = ?3 WHERE token_hash = ?1{spend}"),
+                        params![hash, now(), node],
+                    )?;
+                    if changed == 1 {
+                        JoinTokenUse::Accepted
+                    } else {
+                        JoinTokenUse::Spent
+                    }
+                }
+            };
+            tx.commit()?;
+            Ok(verdict)
+        })
+        .await
+    }
+
+    /// Revokes join token `id`; `token_hash` (the default token's) inserts the row if it is not
+    /// there yet. False if there is no such token.
+    pub(crate) async fn revoke_join_token(&self, id: &str, token_hash: Option<&str>) -> Result<bool> {
+        let (id, hash) = (id.to_owned(), token_hash.map(str::to_owned));
+        self.run(move |conn| {
+            let changed = match hash {
+                Some(hash) => conn.execute(
+                    "INSERT INTO join_tokens (id, token_hash, single_use, created_at, revoked_at) VALUES (?1, ?2, 0, ?3, ?3)
+                     ON CONFLICT(id) DO UPDATE SET token_hash = excluded.token_hash, revoked_at = excluded.revoked_at",
+                    params![id, hash, now()],
+                )?,
+                None => conn.execute(
+                    "UPDATE join_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+                    params![id, now()],
+                )?,
+            };
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    /// Every join token in the table, oldest first.
+    pub(crate) async fn list_join_tokens(&self) -> Result<Vec<JoinTokenRow>> {
+        self.run(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, single_use, created_at, used_at, used_by, revoked_at, token_hash FROM join_tokens ORDER BY created_at, id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(JoinTokenRow {
+                    id: r.get(0)?,
+                    single_use: r.get(1)?,
+                    created_at: r.get(2)?,
+                    used_at: r.get(3)?,
+                    used_by: r.get(4)?,
+                    revoked_at: r.get(5)?,
+                    token_hash: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    // ---- what a report may answer ---------------------------------------------------------------
+
+    /// Issues a workspace's next generation for a command of kind `op` (`ensure`, `stop`,
+    /// `delete`) and remembers the kind, so the node's report can be checked against it.
+    pub(crate) async fn issue_generation(&self, id: &str, op: &'static str) -> Result<i64> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            Ok(conn.query_row(
+                "UPDATE workspaces SET generation = generation + 1, last_op = ?2 WHERE id = ?1 RETURNING generation",
+                params![id, op],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    /// The kind of command issued as `generation` of workspace `id`, if that is its latest.
+    pub(crate) async fn op_at(&self, id: &str, generation: i64) -> Result<Option<String>> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT last_op FROM workspaces WHERE id = ?1 AND generation = ?2",
+                    params![id, generation],
+                    |r| r.get::<_, Option<String>>(0),
+                )
+                .optional()?
+                .flatten())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_name_with_a_live_credential_cannot_be_enrolled_again_nor_a_revoked_one() {
+        let s = Store::in_memory().unwrap();
+        assert_eq!(s.enrol_node("n1", "p", "h1").await.unwrap(), Enrolled::Bound);
+        assert_eq!(s.enrol_node("n1", "p", "h2").await.unwrap(), Enrolled::Taken);
+        assert_eq!(s.node_by_credential("h1").await.unwrap().as_deref(), Some("n1"));
+        assert_eq!(s.node_by_credential("h2").await.unwrap(), None);
+        assert!(s.revoke_node("n1").await.unwrap());
+        assert_eq!(s.node_by_credential("h1").await.unwrap(), None, "a revoked credential opens nothing");
+        assert_eq!(s.enrol_node("n1", "p", "h3").await.unwrap(), Enrolled::Revoked, "a revoked name stays revoked");
+        assert_eq!(s.node_by_credential("h3").await.unwrap(), None);
+        assert!(!s.revoke_node("nope").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_node_from_before_enrolment_can_enrol_once() {
+        let s = Store::in_memory().unwrap();
+        s.upsert_node("old", "p").await.unwrap();
+        assert_eq!(s.enrol_node("old", "p", "h").await.unwrap(), Enrolled::Bound);
+        assert_eq!(s.enrol_node("old", "p", "h2").await.unwrap(), Enrolled::Taken);
+        s.upsert_node("old", "p").await.unwrap();
+        assert_eq!(s.node_by_credential("h").await.unwrap().as_deref(), Some("old"), "hello keeps the credential");
+    }
+
+    #[tokio::test]
+    async fn single_use_join_tokens_are_spent_once_and_revoked_ones_never_work() {
+        let s = Store::in_memory().unwrap();
+        s.add_join_token("jt-1", "once", true).await.unwrap();
+        s.add_join_token("jt-2", "many", false).await.unwrap();
+        assert_eq!(s.use_join_token("once", "a").await.unwrap(), JoinTokenUse::Accepted);
+        assert_eq!(s.use_join_token("once", "b").await.unwrap(), JoinTokenUse::Spent);
+        assert_eq!(s.use_join_token("many", "a").await.unwrap(), JoinTokenUse::Accepted);
+        assert_eq!(s.use_join_token("many", "b").await.unwrap(), JoinTokenUse::Accepted);
+        assert_eq!(s.use_join_token("other", "b").await.unwrap(), JoinTokenUse::Unknown);
+        assert!(s.revoke_join_token("jt-2", None).await.unwrap());
+        assert_eq!(s.use_join_token("many", "c").await.unwrap(), JoinTokenUse::Revoked);
+        assert!(s.revoke_join_token("default", Some("dflt")).await.unwrap());
+        assert_eq!(s.use_join_token("dflt", "c").await.unwrap(), JoinTokenUse::Revoked);
+        assert!(!s.revoke_join_token("jt-9", None).await.unwrap());
+        let ids: Vec<String> = s.list_join_tokens().await.unwrap().into_iter().map(|t| t.id).collect();
+        assert_eq!(ids.len(), 3);
     }
 }
