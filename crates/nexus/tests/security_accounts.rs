@@ -493,3 +493,62 @@ async fn nexus_auth_logout_revokes_the_token_on_the_server() {
     let saved = std::fs::read_to_string(home.path().join(".nexus/config.yaml")).unwrap();
     assert!(!saved.contains(alice.token().unwrap()), "{saved}");
 }
+
+/// The CLI's side of key changes: `nexus ssh setup` on a second machine is refused until it is given
+/// an API token of a signed-in machine; re-running it on the first machine just renews.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_machine_needs_an_api_token_from_the_first() {
+    let github = FakeGithub::start().await;
+    github.add_token("gho_alice", "alice", 1001);
+    let server = nexus_testkit::process::ServerProcess::for_github(&bin(), &github, 2);
+    let run = |home: &Path, args: &[&str], token: Option<&str>, stdin: &str| {
+        use std::io::Write as _;
+        let mut c = std::process::Command::new(bin());
+        c.args(args)
+            .env("HOME", home)
+            .env("NEXUS_BROWSER", "none")
+            .env("NO_COLOR", "1")
+            .env_remove("NEXUS_SERVER")
+            .env_remove("NEXUS_TOKEN")
+            .env_remove("NEXUS_CONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(t) = token {
+            c.env("NEXUS_TOKEN", t);
+        }
+        let mut child = c.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let api_token_of = |home: &Path| {
+        let cfg = std::fs::read_to_string(home.join(".nexus/config.yaml")).unwrap();
+        cfg.lines().find_map(|l| l.strip_prefix("api_token: ")).map(|t| t.trim().trim_matches('\'').to_string())
+    };
+    let (laptop, desktop) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for home in [laptop.path(), desktop.path()] {
+        let (ok, err) = run(home, &["auth", "github", "--server", &server.url, "--with-token"], None, "gho_alice\n");
+        assert!(ok, "{err}");
+    }
+    let (ok, err) = run(laptop.path(), &["ssh", "setup"], None, "");
+    assert!(ok, "{err}");
+    let laptop_token = api_token_of(laptop.path()).expect("the laptop is registered");
+
+    let (ok, err) = run(desktop.path(), &["ssh", "setup"], None, "");
+    assert!(!ok, "a second machine without an API token must be refused");
+    assert!(err.contains("NEXUS_TOKEN"), "the hint says how: {err}");
+    assert!(api_token_of(desktop.path()).is_none());
+
+    let (ok, err) = run(desktop.path(), &["ssh", "setup"], Some(&laptop_token), "");
+    assert!(ok, "{err}");
+    let desktop_token = api_token_of(desktop.path()).expect("the desktop is registered");
+    // Re-running on the laptop renews its token (it sends the saved one).
+    let (ok, err) = run(laptop.path(), &["ssh", "setup"], None, "");
+    assert!(ok, "{err}");
+    let api = Api::new(&server.url);
+    for token in [desktop_token, api_token_of(laptop.path()).unwrap()] {
+        assert_eq!(api.with_token(&token).call("GET", "/api/v1/users/me", None).await.0, 200);
+    }
+    github.assert_conformant();
+}

@@ -217,8 +217,9 @@ impl App {
                 "{} is already registered; adding a key or signing in again needs an API token {} already holds",
                 user.github_username, user.github_username
             ),
-            hint: "run `nexus ssh setup` on a machine that is signed in to this server (it sends its API token); \
-                   with no such machine left, ask the operator to register the key with the operator token"
+            hint: "run `nexus ssh setup` on a machine signed in to this server (it sends its API token); on a new \
+                   machine run `NEXUS_TOKEN=<api_token of a signed-in machine> nexus ssh setup`; with no such machine \
+                   left, ask the operator to register the key"
                 .into(),
         })
     }

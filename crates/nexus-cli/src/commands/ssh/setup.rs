@@ -140,8 +140,13 @@ pub async fn run(opts: &SshSetupOptions, ui: &Ui, sys: &dyn System) -> Result<Ss
         github_token: Some(token),
     };
     // A server that knows this login adds the key only for a caller holding that user's API token:
-    // send the one saved for this server (never one saved for another server).
-    let api_token = cfg.api_token.clone().filter(|_| saved_server.as_deref() == Some(server.as_str())).unwrap_or_default();
+    // send NEXUS_TOKEN (a new machine, given a token from a signed-in one), else the token saved for
+    // this server (never one saved for another server).
+    let api_token = std::env::var("NEXUS_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| cfg.api_token.clone().filter(|_| saved_server.as_deref() == Some(server.as_str())))
+        .unwrap_or_default();
     let resp = match register_with_retries(&Client::new(&server, &api_token), &req).await {
         Ok(r) => r,
         Err(e) => {
