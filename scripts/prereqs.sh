@@ -5,7 +5,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 install_prereqs() {
-  local pkgs=(git openssh-client openssh-server curl ca-certificates gcc pkg-config python3)
+  # systemd: `systemd-analyze verify` checks the units `nexus node service install` writes.
+  local pkgs=(git openssh-client openssh-server curl ca-certificates gcc pkg-config python3 systemd)
   local missing=() p
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@
 pub mod commands;
 pub mod error;
 pub mod init;
+pub mod service;
 pub mod staging;
 
 pub use error::Error;

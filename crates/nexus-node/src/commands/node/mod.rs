@@ -1,3 +1,4 @@
 //! `nexus node`: driver node set-up.
 
 pub mod init;
+pub mod service;
