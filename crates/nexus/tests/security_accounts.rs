@@ -400,6 +400,10 @@ async fn data_dir_and_database_files_are_private_under_umask_022() {
     for (path, want) in &modes {
         assert_eq!(mode(path), *want, "{} (all: {found:?})", path.display());
     }
+    // Started without a policy or the app's secret, the server says what that means.
+    let log = std::fs::read_to_string(root.path().join("server.log")).unwrap();
+    assert!(log.contains("any GitHub user may register"), "{log}");
+    assert!(log.contains("not checked against this server's OAuth app"), "{log}");
 }
 
 /// No token reaches the server's log, at debug level, through a whole journey: registration (GitHub
