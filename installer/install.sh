@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Nexus one-line installer.
 #
-#   curl -fsSL http://<server>:3001/install.sh | bash -s -- --repo my-org/my-project
+#   curl -fsSL https://<server>:3001/install.sh | bash -s -- --repo my-org/my-project
 #
 # Checks git, ssh and curl; downloads the nexus CLI from the Nexus server that served this script,
 # verifies its SHA-256 and installs it; then runs `nexus auth github`, `nexus ssh setup`,
 # `nexus workspace create` and `nexus workspace connect`. Safe to run again. `--help` lists the flags.
+#
+# What the checksum proves: the binary arrived as the server published it, i.e. it was not cut off
+# or corrupted on the way. The checksum comes from the same server over the same connection as the
+# binary (and as this script), so it cannot tell whether someone on the way changed all three; only
+# https from a server you trust protects against that. So this script refuses plain http to another
+# machine unless given `--insecure`.
 #
 # The server fills in SERVED_FROM and INSTALLER_VERSION below when it serves this file
 # (crates/nexus-server/src/installer.rs). Plain bash 3.2 (macOS's), checked with shellcheck.
@@ -93,6 +99,8 @@ Options:
   --editor EDITOR     cursor, code or none [default: nexus's choice, cursor]
   --no-connect        stop after creating the workspace (don't open the editor)
   --dry-run           print every step without changing anything
+  --insecure          allow plain http to a server on another machine (anyone on the network
+                      path could then read your tokens and replace the binary)
   --version           print the installer's version and exit
   -h, --help          print this help
 
@@ -123,6 +131,29 @@ server_url() {
         *) authority="$authority:$DEFAULT_PORT" ;;
     esac
     printf '%s://%s%s' "$scheme" "$authority" "$path"
+}
+
+# Refuses plain http to a host other than this machine unless --insecure: the tokens, the binary
+# and its checksum would all cross the network readable and replaceable (the CLI has the same rule).
+check_transport() {
+    local url="$1" rest host
+    case "$url" in
+        http://*) rest="${url#http://}" ;;
+        *) return 0 ;;
+    esac
+    host="${rest%%/*}"
+    host="${host##*@}"
+    case "$host" in
+        \[*) host="${host#\[}" && host="${host%%\]*}" ;;
+        *) host="${host%%:*}" ;;
+    esac
+    case "$host" in
+        localhost | *.localhost | ::1) return 0 ;;
+    esac
+    if [[ "$host" =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ ]]; then return 0; fi
+    if [ "$INSECURE" = 1 ]; then return 0; fi
+    die "$url is plain http to another machine: your tokens and the nexus binary would cross the network readable and replaceable (the checksum comes the same way, so it cannot catch that)" \
+        "use the server's https:// URL (\`--server https://HOST:3001\`); on a network you trust, pass \`--insecure\`" 2
 }
 
 # The workspace name nexus makes from a repo: its name, lowercased, runs of other characters as `-`.
@@ -289,7 +320,7 @@ install_binary() {
         rm -f "$TMP_BIN"
         TMP_BIN=""
         die "checksum mismatch for $ASSET: expected $EXPECTED, got $actual; nothing was installed" \
-            "the download was damaged or altered on the way; run the installer again, and if it keeps failing tell the server's operator"
+            "the download was damaged on the way; run the installer again, and if it keeps failing tell the server's operator"
     fi
     chmod 755 "$TMP_BIN"
     mv -f "$TMP_BIN" "$TARGET"
@@ -353,6 +384,7 @@ main() {
     setup_output
     local repo="" server="" editor="" connect=1 name
     DRY_RUN=0
+    INSECURE=0
     PREFIX=""
     while [ $# -gt 0 ]; do
         case "$1" in
@@ -374,6 +406,7 @@ main() {
             --editor=*) editor="${1#*=}" && shift ;;
             --no-connect) connect=0 && shift ;;
             --dry-run) DRY_RUN=1 && shift ;;
+            --insecure) INSECURE=1 && shift ;;
             --version)
                 if [ -n "$SERVED_FROM" ]; then
                     printf 'nexus installer %s (from %s)\n' "$INSTALLER_VERSION" "$SERVED_FROM"
@@ -423,6 +456,10 @@ main() {
     ASSET="nexus-$OS-$ARCH"
     BASE="${NEXUS_INSTALL_BASE_URL:-${SERVED_FROM:-$(server_url "$server")}}"
     BASE="${BASE%/}"
+    check_transport "$BASE"
+    check_transport "$(server_url "$server")"
+    # The CLI applies the same rule; told once, it applies to every step.
+    if [ "$INSECURE" = 1 ]; then export NEXUS_INSECURE=1; fi
     USE_TTY=0
     if [ ! -t 0 ] && (: </dev/tty) 2>/dev/null; then USE_TTY=1; fi
 

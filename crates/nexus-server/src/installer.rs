@@ -9,6 +9,12 @@
 //! apps injected by tests on first use), never per download, and files are streamed to clients from
 //! disk rather than held in memory. The pure parts (file names, the script's baked-in defaults, the
 //! URL the client used) are here and unit-tested; `http.rs` turns them into responses.
+//!
+//! What the published checksum proves, and what it does not: it comes from this server over the
+//! same connection as the binary and the script, so it catches a download cut off or corrupted on
+//! the way, not one changed on purpose by someone on the path (who can change the checksum and the
+//! script too). Only https from a server the user trusts covers that; the script refuses plain http
+//! to another machine unless run with `--insecure` (issue 10, item 6).
 
 use std::collections::BTreeMap;
 use std::io::Read as _;

@@ -9,5 +9,6 @@ pub mod git_failure;
 pub mod names;
 pub mod protocol;
 pub mod state;
+pub mod transport;
 
 pub use state::{ServiceStatus, Transition, TransitionError, WorkspaceStatus};
