@@ -140,10 +140,18 @@ impl GithubIdentity for GithubApi {
                 .send()
                 .await
                 .map_err(|e| self.unreachable(e))?;
-            // 404: not a token of this app (another app's, or none). 401 would mean the client id
-            // and secret are wrong: an operator error, reported as such rather than as "not ours".
+            // 404: not a token of this app (another app's, or none). 401: the client id and secret
+            // are wrong, an operator error, reported as such rather than as "not ours".
             if matches!(resp.status().as_u16(), 404 | 422) {
                 return Ok(false);
+            }
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+                tracing::error!(client_id = %app.client_id, "GitHub refused this server's OAuth app credentials");
+                return Err(ServerError::unavailable(
+                    "github_app_credentials",
+                    "GitHub refused this server's OAuth app credentials, so sign-ins cannot be checked",
+                    "tell the operator: check --github-client-id and the secret in --github-client-secret-file",
+                ));
             }
             resp.error_for_status().map_err(|e| self.unreachable(e))?;
             Ok(true)

@@ -268,6 +268,11 @@ async fn app_token_check_refuses_a_token_from_another_app() {
     assert!(body["error"]["message"].as_str().unwrap().contains("not issued to this server's OAuth app"), "{body}");
     assert!(body["error"]["hint"].as_str().unwrap().contains("nexus auth github"), "{body}");
     assert_eq!(c.register("alice", 11, KEY_A, "gho_via_nexus").await.0, 201);
+    // A wrong secret is the operator's problem and says so (not "your token is not ours").
+    c.github.add_oauth_app("Iv1.nexus-prod", "rotated-secret");
+    c.github.add_token_of_app("gho_carol", "carol", 33, "Iv1.nexus-prod");
+    let (code, body) = c.register("carol", 33, KEY_A2, "gho_carol").await;
+    assert_eq!((code, body["error"]["code"].as_str()), (503, Some("github_app_credentials")), "{body}");
     assert!(
         c.github.requests().iter().any(|r| r.target.contains("/applications/Iv1.nexus-prod/token")),
         "the check asks GitHub"
