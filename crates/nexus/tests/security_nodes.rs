@@ -35,7 +35,7 @@ struct Cluster {
     join: String,
     _github: FakeGithub,
     _git: GitServer,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
     _stop: oneshot::Sender<()>,
     agents: Vec<oneshot::Sender<()>>,
 }
@@ -72,7 +72,7 @@ async fn cluster() -> Cluster {
         join,
         _github: github,
         _git: git,
-        _data: data,
+        data,
         _stop: stop,
         agents: Vec::new(),
     }
@@ -370,4 +370,119 @@ async fn a_single_use_join_token_enrols_once_and_a_revoked_one_never() {
     let (code, body) = c.operator().call("POST", "/api/v1/join-tokens/default/revoke", None).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(c.node_token("n5", &c.join).await.0, 401);
+}
+
+/// Runs the real `nexus` binary with `args`; (exit code, stdout, stderr).
+async fn nexus(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_nexus"))
+        .args(args)
+        .env_remove("NEXUS_SERVER")
+        .env_remove("NEXUS_OPERATOR_TOKEN")
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+#[tokio::test]
+async fn the_operator_lists_and_revokes_nodes_and_join_tokens_from_the_cli() {
+    let mut c = cluster().await;
+    c.add_agent("n1");
+    c.wait_node_ok("n1").await;
+    let token_file = c.data.path().join("operator-token").display().to_string();
+    let op = ["--server", c.url.as_str(), "--operator-token-file", token_file.as_str()];
+    let with = |verb: &[&'static str], more: &[&str]| -> Vec<String> {
+        verb.iter().map(|s| s.to_string()).chain(op.iter().chain(more).map(|s| s.to_string())).collect()
+    };
+    let run = |args: Vec<String>| async move { nexus(&args.iter().map(String::as_str).collect::<Vec<_>>()).await };
+
+    let (code, out, err) = run(with(&["node", "list"], &["--json"])).await;
+    assert_eq!(code, 0, "{err}");
+    let nodes: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(nodes[0]["name"], "n1", "{out}");
+    assert!(nodes[0]["enrolled_at"].is_string(), "{out}");
+
+    let (code, out, err) = run(with(&["node", "token", "create"], &["--single-use"])).await;
+    assert_eq!(code, 0, "{err}");
+    let token = out.trim().to_string();
+    assert!(token.starts_with("nxj_") && !token.contains('\n'), "only the token on stdout: {out:?}");
+    assert_eq!(c.node_token("n2", &token).await.0, 201);
+    assert_eq!(c.node_token("n3", &token).await.0, 401, "single-use");
+
+    let (code, _, err) = run(with(&["node", "revoke", "n1"], &[])).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("node n1 revoked"), "{err}");
+    let (_, out, _) = run(with(&["node", "list"], &[])).await;
+    let n1 = out.lines().find(|l| l.starts_with("n1 ")).unwrap_or_default().to_string();
+    assert!(n1.contains("revoked"), "{out}");
+
+    let (code, _, err) = run(with(&["node", "token", "revoke", "default"], &[])).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(c.node_token("n4", &c.join).await.0, 401);
+
+    // Without the operator token: a clear refusal with the next step.
+    let (code, _, err) =
+        nexus(&["node", "list", "--server", &c.url, "--operator-token-file", "/nonexistent/token"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read the operator token") && err.contains("hint:"), "{err}");
+    let user_token = c.data.path().join("user-token");
+    std::fs::write(&user_token, "nxs_not_the_operator").unwrap();
+    let (code, _, err) =
+        nexus(&["node", "list", "--server", &c.url, "--operator-token-file", user_token.to_str().unwrap()]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("operator token"), "{err}");
+}
+
+/// A real agent on `c` named `name` keeping its credential in `state`; returns its stop switch and task.
+fn agent_with_state(
+    c: &Cluster,
+    name: &str,
+    join: &str,
+    state: &std::path::Path,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), nexus_agent::AgentError>>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut config = nexus_agent::AgentConfig::new(c.url.clone(), join, name);
+    config.lxd_project = format!("sim-{name}");
+    config.heartbeat = Duration::from_millis(200);
+    config.state_dir = Some(state.to_path_buf());
+    let fake = nexus_agent::fake::FakeProvider::new();
+    let task = tokio::spawn(nexus_agent::run(config, Arc::new(fake), async move {
+        let _ = stopped.await;
+    }));
+    (stop, task)
+}
+
+#[tokio::test]
+async fn an_agent_keeps_its_identity_across_restarts_and_a_copy_cannot_enrol_its_name() {
+    let c = cluster().await;
+    let state = tempfile::tempdir().unwrap();
+    let (stop, task) = agent_with_state(&c, "n1", &c.join, state.path());
+    c.wait_node_ok("n1").await;
+    let saved = std::fs::read_to_string(state.path().join("credential")).unwrap();
+    assert!(saved.contains("nxn_") && !saved.contains(&c.join), "the credential, never the join token, is kept");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(state.path().join("credential")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Another agent claiming n1 with the join token (no credential of its own) is refused and ends.
+    let other = tempfile::tempdir().unwrap();
+    let (_keep, rogue) = agent_with_state(&c, "n1", &c.join, other.path());
+    let err = tokio::time::timeout(T, rogue).await.unwrap().unwrap().unwrap_err();
+    assert!(err.to_string().contains("HTTP 409"), "{err:?}");
+    assert!(!other.path().join("credential").exists());
+    // Restarted without any join token, n1 connects again with the credential it kept.
+    stop.send(()).unwrap();
+    tokio::time::timeout(T, task).await.unwrap().unwrap().unwrap();
+    let op = c.operator();
+    nexus_testkit::eventually(T, "n1 gone", || async {
+        let (_, b) = op.call("GET", "/api/v1/nodes", None).await;
+        (b["nodes"][0]["status"] != "ok").then_some(())
+    })
+    .await;
+    let (_stop, _task) = agent_with_state(&c, "n1", "", state.path());
+    c.wait_node_ok("n1").await;
 }
