@@ -11,7 +11,7 @@ use nexus_types::api::{
 };
 
 use super::*;
-use crate::store::nodes::{Enrolled, JoinTokenUse};
+use crate::store::nodes::{Enrolment, JoinTokenUse, NameRefusal};
 
 /// The id the default join token (`<data-dir>/join-token`) has in lists and for `revoke`.
 pub(crate) const DEFAULT_JOIN_TOKEN_ID: &str = "default";
@@ -84,19 +84,24 @@ impl App {
         if token.is_empty() {
             return Err(refused("is missing"));
         }
-        let token_hash = secret::hash_token(token);
-        let used = self.store.use_join_token(&token_hash, &req.node_name).await?;
-        let via = match used {
-            JoinTokenUse::Accepted => "an operator-made join token",
-            JoinTokenUse::Revoked => return Err(refused("was revoked")),
-            JoinTokenUse::Spent => return Err(refused("was single-use and has been used")),
-            JoinTokenUse::Unknown if self.is_join_token(token) => "the default join token",
-            JoinTokenUse::Unknown => return Err(refused("is not valid")),
-        };
         let credential = secret::random_token("nxn_");
-        match self.store.enrol_node(&req.node_name, &req.lxd_project, &secret::hash_token(&credential)).await? {
-            Enrolled::Bound => {}
-            Enrolled::Taken => {
+        let enrolment = self
+            .store
+            .enrol(
+                &secret::hash_token(token),
+                self.is_join_token(token),
+                &req.node_name,
+                &req.lxd_project,
+                &secret::hash_token(&credential),
+            )
+            .await?;
+        let via = match enrolment {
+            Enrolment::Bound { by_default: true } => "the default join token",
+            Enrolment::Bound { by_default: false } => "an operator-made join token",
+            Enrolment::TokenRefused(JoinTokenUse::Revoked) => return Err(refused("was revoked")),
+            Enrolment::TokenRefused(JoinTokenUse::Spent) => return Err(refused("was single-use and has been used")),
+            Enrolment::TokenRefused(JoinTokenUse::Unknown) => return Err(refused("is not valid")),
+            Enrolment::NameRefused(NameRefusal::Taken) => {
                 return Err(ServerError::Conflict {
                     code: "node_enrolled",
                     message: format!("node {} is enrolled already", req.node_name),
@@ -107,14 +112,14 @@ impl App {
                     ),
                 })
             }
-            Enrolled::Revoked => return Err(ServerError::Conflict {
+            Enrolment::NameRefused(NameRefusal::Revoked) => return Err(ServerError::Conflict {
                 code: "node_revoked",
                 message: format!("node {} was revoked by the operator", req.node_name),
                 hint:
                     "a revoked name is never enrolled again; enrol this node under another name (`nexus agent --name`)"
                         .into(),
             }),
-        }
+        };
         tracing::info!(node = %req.node_name, via, "node enrolled");
         self.audit_as(format!("node:{}", req.node_name), source, "node.enrol", &req.node_name, Some(via.into())).await;
         Ok(EnrolResponse { node_name: req.node_name, credential })

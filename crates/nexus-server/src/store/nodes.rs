@@ -35,12 +35,10 @@ pub(crate) struct JoinTokenRow {
     pub revoked_at: Option<String>,
 }
 
-/// What became of an attempt to spend a join token.
+/// Why a join token enrols nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum JoinTokenUse {
-    /// The token is valid (and, if single-use, now spent).
-    Accepted,
-    /// No such token in the table.
+    /// Neither an operator-made token nor the default one.
     Unknown,
     /// Revoked by the operator.
     Revoked,
@@ -48,15 +46,24 @@ pub(crate) enum JoinTokenUse {
     Spent,
 }
 
-/// What became of an enrolment.
+/// Why a name cannot be enrolled.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Enrolled {
-    /// The name is bound to the new credential.
-    Bound,
+pub(crate) enum NameRefusal {
     /// The name already has a live (unrevoked) credential.
     Taken,
     /// The name was revoked; it stays so (whoever holds a join token must not get it back).
     Revoked,
+}
+
+/// What became of an enrolment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Enrolment {
+    /// The name is bound to the new credential; `by_default` when the default join token did it.
+    Bound { by_default: bool },
+    /// The join token enrols nothing (never [`JoinTokenUse::Accepted`]).
+    TokenRefused(JoinTokenUse),
+    /// The name cannot be enrolled; the join token was not spent.
+    NameRefused(NameRefusal),
 }
 
 impl Store {
@@ -74,25 +81,56 @@ impl Store {
         .await
     }
 
-    /// Binds `name` to a credential (its hash), unless the name has a live one or was revoked. A
-    /// name that joined before enrolment existed (no credential) can be enrolled once.
-    pub(crate) async fn enrol_node(&self, name: &str, lxd_project: &str, credential_hash: &str) -> Result<Enrolled> {
+    /// Enrols `name` with the join token hashed `token_hash` (`is_default`: it is the default token):
+    /// checks the token, binds the name to the credential hashed `credential_hash` unless it has a
+    /// live one or was revoked (a name that joined before enrolment existed can be enrolled once),
+    /// and marks the token used — all in one transaction, so two enrolments cannot share a
+    /// single-use token or a name, and a refused name does not spend the token.
+    pub(crate) async fn enrol(
+        &self,
+        token_hash: &str,
+        is_default: bool,
+        name: &str,
+        lxd_project: &str,
+        credential_hash: &str,
+    ) -> Result<Enrolment> {
+        let token = token_hash.to_owned();
         let (name, project, hash) = (name.to_owned(), lxd_project.to_owned(), credential_hash.to_owned());
         self.run(move |conn| {
-            // One statement decides and writes, so two enrolments of one name cannot both win.
-            let changed = conn.execute(
+            let tx = conn.transaction()?;
+            let row: Option<(bool, Option<String>, Option<String>)> = tx
+                .query_row("SELECT single_use, used_at, revoked_at FROM join_tokens WHERE token_hash = ?1", [&token], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            let by_default = match row {
+                None if is_default => true,
+                None => return Ok(Enrolment::TokenRefused(JoinTokenUse::Unknown)),
+                Some((_, _, Some(_))) => return Ok(Enrolment::TokenRefused(JoinTokenUse::Revoked)),
+                Some((true, Some(_), None)) => return Ok(Enrolment::TokenRefused(JoinTokenUse::Spent)),
+                Some(_) => false,
+            };
+            let bound = tx.execute(
                 "INSERT INTO nodes (name, lxd_project, joined_at, credential_hash, enrolled_at) VALUES (?1, ?2, ?3, ?4, ?3)
                  ON CONFLICT(name) DO UPDATE SET lxd_project = excluded.lxd_project,
-                     credential_hash = excluded.credential_hash, enrolled_at = excluded.enrolled_at, revoked_at = NULL
+                     credential_hash = excluded.credential_hash, enrolled_at = excluded.enrolled_at
                  WHERE nodes.credential_hash IS NULL AND nodes.revoked_at IS NULL",
                 params![name, project, now(), hash],
             )?;
-            if changed == 1 {
-                return Ok(Enrolled::Bound);
+            if bound == 0 {
+                let revoked: Option<String> =
+                    tx.query_row("SELECT revoked_at FROM nodes WHERE name = ?1", [&name], |r| r.get(0))?;
+                let why = if revoked.is_some() { NameRefusal::Revoked } else { NameRefusal::Taken };
+                return Ok(Enrolment::NameRefused(why));
             }
-            let revoked: Option<String> =
-                conn.query_row("SELECT revoked_at FROM nodes WHERE name = ?1", [&name], |r| r.get(0))?;
-            Ok(if revoked.is_some() { Enrolled::Revoked } else { Enrolled::Taken })
+            if row.is_some() {
+                tx.execute(
+                    "UPDATE join_tokens SET used_at = ?2, used_by = ?3 WHERE token_hash = ?1",
+                    params![token, now(), name],
+                )?;
+            }
+            tx.commit()?;
+            Ok(Enrolment::Bound { by_default })
         })
         .await
     }
@@ -167,42 +205,6 @@ impl Store {
                 params![id, hash, single_use, now()],
             )?;
             Ok(())
-        })
-        .await
-    }
-
-    /// Spends a join token for enrolling `node`: a single-use one is marked used in the same
-    /// statement that checks it, so two enrolments cannot share it.
-    pub(crate) async fn use_join_token(&self, token_hash: &str, node: &str) -> Result<JoinTokenUse> {
-        let (hash, node) = (token_hash.to_owned(), node.to_owned());
-        self.run(move |conn| {
-            let tx = conn.transaction()?;
-            let row: Option<(bool, Option<String>, Option<String>)> = tx
-                .query_row(
-                    "SELECT single_use, used_at, revoked_at FROM join_tokens WHERE token_hash = ?1",
-                    [&hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            let verdict = match row {
-                None => JoinTokenUse::Unknown,
-                Some((_, _, Some(_))) => JoinTokenUse::Revoked,
-                Some((true, Some(_), None)) => JoinTokenUse::Spent,
-                Some((single_use, _, None)) => {
-                    let spend = if single_use { " AND used_at IS NULL" } else { "" };
-                    let changed = tx.execute(
-                        &format!("UPDATE join_tokens SET used_at = ?2, used_by = ?3 WHERE token_hash = ?1{spend}"),
-                        params![hash, now(), node],
-                    )?;
-                    if changed == 1 {
-                        JoinTokenUse::Accepted
-                    } else {
-                        JoinTokenUse::Spent
-                    }
-                }
-            };
-            tx.commit()?;
-            Ok(verdict)
         })
         .await
     }
@@ -287,16 +289,25 @@ impl Store {
 mod tests {
     use super::*;
 
+    const DEFAULT: &str = "default-hash";
+
+    /// Enrols as the tests' default token does when `token` is [`DEFAULT`].
+    async fn enrol(s: &Store, token: &str, name: &str, credential: &str) -> Enrolment {
+        s.enrol(token, token == DEFAULT, name, "p", credential).await.unwrap()
+    }
+
     #[tokio::test]
     async fn a_name_with_a_live_credential_cannot_be_enrolled_again_nor_a_revoked_one() {
         let s = Store::in_memory().unwrap();
-        assert_eq!(s.enrol_node("n1", "p", "h1").await.unwrap(), Enrolled::Bound);
-        assert_eq!(s.enrol_node("n1", "p", "h2").await.unwrap(), Enrolled::Taken);
+        let bound = Enrolment::Bound { by_default: true };
+        assert_eq!(enrol(&s, DEFAULT, "n1", "h1").await, bound);
+        assert_eq!(enrol(&s, DEFAULT, "n1", "h2").await, Enrolment::NameRefused(NameRefusal::Taken));
         assert_eq!(s.node_by_credential("h1").await.unwrap().as_deref(), Some("n1"));
         assert_eq!(s.node_by_credential("h2").await.unwrap(), None);
         assert!(s.revoke_node("n1").await.unwrap());
         assert_eq!(s.node_by_credential("h1").await.unwrap(), None, "a revoked credential opens nothing");
-        assert_eq!(s.enrol_node("n1", "p", "h3").await.unwrap(), Enrolled::Revoked, "a revoked name stays revoked");
+        let again = enrol(&s, DEFAULT, "n1", "h3").await;
+        assert_eq!(again, Enrolment::NameRefused(NameRefusal::Revoked), "a revoked name stays revoked");
         assert_eq!(s.node_by_credential("h3").await.unwrap(), None);
         assert!(!s.revoke_node("nope").await.unwrap());
     }
@@ -305,8 +316,8 @@ mod tests {
     async fn a_node_from_before_enrolment_can_enrol_once() {
         let s = Store::in_memory().unwrap();
         s.upsert_node("old", "p").await.unwrap();
-        assert_eq!(s.enrol_node("old", "p", "h").await.unwrap(), Enrolled::Bound);
-        assert_eq!(s.enrol_node("old", "p", "h2").await.unwrap(), Enrolled::Taken);
+        assert_eq!(enrol(&s, DEFAULT, "old", "h").await, Enrolment::Bound { by_default: true });
+        assert_eq!(enrol(&s, DEFAULT, "old", "h2").await, Enrolment::NameRefused(NameRefusal::Taken));
         s.upsert_node("old", "p").await.unwrap();
         assert_eq!(s.node_by_credential("h").await.unwrap().as_deref(), Some("old"), "hello keeps the credential");
     }
@@ -316,17 +327,24 @@ mod tests {
         let s = Store::in_memory().unwrap();
         s.add_join_token("jt-1", "once", true).await.unwrap();
         s.add_join_token("jt-2", "many", false).await.unwrap();
-        assert_eq!(s.use_join_token("once", "a").await.unwrap(), JoinTokenUse::Accepted);
-        assert_eq!(s.use_join_token("once", "b").await.unwrap(), JoinTokenUse::Spent);
-        assert_eq!(s.use_join_token("many", "a").await.unwrap(), JoinTokenUse::Accepted);
-        assert_eq!(s.use_join_token("many", "b").await.unwrap(), JoinTokenUse::Accepted);
-        assert_eq!(s.use_join_token("other", "b").await.unwrap(), JoinTokenUse::Unknown);
+        let ok = Enrolment::Bound { by_default: false };
+        let refused = |why| Enrolment::TokenRefused(why);
+        // A refused name does not spend a single-use token.
+        enrol(&s, DEFAULT, "a", "h0").await;
+        assert_eq!(enrol(&s, "once", "a", "h1").await, Enrolment::NameRefused(NameRefusal::Taken));
+        assert_eq!(enrol(&s, "once", "b", "h2").await, ok);
+        assert_eq!(enrol(&s, "once", "c", "h3").await, refused(JoinTokenUse::Spent));
+        assert_eq!(enrol(&s, "many", "c", "h3").await, ok);
+        assert_eq!(enrol(&s, "many", "d", "h4").await, ok);
+        assert_eq!(enrol(&s, "other", "e", "h5").await, refused(JoinTokenUse::Unknown));
         assert!(s.revoke_join_token("jt-2", None).await.unwrap());
-        assert_eq!(s.use_join_token("many", "c").await.unwrap(), JoinTokenUse::Revoked);
-        assert!(s.revoke_join_token("default", Some("dflt")).await.unwrap());
-        assert_eq!(s.use_join_token("dflt", "c").await.unwrap(), JoinTokenUse::Revoked);
+        assert_eq!(enrol(&s, "many", "e", "h5").await, refused(JoinTokenUse::Revoked));
+        assert!(s.revoke_join_token("default", Some(DEFAULT)).await.unwrap());
+        assert_eq!(enrol(&s, DEFAULT, "e", "h5").await, refused(JoinTokenUse::Revoked));
         assert!(!s.revoke_join_token("jt-9", None).await.unwrap());
-        let ids: Vec<String> = s.list_join_tokens().await.unwrap().into_iter().map(|t| t.id).collect();
-        assert_eq!(ids.len(), 3);
+        let tokens = s.list_join_tokens().await.unwrap();
+        assert_eq!(tokens.len(), 3);
+        let once = tokens.iter().find(|t| t.id == "jt-1").unwrap();
+        assert_eq!(once.used_by.as_deref(), Some("b"));
     }
 }
