@@ -490,7 +490,9 @@ mod tests {
 
     #[test]
     fn ls_tree_blobs() {
-        let out = "100644 blob aaa\tpackage.json\0160000 commit bbb\tsub\0100644 blob ccc\ta b.txt\0";
+        let out =
+            ["100644 blob aaa\tpackage.json", "160000 commit bbb\tsub", "100644 blob ccc\ta b.txt", ""].join("\0");
+        let out = out.as_str();
         assert_eq!(blobs_of_ls_tree(out), [("package.json", "aaa"), ("a b.txt", "ccc")]);
     }
 
