@@ -161,8 +161,9 @@ pub fn is_internal(ip: IpAddr) -> bool {
     }
 }
 
-/// The address git must use for the target's host, checked against the rules; `None` for ssh,
-/// which resolves by itself (only hosts the operator configured get there).
+/// The target's location and the address git must use for its host, checked against the rules.
+/// Every address the name resolves to must pass. (ssh resolves by itself and is not pinned; only
+/// hosts the operator configured for ssh get that far.)
 async fn checked_address(target: &GitTarget) -> Result<(nexus_types::names::RepoLocation, IpAddr)> {
     let url = &target.url;
     let refused = |why: &str| ServerError::BadRequest {
@@ -278,7 +279,8 @@ impl<'a> GitRun<'a> {
         let mut git_url = target.url.clone();
         let mut curl_resolve = None;
         match loc.scheme.as_str() {
-            "http" | "https" => {
+            // An address in the URL needs no pin; a name gets the address that was checked.
+            "http" | "https" if loc.host.parse::<IpAddr>().is_err() => {
                 curl_resolve = Some(format!("{}:{}:{}", bracketed(&loc.host), loc.port, bracketed(&ip.to_string())))
             }
             "git" => {
@@ -515,6 +517,36 @@ mod tests {
         assert_eq!(
             message,
             "could not read the repository at http://localhost:9/acme/app.git: the git host could not be reached"
+        );
+    }
+
+    /// Issue 10 item 3: git resolved the host again itself, so DNS could answer the check with one
+    /// address and git with another (rebinding). Now git gets the checked address, and runs with no
+    /// system or global config, an empty HOME and one protocol.
+    #[tokio::test]
+    async fn git_gets_the_checked_address_and_an_isolated_environment() {
+        let target = GitTarget { allow_private: true, ..GitTarget::public("http://localhost:9/acme/app.git") };
+        let run = GitRun::new(&target, Some("tok")).await.unwrap();
+        let cmd = run.command();
+        let env: HashMap<String, String> = cmd
+            .as_std()
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_string_lossy().into_owned(), v?.to_string_lossy().into_owned())))
+            .collect();
+        let config: HashMap<&str, &str> = (0..env["GIT_CONFIG_COUNT"].parse::<usize>().unwrap())
+            .map(|i| (env[&format!("GIT_CONFIG_KEY_{i}")].as_str(), env[&format!("GIT_CONFIG_VALUE_{i}")].as_str()))
+            .collect();
+        let pin = config["http.curloptResolve"];
+        assert!(pin == "localhost:9:127.0.0.1" || pin == "localhost:9:[::1]", "{pin}");
+        assert_eq!(config["http.followRedirects"], "false");
+        assert_eq!(env["GIT_CONFIG_NOSYSTEM"], "1");
+        assert_eq!(env["GIT_CONFIG_GLOBAL"], "/dev/null");
+        assert_eq!(env["GIT_ALLOW_PROTOCOL"], "http");
+        assert_eq!(env["HOME"], run.home.path().to_string_lossy());
+        assert_eq!(std::fs::read_dir(run.home.path()).unwrap().count(), 0, "HOME is empty");
+        assert!(
+            !env.contains_key("GIT_DIR") && !env.contains_key("SSH_AUTH_SOCK"),
+            "the server's environment is not passed on"
         );
     }
 
