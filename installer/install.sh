@@ -90,7 +90,7 @@ usage() {
 Nexus installer $INSTALLER_VERSION: installs the nexus CLI and opens a workspace for a GitHub repo.
 
 Usage:
-  curl -fsSL ${SERVED_FROM:-http://<server>:$DEFAULT_PORT}/install.sh | bash -s -- --repo <owner/repo> [options]
+  curl -fsSL ${SERVED_FROM:-https://<server>:$DEFAULT_PORT}/install.sh | bash -s -- --repo <owner/repo> [options]
 
 Options:
   --repo OWNER/REPO   GitHub repository to make a workspace for (required)
