@@ -217,7 +217,7 @@ async fn a_rogue_agent_with_the_join_token_cannot_take_an_existing_nodes_name() 
     // The rogue holds the join token and claims n1's name: first as an agent would (enrol), then
     // with the join token straight on the control connection.
     let (enrol, token) = c.node_token("n1", &c.join).await;
-    assert_eq!(enrol == 201, false, "enrolling an enrolled node's name must be refused");
+    assert_ne!(enrol, 201, "enrolling an enrolled node's name must be refused");
     let token = if token.is_empty() { c.join.clone() } else { token };
     if let Ok(mut rogue) = c.raw_node("n1", &token).await {
         // Whatever it is sent in the next seconds must carry nothing of the owner's.
