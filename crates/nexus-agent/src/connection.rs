@@ -92,7 +92,18 @@ impl AgentConfig {
     }
 }
 
-/// Derives the WebSocket URL of `path` from the server's base URL.
+/// Whether `http://`/`ws://` to a host other than this machine is allowed (`nexus agent --insecure`).
+static PLAIN_HTTP_ALLOWED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Allows (`--insecure`) plain `http://` to a server on another machine for every agent in this
+/// process; refused by default, since the join token and the node's credential would cross the
+/// network readable. Loopback is always allowed.
+pub fn allow_plain_http(allowed: bool) {
+    PLAIN_HTTP_ALLOWED.store(allowed, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Derives the WebSocket URL of `path` from the server's base URL; plain HTTP to another machine
+/// is refused unless [`allow_plain_http`].
 fn ws_url(server_url: &str, path: &str) -> Result<String, AgentError> {
     let bad = |reason: &str| AgentError::ServerUrl { url: server_url.to_string(), reason: reason.to_string() };
     let url = server_url.trim().trim_end_matches('/');
@@ -105,6 +116,14 @@ fn ws_url(server_url: &str, path: &str) -> Result<String, AgentError> {
     }
     if rest.contains(['?', '#']) || rest.contains(char::is_whitespace) {
         return Err(bad("it must be a plain base URL without query, fragment or spaces"));
+    }
+    // The join token and the node's credential travel on these connections (issue 10, item 6).
+    let insecure = PLAIN_HTTP_ALLOWED.load(std::sync::atomic::Ordering::Relaxed)
+        || nexus_types::transport::env_flag("NEXUS_INSECURE");
+    if !insecure {
+        if let Some(why) = nexus_types::transport::plain_http_refusal(url) {
+            return Err(bad(&format!("{why}; {}", nexus_types::transport::PLAIN_HTTP_HINT)));
+        }
     }
     Ok(format!("{scheme}{rest}{path}"))
 }
