@@ -11,8 +11,10 @@ mod boot;
 pub mod caches;
 mod clone;
 mod connection;
+pub mod credential;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
+pub mod limits;
 pub mod lxd;
 pub mod network;
 pub mod prebuilds;
@@ -22,7 +24,7 @@ pub mod runtimes;
 mod services;
 mod setup_failure;
 
-pub use connection::{run, run_with_settings, AgentConfig};
+pub use connection::{allow_plain_http, run, run_with_settings, AgentConfig};
 
 use nexus_types::diagnostics::Hint;
 
@@ -45,12 +47,60 @@ pub enum AgentError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The join token cannot be sent in an HTTP header.
-    #[error("the join token contains characters not allowed in an HTTP header")]
+    /// The join token (or credential) cannot be sent in an HTTP header.
+    #[error("the join token or credential contains characters not allowed in an HTTP header")]
     JoinToken,
-    /// The server refused the join token.
-    #[error("the server at `{url}` refused the join token (HTTP 401)")]
+    /// The node has no credential and no join token to enrol with.
+    #[error("this node has no credential yet and no join token to enrol with")]
+    NoJoinToken,
+    /// The server refused to enrol the node (a wrong, used or revoked join token; a name taken).
+    #[error("the server at `{url}` refused to enrol this node (HTTP {status}): {message}")]
+    Enrol {
+        /// The enrolment URL.
+        url: String,
+        /// HTTP status of the refusal (0: the request could not be made).
+        status: u16,
+        /// The server's message.
+        message: String,
+        /// The server's hint, when it sent one.
+        hint: Option<String>,
+    },
+    /// The enrolment request did not reach the server (retried).
+    #[error("cannot reach the server at `{url}` to enrol")]
+    EnrolUnreachable {
+        /// The enrolment URL.
+        url: String,
+        /// What the HTTP client reported.
+        #[source]
+        source: Box<reqwest::Error>,
+    },
+    /// The credential file cannot be read or written.
+    #[error("cannot read or write the node credential `{path}`")]
+    Credential {
+        /// The file or state dir.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The credential file is for another node or server, or not one at all.
+    #[error("the node credential `{path}` does not fit: {reason}")]
+    CredentialMismatch {
+        /// The file.
+        path: String,
+        /// What does not fit.
+        reason: String,
+    },
+    /// The server refused the node's credential (it was revoked, or the server forgot it).
+    #[error("the server at `{url}` refused this node's credential (HTTP 401)")]
     Unauthorized {
+        /// The URL dialed.
+        url: String,
+    },
+    /// The server refused a second connection for this node (another agent with its credential
+    /// is connected).
+    #[error("the server at `{url}` refused the connection: this node is connected already (HTTP 409)")]
+    AlreadyConnected {
         /// The URL dialed.
         url: String,
     },
@@ -94,8 +144,33 @@ impl Hint for AgentError {
         match self {
             AgentError::Provider(e) => e.hint(),
             AgentError::ServerUrl { .. } => Some("give the server's base URL, e.g. `http://staging:3001`".into()),
-            AgentError::JoinToken | AgentError::Unauthorized { .. } => Some(
-                "wrong join token; copy it from `<data-dir>/join-token` on the server into this agent's configuration"
+            AgentError::JoinToken | AgentError::NoJoinToken => Some(
+                "pass a join token with `--join-token-file FILE` (the operator makes one with `nexus node token create`, \
+                 or copies `<data-dir>/join-token` from the server)"
+                    .into(),
+            ),
+            AgentError::Enrol { hint, .. } => Some(hint.clone().unwrap_or_else(|| {
+                "check the join token with the operator (`nexus node token list` on the server)".into()
+            })),
+            AgentError::EnrolUnreachable { .. } => {
+                Some("check that the server runs and that this node can reach its URL".into())
+            }
+            AgentError::Credential { .. } => {
+                Some("the agent keeps its credential in `--state-dir`; check that directory's owner and mode".into())
+            }
+            AgentError::CredentialMismatch { .. } => Some(
+                "run the agent with the `--name` and `--server` it enrolled with, or give each node its own `--state-dir`"
+                    .into(),
+            ),
+            AgentError::Unauthorized { .. } => Some(
+                "the operator may have revoked this node (`nexus node list` on the server); a revoked name never enrols \
+                 again: remove the `credential` file from the agent's `--state-dir` and start it with another `--name` \
+                 and a join token"
+                    .into(),
+            ),
+            AgentError::AlreadyConnected { .. } => Some(
+                "another `nexus agent` runs with this node's credential; stop it (this one retries and takes over once \
+                 it is gone)"
                     .into(),
             ),
             AgentError::Rejected { .. } => Some("check that the URL is the Nexus server's, not a proxy's".into()),

@@ -259,6 +259,7 @@ pub(crate) async fn save<P: Provider>(
         workspace: false,
         cpu: 0,
         memory: String::new(),
+        disk: String::new(),
         // The key goes on last, once the copy is scrubbed: only a finished prebuild can be found.
         config: vec![
             (META_KEY.into(), String::new()),
@@ -358,6 +359,7 @@ pub(crate) async fn start_from<P: Provider>(
         workspace: true,
         cpu: spec.cpu,
         memory: spec.memory.clone(),
+        disk: spec.disk.clone(),
         config: vec![(META_KEY.into(), String::new()), (USED_KEY.into(), String::new())],
         drop_mounts: Vec::new(),
         remove_files: Vec::new(),
@@ -451,6 +453,7 @@ mod tests {
             image: String::new(),
             cpu: 2,
             memory: "4GB".into(),
+            disk: String::new(),
             authorized_key: key.into(),
             repo_url: "https://git.example.com/acme/site.git".into(),
             repo_dir: "site".into(),

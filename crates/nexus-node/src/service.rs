@@ -114,6 +114,8 @@ pub fn render(role: Role, binary: &Path, args: &[String]) -> String {
              ExecStart={exec}\n\
              Restart=always\n\
              RestartSec=2\n\
+             # 78: the server refused this node's identity (revoked, or enrolment refused); restarting cannot help.\n\
+             RestartPreventExitStatus=78\n\
              # Workspaces are LXD's containers, not the agent's children: stopping the agent leaves them running.\n\
              KillMode=process\n\
              LimitNOFILE=1048576\n\

@@ -36,7 +36,10 @@ use crate::store::{NewWorkspace, ServiceRow, SetupRow, StatusDetails, Store, Use
 
 mod agents;
 mod audit;
+mod burst;
 mod identity;
+mod nodes;
+mod observability;
 mod workspaces;
 
 use workspaces::plan_of;
@@ -112,8 +115,19 @@ pub struct App {
     probe: Box<dyn RepoProbe>,
     operator_token: String,
     join_token: String,
+    /// Seals the GitHub tokens workspaces keep in the database.
+    sealer: crate::sealed::Sealer,
     /// Requests waiting for the node's answer to a command, keyed by (workspace, generation).
     waiters: Mutex<HashMap<(String, i64), oneshot::Sender<Outcome>>>,
+    /// Where repo URLs may point: the git base URL's host and the operator's allow-list.
+    git_hosts: names::GitHosts,
+    /// Slots for repository probes: git runs for creates, bounded (issue 10, item 4).
+    probe_slots: tokio::sync::Semaphore,
+    /// Creates that reach git, per user.
+    create_limiter: crate::rate_limit::PerKeyLimiter,
+    metrics: crate::metrics::Metrics,
+    /// Ensures per node in flight and waiting (burst scheduling).
+    burst: burst::BurstQueue,
 }
 
 /// Path of a workspace's status endpoint.
@@ -126,6 +140,11 @@ impl App {
     /// and join tokens there. `github` proves registering users' identities; `probe` reads repos.
     pub fn new(config: ServerConfig, github: Box<dyn GithubIdentity>, probe: Box<dyn RepoProbe>) -> Result<Arc<App>> {
         std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| ServerError::Io { path: config.data_dir.display().to_string(), source })?;
+        // The data dir holds the database, the tokens and (by default) the sealing key: this user
+        // only, whatever the umask the server was started with.
+        #[cfg(unix)]
+        std::fs::set_permissions(&config.data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(|source| ServerError::Io { path: config.data_dir.display().to_string(), source })?;
         // Blocking, once, before anything is served: migrations must finish before the first request.
         let store = Store::open(&config.db_path())?;
@@ -142,7 +161,12 @@ impl App {
     ) -> Result<Arc<App>> {
         let operator_token = secret::load_or_create(&config.data_dir.join("operator-token"), "nxo_")?;
         let join_token = secret::load_or_create(&config.data_dir.join("join-token"), "nxj_")?;
+        let git_hosts = names::GitHosts::new(&config.git_base_url, &config.allowed_git_hosts)?;
+        let probe_slots = tokio::sync::Semaphore::new(config.max_concurrent_probes.max(1));
+        let create_limiter = crate::rate_limit::PerKeyLimiter::per_minute(config.creates_per_minute);
+        let sealer = crate::sealed::Sealer::load_or_create(&config.secrets_key_path())?;
         Ok(Arc::new(App {
+            burst: burst::BurstQueue::new(config.parallel_starts_per_node),
             store,
             hub: Hub::new(config.node_timeout),
             ssh_ports: SshPorts::new(config.ssh_ports, config.ssh_bind_ip),
@@ -151,7 +175,12 @@ impl App {
             probe,
             operator_token,
             join_token,
+            sealer,
             waiters: Mutex::new(HashMap::new()),
+            git_hosts,
+            probe_slots,
+            create_limiter,
+            metrics: crate::metrics::Metrics::default(),
         }))
     }
 
@@ -161,6 +190,7 @@ impl App {
 
     /// Reopens the SSH listeners of every workspace that should have one (after a restart).
     pub(crate) async fn restore(self: &Arc<Self>) -> Result<()> {
+        self.reseal_secrets().await?;
         let _reserved = self.ssh_ports.reserve().await;
         for ws in self.store.all_workspaces().await? {
             if !matches!(ws.status, WorkspaceStatus::Stopped | WorkspaceStatus::Failed) {
@@ -183,6 +213,11 @@ impl App {
             Err(e) => return Ok(Applied::Refused(e)),
         };
         if self.store.write_status(&ws.id, ws.status, to, details).await? {
+            match to {
+                WorkspaceStatus::Running => self.metrics.reached_running(&ws.id),
+                WorkspaceStatus::Failed | WorkspaceStatus::Stopped => self.metrics.forget(&ws.id),
+                _ => {}
+            }
             Ok(Applied::To(to))
         } else {
             tracing::debug!(workspace = %ws.id, from = %ws.status, %to, ?event, "superseded by a newer write");
@@ -195,12 +230,13 @@ impl App {
             image: ws.image.clone(),
             cpu: ws.cpu,
             memory: ws.memory.clone(),
+            disk: self.config.max_disk.clone(),
             authorized_key: ws.owner_key.clone(),
             repo_url: ws.repo_url.clone(),
             repo_dir: ws.repo_name.clone(),
             branch: ws.branch.clone(),
             plan: plan_of(ws),
-            git_token: ws.git_token.clone(),
+            git_token: ws.git_token.as_deref().and_then(|stored| self.open_git_token(&ws.id, stored)),
             upstream_url: ws.upstream_url.clone(),
             git_author: Some(GitAuthor {
                 name: ws.owner.clone(),
@@ -214,7 +250,7 @@ impl App {
 
     /// Issues `op` as the workspace's next command; false when its node is not connected.
     async fn send_command(&self, ws: &WorkspaceRow, op: Op) -> Result<bool> {
-        let generation = self.store.next_generation(&ws.id).await?;
+        let generation = self.store.issue_generation(&ws.id, agents::op_kind(&op)).await?;
         self.dispatch(ws, generation, op).await
     }
 
@@ -223,8 +259,24 @@ impl App {
     /// when it reconnects.
     async fn dispatch(&self, ws: &WorkspaceRow, generation: i64, op: Op) -> Result<bool> {
         let ensure = matches!(op, Op::Ensure(_));
+        let op = if ensure {
+            if !self.hub.is_responsive(&ws.node) {
+                // Not queued: the node gets its ensures again when it says hello.
+                return Ok(false);
+            }
+            match self.burst.admit(&ws.node, &ws.id, generation, op) {
+                Some(op) => op,
+                // Waits its turn; `pending` shows its place in the queue.
+                None => return Ok(true),
+            }
+        } else {
+            op
+        };
         let sent =
             self.hub.send(&ws.node, ServerMessage::Command(Command { workspace_id: ws.id.clone(), generation, op }));
+        if ensure && !sent {
+            self.burst.finished(&ws.node, &ws.id, generation);
+        }
         if sent && ensure {
             // A fast node may have answered already; the conditional write then keeps its newer status.
             self.transition(ws, Event::Dispatched, StatusDetails::default()).await?;
@@ -232,9 +284,28 @@ impl App {
         Ok(sent)
     }
 
+    /// Sends `node` the ensures that waited for the slots now free; ones a newer command made
+    /// stale (or whose workspace is gone) give their slot on.
+    async fn dispatch_waiting(&self, node: &str) -> Result<()> {
+        while let Some(next) = self.burst.next(node) {
+            let current = self.store.workspace(&next.workspace_id).await?;
+            let Some(ws) = current.filter(|ws| ws.generation == next.generation && ws.node == node) else {
+                self.burst.finished(node, &next.workspace_id, next.generation);
+                continue;
+            };
+            let cmd = Command { workspace_id: ws.id.clone(), generation: next.generation, op: next.op };
+            if !self.hub.send(node, ServerMessage::Command(cmd)) {
+                self.burst.node_gone(node);
+                break;
+            }
+            self.transition(&ws, Event::Dispatched, StatusDetails::default()).await?;
+        }
+        Ok(())
+    }
+
     /// Sends a command and waits for the node's answer to it (or the op timeout).
     async fn send_and_wait(&self, ws: &WorkspaceRow, op: Op) -> Result<Outcome> {
-        let generation = self.store.next_generation(&ws.id).await?;
+        let generation = self.store.issue_generation(&ws.id, agents::op_kind(&op)).await?;
         let (tx, rx) = oneshot::channel();
         let key = (ws.id.clone(), generation);
         lock(&self.waiters).insert(key.clone(), tx);
@@ -296,10 +367,10 @@ impl App {
         self.hub.open_tunnel(&ws.node, id, port).await.map_err(|e| e.to_string())
     }
 
-    /// Hands a tunnel WebSocket an agent dialled back to the connection waiting for it; false if
-    /// none waits (it gave up).
-    pub(crate) fn tunnel_arrived(&self, tunnel_id: &str, socket: WebSocket) -> bool {
-        self.hub.complete_tunnel(tunnel_id, socket)
+    /// Hands a tunnel WebSocket node `node` dialled back to the connection waiting for it; false
+    /// if none waits (it gave up) or the tunnel was asked of another node.
+    pub(crate) fn tunnel_arrived(&self, tunnel_id: &str, node: &str, socket: WebSocket) -> bool {
+        self.hub.complete_tunnel(tunnel_id, node, socket)
     }
 }
 

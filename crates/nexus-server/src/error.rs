@@ -63,6 +63,16 @@ pub enum ServerError {
         /// What to do.
         hint: String,
     },
+    /// The caller sent more requests of a kind than its allowance (HTTP 429, with `Retry-After`).
+    #[error("{message}")]
+    TooManyRequests {
+        /// What was limited.
+        message: String,
+        /// When to retry.
+        hint: String,
+        /// Seconds until the allowance has room again.
+        retry_after_secs: u64,
+    },
     /// The node did not finish in time.
     #[error("{message}")]
     Timeout {

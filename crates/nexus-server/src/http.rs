@@ -12,8 +12,10 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use nexus_types::api::LogoutResponse;
 use nexus_types::api::{
-    AuditLog, ClientConfig, CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, ErrorBody, ErrorDetail, Health,
+    AuditLog, ClientConfig, CreateJoinTokenRequest, CreateWorkspaceRequest, EnrolRequest, EnrolResponse,
+    JoinTokenCreated, JoinTokenList, JoinTokenView, NodeRevoked, CreateWorkspaceResponse, Deleted, ErrorBody, ErrorDetail, Health,
     NodeList, RegisterRequest, RegisterResponse, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
 };
 use nexus_types::diagnostics::error_chain;
@@ -45,6 +47,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         use ServerError as E;
         let message = self.0.to_string();
+        let retry_after = match &self.0 {
+            ServerError::TooManyRequests { retry_after_secs, .. } => Some(*retry_after_secs),
+            _ => None,
+        };
         let (status, code, hint) = match self.0 {
             E::BadRequest { code, hint, .. } => (StatusCode::BAD_REQUEST, code, hint),
             E::Unauthorized { hint, .. } => (StatusCode::UNAUTHORIZED, "unauthorized", hint),
@@ -57,6 +63,7 @@ impl IntoResponse for ApiError {
             E::Conflict { code, hint, .. } => (StatusCode::CONFLICT, code, hint),
             E::RepoNotFound { hint, .. } => (StatusCode::UNPROCESSABLE_ENTITY, "repo_not_found", hint),
             E::Unavailable { code, hint, .. } => (StatusCode::SERVICE_UNAVAILABLE, code, hint),
+            E::TooManyRequests { hint, .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", hint),
             E::Timeout { hint, .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout", hint),
             ref e @ E::GithubUnreachable { .. } => {
                 tracing::error!(error = %error_chain(e), "GitHub API unreachable");
@@ -75,7 +82,11 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        error_response(status, code, message, hint)
+        let mut resp = error_response(status, code, message, hint);
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 
@@ -174,9 +185,12 @@ impl Modify for BearerAuth {
 pub(crate) fn router_and_api() -> (OpenApiRouter<Arc<App>>, utoipa::openapi::OpenApi) {
     let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
         .routes(routes!(client_config))
         .routes(routes!(register))
         .routes(routes!(me))
+        .routes(routes!(logout))
         .routes(routes!(create_workspace))
         .routes(routes!(list_workspaces))
         .routes(routes!(workspace_status))
@@ -184,6 +198,10 @@ pub(crate) fn router_and_api() -> (OpenApiRouter<Arc<App>>, utoipa::openapi::Ope
         .routes(routes!(start_workspace))
         .routes(routes!(delete_workspace))
         .routes(routes!(list_nodes))
+        .routes(routes!(enrol_node))
+        .routes(routes!(revoke_node))
+        .routes(routes!(create_join_token, list_join_tokens))
+        .routes(routes!(revoke_join_token))
         .routes(routes!(audit_log))
         .routes(routes!(agent_connect))
         .routes(routes!(agent_tunnel))
@@ -218,8 +236,50 @@ pub(crate) fn router_with_installer(app: Arc<App>, installer: Arc<Installer>) ->
                 "see /api/v1/openapi.json for the endpoints this server has".into(),
             )
         })
+        // After every route, so each request is counted under its route template (not its path:
+        // workspace ids would make a series per workspace).
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), count_request))
         .layer(axum::Extension(installer))
         .with_state(app)
+}
+
+/// Counts and times each API request for `/metrics`.
+async fn count_request(
+    State(app): AppState,
+    matched: Option<axum::extract::MatchedPath>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = matched.as_ref().map_or("unmatched", |m| m.as_str()).to_string();
+    let method = req.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    app.record_request(&route, &method, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+/// Readiness: the database answers and at least one node is responsive (503 with the reasons
+/// otherwise). For load balancers and `systemd`'s start-up check; `/health` is liveness.
+#[utoipa::path(get, path = "/ready", responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+async fn ready(State(app): AppState) -> Response {
+    match app.readiness().await {
+        Ok(()) => Json(Health { status: "ready".into(), version: env!("CARGO_PKG_VERSION").into() }).into_response(),
+        Err(problems) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            problems.join("; "),
+            "start a node agent (`nexus agent`) or check the server's data dir; `nexus node list` shows the nodes".into(),
+        ),
+    }
+}
+
+/// Prometheus metrics (OpenMetrics text): API requests and latency by route, create→running and
+/// create→services-ready histograms, workspaces and nodes by status, SSH ports used. No user data.
+#[utoipa::path(get, path = "/metrics",
+    responses((status = 200, description = "OpenMetrics text exposition", content_type = "application/openmetrics-text", body = String)))]
+async fn metrics(State(app): AppState) -> Result<Response, ApiError> {
+    let text = app.metrics_text().await?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
 /// Liveness.
@@ -236,7 +296,11 @@ async fn client_config(State(app): AppState) -> Json<ClientConfig> {
 
 /// Registers a user (GitHub login + SSH public key) and returns a new API token.
 #[utoipa::path(post, path = "/api/v1/users/register", request_body = RegisterRequest,
-    responses((status = 201, body = RegisterResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 201, body = RegisterResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "the operator's allow-list does not admit the user", body = ErrorBody),
+        (status = 409, description = "`login_taken` by another GitHub id, or `key_change_needs_token`: the login is registered and the request carries no API token of that user", body = ErrorBody),
+        (status = 502, body = ErrorBody),
+        (status = 503, description = "`github_app_credentials`: GitHub refused the server's OAuth app credentials", body = ErrorBody)))]
 async fn register(
     State(app): AppState,
     headers: HeaderMap,
@@ -244,6 +308,13 @@ async fn register(
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
     Ok((StatusCode::CREATED, Json(app.register(bearer(&headers), source, req).await?)))
+}
+
+/// Revokes the calling API token (`nexus auth logout`); it never authenticates again.
+#[utoipa::path(post, path = "/api/v1/auth/logout", security(("bearer" = [])),
+    responses((status = 200, body = LogoutResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn logout(State(app): AppState, headers: HeaderMap, Auth(caller): Auth) -> Result<Json<LogoutResponse>, ApiError> {
+    Ok(Json(app.logout(&caller, bearer(&headers)).await?))
 }
 
 /// The user the token belongs to.
@@ -256,7 +327,7 @@ async fn me(State(app): AppState, Auth(caller): Auth) -> Result<Json<UserInfo>, 
 /// Creates a workspace (idempotent per user and name).
 #[utoipa::path(post, path = "/api/v1/workspaces/create", request_body = CreateWorkspaceRequest, security(("bearer" = [])),
     responses((status = 201, description = "created", body = CreateWorkspaceResponse), (status = 200, description = "already existed", body = CreateWorkspaceResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, description = "too many creates; `Retry-After` says when", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn create_workspace(
     State(app): AppState,
     Auth(caller): Auth,
@@ -352,7 +423,7 @@ async fn audit_log(
 
 /// The one-line installer, with this server (as the client reached it) as its default `--server`.
 #[utoipa::path(get, path = "/install.sh",
-    responses((status = 200, description = "bash script: `curl -fsSL http://<server>:3001/install.sh | bash -s -- --repo <owner/repo>`; `--help` lists its flags",
+    responses((status = 200, description = "bash script: `curl -fsSL https://<server>:3001/install.sh | bash -s -- --repo <owner/repo>`; `--help` lists its flags (plain http only to this machine, or with `--insecure`)",
         content_type = "text/x-shellscript", body = String)))]
 async fn install_script(headers: HeaderMap) -> Response {
     let text = |name| headers.get(name).and_then(|v: &header::HeaderValue| v.to_str().ok());
@@ -441,23 +512,98 @@ async fn download(
         .into_response())
 }
 
-fn join_token_error() -> Response {
+/// Enrols a node (a join token as bearer): binds the name to a new credential, shown once.
+#[utoipa::path(post, path = "/api/v1/nodes/enrol", request_body = EnrolRequest, security(("bearer" = [])),
+    responses((status = 201, body = EnrolResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn enrol_node(
+    State(app): AppState,
+    headers: HeaderMap,
+    PeerIp(source): PeerIp,
+    ApiJson(req): ApiJson<EnrolRequest>,
+) -> Result<(StatusCode, Json<EnrolResponse>), ApiError> {
+    Ok((StatusCode::CREATED, Json(app.enrol(bearer(&headers), source, req).await?)))
+}
+
+/// Revokes a node's credential and closes its connection (operator token only).
+#[utoipa::path(post, path = "/api/v1/nodes/{name}/revoke", security(("bearer" = [])), params(("name" = String, Path, description = "node name")),
+    responses((status = 200, body = NodeRevoked), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn revoke_node(
+    State(app): AppState,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+) -> Result<Json<NodeRevoked>, ApiError> {
+    Ok(Json(app.revoke_node(&caller, &name).await?))
+}
+
+/// Makes a join token, optionally single-use; shown once (operator token only).
+#[utoipa::path(post, path = "/api/v1/join-tokens", request_body = CreateJoinTokenRequest, security(("bearer" = [])),
+    responses((status = 201, body = JoinTokenCreated), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn create_join_token(
+    State(app): AppState,
+    Auth(caller): Auth,
+    ApiJson(req): ApiJson<CreateJoinTokenRequest>,
+) -> Result<(StatusCode, Json<JoinTokenCreated>), ApiError> {
+    Ok((StatusCode::CREATED, Json(app.create_join_token(&caller, req).await?)))
+}
+
+/// Join tokens, without the tokens (operator token only).
+#[utoipa::path(get, path = "/api/v1/join-tokens", security(("bearer" = [])),
+    responses((status = 200, body = JoinTokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_join_tokens(State(app): AppState, Auth(caller): Auth) -> Result<Json<JoinTokenList>, ApiError> {
+    Ok(Json(app.join_tokens(&caller).await?))
+}
+
+/// Revokes a join token; `default` is `<data-dir>/join-token` (operator token only).
+#[utoipa::path(post, path = "/api/v1/join-tokens/{id}/revoke", security(("bearer" = [])), params(("id" = String, Path, description = "`default` or `jt-...`")),
+    responses((status = 200, body = JoinTokenView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn revoke_join_token(
+    State(app): AppState,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<JoinTokenView>, ApiError> {
+    Ok(Json(app.revoke_join_token(&caller, &id).await?))
+}
+
+fn credential_error() -> Response {
     error_response(
         StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "the join token is missing or wrong".into(),
-        "copy the token from `<data-dir>/join-token` on the server into `nexus agent --join-token`".into(),
+        "node_unauthorized",
+        "the node credential is missing, unknown or revoked (a join token only enrols)".into(),
+        "an agent enrols itself with a join token and keeps its credential in `--state-dir`; if the operator \
+         revoked this node, remove its credential file and have the operator hand out a join token again"
+            .into(),
     )
 }
 
-/// Node agents' control WebSocket (join token as bearer). Protocol: `nexus_types::protocol`.
-#[utoipa::path(get, path = "/api/v1/agent/connect", security(("bearer" = [])),
-    responses((status = 101, description = "WebSocket upgrade"), (status = 401, body = ErrorBody)))]
-async fn agent_connect(State(app): AppState, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
-    if !bearer(&headers).is_some_and(|t| app.is_join_token(t)) {
-        return join_token_error();
+/// The node a request's credential belongs to, or the response refusing it.
+async fn node_of(app: &App, headers: &HeaderMap) -> Result<String, Response> {
+    match app.node_for_credential(bearer(headers)).await {
+        Ok(Some(node)) => Ok(node),
+        Ok(None) => Err(credential_error()),
+        Err(e) => Err(ApiError(e).into_response()),
     }
-    upgrade.on_upgrade(move |socket| crate::agent_session::run(app, socket))
+}
+
+/// Node agents' control WebSocket (the node's credential as bearer). Protocol: `nexus_types::protocol`.
+#[utoipa::path(get, path = "/api/v1/agent/connect", security(("bearer" = [])),
+    responses((status = 101, description = "WebSocket upgrade"), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn agent_connect(State(app): AppState, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    let node = match node_of(&app, &headers).await {
+        Ok(node) => node,
+        Err(refusal) => return refusal,
+    };
+    if app.node_is_connected(&node) {
+        tracing::warn!(%node, "a second connection for a connected node was refused");
+        return error_response(
+            StatusCode::CONFLICT,
+            "node_connected",
+            format!("node {node} is already connected"),
+            "only one agent per node: stop the other `nexus agent` with this node's credential (it retries \
+             on its own once the live connection is gone)"
+                .into(),
+        );
+    }
+    upgrade.on_upgrade(move |socket| crate::agent_session::run(app, socket, node))
 }
 
 /// A tunnel WebSocket an agent dials back to carry one forwarded TCP connection.
@@ -469,11 +615,21 @@ async fn agent_tunnel(
     Path(tunnel_id): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if !bearer(&headers).is_some_and(|t| app.is_join_token(t)) {
-        return join_token_error();
+    let node = match node_of(&app, &headers).await {
+        Ok(node) => node,
+        Err(refusal) => return refusal,
+    };
+    if !app.tunnel_expected(&tunnel_id, &node) {
+        tracing::warn!(%node, %tunnel_id, "a tunnel this node was not asked for was refused");
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "tunnel_not_found",
+            "no tunnel with this id waits for this node".into(),
+            "tunnels are answered only by the node they were asked of, within 10 s".into(),
+        );
     }
     upgrade.on_upgrade(move |socket| async move {
-        if !app.tunnel_arrived(&tunnel_id, socket) {
+        if !app.tunnel_arrived(&tunnel_id, &node, socket) {
             tracing::debug!(%tunnel_id, "tunnel nobody waits for");
         }
     })

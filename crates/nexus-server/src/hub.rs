@@ -117,11 +117,14 @@ impl Hub {
     }
 
     /// Removes a node's connection, unless a newer one has replaced it.
-    pub(crate) fn detach(&self, node: &str, conn_id: u64) {
+    /// Whether it removed it (false when a newer connection is the node's now).
+    pub(crate) fn detach(&self, node: &str, conn_id: u64) -> bool {
         let mut inner = self.lock();
-        if inner.nodes.get(node).is_some_and(|c| c.conn_id == conn_id) {
+        let current = inner.nodes.get(node).is_some_and(|c| c.conn_id == conn_id);
+        if current {
             inner.nodes.remove(node);
         }
+        current
     }
 
     pub(crate) fn heartbeat(&self, node: &str) {

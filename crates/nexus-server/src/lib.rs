@@ -15,10 +15,14 @@ pub mod github;
 mod http;
 mod hub;
 mod installer;
+mod rate_limit;
+mod metrics;
 pub mod repo_probe;
+mod sealed;
 mod secret;
 mod ssh_ports;
 mod store;
+mod tls;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -43,13 +47,52 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let github = Box::new(github::GithubApi::new(&config.github_api_url));
-    let probe = Box::new(repo_probe::GitLsRemote { timeout: std::time::Duration::from_secs(20) });
+    let probe = Box::new(repo_probe::GitLsRemote { timeout: std::time::Duration::from_secs(10) });
     // Checksums once, at start (a bad `--binaries-dir` stops the start here), not per download.
     let installer = Arc::new(installer::Installer::new(config.binaries_dir.clone()));
     let catalog = installer.catalog().await?;
     tracing::info!(platforms = %catalog.platforms(), "serving the CLI at /download and the installer at /install.sh");
+    // Read before anything is served: a bad certificate stops the start here.
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let app = App::new(config, github, probe)?;
-    serve_with_installer(app, installer, listener, shutdown).await
+    match tls {
+        Some(acceptor) => serve_tls(app, installer, listener, acceptor, shutdown).await,
+        None => serve_with_installer(app, installer, listener, shutdown).await,
+    }
+}
+
+/// [`serve_with_installer`] over HTTPS.
+async fn serve_tls(
+    app: Arc<App>,
+    installer: Arc<installer::Installer>,
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    app.restore().await?;
+    // TLS ends here, so every request came over https: `/install.sh` bakes that scheme into the
+    // script's default server (whatever a client claims in the header).
+    let router = http::router_with_installer(app, installer).layer(axum::middleware::map_request(
+        |mut req: axum::extract::Request| async move {
+            req.headers_mut().insert("x-forwarded-proto", axum::http::HeaderValue::from_static("https"));
+            req
+        },
+    ));
+    use axum::serve::ListenerExt as _;
+    let listener = tls::TlsListener::new(listener, acceptor)
+        .map_err(|source| ServerError::Io { path: "HTTPS listener".into(), source })?
+        // No-op tap: axum hands the peer address to handlers (for the audit log) through it.
+        .tap_io(|_| {});
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| ServerError::Io { path: "HTTPS listener".into(), source })
+}
+
+/// Reads `--tls-cert`/`--tls-key` the way [`serve`] will, so a bad file stops the start before
+/// the server says it listens.
+pub fn check_tls(files: &config::TlsFiles) -> Result<(), ServerError> {
+    tls::acceptor(files).map(|_| ())
 }
 
 /// Serves an already-built app (tests inject fakes this way); the download catalog is built on first use.
@@ -68,6 +111,9 @@ async fn serve_with_installer(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    for warning in app.account_warnings() {
+        tracing::warn!("{warning}");
+    }
     app.restore().await?;
     let router = http::router_with_installer(app, installer);
     use axum::serve::ListenerExt as _;

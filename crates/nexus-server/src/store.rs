@@ -26,12 +26,13 @@ use crate::error::{Result, ServerError};
 
 mod audit;
 mod migrations;
-mod nodes;
+pub(crate) mod nodes;
+mod stats;
 mod users;
 
 pub(crate) use audit::NewAudit;
 use migrations::MIGRATIONS;
-pub(crate) use users::User;
+pub(crate) use users::{unix_now, User};
 
 /// First port handed out for a user's local forwards to services.
 pub(crate) const FIRST_MAPPED_PORT: u16 = 23000;
@@ -80,7 +81,7 @@ pub(crate) struct WorkspaceRow {
     pub owner_id: i64,
     /// Owner's GitHub login.
     pub owner: String,
-    /// Owner's `authorized_keys` line.
+    /// Owner's `authorized_keys` lines, one per registered key, `\n`-separated.
     pub owner_key: String,
     pub name: String,
     /// `lxc`.
@@ -108,7 +109,8 @@ pub(crate) struct WorkspaceRow {
     pub node: String,
     /// The service plan, JSON (`nexus_types::protocol::ProjectPlan`).
     pub plan: String,
-    /// The owner's GitHub token for the repo's host, when they sent one.
+    /// The owner's GitHub token for the repo's host, when they sent one, sealed
+    /// (`crate::sealed`; clear only in a database an older server wrote, until the start-up reseal).
     pub git_token: Option<String>,
     /// The repo this one was forked from.
     pub upstream_url: Option<String>,
@@ -138,6 +140,7 @@ pub(crate) struct NewWorkspace {
     pub node: String,
     /// The service plan, JSON.
     pub plan: String,
+    /// Sealed by the app (`crate::sealed`) before it gets here.
     pub git_token: Option<String>,
     pub upstream_url: Option<String>,
 }
@@ -169,7 +172,8 @@ fn now() -> String {
 }
 
 const WORKSPACE_COLUMNS: &str =
-    "w.id, w.owner_id, u.github_username, u.ssh_pubkey, w.name, w.provider, w.image, w.cpu, w.memory, \
+    "w.id, w.owner_id, u.github_username, \
+     COALESCE((SELECT group_concat(k.ssh_pubkey, char(10)) FROM user_keys k WHERE k.user_id = u.id), u.ssh_pubkey), w.name, w.provider, w.image, w.cpu, w.memory, \
      w.repo_owner, w.repo_name, w.repo_url, w.branch, w.commit_sha, w.status, w.message, w.hint, w.ssh_port, \
      w.host_key, w.node_name, w.generation, w.created_at, w.updated_at, w.plan, \
      w.git_token, w.upstream_url, u.github_id";
@@ -208,6 +212,25 @@ fn workspace_from_row(r: &Row<'_>) -> rusqlite::Result<WorkspaceRow> {
     })
 }
 
+/// The database and its `-wal`/`-shm` files readable by the server's user only, whatever the umask:
+/// they hold users' data and (sealed) tokens. Creates the database file 0600 if it is missing.
+fn private_files(db: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let io = |path: &Path, source| ServerError::Io { path: path.display().to_string(), source };
+        std::fs::OpenOptions::new().append(true).create(true).mode(0o600).open(db).map_err(|e| io(db, e))?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let path = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path, e)),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 fn query_workspaces(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> Result<Vec<WorkspaceRow>> {
     let sql = format!(
         "SELECT {WORKSPACE_COLUMNS} FROM workspaces w JOIN users u ON u.id = w.owner_id {filter} ORDER BY w.created_at, w.id"
@@ -221,8 +244,44 @@ impl Store {
     /// Opens (creating if needed) the database and runs pending migrations. Blocking; called once
     /// while the server starts, before it serves anything.
     pub(crate) fn open(path: &Path) -> Result<Store> {
+        private_files(path)?;
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let store = Self::init(conn)?;
+        // WAL mode made the -wal and -shm files; SQLite gives them the database's mode.
+        private_files(path)?;
+        Ok(store)
+    }
+
+    /// Rewrites every workspace's stored GitHub token with `reseal(workspace id, stored)` where it
+    /// answers `Some` (a clear value from an older server, or one sealed under a retired key).
+    /// Returns how many changed.
+    pub(crate) async fn reseal_git_tokens<F>(&self, reseal: F) -> Result<usize>
+    where
+        F: Fn(&str, &str) -> Option<String> + Send + 'static,
+    {
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            let rows: Vec<(String, String)> = {
+                let mut stmt = tx.prepare("SELECT id, git_token FROM workspaces WHERE git_token IS NOT NULL")?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut changed = 0;
+            for (id, stored) in rows {
+                if let Some(new) = reseal(&id, &stored) {
+                    changed += tx.execute("UPDATE workspaces SET git_token = ?2 WHERE id = ?1", params![id, new])?;
+                }
+            }
+            tx.commit()?;
+            // The clear values may linger in free pages and the WAL: overwrite and fold them in.
+            if changed > 0 {
+                conn.pragma_update(None, "secure_delete", "ON")?;
+                conn.execute_batch("VACUUM")?;
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            }
+            Ok(changed)
+        })
+        .await
     }
 
     /// An in-memory database, for unit tests.
@@ -380,7 +439,9 @@ impl Store {
         .await
     }
 
-    /// Increments and returns the workspace's command generation.
+    /// Increments and returns the workspace's command generation (the app issues commands with
+    /// `issue_generation`, which also records their kind).
+    #[cfg(test)]
     pub(crate) async fn next_generation(&self, id: &str) -> Result<i64> {
         let id = id.to_owned();
         self.run(move |conn| {
@@ -624,7 +685,9 @@ mod tests {
         assert_eq!(id, again);
         s.add_token(id, "h1").await.unwrap();
         let u = s.user_by_token("h1").await.unwrap().unwrap();
-        assert_eq!((u.github_username.as_str(), u.ssh_pubkey.as_str()), ("alice2", "ssh-ed25519 B"));
+        // The second key is added, not swapped in: both machines keep working.
+        assert_eq!((u.github_username.as_str(), u.ssh_pubkey.as_str()), ("alice2", "ssh-ed25519 A"));
+        assert_eq!(s.user_keys(id).await.unwrap(), ["ssh-ed25519 A", "ssh-ed25519 B"]);
         assert!(s.user_by_token("nope").await.unwrap().is_none());
     }
 

@@ -106,6 +106,8 @@ impl ServerProcess {
             .arg("--data-dir")
             .arg(self.data_dir.path())
             .args(["--github-api-url", &self.opts.github_api_url, "--git-base-url", &self.opts.git_base_url])
+            // Tests serve git from 127.0.0.1 (and the LXD bridge) on ports picked at run time.
+            .args(["--allow-git-host", "git://127.0.0.1:*,http://127.0.0.1:*"])
             // The GitHub test server accepts any OAuth client id for the device flow.
             .args(["--github-client-id", TEST_CLIENT_ID])
             .args([
@@ -175,12 +177,17 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    /// Starts an agent for `server` using LXD project `project`.
+    /// Starts an agent for `server` using LXD project `project`; it enrols with the server's join
+    /// token file and keeps its credential in its own state dir (next to its log).
     pub fn start(bin: &Path, server: &ServerProcess, name: &str, project: &str, extra: &[&str]) -> AgentProcess {
         let log_dir = tempfile::tempdir().unwrap();
         let (out, err) = log_file(log_dir.path(), "agent.log");
         let child = Command::new(bin)
-            .args(["agent", "--server", &server.url, "--join-token", &server.join_token()])
+            .args(["agent", "--server", &server.url])
+            .arg("--join-token-file")
+            .arg(server.data_dir.path().join("join-token"))
+            .arg("--state-dir")
+            .arg(log_dir.path().join("state"))
             .args(["--lxd-project", project, "--name", name])
             .args(extra)
             .env("NEXUS_LOG", "info,nexus_agent=debug")

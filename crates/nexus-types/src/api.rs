@@ -63,8 +63,11 @@ pub struct RegisterRequest {
     /// `SHA256:...` fingerprint of `ssh_pubkey`; checked against the key when given.
     #[serde(default)]
     pub ssh_pubkey_fingerprint: Option<String>,
-    /// GitHub token proving the identity (checked with `GET /user`). Not needed when the request is
-    /// made with the operator token.
+    /// GitHub token proving the identity (checked with `GET /user`, and with
+    /// `POST /applications/{client_id}/token` when the server has its OAuth app's secret). Not
+    /// needed when the request is made with the operator token. Registering a login that is
+    /// already registered also needs `Authorization: Bearer <api_token>` of that user: the key is
+    /// then added to the user's keys.
     #[serde(default)]
     pub github_token: Option<String>,
 }
@@ -78,6 +81,13 @@ pub struct RegisterResponse {
     pub ssh_pubkey_fingerprint: String,
     /// Bearer token for every other call. Shown once; the server keeps only its hash.
     pub api_token: String,
+}
+
+/// Answer to `POST /api/v1/auth/logout`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogoutResponse {
+    /// The calling token was revoked now (false: it already was).
+    pub revoked: bool,
 }
 
 /// The signed-in user, `GET /api/v1/users/me`.
@@ -341,6 +351,12 @@ pub struct NodeView {
     pub workspaces: u32,
     /// RFC 3339 time of the last heartbeat.
     pub last_heartbeat: Option<String>,
+    /// RFC 3339 time the node enrolled (got its credential); none for a node from before enrolment.
+    #[serde(default)]
+    pub enrolled_at: Option<String>,
+    /// RFC 3339 time the operator revoked its credential; a revoked node cannot connect.
+    #[serde(default)]
+    pub revoked_at: Option<String>,
 }
 
 /// `GET /api/v1/nodes`.
@@ -348,6 +364,78 @@ pub struct NodeView {
 pub struct NodeList {
     /// Every node that ever joined.
     pub nodes: Vec<NodeView>,
+}
+
+/// `POST /api/v1/nodes/enrol` (a join token as bearer): a node asks for its own credential.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    /// The name the node will have, unique per server.
+    pub node_name: String,
+    /// LXD project its workspaces live in.
+    pub lxd_project: String,
+}
+
+/// Answer to an enrolment; the credential is shown once (the server keeps only its hash).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnrolResponse {
+    /// The node's name, now bound to the credential.
+    pub node_name: String,
+    /// `nxn_` + 64 hex: the node's bearer token for `/api/v1/agent/*`.
+    pub credential: String,
+}
+
+/// Answer to `POST /api/v1/nodes/{name}/revoke`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeRevoked {
+    /// The node.
+    pub node_name: String,
+    /// Whether it was connected (the connection has been closed).
+    pub was_connected: bool,
+}
+
+/// `POST /api/v1/join-tokens` (operator only).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJoinTokenRequest {
+    /// The token enrols one node only.
+    #[serde(default)]
+    pub single_use: bool,
+}
+
+/// A new join token; shown once (the server keeps only its hash).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JoinTokenCreated {
+    /// `jt-...`, what `revoke` takes.
+    pub id: String,
+    /// `nxj_` + 64 hex.
+    pub token: String,
+    /// Enrols one node only.
+    pub single_use: bool,
+}
+
+/// A join token, without the token.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JoinTokenView {
+    /// `default` (the server's `<data-dir>/join-token`) or `jt-...`.
+    pub id: String,
+    /// Enrols one node only.
+    pub single_use: bool,
+    /// RFC 3339.
+    pub created_at: Option<String>,
+    /// RFC 3339 time of its last use.
+    pub used_at: Option<String>,
+    /// The node it last enrolled.
+    pub used_by: Option<String>,
+    /// RFC 3339; a revoked token enrols nothing.
+    pub revoked_at: Option<String>,
+}
+
+/// `GET /api/v1/join-tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JoinTokenList {
+    /// The default token first, then the operator's, oldest first.
+    pub tokens: Vec<JoinTokenView>,
 }
 
 /// One audit log entry: who did what to what, when and from where.

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub const CONNECT_PATH: &str = "/api/v1/agent/connect";
 /// Path prefix of tunnel WebSockets; the tunnel id follows.
 pub const TUNNEL_PATH: &str = "/api/v1/agent/tunnel";
+/// Where an agent enrols with a join token for its own credential (`POST`, HTTP, not a WebSocket).
+pub const ENROL_PATH: &str = "/api/v1/nodes/enrol";
 
 /// Agent → server.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -140,8 +142,8 @@ pub enum Op {
     Delete,
 }
 
-/// Everything a node needs to build a workspace.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// Everything a node needs to build a workspace. Its `Debug` leaves the git token out.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WorkspaceSpec {
     /// LXD image alias; empty means the node's base image.
     pub image: String,
@@ -149,7 +151,12 @@ pub struct WorkspaceSpec {
     pub cpu: u32,
     /// Memory limit in LXD syntax (`4GB`).
     pub memory: String,
-    /// The owner's `authorized_keys` line, the only key allowed in.
+    /// Root disk size (`20GB`), the server's `--max-disk`; empty: the node's own `--workspace-disk`.
+    /// The node applies the smaller of the two.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub disk: String,
+    /// The owner's `authorized_keys` lines, one per registered key (`\n`-separated); the only keys
+    /// allowed in.
     pub authorized_key: String,
     /// Clone URL.
     pub repo_url: String,
@@ -185,6 +192,47 @@ pub struct WorkspaceSpec {
     /// a command re-sent later) means no prebuild.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repo_access_verified: bool,
+}
+
+impl std::fmt::Debug for WorkspaceSpec {
+    /// Every field but the token's value: a spec in a log line or a panic message must not carry
+    /// the owner's GitHub token. The destructuring is exhaustive, so a new field must be added here.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let WorkspaceSpec {
+            image,
+            cpu,
+            memory,
+            disk,
+            authorized_key,
+            repo_url,
+            repo_dir,
+            branch,
+            plan,
+            git_token,
+            upstream_url,
+            git_author,
+            owner_id,
+            no_prebuild,
+            repo_access_verified,
+        } = self;
+        f.debug_struct("WorkspaceSpec")
+            .field("image", image)
+            .field("cpu", cpu)
+            .field("memory", memory)
+            .field("disk", disk)
+            .field("authorized_key", authorized_key)
+            .field("repo_url", repo_url)
+            .field("repo_dir", repo_dir)
+            .field("branch", branch)
+            .field("plan", plan)
+            .field("git_token", &git_token.as_ref().map(|_| "<redacted>"))
+            .field("upstream_url", upstream_url)
+            .field("git_author", git_author)
+            .field("owner_id", owner_id)
+            .field("no_prebuild", no_prebuild)
+            .field("repo_access_verified", repo_access_verified)
+            .finish()
+    }
 }
 
 /// Who commits in a workspace.
@@ -517,4 +565,28 @@ mod tests {
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<AgentMessage>(&json).unwrap(), r);
     }
+
+    #[test]
+    fn a_specs_debug_output_leaves_the_git_token_out() {
+        let spec = WorkspaceSpec {
+            image: String::new(),
+            cpu: 2,
+            memory: "4GB".into(),
+            disk: String::new(),
+            authorized_key: "ssh-ed25519 AAAA k".into(),
+            repo_url: "https://github.com/acme/site.git".into(),
+            repo_dir: "site".into(),
+            branch: "main".into(),
+            plan: ProjectPlan::default(),
+            git_token: Some("gho_SECRET_value".into()),
+            upstream_url: None,
+            git_author: None,
+            owner_id: None,
+            no_prebuild: false,
+            repo_access_verified: true,
+        };
+        let shown = format!("{:?}", Op::Ensure(Box::new(spec)));
+        assert!(!shown.contains("gho_SECRET_value") && shown.contains("<redacted>"), "{shown}");
+    }
+
 }

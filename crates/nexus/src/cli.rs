@@ -15,6 +15,14 @@ use clap::{Args, Parser, Subcommand};
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// Allow plain http:// to a server on another machine: tokens then cross the network readable.
+    /// Loopback (127.0.0.1, localhost) never needs it.
+    #[arg(long, global = true, env = "NEXUS_INSECURE")]
+    pub(crate) insecure: bool,
+    /// A CA certificate (PEM) to trust for the server's HTTPS besides the system's, e.g. the one
+    /// that signed a self-made server certificate.
+    #[arg(long, global = true, env = "NEXUS_CA_CERT")]
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -26,7 +34,7 @@ pub(crate) enum Command {
     Server(ServerArgs),
     /// Run a node agent that drives this host's LXD for a server.
     #[command(
-        after_help = "Examples:\n  nexus agent --server http://staging:3001 --join-token $(cat /var/lib/nexus/join-token)\n  nexus agent --server http://127.0.0.1:3001 --join-token nxj_... --lxd-project node-b --name node-b"
+        after_help = "Examples:\n  nexus agent --server http://staging:3001 --join-token-file /var/lib/nexus/join-token\n  nexus agent --server http://127.0.0.1:3001 --join-token-file node-b.join-token --lxd-project node-b --name node-b --state-dir /var/lib/nexus/agent-b\n\nThe join token only enrols: the agent then keeps its own credential in --state-dir and connects with it."
     )]
     Agent(AgentArgs),
     /// Local staging in one command: node set-up, server, agent and a demo workspace on this machine.
@@ -58,7 +66,7 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = nexus_types::defaults::API_PORT)]
         port: u16,
     },
-    /// Driver node set-up.
+    /// Driver node set-up, and the operator's nodes and join tokens.
     #[command(subcommand)]
     Node(NodeCommand),
     /// Sign in to GitHub (device flow in the browser, or a token).
@@ -73,6 +81,21 @@ pub(crate) enum Command {
     /// The project's `.nexus/config.yaml`.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The audit log: registrations, key changes, workspace and node changes, with time, actor and
+    /// source address (operator token).
+    #[command(
+        after_help = "Examples:\n  sudo nexus audit\n  nexus audit --action workspace.delete --limit 20 --operator-token-file ./operator-token\n  nexus audit --action node --json"
+    )]
+    Audit {
+        /// Newest entries to show (1-1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Only this action (`workspace.delete`) or group (`workspace`, `user`, `node`).
+        #[arg(long)]
+        action: Option<String>,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
     /// Print the server's OpenAPI document.
     Openapi,
 }
@@ -349,6 +372,23 @@ pub(crate) struct ServerArgs {
     /// OAuth app client id handed to `nexus auth github` for GitHub's device flow.
     #[arg(long, env = "NEXUS_GITHUB_CLIENT_ID")]
     pub(crate) github_client_id: Option<String>,
+    /// File holding the OAuth app's client secret. With it (and --github-client-id) a GitHub token
+    /// proves who a user is only if GitHub says it was issued to this app.
+    #[arg(long, env = "NEXUS_GITHUB_CLIENT_SECRET_FILE")]
+    pub(crate) github_client_secret_file: Option<PathBuf>,
+    /// Let the active members of this GitHub organization register (repeatable). With neither this nor
+    /// --allow-github-user, any GitHub user may register.
+    #[arg(long = "allow-github-org", value_name = "ORG")]
+    pub(crate) allow_github_orgs: Vec<String>,
+    /// Let this GitHub login register (repeatable).
+    #[arg(long = "allow-github-user", value_name = "LOGIN")]
+    pub(crate) allow_github_users: Vec<String>,
+    /// Days an API token stays valid; `nexus ssh setup` renews it.
+    #[arg(long, env = "NEXUS_API_TOKEN_TTL_DAYS", default_value_t = 30)]
+    pub(crate) api_token_ttl_days: u64,
+    /// Key file that seals the GitHub tokens kept in the database [default: <data-dir>/secrets.key].
+    #[arg(long, env = "NEXUS_SECRETS_KEY_FILE")]
+    pub(crate) secrets_key_file: Option<PathBuf>,
     /// Inclusive range of ports forwarded to workspaces' sshd.
     #[arg(long, env = "NEXUS_SSH_PORT_RANGE", default_value = "2222-2299")]
     pub(crate) ssh_port_range: String,
@@ -361,10 +401,49 @@ pub(crate) struct ServerArgs {
     /// Seconds stop/start/delete wait for the node.
     #[arg(long, env = "NEXUS_OP_TIMEOUT", default_value_t = 120)]
     pub(crate) op_timeout: u64,
+    /// Creates/starts one node works on at once; the rest wait their turn and show their place
+    /// (0: no bound). The default is what `bench/burst.rs` found best on a 2-core node.
+    #[arg(long, env = "NEXUS_PARALLEL_STARTS_PER_NODE", default_value_t = nexus_server::config::DEFAULT_PARALLEL_STARTS_PER_NODE)]
+    pub(crate) parallel_starts_per_node: usize,
     /// Directory of CLI builds for /install.sh to hand out, named `nexus-<os>-<arch>` (os: linux, darwin;
     /// arch: amd64, arm64); this executable is always served for its own platform.
     #[arg(long, env = "NEXUS_BINARIES_DIR")]
     pub(crate) binaries_dir: Option<PathBuf>,
+    /// Workspaces one user may have at once (each holds a container and an SSH port); 0: no limit.
+    #[arg(long, env = "NEXUS_MAX_WORKSPACES_PER_USER", default_value_t = nexus_server::config::DEFAULT_MAX_WORKSPACES_PER_USER)]
+    pub(crate) max_workspaces_per_user: u32,
+    /// Largest CPU limit a workspace may ask for.
+    #[arg(long, env = "NEXUS_MAX_CPU", default_value_t = nexus_server::config::DEFAULT_MAX_CPU)]
+    pub(crate) max_cpu: u32,
+    /// Largest memory limit a workspace may ask for (`16GB`, `512MiB`).
+    #[arg(long, env = "NEXUS_MAX_MEMORY", default_value = nexus_server::config::DEFAULT_MAX_MEMORY)]
+    pub(crate) max_memory: String,
+    /// Root disk size of every workspace (its share of the node's storage pool); nodes cap it at
+    /// their own `--workspace-disk`.
+    #[arg(long, env = "NEXUS_MAX_DISK", default_value = nexus_server::config::DEFAULT_MAX_DISK)]
+    pub(crate) max_disk: String,
+    /// More hosts repo URLs may name besides `--git-base-url`'s, `[scheme://]host[:port]` (https
+    /// unless a scheme is given; `ssh://host` allows ssh to it; `:*` any port). Repeat or
+    /// comma-separate.
+    #[arg(long = "allow-git-host", env = "NEXUS_ALLOW_GIT_HOSTS", value_delimiter = ',')]
+    pub(crate) allow_git_hosts: Vec<String>,
+    /// Let git hosts resolve to loopback, private and link-local addresses (a LAN git server by name).
+    /// Addresses written into `--git-base-url` or `--allow-git-host` are allowed without it.
+    #[arg(long, env = "NEXUS_ALLOW_PRIVATE_GIT_HOSTS")]
+    pub(crate) allow_private_git_hosts: bool,
+    /// Most repositories read at once for creates; more are told to retry.
+    #[arg(long, env = "NEXUS_MAX_CONCURRENT_PROBES", default_value_t = 8)]
+    pub(crate) max_concurrent_probes: usize,
+    /// Workspace creates (that read a repository) each user may start per minute.
+    #[arg(long, env = "NEXUS_CREATES_PER_MINUTE", default_value_t = 20)]
+    pub(crate) creates_per_minute: u32,
+    /// PEM certificate chain to serve HTTPS with (needs `--tls-key`); without it the server speaks
+    /// plain HTTP, for use behind a TLS-terminating proxy or on loopback only.
+    #[arg(long, env = "NEXUS_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "NEXUS_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -372,9 +451,18 @@ pub(crate) struct AgentArgs {
     /// Coordination server URL.
     #[arg(long, env = "NEXUS_SERVER")]
     pub(crate) server: String,
-    /// Join token from the server's `<data-dir>/join-token`.
-    #[arg(long, env = "NEXUS_JOIN_TOKEN")]
-    pub(crate) join_token: String,
+    /// Join token to enrol with, when this node has no credential yet (prefer `--join-token-file`:
+    /// every local user can read a process's arguments).
+    #[arg(long, env = "NEXUS_JOIN_TOKEN", conflicts_with = "join_token_file")]
+    pub(crate) join_token: Option<String>,
+    /// File holding the join token (the server's `<data-dir>/join-token`, or one from
+    /// `nexus node token create`); read only to enrol.
+    #[arg(long, env = "NEXUS_JOIN_TOKEN_FILE")]
+    pub(crate) join_token_file: Option<std::path::PathBuf>,
+    /// Where the agent keeps this node's credential (`credential`, mode 0600), which enrolment gives
+    /// it and every connection uses.
+    #[arg(long, env = "NEXUS_AGENT_STATE_DIR", default_value = nexus_agent::credential::DEFAULT_STATE_DIR)]
+    pub(crate) state_dir: std::path::PathBuf,
     /// LXD project for this node's workspaces (two agents on one host need different projects).
     #[arg(long, env = "NEXUS_LXD_PROJECT", default_value = nexus_types::defaults::LXD_PROJECT)]
     pub(crate) lxd_project: String,
@@ -426,6 +514,20 @@ pub(crate) struct AgentArgs {
     /// their disk use, as on btrfs without quotas).
     #[arg(long, env = "NEXUS_PREBUILD_COUNT", default_value_t = 16)]
     pub(crate) prebuild_count: usize,
+    /// Processes (threads included) one workspace may run (`limits.processes`), so a fork bomb
+    /// stops there instead of at the node's `kernel.pid_max`; 0: no limit.
+    #[arg(long, env = "NEXUS_WORKSPACE_PROCESSES", default_value_t = nexus_agent::limits::DEFAULT_PROCESSES)]
+    pub(crate) workspace_processes: u32,
+    /// Largest root disk of a workspace on this node (the server's `--max-disk` applies when
+    /// smaller); empty: no limit but the pool's size.
+    #[arg(long, env = "NEXUS_WORKSPACE_DISK", default_value = nexus_agent::limits::DEFAULT_DISK)]
+    pub(crate) workspace_disk: String,
+    /// Bandwidth into one workspace (`500Mbit`, `1Gbit`); empty: no limit.
+    #[arg(long, env = "NEXUS_WORKSPACE_INGRESS", default_value = nexus_agent::limits::DEFAULT_BANDWIDTH)]
+    pub(crate) workspace_ingress: String,
+    /// Bandwidth out of one workspace; empty: no limit (kernels without `act_police` cannot apply it).
+    #[arg(long, env = "NEXUS_WORKSPACE_EGRESS", default_value = nexus_agent::limits::DEFAULT_BANDWIDTH)]
+    pub(crate) workspace_egress: String,
 }
 
 #[derive(Subcommand)]
@@ -448,6 +550,113 @@ pub(crate) enum NodeCommand {
         #[arg(long)]
         dir_pool: bool,
     },
+    /// Nodes, their liveness and credentials (operator).
+    #[command(
+        after_help = "Examples:\n  sudo nexus node list\n  nexus node list --server http://staging:3001 --operator-token-file ./operator-token --json"
+    )]
+    List {
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Revoke a node: its connection closes, its credential stops working, the name never enrols again (operator).
+    #[command(after_help = "Examples:\n  sudo nexus node revoke node-b")]
+    Revoke {
+        /// The node's name (`nexus node list`).
+        name: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Join tokens, which only enrol nodes (operator).
+    #[command(subcommand)]
+    Token(NodeTokenCommand),
+    /// Run `nexus server` or `nexus agent` as a systemd service (restart on failure, start at boot).
+    #[command(subcommand)]
+    Service(NodeServiceCommand),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum NodeServiceCommand {
+    /// Write the systemd unit, enable it and (re)start it; idempotent (run as root). The flags after
+    /// `--` are the role's own, checked now rather than at the next boot.
+    #[command(after_help = "Examples:\n  \
+        sudo nexus node service install server -- --data-dir /var/lib/nexus --public-host nexus.example.com\n  \
+        sudo nexus node service install agent -- --server https://nexus.example.com:3001 --join-token-file /var/lib/nexus/join-token")]
+    Install {
+        /// `server` or `agent`.
+        role: ServiceRole,
+        /// The `nexus` binary the unit runs [default: this executable].
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Where the unit file goes.
+        #[arg(long, default_value = nexus_node::service::DEFAULT_UNIT_DIR)]
+        unit_dir: PathBuf,
+        /// Only write the unit; do not enable or start it.
+        #[arg(long)]
+        no_start: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The role's flags (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Which process a service runs.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ServiceRole {
+    /// `nexus server`.
+    Server,
+    /// `nexus agent`.
+    Agent,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum NodeTokenCommand {
+    /// Make a join token (printed once, alone on stdout).
+    #[command(
+        after_help = "Examples:\n  sudo nexus node token create --single-use > node-c.join-token\n  # on node-c: nexus agent --server URL --join-token-file node-c.join-token --name node-c"
+    )]
+    Create {
+        /// The token enrols one node only.
+        #[arg(long)]
+        single_use: bool,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// List join tokens (`default` is `<data-dir>/join-token`).
+    List {
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Revoke a join token; enrolled nodes keep working.
+    #[command(after_help = "Examples:\n  sudo nexus node token revoke default\n  sudo nexus node token revoke jt-0123456789ab")]
+    Revoke {
+        /// `default` or `jt-...` (`nexus node token list`).
+        id: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+}
+
+/// How operator commands reach the server and find the operator token.
+#[derive(Args)]
+pub(crate) struct OperatorArgs {
+    /// Server URL [default: http://127.0.0.1:3001].
+    #[arg(long, env = "NEXUS_SERVER")]
+    pub(crate) server: Option<String>,
+    /// File holding the operator token [default: `<data-dir>/operator-token`].
+    #[arg(long)]
+    pub(crate) operator_token_file: Option<PathBuf>,
+    /// The operator token itself (prefer the file: the environment of a shell leaks into history).
+    #[arg(long = "operator-token", env = "NEXUS_OPERATOR_TOKEN", hide = true)]
+    pub(crate) operator_token: Option<String>,
+    /// The server's data dir [default: /var/lib/nexus as root, else ~/.nexus/server].
+    #[arg(long, env = "NEXUS_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ use cli::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Plain HTTP to another machine and extra CAs: one rule for the CLI's and the agent's connections.
+    nexus_cli::client::configure_transport(cli.insecure, cli.ca_cert.clone());
+    nexus_agent::allow_plain_http(cli.insecure);
     init_logging();
     let result = match cli.command {
         Command::Openapi => {
@@ -40,6 +43,14 @@ fn main() -> ExitCode {
                 nexus_node::init::NodeInitOptions { image, bridge_cidr, pool_size, dir_pool, ..Default::default() };
             report(&Ui::new(false), host::node::init::run(&opts, &HostSystem))
         }
+        Command::Node(NodeCommand::Service(cli::NodeServiceCommand::Install {
+            role,
+            binary,
+            unit_dir,
+            no_start,
+            json,
+            args,
+        })) => service_install(role, binary, unit_dir, !no_start, json, args),
         command => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
             rt.block_on(run(command))
@@ -57,8 +68,12 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> Result<ExitCode, Failure> {
     match command {
         Command::Server(args) => commands::server::run(args).await.map_err(Failure::from).map(|()| ExitCode::SUCCESS),
-        Command::Agent(args) => commands::agent::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Agent(args) => commands::agent::run(args).await,
         Command::Workspace(cmd) => workspace(cmd).await,
+        Command::Audit { limit, action, operator } => {
+            let (opts, ui) = operator_options(operator);
+            report(&ui, designer::audit::run(&opts, limit, action.as_deref()).await)
+        }
         Command::Auth(cmd) => auth(cmd).await,
         Command::Ssh(SshCommand::Setup { server, json }) => {
             let ui = Ui::new(json);
@@ -73,7 +88,47 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             let ui = Ui::new(false);
             report(&ui, host::down::run(dir, port, &ui).await)
         }
-        Command::Openapi | Command::Config(_) | Command::Node(_) => unreachable!("dispatched without a runtime"),
+        Command::Node(cmd) => node(cmd).await,
+        Command::Openapi | Command::Config(_) => unreachable!("dispatched without a runtime"),
+    }
+}
+
+/// Where the operator commands find the server and the operator token, and how they print.
+fn operator_options(args: cli::OperatorArgs) -> (designer::node::OperatorOptions, Ui) {
+    let opts = designer::node::OperatorOptions {
+        server: args.server,
+        operator_token_file: args.operator_token_file,
+        operator_token: args.operator_token,
+        data_dir: args.data_dir.unwrap_or_else(commands::server::default_data_dir),
+    };
+    (opts, Ui::new(args.json))
+}
+
+/// The operator's node commands (`nexus node init` runs without a runtime, in `main`).
+async fn node(cmd: NodeCommand) -> Result<ExitCode, Failure> {
+    use designer::node;
+    match cmd {
+        NodeCommand::Init { .. } | NodeCommand::Service(_) => unreachable!("dispatched without a runtime"),
+        NodeCommand::List { operator } => {
+            let (opts, ui) = operator_options(operator);
+            report(&ui, node::list::run(&opts).await)
+        }
+        NodeCommand::Revoke { name, operator } => {
+            let (opts, ui) = operator_options(operator);
+            report(&ui, node::revoke::run(&opts, &name).await)
+        }
+        NodeCommand::Token(cli::NodeTokenCommand::Create { single_use, operator }) => {
+            let (opts, ui) = operator_options(operator);
+            report(&ui, node::token::create(&opts, single_use).await)
+        }
+        NodeCommand::Token(cli::NodeTokenCommand::List { operator }) => {
+            let (opts, ui) = operator_options(operator);
+            report(&ui, node::token::list(&opts).await)
+        }
+        NodeCommand::Token(cli::NodeTokenCommand::Revoke { id, operator }) => {
+            let (opts, ui) = operator_options(operator);
+            report(&ui, node::token::revoke(&opts, &id).await)
+        }
     }
 }
 
@@ -100,7 +155,7 @@ async fn auth(cmd: AuthCommand) -> Result<ExitCode, Failure> {
         }
         AuthCommand::Logout => {
             let ui = Ui::new(false);
-            report(&ui, auth::logout::run(&ui))
+            report(&ui, auth::logout::run(&ui).await)
         }
     }
 }
@@ -166,6 +221,42 @@ async fn workspace(cmd: WorkspaceCommand) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `nexus node service install`: checks the role's flags with its own parser, then installs the unit.
+fn service_install(
+    role: cli::ServiceRole,
+    binary: Option<std::path::PathBuf>,
+    unit_dir: std::path::PathBuf,
+    start: bool,
+    json: bool,
+    args: Vec<String>,
+) -> Result<ExitCode, Failure> {
+    let role = host::node::service::role(matches!(role, cli::ServiceRole::Server));
+    let argv = ["nexus", role.command()].into_iter().map(String::from).chain(args.iter().cloned());
+    if let Err(e) = Cli::try_parse_from(argv) {
+        return Err(Failure {
+            message: format!("the {} flags are not valid: {}", role.command(), e.render().to_string().trim()),
+            hint: Some(format!("check them with `nexus {} --help`; they go after `--`", role.command())),
+        });
+    }
+    if args.iter().any(|a| a == "--join-token" || a.starts_with("--join-token=")) {
+        return Err(Failure {
+            message: "a join token in the unit's command line is readable by every local user (unit files and \
+                      /proc/<pid>/cmdline are world-readable)"
+                .into(),
+            hint: Some("put the token in a root-only file and pass `--join-token-file FILE` instead".into()),
+        });
+    }
+    let binary = match binary {
+        Some(b) => b,
+        None => std::env::current_exe().map_err(|e| Failure {
+            message: format!("could not tell where this executable is: {e}"),
+            hint: Some("pass --binary /usr/local/bin/nexus".into()),
+        })?,
+    };
+    let spec = nexus_node::service::ServiceSpec { role, binary, args, unit_dir, start };
+    report(&Ui::new(json), host::node::service::install(&spec, &HostSystem))
 }
 
 /// Prints a command's output through `ui` (text, or JSON with `--json`).

@@ -252,3 +252,37 @@ async fn create_from_a_git_url_needs_no_github_sign_in() {
     assert_eq!(view["repo"]["url"], url.as_str(), "cloned from the URL as given: {view}");
     assert!(!d.config().contains("auth_token"), "no GitHub sign-in was made: {}", d.config());
 }
+
+/// Issue 10 item 7: `nexus audit` shows the operator who registered whom, from where; a user's token
+/// gets the operator-token hint instead of the log.
+#[tokio::test]
+async fn nexus_audit_shows_registrations_to_the_operator_only() {
+    let (_github, server, d) = setup().await;
+    let api = nexus_testkit::api::Api::new(&server.url);
+    let alice = api.register_as_operator(&server.operator_token(), "alice", 1001, KEY_FOR_AUDIT).await;
+    let token_file = server.data_dir.path().join("operator-token");
+    let (ok, out, err) = d.run(
+        &["audit", "--json", "--server", &server.url, "--operator-token-file", token_file.to_str().unwrap()],
+        None,
+    );
+    assert!(ok, "{err}");
+    let entries: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let entry = &entries[0];
+    assert_eq!(
+        (entry["actor"].as_str(), entry["action"].as_str(), entry["target"].as_str()),
+        (Some("operator"), Some("user.register"), Some("alice")),
+        "{out}"
+    );
+    assert_eq!(entry["source"], "127.0.0.1", "{out}");
+
+    let user_token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(user_token.path(), alice.token().unwrap()).unwrap();
+    let (ok, out, err) =
+        d.run(&["audit", "--server", &server.url, "--operator-token-file", user_token.path().to_str().unwrap()], None);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("operator token"), "{err}");
+    assert_error_and_hint(&err);
+}
+
+const KEY_FOR_AUDIT: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEPn2PQTrpqfs8UlAOpzdW9++BQ2Bq0ZEqPQUacqj/Bl alice@laptop";

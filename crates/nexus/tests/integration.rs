@@ -43,6 +43,8 @@ async fn cluster(ssh_ports: u16) -> Cluster {
     let mut config = ServerConfig::new(data.path().to_path_buf());
     config.github_api_url = github.api_url.clone();
     config.git_base_url = git.base_url.clone();
+    // The dumb-HTTP git host of one test listens on a port picked after the server starts.
+    config.allowed_git_hosts = vec!["http://127.0.0.1:*".into()];
     let ssh_ports = nexus_testkit::free_port_range(ssh_ports);
     config.ssh_ports = ssh_ports;
     config.ssh_bind_ip = "127.0.0.1".parse().unwrap();
@@ -568,4 +570,49 @@ async fn setup_shows_in_the_status_while_it_runs_and_fails_its_services_with_the
     assert!(web["message"].as_str().unwrap().starts_with("not started: setup step `npm ci` failed"), "{web}");
     assert_eq!((web["hint"].as_str(), web["last_logs"].as_str()), (Some(hint), Some(log.trim_end())));
     assert_eq!(view["status"], "running", "the workspace itself is up: the user can get in and fix it");
+}
+
+/// Issue 12 item 5: `/metrics` is a valid OpenMetrics exposition (read by a strict parser) whose
+/// numbers follow what happened — requests by route template and status, the create→running and
+/// create→services-ready times, workspaces and nodes by status, SSH ports used; `/ready` says 503
+/// with the reason until a node is there.
+#[tokio::test]
+async fn metrics_follow_what_happened_and_ready_waits_for_a_node() {
+    let mut c = cluster(4).await;
+    let (code, body) = c.api.call("GET", "/ready", None).await;
+    assert_eq!(code, 503, "no node yet: {body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("no node"), "{body}");
+
+    let join = c.join.clone();
+    c.add_agent("n1", &join);
+    c.wait_nodes(1).await;
+    let (code, _) = c.api.call("GET", "/ready", None).await;
+    assert_eq!(code, 200);
+
+    let alice = c.user("alice", 11, KEY_A).await;
+    let (code, body) = alice.create("proj", "acme/hello").await;
+    assert_eq!(code, 201, "{body}");
+    let id = body["workspace_id"].as_str().unwrap().to_string();
+    alice.wait_status(&id, &["running"], T).await;
+    let (code, _) = alice.call("GET", "/api/v1/workspaces/ws-nope/status", None).await;
+    assert_eq!(code, 404);
+
+    let (code, text) = c.api.call("GET", "/metrics", None).await;
+    assert_eq!(code, 200);
+    let text = text.as_str().expect("metrics are text").to_string();
+    let m = nexus_testkit::openmetrics::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let requests = |route: &str, status: &str| {
+        m.find("nexus_http_requests_total", &[("route", route), ("status", status)]).unwrap_or(0.0)
+    };
+    assert_eq!(requests("/api/v1/workspaces/create", "201"), 1.0, "{text}");
+    assert_eq!(requests("/api/v1/workspaces/{id}/status", "404"), 1.0, "by route template, not path: {text}");
+    assert_eq!(requests("/ready", "503"), 1.0);
+    assert!(m.value("nexus_http_request_duration_seconds_count", &[("route", "/api/v1/workspaces/create")]) >= 1.0);
+    assert_eq!(m.value("nexus_workspace_create_to_running_seconds_count", &[]), 1.0, "{text}");
+    assert_eq!(m.value("nexus_workspaces", &[("status", "running")]), 1.0);
+    assert_eq!(m.value("nexus_workspaces", &[("status", "failed")]), 0.0, "every status is exported");
+    assert_eq!(m.value("nexus_node_up", &[("node", "n1"), ("status", "ok")]), 1.0);
+    assert_eq!(m.value("nexus_node_workspaces", &[("node", "n1")]), 1.0);
+    assert_eq!((m.value("nexus_ssh_ports", &[]), m.value("nexus_ssh_ports_used", &[])), (4.0, 1.0));
+    assert!(!text.contains("alice") && !text.contains(&id), "no user data in metrics");
 }

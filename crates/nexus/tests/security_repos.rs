@@ -31,12 +31,18 @@ struct Server {
 
 /// A server whose git host is `git_base_url`, with the documented defaults otherwise.
 async fn server(git_base_url: &str) -> Server {
+    server_with(git_base_url, |_| {}).await
+}
+
+/// [`server`] with `tune` applied to its config.
+async fn server_with(git_base_url: &str, tune: impl FnOnce(&mut ServerConfig)) -> Server {
     let data = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(data.path().to_path_buf());
     config.github_api_url = "http://127.0.0.1:9".into();
     config.git_base_url = git_base_url.into();
     config.ssh_ports = nexus_testkit::free_port_range(4);
     config.ssh_bind_ip = "127.0.0.1".parse().unwrap();
+    tune(&mut config);
     let app = App::new(
         config,
         Box::new(GithubApi::new("http://127.0.0.1:9")),
@@ -201,11 +207,13 @@ fn silent_listener() -> (u16, Arc<AtomicUsize>) {
 }
 
 /// Issue 10 item 4: a silent git host held a git process for 20 s per request, with no limit on
-/// how many. Now only a few probes run at once; the rest are told the server is busy, quickly.
+/// how many. Now at most `--max-concurrent-probes` (8) run at once; the rest wait in line (30 s by
+/// default, 2 s here) and are then told the server is busy.
 #[tokio::test]
 async fn concurrent_probes_are_capped_and_the_rest_are_told_to_retry() {
-    let (port, _accepted) = silent_listener();
-    let mut s = server(&format!("git://127.0.0.1:{port}")).await;
+    let (port, accepted) = silent_listener();
+    // A short wait in line, so the ones that cannot get a slot are answered within the test.
+    let mut s = server_with(&format!("git://127.0.0.1:{port}"), |c| c.probe_queue_wait = Duration::from_secs(2)).await;
     s.add_node().await;
     let mut users = Vec::new();
     for i in 0..14 {
@@ -220,6 +228,9 @@ async fn concurrent_probes_are_capped_and_the_rest_are_told_to_retry() {
             (code, body, started.elapsed())
         }));
     }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = accepted.load(Ordering::SeqCst);
+    assert!(held <= 8, "{held} connections to the silent host at once; the cap is 8 probes");
     let mut busy = 0;
     for a in answers {
         let (code, body, took) = a.await.unwrap();
@@ -242,7 +253,7 @@ async fn one_user_cannot_start_git_work_without_limit() {
     let mut limited = 0;
     for i in 0..40 {
         let (code, body) = alice.create(&format!("m{i}"), &format!("acme/missing{i}")).await;
-        if code == 503 && body["error"]["code"] == "rate_limited" {
+        if code == 429 && body["error"]["code"] == "rate_limited" {
             assert!(body["error"]["hint"].as_str().unwrap().contains("retry"), "{body}");
             limited += 1;
         } else {

@@ -118,6 +118,7 @@ fn spec() -> WorkspaceSpec {
         image: String::new(),
         cpu: 2,
         memory: "4GB".into(),
+        disk: String::new(),
         authorized_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEPn2PQTrpqfs8UlAOpzdW9++BQ2Bq0ZEqPQUacqj/Bl".into(),
         repo_url: "https://git.example.com/acme/site.git".into(),
         repo_dir: "site".into(),
@@ -150,11 +151,16 @@ fn start_agent(
 
 #[test]
 fn websocket_urls() {
-    assert_eq!(ws_url("http://h:8080", CONNECT_PATH).unwrap(), "ws://h:8080/api/v1/agent/connect");
+    assert_eq!(ws_url("http://127.0.0.1:8080", CONNECT_PATH).unwrap(), "ws://127.0.0.1:8080/api/v1/agent/connect");
     assert_eq!(ws_url("https://h/", CONNECT_PATH).unwrap(), "wss://h/api/v1/agent/connect");
     assert_eq!(ws_url("https://h/nexus", "/x").unwrap(), "wss://h/nexus/x");
-    assert_eq!(ws_url(" ws://h:1 ", "/x").unwrap(), "ws://h:1/x");
-    for bad in ["", "h:8080", "ftp://h", "http://", "http:///x", "http://h/?a=b", "http://h x"] {
+    assert_eq!(ws_url(" ws://localhost:1 ", "/x").unwrap(), "ws://localhost:1/x");
+    // Plain HTTP to another machine (issue 10 item 6): the join token and credential would be readable.
+    let plain_to_another_machine = ["http://h:8080", "ws://10.0.0.5:1"];
+    for bad in ["", "h:8080", "ftp://h", "http://", "http:///x", "http://h/?a=b", "http://h x"]
+        .into_iter()
+        .chain(plain_to_another_machine)
+    {
         assert!(ws_url(bad, "/x").is_err(), "{bad}");
     }
 }

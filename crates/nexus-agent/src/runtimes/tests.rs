@@ -259,7 +259,7 @@ pub(crate) fn node_plan(
 }
 
 async fn instance(fake: &FakeProvider, id: &str) {
-    fake.create(id, "img", 1, "").await.unwrap();
+    fake.create(id, "img", 1, "", "").await.unwrap();
     fake.start(id).await.unwrap();
 }
 

@@ -2,6 +2,7 @@
 //! the work through the API client and the `System`/`Opener` traits, and returns a typed output that
 //! [`Ui::report`](crate::ui::Ui::report) prints as text or JSON; failures are [`crate::Error`]s.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod node;

@@ -50,7 +50,9 @@ impl App {
 
     /// A node's control connection `conn_id` closed.
     pub(crate) fn node_left(&self, node: &str, conn_id: u64) {
-        self.hub.detach(node, conn_id);
+        if self.hub.detach(node, conn_id) {
+            self.burst.node_gone(node);
+        }
     }
 
     /// A node's heartbeat: it is alive, and `GET /nodes` shows when it last said so.
@@ -124,8 +126,11 @@ impl App {
                 last_logs: s.last_logs.clone(),
             })
             .collect();
+        let all_running = !services.is_empty() && services.iter().all(|s| s.status == ServiceStatus::Running);
         if !self.store.replace_services(&ws.id, ws.owner_id, rows, Some(generation)).await? {
             tracing::debug!(workspace = %ws.id, generation, "stale services report ignored");
+        } else if all_running {
+            self.metrics.services_ready(&ws.id);
         }
         Ok(())
     }
@@ -176,6 +181,16 @@ impl App {
     /// Applies an agent's report, ignoring stale ones and ones from the wrong node.
     pub async fn on_report(&self, node: &str, report: Report) -> Result<()> {
         self.hub.heartbeat(node);
+        // Any answer from this node ends its ensure's turn (the lane is this node's own, so no
+        // other node's report can free a slot here), and the next waiting one goes out.
+        self.burst.finished(node, &report.workspace_id, report.generation);
+        let result = self.apply_node_report(node, report).await;
+        self.dispatch_waiting(node).await?;
+        result
+    }
+
+    /// [`App::on_report`] once the report's slot is freed.
+    async fn apply_node_report(&self, node: &str, report: Report) -> Result<()> {
         let Some(ws) = self.store.workspace(&report.workspace_id).await? else {
             return Ok(());
         };

@@ -21,12 +21,18 @@ struct Fixture {
 /// An app whose repos are `acme/hello` (a README), `acme/dc` (only a root `.devcontainer.json`) and
 /// `acme/app` (a config with a setup step and a service).
 async fn fixture(node_timeout: Duration) -> Fixture {
+    fixture_with(node_timeout, crate::config::DEFAULT_PARALLEL_STARTS_PER_NODE).await
+}
+
+/// [`fixture`] whose nodes start at most `parallel` workspaces at once.
+async fn fixture_with(node_timeout: Duration, parallel: usize) -> Fixture {
     let data = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(data.path().to_path_buf());
     config.git_base_url = "https://git.example".into();
     config.ssh_ports = nexus_testkit::free_port_range(4);
     config.ssh_bind_ip = "127.0.0.1".parse().unwrap();
     config.node_timeout = node_timeout;
+    config.parallel_starts_per_node = parallel;
     config.op_timeout = Duration::from_secs(5);
     let repos = FakeRepos::default();
     repos.add("https://git.example/acme/hello.git", &[("README.md", "hi\n")]);
@@ -505,4 +511,42 @@ async fn workspace_changes_are_audited_with_actor_and_source_and_only_the_operat
     let only_deletes =
         f.app.audit_log(&Caller::operator(None), Some(10), Some("workspace.delete".into())).await.unwrap();
     assert_eq!(only_deletes.entries.len(), 1);
+}
+
+/// Issue 12 item 3: a node gets at most `parallel_starts_per_node` ensures at once; the rest wait
+/// `pending` and say how many are ahead; each answer sends the next one, in order.
+#[tokio::test]
+async fn a_burst_of_creates_is_queued_per_node_in_order_and_says_where_it_is() {
+    let f = fixture_with(Duration::from_secs(60), 2).await;
+    let mut rx = join(&f.app, "n1").await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(f.app.create(&f.alice, create_req(&format!("p{i}"), "acme/hello")).await.unwrap().workspace_id);
+    }
+    let first = next_command(&mut rx).await;
+    let second = next_command(&mut rx).await;
+    assert_eq!((first.workspace_id.as_str(), second.workspace_id.as_str()), (ids[0].as_str(), ids[1].as_str()));
+    assert!(tokio::time::timeout(Duration::from_millis(300), rx.recv()).await.is_err(), "only two at once");
+    assert_eq!(status_of(&f.app, &ids[2]).await, WorkspaceStatus::Pending);
+    let view = f.app.view(&f.alice, &ids[3], "localhost").await.unwrap();
+    assert_eq!(view.message.as_deref(), Some("queued on node n1: 1 ahead (a node starts 2 workspaces at once)"));
+
+    let ready = Outcome::Ready { commit: Some("abc".into()), host_key: None };
+    f.app
+        .on_report("n1", Report { workspace_id: first.workspace_id, generation: first.generation, outcome: ready })
+        .await
+        .unwrap();
+    let third = next_command(&mut rx).await;
+    assert_eq!(third.workspace_id, ids[2], "the next in line goes out when a slot frees");
+    assert_eq!(status_of(&f.app, &ids[2]).await, WorkspaceStatus::Creating);
+    let view = f.app.view(&f.alice, &ids[3], "localhost").await.unwrap();
+    assert_eq!(view.message.as_deref(), Some("queued on node n1: 0 ahead (a node starts 2 workspaces at once)"));
+
+    // A failure frees the slot too.
+    let failed = Outcome::Failed { message: "m".into(), hint: "h".into() };
+    f.app
+        .on_report("n1", Report { workspace_id: second.workspace_id, generation: second.generation, outcome: failed })
+        .await
+        .unwrap();
+    assert_eq!(next_command(&mut rx).await.workspace_id, ids[3]);
 }

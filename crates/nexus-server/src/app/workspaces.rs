@@ -32,7 +32,7 @@ impl App {
             }
         }
         names::workspace_name(&req.workspace_name)?;
-        let repo = names::repo(&req.repo, &self.config.git_base_url)?;
+        let repo = names::repo(&req.repo, &self.git_hosts)?;
         if let Some(b) = &req.branch {
             names::branch(b)?;
         }
@@ -53,7 +53,7 @@ impl App {
         }
 
         let upstream_url = match req.upstream.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
-            Some(u) => Some(names::repo(u, &self.config.git_base_url)?.url),
+            Some(u) => Some(names::repo(u, &self.git_hosts)?.url),
             None => None,
         };
         let token = req.git_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
@@ -64,8 +64,35 @@ impl App {
                 "send the GitHub token as it is, or leave git_token out",
             ));
         }
-        let branch = self.probe.resolve_branch(&repo.url, req.branch.as_deref(), token).await?;
-        let files = self.probe.plan_files(&repo.url, &branch, token).await?;
+        // Everything that can refuse the request without git runs first: a create no node can take,
+        // or one over the caller's allowance, starts no git work (issue 10, item 4).
+        self.pick_node().await?;
+        if let Err(wait) = self.create_limiter.take(user.id) {
+            return Err(ServerError::TooManyRequests {
+                message: format!("you started {} workspace creates in the last minute", self.config.creates_per_minute),
+                hint: format!("retry in {} s", wait.as_secs() + 1),
+                retry_after_secs: wait.as_secs() + 1,
+            });
+        }
+        let _slot = tokio::time::timeout(self.config.probe_queue_wait, self.probe_slots.acquire())
+            .await
+            .ok()
+            .and_then(|permit| permit.ok())
+            .ok_or_else(|| {
+                ServerError::unavailable(
+                    "busy",
+                    "the server is reading as many repositories as it allows at once",
+                    "retry in a few seconds",
+                )
+            })?;
+        let target = crate::repo_probe::GitTarget {
+            url: repo.url.clone(),
+            allow_private: self.config.allow_private_git_hosts,
+            named_addresses: self.git_hosts.named_addresses(),
+        };
+        let branch = self.probe.resolve_branch(&target, req.branch.as_deref(), token).await?;
+        let files = self.probe.plan_files(&target, &branch, token).await?;
+        drop(_slot);
         let resolved = nexus_project::resolve(&nexus_project::MapFiles(files)).map_err(|e| {
             ServerError::BadRequest { code: "invalid_config", message: e.to_string(), hint: e.hint.clone() }
         })?;
@@ -81,6 +108,7 @@ impl App {
         let cpu = res.cpu.or(resolved.cpu).unwrap_or(self.config.default_cpu);
         let memory = res.memory.clone().or(resolved.memory).unwrap_or_else(|| self.config.default_memory.clone());
         let plan = resolved.plan;
+        self.check_quota(user, cpu, &memory).await?;
         let node = self.pick_node().await?;
 
         let id = format!("ws-{}", &secret::random_token("")[..12]);
@@ -105,7 +133,7 @@ impl App {
                     ssh_port: port,
                     node,
                     plan: serde_json::to_string(&plan).expect("plans serialize"),
-                    git_token: token.map(str::to_string),
+                    git_token: token.map(|t| self.sealer.seal(t, &crate::sealed::git_token_context(&id))),
                     upstream_url,
                 })
                 .await;
@@ -139,6 +167,7 @@ impl App {
         // Only this first ensure may start from a prebuild: the probe above read the repo with the
         // caller's token (or without one, so it is public). A command re-sent later is built from
         // the stored row and says neither, so the node clones afresh.
+        self.metrics.create_accepted(&id);
         self.audit(caller, "workspace.create", &id, Some(format!("{} {}", req.workspace_name, ws.repo_url))).await;
         let spec = WorkspaceSpec { no_prebuild: req.no_prebuild, repo_access_verified: true, ..self.spec_of(&ws) };
         self.send_command(&ws, Op::Ensure(Box::new(spec))).await?;
@@ -170,7 +199,7 @@ impl App {
                 ServerError::unavailable(
                     "no_nodes",
                     "no node is available to run the workspace",
-                    "ask the operator to start a node agent (`nexus agent --server <url> --join-token <token>`), then retry",
+                    "ask the operator to start a node agent (`nexus agent --server <url> --join-token-file <file>`), then retry",
                 )
             })
     }
@@ -209,7 +238,16 @@ impl App {
         if ws.status != WorkspaceStatus::Stopped && message.is_none() {
             let timeout = self.config.node_timeout.as_secs();
             match node_status {
-                NodeStatus::Ok => {}
+                NodeStatus::Ok => {
+                    if let Some(ahead) = self.burst.ahead_of(&ws.node, &ws.id) {
+                        message = Some(format!(
+                            "queued on node {}: {ahead} ahead (a node starts {} workspaces at once)",
+                            ws.node,
+                            self.burst.limit()
+                        ));
+                        hint = Some("it starts by itself when its turn comes; nothing to do".into());
+                    }
+                }
                 NodeStatus::Unresponsive => {
                     message = Some(format!("node {} is unresponsive (no heartbeat within {timeout}s)", ws.node));
                     hint = Some(
@@ -368,6 +406,46 @@ pub(super) fn existing_response(existing: WorkspaceRow, repo_url: &str) -> Resul
         ssh_port: existing.ssh_port,
         created: false,
     })
+}
+
+impl App {
+    /// Refuses a create over the operator's maxima (`--max-cpu`, `--max-memory`) or the user's
+    /// workspace quota (`--max-workspaces-per-user`): each workspace holds a container and one of
+    /// the server's SSH ports, so one user must not be able to take them all.
+    async fn check_quota(&self, user: &User, cpu: u32, memory: &str) -> Result<()> {
+        let max = &self.config;
+        if cpu > max.max_cpu {
+            return Err(ServerError::bad_request(
+                "over_limit",
+                format!("cpu {cpu} is over this server's maximum of {}", max.max_cpu),
+                format!("ask for at most {} CPUs (`--cpu`, or `providers.lxc.cpu` in .nexus/config.yaml)", max.max_cpu),
+            ));
+        }
+        let max_bytes = names::memory_bytes(&max.max_memory).unwrap_or(u64::MAX);
+        if names::memory_bytes(memory).is_some_and(|b| b > max_bytes) {
+            return Err(ServerError::bad_request(
+                "over_limit",
+                format!("memory {memory:?} is over this server's maximum of {}", max.max_memory),
+                format!(
+                    "ask for at most {} (`--memory`, or `providers.lxc.memory` in .nexus/config.yaml)",
+                    max.max_memory
+                ),
+            ));
+        }
+        if max.max_workspaces_per_user > 0 {
+            let have = self.store.workspaces_of(user.id).await?.len();
+            if have >= max.max_workspaces_per_user as usize {
+                return Err(ServerError::Forbidden {
+                    message: format!(
+                        "you have {have} workspaces, the most this server allows per user ({})",
+                        max.max_workspaces_per_user
+                    ),
+                    hint: "delete one you no longer need (`nexus list`, then `nexus delete <name>`)".into(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Checks an image alias, CPU count and memory size, wherever they came from (`source` says where).

@@ -99,6 +99,39 @@ CREATE TABLE audit (
 CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 "#,
-    // 6: reserved for node identity (enrolment, per-node credentials).
-    // 7: reserved for accounts (keys, token expiry) and secrets at rest.
+    // 6: node identity. A node's credential (only its hash) is bound to its name; join tokens only
+    // enrol; each workspace remembers the kind of the last command issued, so a report can only
+    // answer what was asked (a host key only a create/start, `deleted` only a delete).
+    r#"
+ALTER TABLE nodes ADD COLUMN credential_hash TEXT;
+ALTER TABLE nodes ADD COLUMN enrolled_at TEXT;
+ALTER TABLE nodes ADD COLUMN revoked_at TEXT;
+CREATE UNIQUE INDEX nodes_by_credential ON nodes(credential_hash);
+ALTER TABLE workspaces ADD COLUMN last_op TEXT;
+CREATE TABLE join_tokens (
+    id          TEXT PRIMARY KEY,
+    token_hash  TEXT NOT NULL UNIQUE,
+    single_use  INTEGER NOT NULL,
+    created_at  TEXT NOT NULL,
+    used_at     TEXT,
+    used_by     TEXT,
+    revoked_at  TEXT
+);
+"#,
+    // 7: accounts. A user may have several SSH keys (each machine they registered from); API tokens
+    // expire and can be revoked. Tokens issued before this migration expire 30 days after it.
+    r#"
+CREATE TABLE user_keys (
+    user_id         INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    ssh_pubkey      TEXT NOT NULL,
+    ssh_fingerprint TEXT NOT NULL,
+    added_at        TEXT NOT NULL,
+    PRIMARY KEY (user_id, ssh_fingerprint)
+);
+INSERT INTO user_keys (user_id, ssh_pubkey, ssh_fingerprint, added_at)
+    SELECT id, ssh_pubkey, ssh_fingerprint, created_at FROM users;
+ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE api_tokens ADD COLUMN revoked_at TEXT;
+UPDATE api_tokens SET expires_at = CAST(strftime('%s', 'now') AS INTEGER) + 30 * 86400;
+"#,
 ];

@@ -1,13 +1,23 @@
 //! `nexus agent`: the node agent driving this host's LXD for a server, until Ctrl-C or SIGTERM.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+use nexus_agent::AgentError;
+use nexus_cli::ui::Ui;
+use nexus_types::diagnostics::{error_chain, Hint};
 
 use super::shutdown_signal;
 use crate::cli::AgentArgs;
 use crate::Failure;
 
-pub(crate) async fn run(args: AgentArgs) -> Result<(), Failure> {
+/// Exit status when the server refuses this node's identity (a revoked credential, a refused
+/// enrolment, a credential for another node): restarting cannot help, so the systemd unit stops
+/// restarting on it (`RestartPreventExitStatus=`). 78 is `EX_CONFIG` of sysexits.h.
+pub(crate) const EXIT_IDENTITY_REFUSED: u8 = 78;
+
+pub(crate) async fn run(args: AgentArgs) -> Result<ExitCode, Failure> {
     let node_name = match args.name {
         Some(n) => n,
         None => {
@@ -15,7 +25,15 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), Failure> {
         }
     };
     let socket = nexus_agent::lxd::LxdProvider::default_socket().map_err(Failure::hinted)?;
-    let provider = nexus_agent::lxd::LxdProvider::new(socket, &args.lxd_project);
+    let hardening = nexus_agent::limits::Hardening {
+        processes: args.workspace_processes,
+        disk: args.workspace_disk,
+        ingress: args.workspace_ingress,
+        egress: args.workspace_egress,
+        isolate: true,
+    };
+    hardening.validate().map_err(Failure::hinted)?;
+    let provider = nexus_agent::lxd::LxdProvider::new(socket, &args.lxd_project).with_hardening(hardening);
     let mut settings = nexus_agent::provision::Settings::new(&args.base_image);
     settings.network = nexus_agent::network::Network::from_env(args.ca_certificates);
     let runtimes = nexus_agent::runtimes::RuntimeConfig {
@@ -29,15 +47,36 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), Failure> {
     let budget =
         nexus_agent::prebuilds::Budget { max_bytes: args.prebuild_budget_gib << 30, max_count: args.prebuild_count };
     settings.prebuilds = (args.prebuild_budget_gib > 0 && args.prebuild_count > 0).then_some(budget);
+    // The join token only enrols; a file keeps it out of the process list.
+    let join_token = match (args.join_token, &args.join_token_file) {
+        (Some(token), _) => token,
+        (None, Some(path)) => std::fs::read_to_string(path).map(|t| t.trim().to_string()).map_err(|e| Failure {
+            message: format!("cannot read the join token file `{}`: {e}", path.display()),
+            hint: Some("pass the file holding the join token the operator gave you (`--join-token-file FILE`)".into()),
+        })?,
+        (None, None) => String::new(),
+    };
     let config = nexus_agent::AgentConfig {
         server_url: args.server,
-        join_token: args.join_token,
+        join_token,
+        credential: None,
+        state_dir: Some(args.state_dir),
         node_name,
         lxd_project: args.lxd_project,
         base_image: args.base_image,
         heartbeat: Duration::from_secs(args.heartbeat.max(1)),
     };
-    nexus_agent::run_with_settings(config, settings, Arc::new(provider), shutdown_signal())
-        .await
-        .map_err(Failure::hinted)
+    match nexus_agent::run_with_settings(config, settings, Arc::new(provider), shutdown_signal()).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(
+            e @ (AgentError::Unauthorized { .. }
+            | AgentError::Enrol { .. }
+            | AgentError::CredentialMismatch { .. }
+            | AgentError::NoJoinToken),
+        ) => {
+            Ui::new(false).error(&error_chain(&e), &e.hint().unwrap_or_default());
+            Ok(ExitCode::from(EXIT_IDENTITY_REFUSED))
+        }
+        Err(e) => Err(Failure::hinted(e)),
+    }
 }
