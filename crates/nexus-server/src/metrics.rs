@@ -62,6 +62,8 @@ pub(crate) struct Snapshot {
     pub nodes: Vec<(String, String, u64)>,
     pub ssh_ports_total: u64,
     pub ssh_ports_used: u64,
+    /// (node, creates/starts waiting for a slot, in flight).
+    pub queues: Vec<(String, u64, u64)>,
 }
 
 impl Default for Metrics {
@@ -151,6 +153,18 @@ impl Metrics {
             nodes.get_or_create(&vec![("node", node.clone()), ("status", status.clone())]).set(1);
             per_node.get_or_create(&vec![("node", node.clone())]).set(gauge_value(*placed));
         }
+        let queued = Family::<Labels, Gauge>::default();
+        let in_flight = Family::<Labels, Gauge>::default();
+        for (node, waiting, flying) in &snapshot.queues {
+            queued.get_or_create(&vec![("node", node.clone())]).set(gauge_value(*waiting));
+            in_flight.get_or_create(&vec![("node", node.clone())]).set(gauge_value(*flying));
+        }
+        state.register(
+            "node_queued_starts",
+            "Creates/starts waiting for a slot on each node (burst scheduling)",
+            queued,
+        );
+        state.register("node_starts_in_flight", "Creates/starts each node is working on", in_flight);
         state.register("node_up", "1 per node, labelled with its status (ok, connecting, unresponsive)", nodes);
         state.register("node_workspaces", "Workspaces placed on each node", per_node);
         let ports_total = Gauge::<i64>::default();

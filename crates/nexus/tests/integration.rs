@@ -613,6 +613,7 @@ async fn metrics_follow_what_happened_and_ready_waits_for_a_node() {
     assert_eq!(m.value("nexus_workspaces", &[("status", "failed")]), 0.0, "every status is exported");
     assert_eq!(m.value("nexus_node_up", &[("node", "n1"), ("status", "ok")]), 1.0);
     assert_eq!(m.value("nexus_node_workspaces", &[("node", "n1")]), 1.0);
+    assert_eq!(m.value("nexus_node_queued_starts", &[("node", "n1")]), 0.0, "{text}");
     assert_eq!((m.value("nexus_ssh_ports", &[]), m.value("nexus_ssh_ports_used", &[])), (4.0, 1.0));
     assert!(!text.contains("alice") && !text.contains(&id), "no user data in metrics");
 }

@@ -95,6 +95,11 @@ impl BurstQueue {
         lock(&self.lanes).get(node)?.waiting.iter().position(|w| w.workspace_id == workspace_id)
     }
 
+    /// Per node: (ensures waiting, ensures in flight), for the metrics.
+    pub(crate) fn depths(&self) -> Vec<(String, usize, usize)> {
+        lock(&self.lanes).iter().map(|(node, lane)| (node.clone(), lane.waiting.len(), lane.in_flight.len())).collect()
+    }
+
     /// The node's connection closed: what was in flight or waiting is re-sent when it says hello.
     pub(crate) fn node_gone(&self, node: &str) {
         lock(&self.lanes).remove(node);

@@ -37,6 +37,7 @@ impl App {
             nodes,
             ssh_ports_total: u64::from(hi - lo) + 1,
             ssh_ports_used: self.store.used_ports().await?.len() as u64,
+            queues: self.burst.depths().into_iter().map(|(n, w, f)| (n, w as u64, f as u64)).collect(),
         };
         Ok(self.metrics.render(&snapshot))
     }
