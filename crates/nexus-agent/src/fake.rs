@@ -39,7 +39,7 @@ pub enum Call {
     EnsureProject,
     Warm(String),
     List,
-    Create { name: String, image: String, cpu: u32, memory: String },
+    Create { name: String, image: String, cpu: u32, memory: String, disk: String },
     Start(String),
     Stop(String),
     Delete(String),
@@ -108,7 +108,7 @@ impl Call {
 /// `$0` of an `sh -c SCRIPT NAME args...` command line.
 fn exec_step(argv: &[String]) -> Option<&str> {
     match argv {
-        [sh, c, _script, name, ..] if sh == "sh" && c == "-c" => Some(name),
+        [sh, c, _script, name, ..] if (sh == "sh" || sh == "/bin/sh") && c == "-c" => Some(name),
         _ => None,
     }
 }
@@ -451,8 +451,10 @@ impl Provider for FakeProvider {
         Ok(())
     }
 
-    async fn create(&self, name: &str, image: &str, cpu: u32, memory: &str) -> Result<(), ProviderError> {
-        self.enter(Call::Create { name: name.into(), image: image.into(), cpu, memory: memory.into() }).await?;
+    async fn create(&self, name: &str, image: &str, cpu: u32, memory: &str, disk: &str) -> Result<(), ProviderError> {
+        let call =
+            Call::Create { name: name.into(), image: image.into(), cpu, memory: memory.into(), disk: disk.into() };
+        self.enter(call).await?;
         let mut s = lock(&self.state);
         if !s.instances.contains_key(name) {
             let ip = next_ip(&mut s);

@@ -25,6 +25,7 @@ use nexus_types::diagnostics::{error_chain, lock, Hint};
 use serde_json::{json, Value};
 use tokio::net::UnixStream;
 
+use crate::limits::Hardening;
 use crate::provider::{CopySpec, ExecOutput, InstanceInfo, Mount, Provider, ProviderError};
 
 /// Where the Debian/Ubuntu package puts LXD's socket.
@@ -50,6 +51,18 @@ const TEMPLATE_RETRY: Duration = Duration::from_secs(600);
 const WAIT_SLICE_SECS: u64 = 30;
 /// Graceful shutdown budget before a stop turns into a forced one.
 const STOP_TIMEOUT_SECS: u64 = 5;
+
+/// The most of one exec's stdout (and of its stderr) the agent reads: a workspace decides what its
+/// commands print, and the agent serves every tenant of the node from one process.
+pub const MAX_EXEC_OUTPUT: usize = 1 << 20;
+/// Marker appended to output cut at [`MAX_EXEC_OUTPUT`].
+pub const TRUNCATED: &str = "\n[output truncated by the Nexus agent]\n";
+/// How long one exec may run inside the container before `timeout` kills it. Long work (setup
+/// steps, services) runs detached; what the agent waits for is short, except a big clone.
+pub const EXEC_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Where `timeout` is in every Debian/Ubuntu image (coreutils), by absolute path so nothing in
+/// the container's `PATH` decides what runs as root.
+const TIMEOUT_BIN: &str = "/usr/bin/timeout";
 
 /// What went wrong talking to LXD. Converted into [`ProviderError::Lxd`] at the trait, except
 /// for what the agent decides on (a missing or stopped instance, a limit LXD cannot apply).
@@ -170,6 +183,11 @@ pub struct LxdProvider {
     template_lock: tokio::sync::Mutex<()>,
     /// Image fingerprint → when its template build failed; used directly until [`TEMPLATE_RETRY`].
     template_failed: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Limits and filtering every workspace gets.
+    hardening: Hardening,
+    /// Set once LXD could not start a NIC with `limits.egress` (the kernel lacks `act_police`):
+    /// later workspaces go without it instead of failing to start.
+    egress_unsupported: std::sync::atomic::AtomicBool,
 }
 
 impl LxdProvider {
@@ -180,7 +198,45 @@ impl LxdProvider {
             project: project.into(),
             template_lock: tokio::sync::Mutex::new(()),
             template_failed: std::sync::Mutex::new(HashMap::new()),
+            hardening: Hardening::default(),
+            egress_unsupported: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The same provider giving workspaces `hardening` instead of [`Hardening::default`].
+    pub fn with_hardening(mut self, hardening: Hardening) -> Self {
+        self.hardening = hardening;
+        self
+    }
+
+    /// The config keys and devices (root disk with its size, filtered and limited NIC) a
+    /// workspace gets, from the default profile's devices.
+    async fn hardened(&self, disk: &str) -> Result<(serde_json::Map<String, Value>, Value), ProviderError> {
+        let size = self.hardening.disk_size(disk)?;
+        let profile = self.call(Method::GET, "/1.0/profiles/default", None).await?;
+        let egress = !self.egress_unsupported.load(std::sync::atomic::Ordering::Relaxed);
+        let devices = self.hardening.devices(&profile["devices"], &size, egress);
+        let config = self.hardening.config().into_iter().map(|(k, v)| (k, Value::from(v))).collect();
+        Ok((config, Value::Object(devices)))
+    }
+
+    /// Drops `limits.egress` from `name`'s NIC after LXD could not start it with one, and
+    /// remembers that the kernel cannot police egress. True when there was one to drop.
+    async fn drop_egress_limit(&self, name: &str) -> Result<bool, LxdError> {
+        let Some(inst) = self.instance(name).await? else { return Ok(false) };
+        let Some(mut nic) = inst["devices"].get("eth0").cloned() else { return Ok(false) };
+        if nic.as_object_mut().and_then(|n| n.remove("limits.egress")).is_none() {
+            return Ok(false);
+        }
+        if !self.egress_unsupported.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "this kernel cannot limit a workspace's outgoing bandwidth (no `act_police` tc action); \
+                 workspaces go without `limits.egress` (see docs/security/nodes-hardening.md)"
+            );
+        }
+        let body = json!({"devices": {"eth0": nic}});
+        self.call(Method::PATCH, &format!("/1.0/instances/{}", encode(name)), Some(body)).await?;
+        Ok(true)
     }
 
     /// The first LXD socket that exists: the Debian package's, then the snap's.
@@ -212,6 +268,32 @@ impl LxdProvider {
     fn url(&self, path: &str) -> String {
         let sep = if path.contains('?') { '&' } else { '?' };
         format!("{path}{sep}project={}", encode(&self.project))
+    }
+
+    /// One GET-style request whose body is read up to `cap` bytes; the rest is never read (the
+    /// connection closes). Returns the status, the body and whether it was cut.
+    async fn raw_capped(&self, method: Method, path: &str, cap: usize) -> Result<(u16, Vec<u8>, bool), LxdError> {
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|source| LxdError::Connect { path: self.socket.clone(), source })?;
+        let http_err = |source| LxdError::Http { method: method.to_string(), path: path.to_string(), source };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(http_err)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = Request::builder()
+            .method(method.clone())
+            .uri(self.url(path))
+            .header(hyper::header::HOST, "lxd")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| LxdError::Unexpected {
+                what: format!("{method} {path}"),
+                detail: format!("cannot build request: {e}"),
+            })?;
+        let resp = sender.send_request(req).await.map_err(http_err)?;
+        let status = resp.status().as_u16();
+        let (bytes, truncated) = read_capped(resp.into_body(), cap).await.map_err(http_err)?;
+        Ok((status, bytes, truncated))
     }
 
     /// One request; returns the status and the raw body.
@@ -455,6 +537,12 @@ impl LxdProvider {
         config.insert("limits.cpu".into(), if spec.cpu > 0 { spec.cpu.to_string() } else { String::new() }.into());
         let memory = if spec.memory.trim().is_empty() { String::new() } else { memory_limit(&spec.memory)? };
         config.insert("limits.memory".into(), memory.into());
+        let mut devices = Value::Null;
+        if spec.workspace {
+            let (hardened, hardened_devices) = self.hardened(&spec.disk).await?;
+            config.extend(hardened);
+            devices = hardened_devices;
+        }
         for (k, v) in &spec.config {
             config.insert(k.clone(), v.clone().into());
         }
@@ -469,6 +557,11 @@ impl LxdProvider {
             "source": {"type": "copy", "source": from, "instance_only": true},
             "config": config,
         });
+        let mut body = body;
+        if !devices.is_null() {
+            // Replaces the source's devices of those names (a prebuild keeps the workspace's).
+            body["devices"] = devices;
+        }
         self.call(Method::POST, "/1.0/instances", Some(body)).await?;
         tracing::debug!(source, name, "copy: instance created");
         if !spec.drop_mounts.is_empty() {
@@ -583,11 +676,11 @@ impl Provider for LxdProvider {
         Ok(())
     }
 
-    async fn create(&self, name: &str, image: &str, cpu: u32, memory: &str) -> Result<(), ProviderError> {
+    async fn create(&self, name: &str, image: &str, cpu: u32, memory: &str, disk: &str) -> Result<(), ProviderError> {
         if self.instance(name).await?.is_some() {
             return Ok(());
         }
-        let mut config = serde_json::Map::new();
+        let (mut config, devices) = self.hardened(disk).await?;
         config.insert(WORKSPACE_KEY.into(), "true".into());
         if cpu > 0 {
             config.insert("limits.cpu".into(), cpu.to_string().into());
@@ -619,6 +712,7 @@ impl Provider for LxdProvider {
             "profiles": ["default"],
             "source": source,
             "config": config,
+            "devices": devices,
         });
         match self.call(Method::POST, "/1.0/instances", Some(body)).await {
             Ok(_) => Ok(()),
@@ -687,6 +781,13 @@ impl Provider for LxdProvider {
         }
         match self.set_state(name, json!({"action": "start"})).await {
             Err(e) if e.lxd_message().contains("already running") => Ok(()),
+            // LXD polices a NIC's egress with tc's `police` action, which some kernels lack.
+            Err(e) if e.lxd_message().contains("tc filter") && self.drop_egress_limit(name).await? => {
+                match self.set_state(name, json!({"action": "start"})).await {
+                    Err(e) if e.lxd_message().contains("already running") => Ok(()),
+                    other => Ok(other?),
+                }
+            }
             other => Ok(other?),
         }
     }
@@ -767,8 +868,9 @@ impl Provider for LxdProvider {
         cwd: Option<&str>,
     ) -> Result<ExecOutput, ProviderError> {
         let environment: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let command = with_timeout(argv, EXEC_TIMEOUT);
         let mut body = json!({
-            "command": argv,
+            "command": command,
             "environment": environment,
             "wait-for-websocket": false,
             "interactive": false,
@@ -781,7 +883,15 @@ impl Provider for LxdProvider {
         if let Some(cwd) = cwd {
             body["cwd"] = cwd.into();
         }
-        let meta = match self.call(Method::POST, &format!("/1.0/instances/{}/exec", encode(name)), Some(body)).await {
+        let path = format!("/1.0/instances/{}/exec", encode(name));
+        // `timeout` ends the command; this ends the wait should LXD itself hang.
+        let waited =
+            tokio::time::timeout(EXEC_TIMEOUT + Duration::from_secs(60), self.call(Method::POST, &path, Some(body)));
+        let answer = waited.await.map_err(|_| LxdError::Unexpected {
+            what: format!("exec in {name}"),
+            detail: format!("no answer within {} s", (EXEC_TIMEOUT + Duration::from_secs(60)).as_secs()),
+        })?;
+        let meta = match answer {
             Err(e) if e.is_not_found() => return Err(ProviderError::NoSuchInstance(name.to_string())),
             Err(e) if e.lxd_message().contains("not running") => {
                 return Err(ProviderError::NotRunning(name.to_string()))
@@ -854,21 +964,52 @@ impl LxdProvider {
         let Some(path) = path else {
             return Ok(String::new());
         };
-        let (status, bytes) = self.raw(Method::GET, &path, None).await?;
+        let (status, bytes, truncated) = self.raw_capped(Method::GET, &path, MAX_EXEC_OUTPUT).await?;
         if status >= 400 {
             return Err(LxdError::Api {
                 method: "GET".into(),
                 path,
                 status,
-                message: String::from_utf8_lossy(&bytes).into_owned(),
+                message: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
             });
         }
         // Leaving it would pile up files under the instance's log directory.
         if let Err(e) = self.raw(Method::DELETE, &path, None).await {
             tracing::debug!(path, error = %error_chain(&e), "deleting exec output failed");
         }
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        if truncated {
+            tracing::warn!(path, max = MAX_EXEC_OUTPUT, "exec output cut at the agent's limit");
+            text.push_str(TRUNCATED);
+        }
+        Ok(text)
     }
+}
+
+/// Reads `body` up to `cap` bytes; true when there was more (left unread).
+async fn read_capped<B>(mut body: B, cap: usize) -> Result<(Vec<u8>, bool), B::Error>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        let room = cap - out.len();
+        if data.len() > room {
+            out.extend_from_slice(&data[..room]);
+            return Ok((out, true));
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok((out, false))
+}
+
+/// `argv` run under coreutils' `timeout`, which kills it (and, after 10 s more, KILLs it) once
+/// `limit` has passed, so no command a workspace can slow down holds an exec open for ever.
+fn with_timeout(argv: &[String], limit: Duration) -> Vec<String> {
+    let mut command = vec![TIMEOUT_BIN.to_string(), "--kill-after=10".into(), format!("{}s", limit.as_secs())];
+    command.extend(argv.iter().cloned());
+    command
 }
 
 /// The disk device LXD needs for `m`.
@@ -1008,6 +1149,26 @@ mod tests {
         for bad in ["", "GB", "4XB", "-1GB", "0GB", "1.5", "4GB;rm"] {
             assert!(memory_limit(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn exec_output_is_read_up_to_the_cap() {
+        let body = Full::new(Bytes::from(vec![b'x'; 5000]));
+        let (read, cut) = read_capped(body, 1000).await.unwrap();
+        assert_eq!((read.len(), cut), (1000, true));
+        let (read, cut) = read_capped(Full::new(Bytes::from_static(b"short")), 1000).await.unwrap();
+        assert_eq!((read, cut), (b"short".to_vec(), false));
+        let (read, cut) = read_capped(Full::new(Bytes::from(vec![b'y'; 1000])), 1000).await.unwrap();
+        assert_eq!((read.len(), cut), (1000, false));
+    }
+
+    #[test]
+    fn execs_run_under_an_absolute_timeout() {
+        let argv = vec!["sh".to_string(), "-c".into(), "true".into()];
+        assert_eq!(
+            with_timeout(&argv, Duration::from_secs(90)),
+            ["/usr/bin/timeout", "--kill-after=10", "90s", "sh", "-c", "true"]
+        );
     }
 
     #[test]

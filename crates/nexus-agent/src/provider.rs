@@ -84,6 +84,8 @@ pub struct CopySpec {
     pub cpu: u32,
     /// Memory limit of the copy (empty: none).
     pub memory: String,
+    /// Root disk size of a workspace copy (empty: the provider's own default); see [`Provider::create`].
+    pub disk: String,
     /// Instance config set on the copy; an empty value removes the key the source had.
     pub config: Vec<(String, String)>,
     /// Mounts ([`Mount::device`]) of the source the copy does not keep.
@@ -144,13 +146,16 @@ pub trait Provider: Send + Sync + 'static {
     fn check_limits(&self, cpu: u32, memory: &str) -> Result<(), ProviderError>;
 
     /// Creates a stopped container from image `image` with the limits [`Provider::check_limits`]
-    /// accepts; a no-op if an instance of that name exists.
+    /// accepts; a no-op if an instance of that name exists. `disk` is the root disk size asked for
+    /// (`20GB`; empty: the provider's default); the provider applies at most its own maximum, and
+    /// its per-workspace hardening (process limit, network limits and filtering) always.
     fn create(
         &self,
         name: &str,
         image: &str,
         cpu: u32,
         memory: &str,
+        disk: &str,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// Makes `name` a stopped copy of instance `source` (running or not) as `spec` says; on a

@@ -62,8 +62,8 @@ pub(crate) const NOT_CLONED_EXIT: i32 = 10;
 pub(crate) const DEV_UID: u32 = 1000;
 pub(crate) const DEV_HOME: &str = "/home/dev";
 
-/// Runs as `dev`. Writes the key as the only line, via a temporary file so sshd never sees a
-/// half-written file. `$1`: the key line.
+/// Runs as `dev`. Writes the owner's keys (one per line) as the whole file, via a temporary file so
+/// sshd never sees a half-written file. `$1`: the key lines.
 const WRITE_KEY_SCRIPT: &str = r#"set -eu
 mkdir -p "$HOME/.ssh"
 chmod 0700 "$HOME/.ssh"
@@ -265,7 +265,7 @@ pub async fn ensure<P: Provider>(
     };
     let up = async {
         provider
-            .create(id, image, spec.cpu, &spec.memory)
+            .create(id, image, spec.cpu, &spec.memory, &spec.disk)
             .await
             .map_err(|e| provider_failure("creating the container failed", &e))?;
         lap("create");
@@ -424,10 +424,12 @@ fn validate<P: Provider>(provider: &P, id: &str, spec: &WorkspaceSpec) -> Result
     if !name_ok {
         return Err(failure(format!("workspace id {id:?} is not a valid container name"), server_bug));
     }
-    let key = spec.authorized_key.trim();
-    if key.is_empty() || key.contains(['\n', '\r', '\0']) {
+    // One key per line (a user registered from several machines has several); an empty line, a
+    // carriage return or a NUL would let one "key" smuggle in something sshd reads differently.
+    let keys = spec.authorized_key.trim();
+    if keys.is_empty() || keys.contains(['\r', '\0']) || keys.lines().any(|l| l.trim().is_empty()) {
         return Err(failure(
-            "the SSH key is empty or not a single line",
+            "the SSH keys are empty or not one key per line",
             "register a valid public key (one line from `~/.ssh/id_ed25519.pub`) and create the workspace again",
         ));
     }
@@ -469,7 +471,8 @@ fn validate<P: Provider>(provider: &P, id: &str, spec: &WorkspaceSpec) -> Result
 }
 
 pub(crate) fn script(body: &str, step: &str, args: &[&str]) -> Vec<String> {
-    let mut argv = vec!["sh".to_string(), "-c".to_string(), body.to_string(), step.to_string()];
+    // By absolute path: these run as root, and nothing in the container decides what `sh` is.
+    let mut argv = vec!["/bin/sh".to_string(), "-c".to_string(), body.to_string(), step.to_string()];
     argv.extend(args.iter().map(|a| a.to_string()));
     argv
 }
@@ -756,6 +759,7 @@ mod tests {
             image: String::new(),
             cpu: 2,
             memory: "4GB".into(),
+            disk: String::new(),
             authorized_key: KEY.into(),
             repo_url: "https://git.example.com/acme/site.git".into(),
             repo_dir: "site".into(),
@@ -819,7 +823,13 @@ mod tests {
         let create = fake.calls().into_iter().find(|c| matches!(c, Call::Create { .. })).unwrap();
         assert_eq!(
             create,
-            Call::Create { name: "ws-a".into(), image: "nexus-base-dev".into(), cpu: 2, memory: "4GB".into() }
+            Call::Create {
+                name: "ws-a".into(),
+                image: "nexus-base-dev".into(),
+                cpu: 2,
+                memory: "4GB".into(),
+                disk: String::new()
+            }
         );
         // The clone runs as dev with dev's environment.
         let clone = fake.calls().into_iter().find(|c| c.step() == Some(STEP_CLONE)).unwrap();
@@ -912,7 +922,7 @@ mod tests {
         let call = fake.calls().into_iter().find(|c| c.step() == Some(STEP_WRITE_KEY)).unwrap();
         let Call::Exec { argv, user, .. } = call else { unreachable!() };
         assert_eq!(argv.len(), 5, "{argv:?}");
-        assert_eq!(argv[..2], ["sh", "-c"]);
+        assert_eq!(argv[..2], ["/bin/sh", "-c"]);
         assert_eq!(argv[2], WRITE_KEY_SCRIPT);
         assert!(!argv[2].contains("ssh-ed25519"));
         assert_eq!(argv[4], evil);
@@ -921,12 +931,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn multi_line_key_is_refused_before_anything_happens() {
+    async fn malformed_key_lines_are_refused_before_anything_happens() {
+        for keys in
+            [format!("{KEY}\n\nssh-ed25519 BBBB"), format!("{KEY}\r\nssh-ed25519 BBBB"), format!("{KEY}\0"), " ".into()]
+        {
+            let fake = FakeProvider::new();
+            let spec = WorkspaceSpec { authorized_key: keys.clone(), ..spec() };
+            let err = ensure(&fake, "ws-a", &spec, &settings()).await.unwrap_err();
+            assert!(err.message.contains("one key per line"), "{keys:?}: {err}");
+            assert!(fake.calls().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn every_key_of_the_owner_is_written() {
         let fake = FakeProvider::new();
-        let spec = WorkspaceSpec { authorized_key: format!("{KEY}\nssh-ed25519 BBBB"), ..spec() };
-        let err = ensure(&fake, "ws-a", &spec, &settings()).await.unwrap_err();
-        assert!(err.message.contains("single line"), "{err}");
-        assert!(fake.calls().is_empty());
+        let keys = format!("{KEY}\nssh-ed25519 BBBB");
+        let spec = WorkspaceSpec { authorized_key: keys.clone(), ..spec() };
+        ensure(&fake, "ws-a", &spec, &settings()).await.unwrap();
+        assert_eq!(fake.authorized_keys("ws-a").unwrap(), format!("{keys}\n"));
     }
 
     #[tokio::test]
@@ -1083,7 +1106,7 @@ mod tests {
     async fn a_frozen_init_is_named_even_though_the_container_runs() {
         let fake = FakeProvider::new();
         fake.set_ipv4_delay(u32::MAX);
-        fake.create("ws-a", "img", 1, "").await.unwrap();
+        fake.create("ws-a", "img", 1, "", "").await.unwrap();
         fake.start("ws-a").await.unwrap();
         fake.set_console_log("ws-a", "Failed to mount API filesystems: Operation not permitted\nFreezing execution.\n");
         let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
@@ -1130,7 +1153,7 @@ mod tests {
                 let _ = tokio::io::AsyncWriteExt::write_all(&mut c, b"HTTP/1.1 400 Bad Request\r\n").await;
             }
         });
-        fake.create("ws-a", "img", 1, "").await.unwrap();
+        fake.create("ws-a", "img", 1, "", "").await.unwrap();
         fake.set_ssh_target("ws-a", addr);
         let err = ensure(&fake, "ws-a", &spec(), &settings()).await.unwrap_err();
         assert!(err.message.contains("sshd did not answer"), "{err}");

@@ -55,6 +55,12 @@ const LOG_LINES: u32 = 20;
 const CAUSE_LINES: u32 = 200;
 /// Longest last output line reported, in characters.
 const MAX_LINE: usize = 200;
+/// `PATH` of every exec the watcher runs: system directories only (root-owned in every image), so
+/// nothing the workspace's user writes decides which `curl`, `systemctl` or `awk` runs, least of
+/// all in the commands run as root.
+pub(crate) const SAFE_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// The most of a log the agent reads back for a report (a log's last lines can be one huge line).
+const MAX_LOG_BYTES: u32 = 65536;
 
 /// Shell functions the setup scripts share. `alive` is true while the step started last runs:
 /// its pid file names a process that is really the step's shell (after a reboot the pid may
@@ -95,7 +101,7 @@ exit 0
 "#;
 
 /// Prints the setup log's last `$1` lines.
-const LOG_SCRIPT: &str = r#"tail -n "$1" "$log" 2>/dev/null
+const LOG_SCRIPT: &str = r#"tail -n "$1" "$log" 2>/dev/null | tail -c 65536
 "#;
 
 pub(crate) fn unit_name(service: &str) -> String {
@@ -257,7 +263,11 @@ impl<P: Provider> Supervisor<P> {
 
     async fn exec(&self, argv: Vec<String>, as_dev: bool) -> ExecOutput {
         let user = as_dev.then_some((DEV_UID, DEV_UID));
-        let env = vec![("HOME".to_string(), DEV_HOME.to_string()), ("USER".to_string(), "dev".to_string())];
+        let env = vec![
+            ("HOME".to_string(), DEV_HOME.to_string()),
+            ("USER".to_string(), "dev".to_string()),
+            ("PATH".to_string(), SAFE_PATH.to_string()),
+        ];
         match self.provider.exec(&self.id, &argv, user, &env, Some(DEV_HOME)).await {
             Ok(out) => out,
             Err(e) => ExecOutput::failed(-1, nexus_types::diagnostics::error_chain(&e)),
@@ -447,13 +457,15 @@ impl<P: Provider> Supervisor<P> {
 
     /// Runs one of the setup scripts (`SETUP_FUNCTIONS` + `script`) with `$0` = `name`.
     async fn setup_exec(&self, script: &str, name: &str, args: &[&str], as_dev: bool) -> ExecOutput {
-        let mut argv = vec!["sh".to_string(), "-c".to_string(), format!("{SETUP_FUNCTIONS}{script}"), name.to_string()];
+        let mut argv =
+            vec!["/bin/sh".to_string(), "-c".to_string(), format!("{SETUP_FUNCTIONS}{script}"), name.to_string()];
         argv.extend(args.iter().map(|a| a.to_string()));
         self.exec(argv, as_dev).await
     }
 
     async fn tail(&self, command: &str) -> Option<String> {
-        let out = self.exec(vec!["sh".into(), "-c".into(), command.into()], false).await;
+        let capped = format!("{{ {command}; }} | tail -c {MAX_LOG_BYTES}");
+        let out = self.exec(vec!["/bin/sh".into(), "-c".into(), capped], false).await;
         let text = out.stdout.trim_end().to_string();
         (!text.is_empty()).then_some(text)
     }
@@ -471,7 +483,7 @@ impl<P: Provider> Supervisor<P> {
             ));
         }
         script.push_str("chown -R dev:dev /home/dev/.nexus\nsystemctl daemon-reload\n");
-        let out = self.exec(vec!["sh".into(), "-c".into(), script], false).await;
+        let out = self.exec(vec!["/bin/sh".into(), "-c".into(), script], false).await;
         if out.code != 0 {
             return Err(out.last_stderr_line().to_string());
         }
@@ -524,7 +536,7 @@ impl<P: Provider> Supervisor<P> {
                 if deps.iter().all(|s| *s == Some(ServiceStatus::Running)) {
                     let out = self
                         .exec(
-                            vec!["systemctl".into(), "restart".into(), "--no-block".into(), unit_name(&svc.name)],
+                            vec!["/bin/systemctl".into(), "restart".into(), "--no-block".into(), unit_name(&svc.name)],
                             false,
                         )
                         .await;
@@ -660,7 +672,7 @@ impl<P: Provider> Supervisor<P> {
     /// One exec that checks every service and lists listening ports.
     async fn check(&self) -> Round {
         let script = check_script(&self.plan.services, &self.repo_path());
-        let out = self.exec(vec!["bash".into(), "-c".into(), script, STEP_CHECK.into()], true).await;
+        let out = self.exec(vec!["/bin/bash".into(), "-c".into(), script, STEP_CHECK.into()], true).await;
         parse_round(&out.stdout)
     }
 }
@@ -1175,6 +1187,30 @@ mod tests {
             "npm ci\nnpm run build".into()
         )));
         task.abort();
+    }
+
+    #[tokio::test]
+    async fn every_exec_of_the_watcher_runs_an_absolute_program_with_the_system_path() {
+        let fake = FakeProvider::new();
+        script_setup(&fake, || "exit 0\n$ npm ci\ndone\n".into(), "");
+        let plan = setup_plan(&["npm ci"], None);
+        let (fake, mut rx, task) = supervise_plan(fake, plan, || "ok web\n".into());
+        until(&mut rx, "web", ServiceStatus::Running).await;
+        task.abort();
+        let execs: Vec<_> = fake
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Exec { argv, env, .. } => Some((argv, env)),
+                _ => None,
+            })
+            .collect();
+        assert!(execs.len() >= 3, "setup, units and checks ran: {execs:?}");
+        for (argv, env) in execs {
+            assert!(argv[0].starts_with('/'), "{argv:?} runs a program found through PATH");
+            assert!(env.contains(&("PATH".to_string(), SAFE_PATH.to_string())), "{argv:?} without the system PATH");
+        }
+        assert!(LOG_SCRIPT.contains("| tail -c 65536"), "a huge last line is cut before the agent reads it");
     }
 
     #[tokio::test]
