@@ -102,6 +102,7 @@ async fn env(ssh_ports: u16) -> Option<Env> {
     // Settings go through the environment, so an older build without the flags still starts.
     std::env::set_var("NEXUS_MAX_DISK", "2GB");
     std::env::set_var("NEXUS_WORKSPACE_PROCESSES", PROCESSES.to_string());
+    std::env::set_var("NEXUS_MAX_WORKSPACES_PER_USER", "1");
     let git = GitServer::start(&ip);
     git.create_repo("acme", "hello", &[("README.md", "hello from nexus\n")]);
     let github = FakeGithub::start().await;
@@ -165,8 +166,24 @@ async fn fork_bomb_and_disk_filler_in_one_workspace_leave_the_neighbour_working(
     wait_nodes(&Api::new(&env.server.url).with_token(&env.server.operator_token()), 1).await;
     let _ = &env.github;
     // A gets one CPU so its bomb cannot take both of this host's cores from B.
-    let (a, port_a, key_a, _) = workspace(&env, "mallory", 3001, json!({"cpu": 1, "memory": "1GB"})).await;
+    let (a, port_a, key_a, user_a) = workspace(&env, "mallory", 3001, json!({"cpu": 1, "memory": "1GB"})).await;
     let (b, port_b, key_b, _) = workspace(&env, "bob", 3002, json!({"cpu": 1, "memory": "1GB"})).await;
+
+    // The operator's maxima and the per-user quota refuse before anything reaches LXD.
+    let mallory = Api::new(&env.server.url)
+        .register_as_operator(&env.server.operator_token(), "mallory2", 3003, &TestKey::generate("m2").public)
+        .await;
+    let create = |name: &str, resources: serde_json::Value| json!({"workspace_name": name, "repo": "acme/hello", "resources": resources});
+    let path = "/api/v1/workspaces/create";
+    let (code, body) = mallory.call("POST", path, Some(create("big", json!({"cpu": 64})))).await;
+    assert_eq!((code, body["error"]["code"].as_str()), (400, Some("over_limit")), "{body}");
+    let (code, body) = mallory.call("POST", path, Some(create("big", json!({"memory": "999999GB"})))).await;
+    assert_eq!((code, body["error"]["code"].as_str()), (400, Some("over_limit")), "{body}");
+    assert!(body["error"]["hint"].as_str().unwrap().contains("at most"), "{body}");
+    let (code, body) = user_a.call("POST", path, Some(create("second", json!({})))).await;
+    assert_eq!(code, 403, "the second workspace of a user over a quota of 1: {body}");
+    assert!(body["error"]["hint"].as_str().unwrap().contains("delete"), "{body}");
+    assert_eq!(project.all_instances().iter().filter(|n| n.starts_with("ws-")).count(), 2, "nothing reached LXD");
 
     // 1. Disk filler: 2.6 GB of zeros into A's 2 GB root disk. Bounded, so a node without the quota
     //    (the "before") only loses 2.6 GB of its pool, not all of it.
