@@ -9,6 +9,7 @@
 mod agent_session;
 mod app;
 pub mod config;
+pub mod conn_limits;
 mod error;
 mod forwarder;
 pub mod github;
@@ -118,8 +119,8 @@ async fn serve_with_installer(
     let router = http::router_with_installer(app, installer);
     use axum::serve::ListenerExt as _;
     // Tunnel WebSockets carry SSH's small interactive packets; Nagle would hold them back.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
+    let listener = conn_limits::limited(listener).tap_io(|conn| {
+        let _ = conn.get_ref().set_nodelay(true);
     });
     // The peer address goes into the audit log.
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())

@@ -61,7 +61,7 @@ impl ProjectGuard {
 
     /// `lxc` with `--project` of this test.
     fn lxc(&self, args: &[&str]) -> std::process::Output {
-        Command::new("lxc").args(args).args(["--project", &self.0]).output().unwrap()
+        Command::new("lxc").args(["--project", &self.0]).args(args).output().unwrap()
     }
 
     /// The instance's cgroup (v1 or v2) file `file` under the pids controller, read on the node.
