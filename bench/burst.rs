@@ -7,7 +7,6 @@
 //! Env: `BENCH_BOUNDS` (default `0,2,4,8`), `BENCH_USERS` (10), `BENCH_PER_USER` (3).
 //! Prints a Markdown table for BENCHMARKS.md.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -72,7 +71,10 @@ async fn main() {
     let users: usize = env_or("BENCH_USERS", 10);
     let per_user: usize = env_or("BENCH_PER_USER", 3);
     let total = users * per_user;
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_nexus"));
+    // A copy: a rebuild of the work tree while this runs (minutes) must not change the binary under it.
+    let frozen = tempfile::tempdir().unwrap();
+    let bin = frozen.path().join("nexus");
+    std::fs::copy(env!("CARGO_BIN_EXE_nexus"), &bin).unwrap();
     let bridge = Command::new("lxc").args(["network", "get", "nexusbr0", "ipv4.address"]).output().unwrap();
     let ip = String::from_utf8_lossy(&bridge.stdout).trim().split('/').next().unwrap().to_string();
     let git = GitServer::start(&ip);
@@ -110,6 +112,12 @@ async fn main() {
                     .register_as_operator(&server.operator_token(), &login, 100 + u as i64, &key.public)
                     .await,
             );
+        }
+        // `/ready` says the node is connected and heartbeating.
+        let started = Instant::now();
+        while Api::new(&server.url).call("GET", "/ready", None).await.0 != 200 {
+            assert!(started.elapsed() < Duration::from_secs(60), "the node never became ready:\n{}", agent.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         // Warm-up (the agent's image template, the first id-map shift): one workspace, not counted.
         let warm = one(apis[0].clone(), "warm".into(), key.clone(), Instant::now()).await;
