@@ -847,6 +847,17 @@ impl Provider for LxdProvider {
     }
 
     async fn ipv4(&self, name: &str) -> Result<Option<Ipv4Addr>, ProviderError> {
+        let inst = self.instance(name).await?.ok_or_else(|| ProviderError::NoSuchInstance(name.to_string()))?;
+        let nic = &inst["expanded_devices"]["eth0"];
+        let hwaddr = inst["config"]["volatile.eth0.hwaddr"].as_str().unwrap_or("");
+        if let (Some(network), false) = (nic["network"].as_str(), hwaddr.is_empty()) {
+            // Root in the container sets what eth0 reports; the node's own DHCP lease for the MAC
+            // LXD gave the NIC (and filters on) is what the tunnel may trust.
+            let net = self.call(Method::GET, &format!("/1.0/networks/{}", encode(network)), None).await?;
+            let leases = self.call(Method::GET, &format!("/1.0/networks/{}/leases", encode(network)), None).await?;
+            return Ok(leased_ipv4(&leases, hwaddr, net["config"]["ipv4.address"].as_str().unwrap_or("")));
+        }
+        // A NIC on an unmanaged bridge has no lease LXD knows of: what the container reports.
         let state = match self.call(Method::GET, &format!("/1.0/instances/{}/state", encode(name)), None).await {
             Ok(s) => s,
             Err(e) if e.is_not_found() => return Err(ProviderError::NoSuchInstance(name.to_string())),
@@ -1073,6 +1084,24 @@ fn global_ipv4(state: &Value) -> Option<Ipv4Addr> {
         .find_map(|a| a["address"].as_str()?.parse().ok())
 }
 
+/// The address the bridge's DHCP leased to `hwaddr`, if it lies in the bridge's subnet `cidr`
+/// (`10.87.0.1/24`) and is not the bridge's own.
+fn leased_ipv4(leases: &Value, hwaddr: &str, cidr: &str) -> Option<Ipv4Addr> {
+    let (gateway, prefix) = cidr.split_once('/')?;
+    let gateway: Ipv4Addr = gateway.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok().filter(|p| (8..=30).contains(p))?;
+    let mask = u32::MAX << (32 - prefix);
+    leases
+        .as_array()?
+        .iter()
+        .filter(|l| l["hwaddr"].as_str().is_some_and(|h| h.eq_ignore_ascii_case(hwaddr)))
+        .filter_map(|l| l["address"].as_str()?.parse::<Ipv4Addr>().ok())
+        .find(|ip| {
+            let (ip, gw) = (u32::from(*ip), u32::from(gateway));
+            ip & mask == gw & mask && ip != gw && ip & !mask != 0 && ip & !mask != !mask
+        })
+}
+
 /// Normalizes a memory limit (`4GB`, `4 gb`, `512Mi`, `2GiB`, `50%`) into LXD's syntax.
 ///
 /// Decimal suffixes (`kB MB GB TB`) stay decimal, `Ki Mi Gi Ti` (with or without a trailing `B`)
@@ -1169,6 +1198,20 @@ mod tests {
             with_timeout(&argv, Duration::from_secs(90)),
             ["/usr/bin/timeout", "--kill-after=10", "90s", "sh", "-c", "true"]
         );
+    }
+
+    #[test]
+    fn the_tunnel_target_is_the_leased_address_inside_the_bridge_subnet() {
+        let leases = json!([
+            {"hostname": "nexusbr0.gw", "hwaddr": "", "address": "10.87.0.1", "type": "gateway"},
+            {"hostname": "ws-a", "hwaddr": "00:16:3e:aa:bb:cc", "address": "10.87.0.23", "type": "dynamic"},
+            {"hostname": "ws-b", "hwaddr": "00:16:3e:11:22:33", "address": "192.168.1.1", "type": "dynamic"},
+        ]);
+        let cidr = "10.87.0.1/24";
+        assert_eq!(leased_ipv4(&leases, "00:16:3E:AA:BB:CC", cidr), Some(Ipv4Addr::new(10, 87, 0, 23)));
+        assert_eq!(leased_ipv4(&leases, "00:16:3e:11:22:33", cidr), None, "outside the bridge subnet");
+        assert_eq!(leased_ipv4(&leases, "00:16:3e:00:00:00", cidr), None, "no lease yet");
+        assert_eq!(leased_ipv4(&leases, "", cidr), None, "the gateway entry has no MAC to match");
     }
 
     #[test]

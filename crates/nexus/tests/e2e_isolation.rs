@@ -255,3 +255,82 @@ async fn fork_bomb_and_disk_filler_in_one_workspace_leave_the_neighbour_working(
     let _ = project.lxc(&["stop", "--force", &a]);
     let _ = b;
 }
+
+/// The first line a forwarded port answers with after an SSH identification line ("" when none).
+fn banner(port: u16) -> String {
+    use std::io::{BufRead, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(8)));
+    let _ = s.write_all(b"SSH-2.0-nexus-test\r\n");
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(s).read_line(&mut line);
+    line.trim().to_string()
+}
+
+/// Item 3 of issue 11: workspace A tries to reach workspace B's sshd, to send from an address the
+/// node did not give it, and to point its own public SSH port at the node by claiming the node's
+/// bridge address (where this test listens on port 22 as a stand-in for a node service).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_cannot_reach_its_neighbour_spoof_or_redirect_its_tunnel() {
+    let Some(env) = env(2).await else { return };
+    let gateway = lxd_host_ip().unwrap();
+    let node_sshd = std::net::TcpListener::bind((gateway.as_str(), 22)).expect("port 22 on the bridge address is free");
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for mut c in node_sshd.incoming().flatten() {
+            let _ = c.write_all(b"SSH-2.0-THE-NODE-ITSELF\r\n");
+        }
+    });
+    let project = ProjectGuard::new("iso");
+    let _agent = AgentProcess::start(&bin(), &env.server, "node-iso", &project.0, &[]);
+    wait_nodes(&Api::new(&env.server.url).with_token(&env.server.operator_token()), 1).await;
+    let (a, port_a, key_a, _) = workspace(&env, "mallory", 5001, json!({"cpu": 1, "memory": "1GB"})).await;
+    let (b, _port_b, _key_b, _) = workspace(&env, "bob", 5002, json!({"cpu": 1, "memory": "1GB"})).await;
+    let b_ip = String::from_utf8_lossy(&project.lxc(&["exec", &b, "--", "hostname", "-I"]).stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let before = banner(port_a);
+    assert!(before.starts_with("SSH-2.0-OpenSSH"), "A's port answers with A's sshd: {before:?}");
+
+    // 1. A → B's sshd over the bridge.
+    let probe = format!("timeout 3 bash -c '</dev/tcp/{b_ip}/22' 2>/dev/null && echo reached || echo blocked");
+    let to_b = ssh_ok(port_a, &key_a, &probe);
+    eprintln!("A → B {b_ip}:22: {to_b:?}");
+
+    // 2. Root in A sends from B's address.
+    let spoofed = project.lxc(&[
+        "exec",
+        &a,
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "ip addr add {b_ip}/32 dev eth0 && timeout 3 bash -c 'exec 3<>/dev/tcp/{gateway}/53' 2>/dev/null; \
+             ip addr del {b_ip}/32 dev eth0; \
+             ip -4 addr flush dev eth0 && ip addr add {b_ip}/24 dev eth0 && \
+             (timeout 3 bash -c '</dev/tcp/{gateway}/53' 2>/dev/null && echo reached || echo blocked)"
+        ),
+    ]);
+    let spoofed = String::from_utf8_lossy(&spoofed.stdout).trim().to_string();
+    eprintln!("A, sending from B's address to the node's DNS: {spoofed:?}");
+
+    // 3. Root in A claims the node's bridge address: where does A's public SSH port lead now?
+    let claim = project.lxc(&[
+        "exec",
+        &a,
+        "--",
+        "sh",
+        "-c",
+        &format!("ip -4 addr flush dev eth0 && ip addr add {gateway}/24 dev eth0 && ip -4 addr show eth0 | grep inet"),
+    ]);
+    eprintln!("A now reports: {}", String::from_utf8_lossy(&claim.stdout).trim());
+    std::thread::sleep(Duration::from_secs(3));
+    let after = banner(port_a);
+    eprintln!("A's public port now answers {after:?}");
+
+    assert_eq!(to_b.trim(), "blocked", "A reached B's sshd over the bridge");
+    assert_eq!(spoofed, "blocked", "A's packets from B's address got through");
+    assert!(!after.contains("THE-NODE-ITSELF"), "A's public SSH port leads to the node's port 22: {after:?}");
+}
