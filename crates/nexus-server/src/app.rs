@@ -38,6 +38,7 @@ mod agents;
 mod audit;
 mod burst;
 mod identity;
+mod idle;
 mod nodes;
 mod observability;
 mod workspaces;
@@ -119,6 +120,8 @@ pub struct App {
     sealer: crate::sealed::Sealer,
     /// Requests waiting for the node's answer to a command, keyed by (workspace, generation).
     waiters: Mutex<HashMap<(String, i64), oneshot::Sender<Outcome>>>,
+    /// SSH connections per workspace and when it was last in use (idle auto-stop).
+    activity: Mutex<HashMap<String, idle::Activity>>,
     /// Where repo URLs may point: the git base URL's host and the operator's allow-list.
     git_hosts: names::GitHosts,
     /// Slots for repository probes: git runs for creates, bounded (issue 10, item 4).
@@ -177,6 +180,7 @@ impl App {
             join_token,
             sealer,
             waiters: Mutex::new(HashMap::new()),
+            activity: Mutex::new(HashMap::new()),
             git_hosts,
             probe_slots,
             create_limiter,
@@ -193,7 +197,8 @@ impl App {
         self.reseal_secrets().await?;
         let _reserved = self.ssh_ports.reserve().await;
         for ws in self.store.all_workspaces().await? {
-            if !matches!(ws.status, WorkspaceStatus::Stopped | WorkspaceStatus::Failed) {
+            let wakes = ws.status == WorkspaceStatus::Stopped && ws.stopped_idle;
+            if wakes || !matches!(ws.status, WorkspaceStatus::Stopped | WorkspaceStatus::Failed) {
                 if let Err(e) = self.listen(ws.ssh_port, &ws.id).await {
                     tracing::error!(workspace = %ws.id, port = ws.ssh_port, error = %e, "could not reopen SSH port");
                 }
@@ -214,7 +219,10 @@ impl App {
         };
         if self.store.write_status(&ws.id, ws.status, to, details).await? {
             match to {
-                WorkspaceStatus::Running => self.metrics.reached_running(&ws.id),
+                WorkspaceStatus::Running => {
+                    self.metrics.reached_running(&ws.id);
+                    self.became_active(&ws.id);
+                }
                 WorkspaceStatus::Failed | WorkspaceStatus::Stopped => self.metrics.forget(&ws.id),
                 _ => {}
             }

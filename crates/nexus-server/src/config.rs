@@ -12,6 +12,8 @@ pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
 pub const DEFAULT_GIT_BASE_URL: &str = "https://github.com";
 /// Default bound on the creates/starts a node works on at once (`bench/burst.rs` measured it).
 pub const DEFAULT_PARALLEL_STARTS_PER_NODE: usize = 4;
+/// Default time without an SSH connection after which a running workspace is stopped.
+pub const DEFAULT_IDLE_STOP: Duration = Duration::from_secs(30 * 60);
 /// Default SSH forwarding port range (inclusive).
 pub const DEFAULT_SSH_PORTS: (u16, u16) = (2222, 2299);
 
@@ -82,6 +84,11 @@ pub struct ServerConfig {
     pub default_memory: String,
     /// Most creates/starts a node works on at once; the rest wait their turn (0 = no bound).
     pub parallel_starts_per_node: usize,
+    /// A running workspace with no SSH connection through the server for this long is stopped (its
+    /// data kept; the next SSH connection starts it again). `None`: never.
+    pub idle_stop: Option<Duration>,
+    /// How often idle workspaces are looked for.
+    pub idle_check_every: Duration,
     /// Workspaces one user may have at once (each takes an SSH port and a container); 0: no limit.
     pub max_workspaces_per_user: u32,
     /// Largest CPU limit a workspace may ask for (request or `.nexus/config.yaml`).
@@ -145,6 +152,8 @@ impl ServerConfig {
             default_cpu: 2,
             default_memory: "4GB".into(),
             parallel_starts_per_node: DEFAULT_PARALLEL_STARTS_PER_NODE,
+            idle_stop: Some(DEFAULT_IDLE_STOP),
+            idle_check_every: Duration::from_secs(60),
             max_workspaces_per_user: DEFAULT_MAX_WORKSPACES_PER_USER,
             max_cpu: DEFAULT_MAX_CPU,
             max_memory: DEFAULT_MAX_MEMORY.into(),

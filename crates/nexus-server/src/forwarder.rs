@@ -107,6 +107,11 @@ async fn forward(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr, workspa
             return;
         }
     };
+    // A workspace the server stopped for lack of use starts again for this connection, which waits.
+    if let Err(e) = app.wake_for_ssh(&workspace_id).await {
+        tracing::info!(%workspace_id, %peer, error = %e, "refusing SSH connection: could not wake the workspace");
+        return;
+    }
     let ws = match app.tunnel_to(&workspace_id, 22).await {
         Ok(ws) => ws,
         Err(e) => {
@@ -115,6 +120,8 @@ async fn forward(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr, workspa
             return;
         }
     };
+    // Counted while open: a workspace with a connection is in use and is not stopped for idleness.
+    let _session = app.ssh_session(&workspace_id);
     splice(stream, ws, first, IDLE_TIMEOUT).await;
 }
 

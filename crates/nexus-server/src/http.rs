@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use nexus_types::api::LogoutResponse;
 use nexus_types::api::{
-    AuditLog, ClientConfig, CreateJoinTokenRequest, CreateWorkspaceRequest, EnrolRequest, EnrolResponse,
-    JoinTokenCreated, JoinTokenList, JoinTokenView, NodeRevoked, CreateWorkspaceResponse, Deleted, ErrorBody, ErrorDetail, Health,
-    NodeList, RegisterRequest, RegisterResponse, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
+    AuditLog, ClientConfig, CreateJoinTokenRequest, CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted,
+    EnrolRequest, EnrolResponse, ErrorBody, ErrorDetail, Health, JoinTokenCreated, JoinTokenList, JoinTokenView,
+    NodeList, NodeRevoked, RegisterRequest, RegisterResponse, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
 };
 use nexus_types::diagnostics::error_chain;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -268,7 +268,8 @@ async fn ready(State(app): AppState) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
             problems.join("; "),
-            "start a node agent (`nexus agent`) or check the server's data dir; `nexus node list` shows the nodes".into(),
+            "start a node agent (`nexus agent`) or check the server's data dir; `nexus node list` shows the nodes"
+                .into(),
         ),
     }
 }
@@ -313,7 +314,11 @@ async fn register(
 /// Revokes the calling API token (`nexus auth logout`); it never authenticates again.
 #[utoipa::path(post, path = "/api/v1/auth/logout", security(("bearer" = [])),
     responses((status = 200, body = LogoutResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn logout(State(app): AppState, headers: HeaderMap, Auth(caller): Auth) -> Result<Json<LogoutResponse>, ApiError> {
+async fn logout(
+    State(app): AppState,
+    headers: HeaderMap,
+    Auth(caller): Auth,
+) -> Result<Json<LogoutResponse>, ApiError> {
     Ok(Json(app.logout(&caller, bearer(&headers)).await?))
 }
 

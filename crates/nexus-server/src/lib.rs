@@ -16,16 +16,16 @@ pub mod github;
 mod http;
 mod hub;
 mod installer;
-mod rate_limit;
 mod metrics;
+mod rate_limit;
 pub mod repo_probe;
 mod sealed;
 mod secret;
 mod ssh_ports;
 mod store;
-mod tls;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -70,7 +70,7 @@ async fn serve_tls(
     acceptor: tokio_rustls::TlsAcceptor,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    app.restore().await?;
+    let background = start_app(&app).await?;
     // TLS ends here, so every request came over https: `/install.sh` bakes that scheme into the
     // script's default server (whatever a client claims in the header).
     let router = http::router_with_installer(app, installer).layer(axum::middleware::map_request(
@@ -88,6 +88,7 @@ async fn serve_tls(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| ServerError::Io { path: "HTTPS listener".into(), source })
+        .inspect(|()| drop(background))
 }
 
 /// Reads `--tls-cert`/`--tls-key` the way [`serve`] will, so a bad file stops the start before
@@ -112,10 +113,7 @@ async fn serve_with_installer(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    for warning in app.account_warnings() {
-        tracing::warn!("{warning}");
-    }
-    app.restore().await?;
+    let background = start_app(&app).await?;
     let router = http::router_with_installer(app, installer);
     use axum::serve::ListenerExt as _;
     // Tunnel WebSockets carry SSH's small interactive packets; Nagle would hold them back.
@@ -127,6 +125,27 @@ async fn serve_with_installer(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| ServerError::Io { path: "HTTP listener".into(), source })
+        .inspect(|()| drop(background))
+}
+
+/// What every way of serving does before it accepts: say what the access policy leaves open,
+/// reopen the SSH ports, and start the idle auto-stop (ended when the returned guard drops).
+async fn start_app(app: &Arc<App>) -> Result<IdleStopper, ServerError> {
+    for warning in app.account_warnings() {
+        tracing::warn!("{warning}");
+    }
+    app.restore().await?;
+    Ok(IdleStopper(tokio::spawn(app.clone().stop_idle_workspaces_forever())))
+}
+
+/// The idle auto-stop task, ended with the server that started it (an app kept alive by a test
+/// after its server stopped must not go on stopping workspaces).
+struct IdleStopper(tokio::task::JoinHandle<()>);
+
+impl Drop for IdleStopper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

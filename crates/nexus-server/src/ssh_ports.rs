@@ -70,6 +70,12 @@ impl SshPorts {
         }
     }
 
+    /// Whether the server listens on `port`.
+    #[cfg(test)]
+    pub(crate) fn is_serving(&self, port: u16) -> bool {
+        lock(&self.listeners).contains_key(&port)
+    }
+
     /// Stops listening on `port`, so SSH clients are refused outright ("connection refused") rather
     /// than accepted and dropped.
     pub(crate) fn close(&self, port: u16) {

@@ -115,6 +115,8 @@ pub(crate) struct WorkspaceRow {
     /// The repo this one was forked from.
     pub upstream_url: Option<String>,
     pub owner_github_id: i64,
+    /// Stopped by the server for lack of use (its SSH port stays open to wake it).
+    pub stopped_idle: bool,
     /// Generation of the newest command.
     pub generation: i64,
     /// RFC 3339.
@@ -176,7 +178,7 @@ const WORKSPACE_COLUMNS: &str =
      COALESCE((SELECT group_concat(k.ssh_pubkey, char(10)) FROM user_keys k WHERE k.user_id = u.id), u.ssh_pubkey), w.name, w.provider, w.image, w.cpu, w.memory, \
      w.repo_owner, w.repo_name, w.repo_url, w.branch, w.commit_sha, w.status, w.message, w.hint, w.ssh_port, \
      w.host_key, w.node_name, w.generation, w.created_at, w.updated_at, w.plan, \
-     w.git_token, w.upstream_url, u.github_id";
+     w.git_token, w.upstream_url, u.github_id, w.stopped_idle";
 
 fn workspace_from_row(r: &Row<'_>) -> rusqlite::Result<WorkspaceRow> {
     let status: String = r.get(14)?;
@@ -209,6 +211,7 @@ fn workspace_from_row(r: &Row<'_>) -> rusqlite::Result<WorkspaceRow> {
         git_token: r.get(24)?,
         upstream_url: r.get(25)?,
         owner_github_id: r.get(26)?,
+        stopped_idle: r.get(27)?,
     })
 }
 
@@ -420,7 +423,8 @@ impl Store {
         self.run(move |conn| {
             let changed = conn.execute(
                 "UPDATE workspaces SET status = ?2, message = ?3, hint = ?4, commit_sha = COALESCE(?5, commit_sha),
-                     host_key = COALESCE(?6, host_key), updated_at = ?7
+                     host_key = COALESCE(?6, host_key), updated_at = ?7,
+                     stopped_idle = CASE WHEN ?2 = 'stopped' THEN stopped_idle ELSE 0 END
                  WHERE id = ?1 AND status = ?8 AND (?9 IS NULL OR generation <= ?9)",
                 params![
                     id,
@@ -435,6 +439,15 @@ impl Store {
                 ],
             )?;
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    /// Marks a running workspace as being stopped for lack of use; false if it is not running now.
+    pub(crate) async fn mark_idle_stop(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            Ok(conn.execute("UPDATE workspaces SET stopped_idle = 1 WHERE id = ?1 AND status = 'running'", [id])? == 1)
         })
         .await
     }

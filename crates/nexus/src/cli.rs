@@ -405,6 +405,11 @@ pub(crate) struct ServerArgs {
     /// (0: no bound). The default is what `bench/burst.rs` found best on a 2-core node.
     #[arg(long, env = "NEXUS_PARALLEL_STARTS_PER_NODE", default_value_t = nexus_server::config::DEFAULT_PARALLEL_STARTS_PER_NODE)]
     pub(crate) parallel_starts_per_node: usize,
+    /// Stop a running workspace after this long without an SSH connection through the server
+    /// (data kept; the next SSH connection or `nexus workspace connect` starts it again), e.g.
+    /// `30m`, `2h`; `off` never stops one.
+    #[arg(long, env = "NEXUS_IDLE_STOP", default_value = "30m", value_parser = parse_idle_stop)]
+    pub(crate) idle_stop: IdleStop,
     /// Directory of CLI builds for /install.sh to hand out, named `nexus-<os>-<arch>` (os: linux, darwin;
     /// arch: amd64, arm64); this executable is always served for its own platform.
     #[arg(long, env = "NEXUS_BINARIES_DIR")]
@@ -657,6 +662,21 @@ pub(crate) struct OperatorArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `--idle-stop`: a duration, or never.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IdleStop(pub(crate) Option<std::time::Duration>);
+
+fn parse_idle_stop(s: &str) -> Result<IdleStop, String> {
+    match s.trim() {
+        "off" | "never" | "0" => Ok(IdleStop(None)),
+        d => match humantime::parse_duration(d) {
+            Ok(d) if d >= std::time::Duration::from_secs(1) => Ok(IdleStop(Some(d))),
+            Ok(_) => Err(format!("{s:?} is under a second; use e.g. `30m`, or `off`")),
+            Err(e) => Err(format!("{s:?} is not a duration ({e}); use e.g. `30m`, `2h`, or `off`")),
+        },
+    }
 }
 
 #[cfg(test)]

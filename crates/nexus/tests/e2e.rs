@@ -1174,3 +1174,88 @@ async fn an_unreachable_registry_fails_fast_with_the_cause() {
     assert!(view.to_string().contains("127.0.0.1:9"), "the failure names the registry: {view:#}");
     assert!(took < Duration::from_secs(30), "failed only after {took:?}: {view:#}");
 }
+
+/// Issue 12 item 6 on real LXD: a workspace nobody is connected to stops after `--idle-stop`
+/// (its files kept, its SSH port still open), and the next plain `ssh` to it starts it and gets in
+/// on that same connection; an open SSH session keeps a workspace running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_workspace_stops_and_the_next_ssh_connection_wakes_it_and_gets_in() {
+    let Some(ip) = lxd_host_ip() else { return };
+    let git = GitServer::start(&ip);
+    git.create_repo("acme", "hello", &[("README.md", "hello from nexus\n")]);
+    let server = ServerProcess::start_with_args(
+        &bin(),
+        ServerOpts {
+            github_api_url: "http://127.0.0.1:9".into(),
+            git_base_url: git.base_url.clone(),
+            ssh_ports: nexus_testkit::free_port_range(2),
+            node_timeout_secs: 30,
+        },
+        &["--idle-stop", "8s"],
+    );
+    let project = ProjectGuard::new("idle");
+    let _agent = AgentProcess::start(&bin(), &server, "node-idle", &project.0, &[]);
+    let key = TestKey::generate("idle");
+    let api = Api::new(&server.url).register_as_operator(&server.operator_token(), "ida", 4001, &key.public).await;
+    wait_nodes(&Api::new(&server.url).with_token(&server.operator_token()), 1).await;
+    let (code, created) = api.create("idle", "acme/hello").await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["workspace_id"].as_str().unwrap().to_string();
+    let port = created["ssh_port"].as_u64().unwrap() as u16;
+    api.wait_status(&id, &["running"], READY).await;
+
+    // A session held open keeps it running past the allowance.
+    let mut held = Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes", "-i"])
+        .arg(&key.path)
+        .args(["-p", &port.to_string(), "dev@127.0.0.1", "echo kept > ~/kept && sleep 20"])
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert_eq!(api.status(&id).await["status"], "running", "an open SSH session keeps the workspace running");
+    let _ = held.wait();
+
+    // Nobody connected: it stops, and says why.
+    let stopped = api.wait_status(&id, &["stopped"], Duration::from_secs(60)).await;
+    assert!(
+        stopped["message"].as_str().unwrap().starts_with("stopped after 8 s without an SSH connection"),
+        "{stopped}"
+    );
+    let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    assert!(listening, "the SSH port stays open to wake it");
+
+    // A plain ssh starts it; the same connection gets in and finds the file it left.
+    let t = Instant::now();
+    let out = Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=120", "-i"])
+        .arg(&key.path)
+        .args(["-p", &port.to_string(), "dev@127.0.0.1", "cat ~/kept"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh to the idle-stopped workspace: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "kept\n");
+    eprintln!("ssh to an idle-stopped workspace got in after {:?}", t.elapsed());
+    assert_eq!(api.status(&id).await["status"], "running");
+    let (code, body) = api.call("DELETE", &format!("/api/v1/workspaces/{id}"), None).await;
+    assert_eq!(code, 200, "{body}");
+}

@@ -245,9 +245,12 @@ impl App {
         // is there now, until it lands, no longer fits, or a newer command makes it stale.
         for _ in 0..MAX_REDECIDE {
             match self.transition(&ws, event, details.clone()).await? {
-                Applied::To(WorkspaceStatus::Stopped | WorkspaceStatus::Failed) => {
-                    // Refuse SSH outright rather than accept and drop: clients then say "connection refused".
-                    self.ssh_ports.close(ws.ssh_port);
+                Applied::To(to @ (WorkspaceStatus::Stopped | WorkspaceStatus::Failed)) => {
+                    // Refuse SSH outright rather than accept and drop: clients then say "connection
+                    // refused". An idle stop keeps the port open: the next connection wakes it.
+                    if !(to == WorkspaceStatus::Stopped && ws.stopped_idle) {
+                        self.ssh_ports.close(ws.ssh_port);
+                    }
                     // The node stopped them with the container; they start again with it.
                     self.store.set_services_status(&ws.id, ServiceStatus::Starting).await?;
                     return Ok(());

@@ -33,6 +33,8 @@ async fn fixture_with(node_timeout: Duration, parallel: usize) -> Fixture {
     config.ssh_bind_ip = "127.0.0.1".parse().unwrap();
     config.node_timeout = node_timeout;
     config.parallel_starts_per_node = parallel;
+    config.idle_stop = Some(Duration::from_secs(1));
+    config.idle_check_every = Duration::from_millis(50);
     config.op_timeout = Duration::from_secs(5);
     let repos = FakeRepos::default();
     repos.add("https://git.example/acme/hello.git", &[("README.md", "hi\n")]);
@@ -435,6 +437,7 @@ fn a_setup_view_counts_time_while_running_and_shows_a_run_a_stop_cut_short_as_pe
         git_token: None,
         upstream_url: None,
         owner_github_id: 11,
+        stopped_idle: false,
         generation: 2,
         created_at: String::new(),
         updated_at: String::new(),
@@ -549,4 +552,44 @@ async fn a_burst_of_creates_is_queued_per_node_in_order_and_says_where_it_is() {
         .await
         .unwrap();
     assert_eq!(next_command(&mut rx).await.workspace_id, ids[3]);
+}
+
+/// Issue 12 item 6: a running workspace with no SSH connection for `idle_stop` is stopped (data
+/// kept, its SSH port left open, the status says why); one with a connection open is not; an SSH
+/// connection to an idle-stopped workspace starts it again.
+#[tokio::test]
+async fn an_idle_workspace_stops_a_used_one_does_not_and_ssh_wakes_it() {
+    let f = fixture(Duration::from_secs(60)).await;
+    let rx = join(&f.app, "n1").await;
+    obedient_node(&f.app, "n1", rx);
+    let idle = f.app.create(&f.alice, create_req("idle", "acme/hello")).await.unwrap().workspace_id;
+    let used = f.app.create(&f.alice, create_req("used", "acme/hello")).await.unwrap().workspace_id;
+    for id in [&idle, &used] {
+        nexus_testkit::eventually(Duration::from_secs(5), "running", || async {
+            (status_of(&f.app, id).await == WorkspaceStatus::Running).then_some(())
+        })
+        .await;
+    }
+    let session = f.app.ssh_session(&used);
+    let reaper = tokio::spawn(f.app.clone().stop_idle_workspaces_forever());
+    nexus_testkit::eventually(Duration::from_secs(5), "the idle workspace stopped", || async {
+        (status_of(&f.app, &idle).await == WorkspaceStatus::Stopped).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status_of(&f.app, &used).await, WorkspaceStatus::Running, "an open SSH connection keeps it up");
+    let view = f.app.view(&f.alice, &idle, "localhost").await.unwrap();
+    assert!(view.message.as_deref().unwrap().starts_with("stopped after 1 s without an SSH connection"), "{view:?}");
+    let row = f.app.store.workspace(&idle).await.unwrap().unwrap();
+    assert!(row.stopped_idle && f.app.ssh_ports.is_serving(row.ssh_port), "its SSH port stays open to wake it");
+
+    // The next SSH connection starts it and waits for it.
+    reaper.abort();
+    f.app.wake_for_ssh(&idle).await.unwrap();
+    assert_eq!(status_of(&f.app, &idle).await, WorkspaceStatus::Running);
+    assert!(!f.app.store.workspace(&idle).await.unwrap().unwrap().stopped_idle);
+    let log = f.app.audit_log(&Caller::operator(None), None, Some("workspace".into())).await.unwrap();
+    let actions: Vec<&str> = log.entries.iter().filter(|e| e.target == idle).map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["workspace.create", "workspace.idle_stop", "workspace.wake"]);
+    drop(session);
 }

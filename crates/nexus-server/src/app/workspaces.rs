@@ -235,6 +235,11 @@ impl App {
         let host = self.config.public_host.clone().unwrap_or_else(|| host.to_string());
         let node_status = self.hub.node_status(&ws.node);
         let (mut message, mut hint) = (ws.message.clone(), ws.hint.clone());
+        if ws.status == WorkspaceStatus::Stopped && ws.stopped_idle && message.is_none() {
+            let after = human_ms(self.config.idle_stop.map_or(0, |d| d.as_millis() as u64));
+            message = Some(format!("stopped after {after} without an SSH connection (everything in it is kept)"));
+            hint = Some("connecting starts it again: `nexus workspace connect`, or just `ssh` to it".into());
+        }
         if ws.status != WorkspaceStatus::Stopped && message.is_none() {
             let timeout = self.config.node_timeout.as_secs();
             match node_status {
@@ -343,6 +348,17 @@ impl App {
     /// Starts a stopped (or retries a failed) workspace and waits until it runs or fails.
     pub(crate) async fn start(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<StatusChange> {
         let ws = self.owned(require_user(caller)?, id).await?;
+        self.start_as(ws, Some(caller)).await
+    }
+
+    /// Starts `ws` as read (a wake for SSH has no caller; `caller`'s start is audited).
+    pub(super) async fn start_row(self: &Arc<Self>, ws: WorkspaceRow) -> Result<StatusChange> {
+        self.start_as(ws, None).await
+    }
+
+    async fn start_as(self: &Arc<Self>, ws: WorkspaceRow, caller: Option<&Caller>) -> Result<StatusChange> {
+        let id = ws.id.clone();
+        let id = id.as_str();
         let to = ws.status.apply(Event::StartRequested).map_err(|e| ServerError::Conflict {
             code: "invalid_state",
             message: e.to_string(),
@@ -370,7 +386,9 @@ impl App {
         };
         let ws = WorkspaceRow { status: pending, message: None, hint: None, ..ws };
         let spec = self.spec_of(&ws);
-        self.audit(caller, "workspace.start", &ws.id, None).await;
+        if let Some(caller) = caller {
+            self.audit(caller, "workspace.start", &ws.id, None).await;
+        }
         self.send_and_wait(&ws, Op::Ensure(Box::new(spec))).await?;
         self.current_status(id).await
     }

@@ -134,4 +134,9 @@ ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE api_tokens ADD COLUMN revoked_at TEXT;
 UPDATE api_tokens SET expires_at = CAST(strftime('%s', 'now') AS INTEGER) + 30 * 86400;
 "#,
+    // 8: idle auto-stop. Set when the server stopped a workspace for lack of use: its SSH port stays
+    // open, and the next connection starts it again. Cleared by any other status change.
+    r#"
+ALTER TABLE workspaces ADD COLUMN stopped_idle INTEGER NOT NULL DEFAULT 0;
+"#,
 ];

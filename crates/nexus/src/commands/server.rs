@@ -59,6 +59,11 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     config.max_workspaces_per_user = args.max_workspaces_per_user;
     config.parallel_starts_per_node = args.parallel_starts_per_node;
+    config.idle_stop = args.idle_stop.0;
+    // Looked for often enough that a workspace stops within a tenth of its allowance past it.
+    if let Some(idle) = config.idle_stop {
+        config.idle_check_every = (idle / 10).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(60));
+    }
     config.max_cpu = args.max_cpu;
     config.max_memory = args.max_memory;
     config.max_disk = args.max_disk;
