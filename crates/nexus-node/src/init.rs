@@ -5,7 +5,7 @@
 //! pool and bridge, and the base image, which is built locally because no image server is reachable
 //! from these hosts.
 
-mod kernel;
+pub(crate) mod kernel;
 
 use std::path::PathBuf;
 

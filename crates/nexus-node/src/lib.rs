@@ -6,6 +6,7 @@
 
 pub mod commands;
 pub mod error;
+pub mod check;
 pub mod init;
 pub mod service;
 pub mod staging;

@@ -574,6 +574,17 @@ pub(crate) enum NodeCommand {
     /// Join tokens, which only enrol nodes (operator).
     #[command(subcommand)]
     Token(NodeTokenCommand),
+    /// Check that this node holds the planned number of running workspaces, and say what limits it
+    /// (kernel limits, memory, LXD, the base image). Exits 1 when it does not.
+    #[command(after_help = "Examples:\n  nexus node check\n  nexus node check --workspaces 50 --json")]
+    Check {
+        /// Running workspaces planned for this node.
+        #[arg(long, default_value_t = 200)]
+        workspaces: u64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run `nexus server` or `nexus agent` as a systemd service (restart on failure, start at boot).
     #[command(subcommand)]
     Service(NodeServiceCommand),

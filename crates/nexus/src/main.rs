@@ -43,6 +43,11 @@ fn main() -> ExitCode {
                 nexus_node::init::NodeInitOptions { image, bridge_cidr, pool_size, dir_pool, ..Default::default() };
             report(&Ui::new(false), host::node::init::run(&opts, &HostSystem))
         }
+        Command::Node(NodeCommand::Check { workspaces, json }) => {
+            let check = nexus_node::check::check(&HostSystem, workspaces);
+            Ui::new(json).report(&check);
+            Ok(if check.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Node(NodeCommand::Service(cli::NodeServiceCommand::Install {
             role,
             binary,
@@ -108,7 +113,9 @@ fn operator_options(args: cli::OperatorArgs) -> (designer::node::OperatorOptions
 async fn node(cmd: NodeCommand) -> Result<ExitCode, Failure> {
     use designer::node;
     match cmd {
-        NodeCommand::Init { .. } | NodeCommand::Service(_) => unreachable!("dispatched without a runtime"),
+        NodeCommand::Init { .. } | NodeCommand::Service(_) | NodeCommand::Check { .. } => {
+            unreachable!("dispatched without a runtime")
+        }
         NodeCommand::List { operator } => {
             let (opts, ui) = operator_options(operator);
             report(&ui, node::list::run(&opts).await)

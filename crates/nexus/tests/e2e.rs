@@ -1259,3 +1259,25 @@ async fn an_idle_workspace_stops_and_the_next_ssh_connection_wakes_it_and_gets_i
     let (code, body) = api.call("DELETE", &format!("/api/v1/workspaces/{id}"), None).await;
     assert_eq!(code, 200, "{body}");
 }
+
+/// Issue 12 item 1: `nexus node check` on this node, prepared by `nexus node init` alone, says it
+/// holds 200 running workspaces; a plan beyond its memory fails with the limit named and exit 1.
+#[test]
+fn node_check_says_this_prepared_node_holds_200_workspaces_and_names_the_bound_past_it() {
+    if lxd_host_ip().is_none() {
+        return;
+    }
+    let out = Command::new(bin()).args(["node", "check", "--workspaces", "200", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{report}");
+    assert!(report["holds"].as_u64().unwrap() >= 200, "{report}");
+    let inotify = report["findings"].as_array().unwrap().iter().find(|f| f["what"] == "fs.inotify.max_user_instances");
+    assert_eq!(inotify.unwrap()["level"], "ok", "{report}");
+
+    let out = Command::new(bin()).args(["node", "check", "--workspaces", "1000000", "--json"]).output().unwrap();
+    assert!(!out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let memory = report["findings"].as_array().unwrap().iter().find(|f| f["what"] == "memory").unwrap();
+    assert_eq!(memory["level"], "fail", "{report}");
+    assert!(memory["fix"].as_str().unwrap().contains("add memory or nodes"), "{report}");
+}
