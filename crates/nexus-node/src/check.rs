@@ -90,7 +90,7 @@ pub fn check(sys: &dyn System, planned: u64) -> NodeCheck {
             });
             continue;
         };
-        let holds = (key == "fs.inotify.max_user_instances").then(|| live / INOTIFY_INSTANCES_PER_WORKSPACE);
+        let holds = (key == "fs.inotify.max_user_instances").then_some(live / INOTIFY_INSTANCES_PER_WORKSPACE);
         let level = match holds {
             Some(h) if h < planned => Level::Fail,
             _ if live < want => Level::Warn,
