@@ -92,7 +92,7 @@ impl Drop for ProjectGuard {
 }
 
 struct Env {
-    _git: GitServer,
+    git: GitServer,
     github: FakeGithub,
     server: ServerProcess,
 }
@@ -115,7 +115,7 @@ async fn env(ssh_ports: u16) -> Option<Env> {
             node_timeout_secs: 30,
         },
     );
-    Some(Env { _git: git, github, server })
+    Some(Env { git, github, server })
 }
 
 async fn wait_nodes(operator: &Api, n: usize) {
@@ -333,4 +333,63 @@ async fn a_workspace_cannot_reach_its_neighbour_spoof_or_redirect_its_tunnel() {
     assert_eq!(to_b.trim(), "blocked", "A reached B's sshd over the bridge");
     assert_eq!(spoofed, "blocked", "A's packets from B's address got through");
     assert!(!after.contains("THE-NODE-ITSELF"), "A's public SSH port leads to the node's port 22: {after:?}");
+}
+
+/// The agent's peak resident memory in bytes (`VmHWM`), found by its node name.
+fn agent_peak_memory(node: &str) -> u64 {
+    let out = Command::new("pgrep").args(["-f", &format!("agent .*--name {node}")]).output().unwrap();
+    let pid = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").trim().to_string();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Item 4 of issue 11: a workspace's setup prints one 300 MB line and fails; the agent reads the
+/// log's last lines back to explain the failure, and must not hold 300 MB for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_setup_log_line_does_not_blow_up_the_agent() {
+    let Some(env) = env(1).await else { return };
+    env.git.create_repo(
+        "acme",
+        "loud",
+        &[(".nexus/config.yaml", "setup: head -c 300000000 /dev/zero | tr '\\0' x; exit 1\n")],
+    );
+    let project = ProjectGuard::new("loud");
+    let _agent = AgentProcess::start(&bin(), &env.server, "node-loud", &project.0, &[]);
+    wait_nodes(&Api::new(&env.server.url).with_token(&env.server.operator_token()), 1).await;
+    let key = TestKey::generate("loud");
+    let user =
+        Api::new(&env.server.url).register_as_operator(&env.server.operator_token(), "loud", 6001, &key.public).await;
+    let before = agent_peak_memory("node-loud");
+    let (code, created) = user.create("loud", "acme/loud").await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["workspace_id"].as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    let status = loop {
+        let s = user.status(&id).await;
+        if s["setup"]["status"] == "failed" || t0.elapsed() > READY {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let peak = agent_peak_memory("node-loud");
+    let logs = status["setup"]["last_logs"].as_str().or(status["setup"]["message"].as_str()).unwrap_or("").len();
+    eprintln!(
+        "agent peak memory {} MB before, {} MB after the setup failed; setup: {} ({logs} bytes of log shown)",
+        before >> 20,
+        peak >> 20,
+        status["setup"]["status"]
+    );
+    assert_eq!(status["setup"]["status"], "failed", "{status}");
+    assert!(
+        peak < before + (100 << 20),
+        "the agent grew from {} MB to {} MB reading one log line",
+        before >> 20,
+        peak >> 20
+    );
 }
