@@ -5,6 +5,7 @@
 //! pool and bridge, and the base image, which is built locally because no image server is reachable
 //! from these hosts.
 
+mod isolation;
 pub(crate) mod kernel;
 
 use std::path::PathBuf;
@@ -86,6 +87,7 @@ pub(crate) fn run(sys: &dyn System, opts: &NodeInitOptions, progress: &dyn Progr
     kernel::ensure(sys, progress)?;
     ensure_daemon(sys, progress)?;
     ensure_network_and_pool(sys, opts, progress)?;
+    isolation::ensure(sys, progress)?;
     ensure_image(sys, opts, progress)?;
     Ok(())
 }
