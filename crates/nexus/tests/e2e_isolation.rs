@@ -299,6 +299,17 @@ async fn a_workspace_cannot_reach_its_neighbour_spoof_or_redirect_its_tunnel() {
     let to_b = ssh_ok(port_a, &key_a, &probe);
     eprintln!("A → B {b_ip}:22: {to_b:?}");
 
+    // 1b. A → the node: its port-22 stand-in, and link-local metadata; DNS must stay open.
+    let to_node = ssh_ok(
+        port_a,
+        &key_a,
+        &format!(
+            "for t in {gateway}/22 169.254.169.254/80 {gateway}/53; do \
+             timeout 3 bash -c \"</dev/tcp/$t\" 2>/dev/null && echo \"$t reached\" || echo \"$t blocked\"; done"
+        ),
+    );
+    eprintln!("A → node and metadata: {to_node:?}");
+
     // 2. Root in A sends from B's address.
     let spoofed = project.lxc(&[
         "exec",
@@ -331,6 +342,9 @@ async fn a_workspace_cannot_reach_its_neighbour_spoof_or_redirect_its_tunnel() {
     eprintln!("A's public port now answers {after:?}");
 
     assert_eq!(to_b.trim(), "blocked", "A reached B's sshd over the bridge");
+    assert!(to_node.contains(&format!("{gateway}/22 blocked")), "A reached the node's port 22: {to_node}");
+    assert!(to_node.contains("169.254.169.254/80 blocked"), "{to_node}");
+    assert!(to_node.contains(&format!("{gateway}/53 reached")), "DNS on the node must stay open: {to_node}");
     assert_eq!(spoofed, "blocked", "A's packets from B's address got through");
     assert!(!after.contains("THE-NODE-ITSELF"), "A's public SSH port leads to the node's port 22: {after:?}");
 }
