@@ -74,6 +74,9 @@ pub struct AgentConfig {
     pub base_image: String,
     /// Heartbeat interval (default 2 s); the server's `Welcome` can shorten it.
     pub heartbeat: Duration,
+    /// Run when the container provider stops answering, to bring it back (`systemctl restart
+    /// lxd`, say); `None`: only report it. At most once per [`PROVIDER_RESTART_EVERY`].
+    pub provider_restart: Option<Vec<String>>,
 }
 
 impl AgentConfig {
@@ -88,7 +91,53 @@ impl AgentConfig {
             lxd_project: nexus_types::defaults::LXD_PROJECT.into(),
             base_image: nexus_types::defaults::BASE_IMAGE_ALIAS.into(),
             heartbeat: DEFAULT_HEARTBEAT,
+            provider_restart: None,
         }
+    }
+}
+
+/// How long the provider has to answer that question.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Failed questions in a row before the node says it is degraded: a busy LXD (a burst of creates)
+/// answers slowly now and then, which is no outage.
+const HEALTH_FAILURES: u32 = 3;
+/// Least time between two runs of [`AgentConfig::provider_restart`].
+pub const PROVIDER_RESTART_EVERY: Duration = Duration::from_secs(30);
+
+/// The container provider's health as this session last saw it, and when it last tried a restart.
+#[derive(Default)]
+struct Health {
+    degraded: Option<String>,
+    failures: u32,
+    restarted: Option<Instant>,
+}
+
+/// Whether the provider answers; `Some(why)` when it does not.
+async fn provider_problem<P: Provider>(provider: &P) -> Option<String> {
+    match tokio::time::timeout(HEALTH_TIMEOUT, provider.list()).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(format!("LXD does not answer: {}", error_chain(&e))),
+        Err(_) => Some(format!("LXD did not answer within {} s", HEALTH_TIMEOUT.as_secs())),
+    }
+}
+
+/// Runs the operator's restart command for the provider in the background (heartbeats go on
+/// meanwhile); what it printed goes to the log.
+fn restart_provider(argv: Vec<String>) {
+    tokio::spawn(async move { run_restart(&argv).await });
+}
+
+async fn run_restart(argv: &[String]) {
+    let Some((program, args)) = argv.split_first() else { return };
+    tracing::warn!(command = %argv.join(" "), "LXD does not answer: running the restart command");
+    let run = tokio::process::Command::new(program).args(args).stdin(std::process::Stdio::null()).output();
+    match tokio::time::timeout(Duration::from_secs(60), run).await {
+        Ok(Ok(out)) if out.status.success() => tracing::info!("the LXD restart command finished"),
+        Ok(Ok(out)) => {
+            tracing::error!(code = ?out.status.code(), stderr = %String::from_utf8_lossy(&out.stderr).trim(), "the LXD restart command failed")
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "could not run the LXD restart command"),
+        Err(_) => tracing::error!("the LXD restart command did not finish within 60 s"),
     }
 }
 
@@ -281,8 +330,7 @@ async fn credential<S: Future<Output = ()> + Unpin>(
     let mut backoff = MIN_BACKOFF;
     let mut logged = false;
     loop {
-        let attempt =
-            crate::credential::enrol(&config.server_url, join_token, &config.node_name, &config.lxd_project);
+        let attempt = crate::credential::enrol(&config.server_url, join_token, &config.node_name, &config.lxd_project);
         let result = tokio::select! {
             _ = &mut *shutdown => return Ok(None),
             r = attempt => r,
@@ -377,6 +425,7 @@ async fn session<P: Provider, S: Future<Output = ()> + Unpin>(
     let mut interval = heartbeat_interval(shared.config.heartbeat, heartbeat_secs);
     let mut tick = new_ticker(interval);
     let mut last_rx = Instant::now();
+    let mut health = Health::default();
     loop {
         // Reports from before a reconnect, or queued while sending others.
         while let Some(msg) = pending.front() {
@@ -411,6 +460,37 @@ async fn session<P: Provider, S: Future<Output = ()> + Unpin>(
                 }
                 if let Err(e) = ws.send(Message::Ping(Default::default())).await {
                     return lost(e.into(), true);
+                }
+                // Asked at every heartbeat (a cheap list): an outage shows within seconds.
+                let mut problem = provider_problem(shared.provider.as_ref()).await;
+                health.failures = if problem.is_some() { health.failures + 1 } else { 0 };
+                if problem.is_some() && health.failures < HEALTH_FAILURES && health.degraded.is_none() {
+                    problem = None;
+                }
+                if problem.is_some() && health.degraded.is_some() {
+                    // Still down: keep the first cause rather than resend on every wording change.
+                    problem.clone_from(&health.degraded);
+                }
+                if problem != health.degraded {
+                    let recovered = problem.is_none();
+                    if let Err(e) = send(&mut ws, &AgentMessage::Health { degraded: problem.clone() }).await {
+                        return lost(e, true);
+                    }
+                    health.degraded = problem;
+                    if recovered {
+                        // What LXD did while it was away is unknown: a fresh hello makes the
+                        // server reconcile every workspace with what is there now.
+                        tracing::info!("LXD answers again; reconnecting so the server reconciles this node's workspaces");
+                        close(&mut ws, None).await;
+                        return lost(AgentError::Protocol("reconnecting after LXD came back".into()), true);
+                    }
+                }
+                if let (Some(why), Some(cmd)) = (&health.degraded, &shared.config.provider_restart) {
+                    if health.restarted.is_none_or(|t| t.elapsed() >= PROVIDER_RESTART_EVERY) {
+                        tracing::warn!(cause = %why, "node degraded");
+                        health.restarted = Some(Instant::now());
+                        restart_provider(cmd.clone());
+                    }
                 }
             }
             msg = ws.next() => {

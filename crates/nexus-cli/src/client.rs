@@ -3,8 +3,8 @@
 //! comes back as [`Error::Api`] with its `code`, so callers decide on the code, not on message text.
 
 use nexus_types::api::{
-    ClientConfig, CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, ErrorBody, Health, LogoutResponse, NodeList, NodeView,
-    RegisterRequest, RegisterResponse, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
+    ClientConfig, CreateWorkspaceRequest, CreateWorkspaceResponse, Deleted, ErrorBody, Health, LogoutResponse,
+    NodeList, NodeView, RegisterRequest, RegisterResponse, StatusChange, UserInfo, WorkspaceList, WorkspaceView,
 };
 use nexus_types::api::{CreateJoinTokenRequest, JoinTokenCreated, JoinTokenList, JoinTokenView, NodeRevoked};
 use reqwest::Method;
@@ -52,7 +52,8 @@ fn http_client() -> std::result::Result<reqwest::Client, (String, String)> {
         .connect_timeout(std::time::Duration::from_secs(10))
         .timeout(std::time::Duration::from_secs(180));
     if let Some(path) = extra_ca() {
-        let hint = "pass the PEM file of the CA that signed the server's certificate (`--ca-cert FILE` or NEXUS_CA_CERT)";
+        let hint =
+            "pass the PEM file of the CA that signed the server's certificate (`--ca-cert FILE` or NEXUS_CA_CERT)";
         let pem = std::fs::read(&path)
             .map_err(|e| (format!("cannot read the CA certificate {}: {e}", path.display()), hint.to_string()))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)

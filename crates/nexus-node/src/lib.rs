@@ -4,9 +4,9 @@
 //! The designer's CLI (`nexus-cli`) never needs any of this; this crate uses its API client, `Ui`
 //! and `System` trait.
 
+pub mod check;
 pub mod commands;
 pub mod error;
-pub mod check;
 pub mod init;
 pub mod service;
 pub mod staging;

@@ -103,6 +103,10 @@ pub(crate) async fn run(app: Arc<App>, mut socket: WebSocket, node: String) {
             Ok(AgentMessage::Setup { workspace_id, generation, setup }) => {
                 app.on_setup(&node, &workspace_id, generation, &setup).await.map_err(|e| ("could not record setup", e))
             }
+            Ok(AgentMessage::Health { degraded }) => {
+                app.on_health(&node, degraded);
+                Ok(())
+            }
             Ok(AgentMessage::Hello { .. }) => {
                 tracing::warn!(%node, "duplicate hello ignored");
                 Ok(())

@@ -334,6 +334,14 @@ impl App {
     }
 
     fn node_unavailable(&self, ws: &WorkspaceRow) -> ServerError {
+        if let Some(why) = self.hub.degraded(&ws.node) {
+            return ServerError::unavailable(
+                "node_degraded",
+                format!("node {} that runs workspace {} cannot run operations right now: {why}", ws.node, ws.name),
+                "its agent is bringing it back (running workspaces keep working over SSH); retry in a minute, \
+                 or ask the operator to check LXD on that node",
+            );
+        }
         if self.hub.node_status(&ws.node) == NodeStatus::Connecting {
             return ServerError::unavailable(
                 "node_unresponsive",

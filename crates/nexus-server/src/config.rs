@@ -11,7 +11,7 @@ pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
 /// Default base URL `owner/name` repos are cloned from.
 pub const DEFAULT_GIT_BASE_URL: &str = "https://github.com";
 /// Default bound on the creates/starts a node works on at once (`bench/burst.rs` measured it).
-pub const DEFAULT_PARALLEL_STARTS_PER_NODE: usize = 4;
+pub const DEFAULT_PARALLEL_STARTS_PER_NODE: usize = 8;
 /// Default time without an SSH connection after which a running workspace is stopped.
 pub const DEFAULT_IDLE_STOP: Duration = Duration::from_secs(30 * 60);
 /// Default SSH forwarding port range (inclusive).

@@ -22,6 +22,8 @@ struct NodeConn {
     last_heartbeat: Instant,
     /// Notified when the connection must end (its node was revoked).
     kick: Arc<Notify>,
+    /// What the agent last said of its container provider: why it cannot run operations now.
+    degraded: Option<String>,
 }
 
 /// A tunnel the server asked a node for, waiting for that node to dial back.
@@ -87,10 +89,10 @@ impl Hub {
         inner.next_conn += 1;
         let conn_id = inner.next_conn;
         let kick = Arc::new(Notify::new());
-        if let Some(old) = inner
-            .nodes
-            .insert(node.to_string(), NodeConn { conn_id, tx, last_heartbeat: Instant::now(), kick: kick.clone() })
-        {
+        if let Some(old) = inner.nodes.insert(
+            node.to_string(),
+            NodeConn { conn_id, tx, last_heartbeat: Instant::now(), kick: kick.clone(), degraded: None },
+        ) {
             // The silent connection it replaces ends too, so it cannot deliver stale reports later.
             old.kick.notify_one();
         }
@@ -139,13 +141,26 @@ impl Hub {
     pub(crate) fn node_status(&self, node: &str) -> NodeStatus {
         let inner = self.lock();
         match inner.nodes.get(node) {
+            Some(c) if self.live(c) && c.degraded.is_some() => NodeStatus::Degraded,
             Some(c) if self.live(c) => NodeStatus::Ok,
             _ if !inner.heard.contains(node) && self.started.elapsed() < self.node_timeout => NodeStatus::Connecting,
             _ => NodeStatus::Unresponsive,
         }
     }
 
-    /// Connected and heartbeating within the timeout.
+    /// The agent's word on its container provider: `Some(why)` it cannot run operations now.
+    pub(crate) fn set_degraded(&self, node: &str, degraded: Option<String>) {
+        if let Some(c) = self.lock().nodes.get_mut(node) {
+            c.degraded = degraded;
+        }
+    }
+
+    /// Why `node` is degraded, if it is.
+    pub(crate) fn degraded(&self, node: &str) -> Option<String> {
+        self.lock().nodes.get(node).and_then(|c| c.degraded.clone())
+    }
+
+    /// Connected, heartbeating within the timeout, and able to run operations.
     pub(crate) fn is_responsive(&self, node: &str) -> bool {
         self.node_status(node) == NodeStatus::Ok
     }

@@ -270,6 +270,9 @@ pub enum NodeStatus {
     /// Not heard from since the server started, which was less than the node timeout ago: after a
     /// server restart every node reconnects within a few seconds, so this is no cause for alarm yet.
     Connecting,
+    /// Connected, but its container provider (LXD) does not answer: running workspaces keep
+    /// running and their SSH keeps working; nothing can be created, started or stopped there.
+    Degraded,
 }
 
 /// `GET /api/v1/workspaces/{id}/status` and the items of the list.
@@ -357,6 +360,9 @@ pub struct NodeView {
     /// RFC 3339 time the operator revoked its credential; a revoked node cannot connect.
     #[serde(default)]
     pub revoked_at: Option<String>,
+    /// Why the node is `degraded` (what its agent saw of LXD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
 }
 
 /// `GET /api/v1/nodes`.

@@ -51,6 +51,12 @@ pub enum AgentMessage {
         /// Where the setup is.
         setup: SetupState,
     },
+    /// The node's container provider stopped answering (`degraded` says why) or answers again
+    /// (`None`); sent on each change. Meanwhile the server places nothing there.
+    Health {
+        /// Why the node cannot run workspace operations now; `None`: it can.
+        degraded: Option<String>,
+    },
 }
 
 /// A workspace container found on the node.
@@ -588,5 +594,4 @@ mod tests {
         let shown = format!("{:?}", Op::Ensure(Box::new(spec)));
         assert!(!shown.contains("gho_SECRET_value") && shown.contains("<redacted>"), "{shown}");
     }
-
 }

@@ -533,6 +533,11 @@ pub(crate) struct AgentArgs {
     /// Bandwidth out of one workspace; empty: no limit (kernels without `act_police` cannot apply it).
     #[arg(long, env = "NEXUS_WORKSPACE_EGRESS", default_value = nexus_agent::limits::DEFAULT_BANDWIDTH)]
     pub(crate) workspace_egress: String,
+    /// Shell command that restarts LXD when it stops answering (run at most every 30 s while the
+    /// node is degraded); `none` only reports it. Default: `systemctl restart lxd` where systemd
+    /// runs the host, else `none`.
+    #[arg(long, env = "NEXUS_LXD_RESTART_COMMAND")]
+    pub(crate) lxd_restart_command: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -646,7 +651,9 @@ pub(crate) enum NodeTokenCommand {
         operator: OperatorArgs,
     },
     /// Revoke a join token; enrolled nodes keep working.
-    #[command(after_help = "Examples:\n  sudo nexus node token revoke default\n  sudo nexus node token revoke jt-0123456789ab")]
+    #[command(
+        after_help = "Examples:\n  sudo nexus node token revoke default\n  sudo nexus node token revoke jt-0123456789ab"
+    )]
     Revoke {
         /// `default` or `jt-...` (`nexus node token list`).
         id: String,

@@ -80,11 +80,17 @@ async fn cluster(ssh_ports: u16) -> Cluster {
 
 impl Cluster {
     fn add_agent(&mut self, name: &str, token: &str) -> FakeProvider {
+        self.add_agent_with(name, token, None)
+    }
+
+    /// [`Cluster::add_agent`] whose agent runs `provider_restart` when its provider stops answering.
+    fn add_agent_with(&mut self, name: &str, token: &str, provider_restart: Option<Vec<String>>) -> FakeProvider {
         let fake = FakeProvider::new();
         let (stop, stopped) = oneshot::channel::<()>();
         let mut config = nexus_agent::AgentConfig::new(self.url.clone(), token, name);
         config.lxd_project = format!("sim-{name}");
         config.heartbeat = Duration::from_millis(200);
+        config.provider_restart = provider_restart;
         let provider = Arc::new(fake.clone());
         tokio::spawn(nexus_agent::run(config, provider, async move {
             let _ = stopped.await;
@@ -616,4 +622,48 @@ async fn metrics_follow_what_happened_and_ready_waits_for_a_node() {
     assert_eq!(m.value("nexus_node_queued_starts", &[("node", "n1")]), 0.0, "{text}");
     assert_eq!((m.value("nexus_ssh_ports", &[]), m.value("nexus_ssh_ports_used", &[])), (4.0, 1.0));
     assert!(!text.contains("alice") && !text.contains(&id), "no user data in metrics");
+}
+
+/// Issue 12 item 4 (the decisions; `tests/lxd_outage.rs` kills the real daemon): a node whose
+/// provider stops answering turns `degraded` with the cause, runs its restart command, takes no
+/// creates (which say why), and is `ok` again — reconnected and reconciled — once it answers.
+#[tokio::test]
+async fn a_node_whose_lxd_stops_answering_is_degraded_with_the_cause_then_ok_again() {
+    let mut c = cluster(4).await;
+    let marker = tempfile::tempdir().unwrap();
+    let restarted = marker.path().join("restarted");
+    let join = c.join.clone();
+    let fake = c.add_agent_with("n1", &join, Some(vec!["touch".into(), restarted.to_str().unwrap().to_string()]));
+    c.wait_nodes(1).await;
+    let alice = c.user("alice", 11, KEY_A).await;
+    let (code, body) = alice.create("proj", "acme/hello").await;
+    assert_eq!(code, 201, "{body}");
+    let id = body["workspace_id"].as_str().unwrap().to_string();
+    alice.wait_status(&id, &["running"], T).await;
+
+    fake.fail(
+        "list",
+        "Get \"http://unix.socket/1.0/instances\": dial unix /var/lib/lxd/unix.socket: connect: connection refused",
+    );
+    let op = c.api.with_token(&c.operator);
+    let node = nexus_testkit::eventually(T, "the node is degraded", || async {
+        let (_, b) = op.call("GET", "/api/v1/nodes", None).await;
+        (b["nodes"][0]["status"] == "degraded").then(|| b["nodes"][0].clone())
+    })
+    .await;
+    assert!(node["degraded"].as_str().unwrap().contains("connection refused"), "{node}");
+    let (code, body) = alice.create("during", "acme/hello").await;
+    assert_eq!((code, body["error"]["code"].as_str()), (503, Some("nodes_degraded")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("node n1: LXD does not answer"), "{body}");
+    let view = alice.status(&id).await;
+    assert_eq!(view["status"], "running", "a degraded node's workspaces are not failed: {view}");
+    nexus_testkit::eventually(T, "the restart command ran", || async { restarted.exists().then_some(()) }).await;
+    let (code, body) = alice.call("POST", &format!("/api/v1/workspaces/{id}/stop"), None).await;
+    assert_eq!((code, body["error"]["code"].as_str()), (503, Some("node_degraded")), "{body}");
+
+    fake.fail("list", "");
+    c.wait_nodes(1).await;
+    let (code, body) = alice.create("after", "acme/hello").await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(alice.status(&id).await["status"], "running");
 }

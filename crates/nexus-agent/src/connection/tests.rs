@@ -107,6 +107,7 @@ async fn recv_report(ws: &mut ServerWs) -> Report {
 /// An agent that has its credential (`join-secret`) already, so it dials the WebSockets at once.
 fn config(url: &str) -> AgentConfig {
     AgentConfig {
+        provider_restart: None,
         heartbeat: Duration::from_millis(50),
         credential: Some("join-secret".into()),
         ..AgentConfig::new(url, "", "node-1")

@@ -23,6 +23,7 @@ impl App {
             .into_iter()
             .map(|n| NodeView {
                 status: self.hub.node_status(&n.name),
+                degraded: self.hub.degraded(&n.name),
                 name: n.name,
                 lxd_project: n.lxd_project,
                 workspaces: n.workspaces,
@@ -53,6 +54,15 @@ impl App {
         if self.hub.detach(node, conn_id) {
             self.burst.node_gone(node);
         }
+    }
+
+    /// A node said whether its container provider answers; `Some(why)` when it does not.
+    pub(crate) fn on_health(&self, node: &str, degraded: Option<String>) {
+        match &degraded {
+            Some(why) => tracing::warn!(%node, cause = %why, "node degraded: its container provider does not answer"),
+            None => tracing::info!(%node, "node healthy again"),
+        }
+        self.hub.set_degraded(node, degraded);
     }
 
     /// A node's heartbeat: it is alive, and `GET /nodes` shows when it last said so.

@@ -188,20 +188,29 @@ impl App {
 
     /// The least-loaded responsive node.
     pub(super) async fn pick_node(&self) -> Result<String> {
-        self.store
-            .list_nodes()
-            .await?
-            .into_iter()
-            .filter(|n| self.hub.is_responsive(&n.name))
-            .min_by_key(|n| (n.workspaces, n.name.clone()))
-            .map(|n| n.name)
-            .ok_or_else(|| {
-                ServerError::unavailable(
-                    "no_nodes",
-                    "no node is available to run the workspace",
-                    "ask the operator to start a node agent (`nexus agent --server <url> --join-token-file <file>`), then retry",
-                )
-            })
+        let nodes = self.store.list_nodes().await?;
+        if let Some(n) =
+            nodes.iter().filter(|n| self.hub.is_responsive(&n.name)).min_by_key(|n| (n.workspaces, &n.name))
+        {
+            return Ok(n.name.clone());
+        }
+        // Say why by the real cause: connected nodes whose LXD is down are not "no node".
+        let degraded: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| self.hub.degraded(&n.name).map(|why| format!("node {}: {why}", n.name)))
+            .collect();
+        if !degraded.is_empty() {
+            return Err(ServerError::unavailable(
+                "nodes_degraded",
+                format!("no node can create a workspace right now ({})", degraded.join("; ")),
+                "the node's agent is bringing LXD back; retry in a minute, or ask the operator to check LXD there",
+            ));
+        }
+        Err(ServerError::unavailable(
+            "no_nodes",
+            "no node is available to run the workspace",
+            "ask the operator to start a node agent (`nexus agent --server <url> --join-token-file <file>`), then retry",
+        ))
     }
 
     /// One of the caller's workspaces.
@@ -257,6 +266,14 @@ impl App {
                     message = Some(format!("node {} is unresponsive (no heartbeat within {timeout}s)", ws.node));
                     hint = Some(
                         "the workspace is unreachable until its node is back; ask the operator to check `nexus agent` there"
+                            .into(),
+                    );
+                }
+                NodeStatus::Degraded => {
+                    let why = self.hub.degraded(&ws.node).unwrap_or_default();
+                    message = Some(format!("node {} cannot run operations right now: {why}", ws.node));
+                    hint = Some(
+                        "a running workspace keeps working over SSH meanwhile; the node's agent is bringing LXD back"
                             .into(),
                     );
                 }

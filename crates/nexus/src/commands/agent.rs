@@ -65,6 +65,7 @@ pub(crate) async fn run(args: AgentArgs) -> Result<ExitCode, Failure> {
         lxd_project: args.lxd_project,
         base_image: args.base_image,
         heartbeat: Duration::from_secs(args.heartbeat.max(1)),
+        provider_restart: lxd_restart(args.lxd_restart_command.as_deref()),
     };
     match nexus_agent::run_with_settings(config, settings, Arc::new(provider), shutdown_signal()).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -78,5 +79,22 @@ pub(crate) async fn run(args: AgentArgs) -> Result<ExitCode, Failure> {
             Ok(ExitCode::from(EXIT_IDENTITY_REFUSED))
         }
         Err(e) => Err(Failure::hinted(e)),
+    }
+}
+
+/// The command that brings LXD back, as argv: the operator's (run by `sh -c`); else systemd's unit
+/// where systemd runs the host; else the daemon started the way `nexus node init` starts it.
+fn lxd_restart(flag: Option<&str>) -> Option<Vec<String>> {
+    match flag.map(str::trim) {
+        Some("none") | Some("") => None,
+        Some(cmd) => Some(vec!["sh".into(), "-c".into(), cmd.into()]),
+        None if std::path::Path::new("/run/systemd/system").is_dir() => {
+            Some(vec!["systemctl".into(), "restart".into(), "lxd".into()])
+        }
+        None => Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "setsid -f lxd --group root --logfile /var/log/lxd/lxd.log >>/var/log/lxd/daemon.out 2>&1".into(),
+        ]),
     }
 }

@@ -38,7 +38,10 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--github-client-secret-file {}: cannot read it", path.display()))?;
         let secret = secret.trim();
         if secret.is_empty() {
-            anyhow::bail!("--github-client-secret-file {} is empty; put the OAuth app's client secret in it", path.display());
+            anyhow::bail!(
+                "--github-client-secret-file {} is empty; put the OAuth app's client secret in it",
+                path.display()
+            );
         }
         if config.github_client_id.is_none() {
             anyhow::bail!("--github-client-secret-file needs --github-client-id (the app the secret belongs to)");
@@ -62,7 +65,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.idle_stop = args.idle_stop.0;
     // Looked for often enough that a workspace stops within a tenth of its allowance past it.
     if let Some(idle) = config.idle_stop {
-        config.idle_check_every = (idle / 10).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(60));
+        config.idle_check_every =
+            (idle / 10).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(60));
     }
     config.max_cpu = args.max_cpu;
     config.max_memory = args.max_memory;

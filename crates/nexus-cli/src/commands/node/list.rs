@@ -25,6 +25,7 @@ fn status(s: NodeStatus) -> &'static str {
         NodeStatus::Ok => "ok",
         NodeStatus::Unresponsive => "unresponsive",
         NodeStatus::Connecting => "connecting",
+        NodeStatus::Degraded => "degraded",
     }
 }
 
@@ -47,6 +48,9 @@ impl Report for Nodes {
                 n.workspaces,
                 n.last_heartbeat.as_deref().unwrap_or("-")
             ));
+            if let Some(why) = &n.degraded {
+                ui.info(&format!("  {}: {why}", n.name));
+            }
         }
     }
 }
@@ -70,6 +74,7 @@ mod tests {
             last_heartbeat: None,
             enrolled_at: enrolled.then(|| "2026-01-01T00:00:00Z".into()),
             revoked_at: revoked.then(|| "2026-01-02T00:00:00Z".into()),
+            degraded: None,
         }
     }
 

@@ -12,7 +12,9 @@ pub struct NodeReady;
 
 impl Report for NodeReady {
     fn text(&self, ui: &Ui) {
-        ui.info("node ready: start an agent with `nexus agent --server <url> --join-token-file <file with the join token>`");
+        ui.info(
+            "node ready: start an agent with `nexus agent --server <url> --join-token-file <file with the join token>`",
+        );
     }
 }
 

@@ -1,5 +1,5 @@
 //! `nexus node`: driver node set-up.
 
+pub mod check;
 pub mod init;
 pub mod service;
-pub mod check;
