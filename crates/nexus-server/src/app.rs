@@ -188,6 +188,11 @@ impl App {
         }))
     }
 
+    /// The process's metrics (the forwarder counts its connections there).
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
     pub(crate) fn config(&self) -> &ServerConfig {
         &self.config
     }

@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::app::App;
+use crate::metrics::{Forwarded, Metrics};
 
 /// Connections one source address may have open to all forwarding ports together.
 pub const MAX_PER_SOURCE: usize = 16;
@@ -78,10 +79,12 @@ pub(crate) async fn serve_port(app: Arc<App>, listener: TcpListener, workspace_i
             }
         };
         let Some(source) = SourceSlot::take(peer.ip()) else {
+            app.metrics().forwarded(Forwarded::RefusedSource);
             tracing::debug!(%workspace_id, %peer, "refusing SSH connection: too many from this address");
             continue; // dropping the stream closes it
         };
         let Ok(port) = port_slots.clone().try_acquire_owned() else {
+            app.metrics().forwarded(Forwarded::RefusedPort);
             tracing::info!(%workspace_id, %peer, "refusing SSH connection: the port has {MAX_PER_PORT} open");
             continue;
         };
@@ -99,22 +102,26 @@ async fn forward(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr, workspa
     let first = match tokio::time::timeout(IDENT_TIMEOUT, read_ident(&mut stream)).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => {
+            app.metrics().forwarded(Forwarded::NotSsh);
             tracing::debug!(%workspace_id, %peer, "closing: no SSH identification line");
             return;
         }
         Err(_) => {
+            app.metrics().forwarded(Forwarded::NotSsh);
             tracing::debug!(%workspace_id, %peer, "closing: no SSH identification line in time");
             return;
         }
     };
     // A workspace the server stopped for lack of use starts again for this connection, which waits.
     if let Err(e) = app.wake_for_ssh(&workspace_id).await {
+        app.metrics().forwarded(Forwarded::Unavailable);
         tracing::info!(%workspace_id, %peer, error = %e, "refusing SSH connection: could not wake the workspace");
         return;
     }
     let ws = match app.tunnel_to(&workspace_id, 22).await {
         Ok(ws) => ws,
         Err(e) => {
+            app.metrics().forwarded(Forwarded::Unavailable);
             // Closing the connection is all an SSH client can be told; the status endpoint says why.
             tracing::info!(%workspace_id, %peer, error = %e, "refusing SSH connection");
             return;
@@ -122,7 +129,11 @@ async fn forward(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr, workspa
     };
     // Counted while open: a workspace with a connection is in use and is not stopped for idleness.
     let _session = app.ssh_session(&workspace_id);
-    splice(stream, ws, first, IDLE_TIMEOUT).await;
+    let metrics = app.metrics();
+    metrics.forwarded(Forwarded::Tunnelled);
+    metrics.forwarding(1);
+    splice(stream, ws, first, IDLE_TIMEOUT, metrics).await;
+    metrics.forwarding(-1);
 }
 
 /// Reads until the client's identification line has arrived; returns everything read (the line
@@ -171,7 +182,7 @@ fn ident_state(buf: &[u8]) -> Ident {
 /// Copies bytes between a TCP stream and a tunnel WebSocket until either side closes, sending
 /// `first` (bytes already read from the client) ahead, and closing after `idle` without traffic
 /// either way.
-async fn splice(stream: TcpStream, ws: WebSocket, first: Vec<u8>, idle: Duration) {
+async fn splice(stream: TcpStream, ws: WebSocket, first: Vec<u8>, idle: Duration, metrics: &Metrics) {
     let (mut tcp_rd, mut tcp_wr) = stream.into_split();
     let (mut ws_tx, mut ws_rx) = ws.split();
     let last = Arc::new(Mutex::new(tokio::time::Instant::now()));
@@ -179,6 +190,7 @@ async fn splice(stream: TcpStream, ws: WebSocket, first: Vec<u8>, idle: Duration
         *last.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
     };
     let up = async {
+        metrics.forwarded_bytes(true, first.len());
         if !first.is_empty() && ws_tx.send(Message::Binary(first.into())).await.is_err() {
             return;
         }
@@ -188,6 +200,7 @@ async fn splice(stream: TcpStream, ws: WebSocket, first: Vec<u8>, idle: Duration
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     touch(&last);
+                    metrics.forwarded_bytes(true, n);
                     if ws_tx.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
                         break;
                     }
@@ -201,6 +214,7 @@ async fn splice(stream: TcpStream, ws: WebSocket, first: Vec<u8>, idle: Duration
             match msg {
                 Message::Binary(b) => {
                     touch(&last);
+                    metrics.forwarded_bytes(false, b.len());
                     if tcp_wr.write_all(&b).await.is_err() {
                         break;
                     }

@@ -51,6 +51,36 @@ pub(crate) struct Metrics {
     create_to_running: Histogram,
     create_to_services_ready: Histogram,
     creates: Mutex<HashMap<String, Timing>>,
+    forwarder_connections: Family<Labels, Counter>,
+    forwarder_open: Gauge,
+    forwarder_bytes: Family<Labels, Counter>,
+}
+
+/// What became of a connection to a workspace's SSH port.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Forwarded {
+    /// Carried to the workspace.
+    Tunnelled,
+    /// Its source address had too many open.
+    RefusedSource,
+    /// The port had too many open.
+    RefusedPort,
+    /// It sent no SSH identification line in time.
+    NotSsh,
+    /// The workspace could not be reached (stopped, its node gone, the wake failed).
+    Unavailable,
+}
+
+impl Forwarded {
+    fn label(self) -> &'static str {
+        match self {
+            Forwarded::Tunnelled => "tunnelled",
+            Forwarded::RefusedSource => "refused_source",
+            Forwarded::RefusedPort => "refused_port",
+            Forwarded::NotSsh => "not_ssh",
+            Forwarded::Unavailable => "unavailable",
+        }
+    }
 }
 
 /// The state gauges' inputs, read by the app at scrape time.
@@ -89,7 +119,24 @@ impl Default for Metrics {
             "From an accepted create to every planned service running",
             create_to_services_ready.clone(),
         );
+        let forwarder_connections = Family::<Labels, Counter>::default();
+        registry.register(
+            "forwarder_connections",
+            "Connections to workspaces' SSH ports, by what became of them",
+            forwarder_connections.clone(),
+        );
+        let forwarder_open = Gauge::<i64>::default();
+        registry.register("forwarder_open_connections", "SSH connections being carried now", forwarder_open.clone());
+        let forwarder_bytes = Family::<Labels, Counter>::default();
+        registry.register(
+            "forwarder_bytes",
+            "Bytes carried by the SSH forwarder, by direction (to_workspace, from_workspace)",
+            forwarder_bytes.clone(),
+        );
         Metrics {
+            forwarder_connections,
+            forwarder_open,
+            forwarder_bytes,
             registry,
             http_requests,
             http_latency,
@@ -106,6 +153,22 @@ impl Metrics {
         let labels = vec![("route", route.to_string()), ("method", method.to_string()), ("status", status.to_string())];
         self.http_requests.get_or_create(&labels).inc();
         self.http_latency.get_or_create(&vec![("route", route.to_string())]).observe(took.as_secs_f64());
+    }
+
+    /// A connection to an SSH port ended up `what`.
+    pub(crate) fn forwarded(&self, what: Forwarded) {
+        self.forwarder_connections.get_or_create(&vec![("outcome", what.label().to_string())]).inc();
+    }
+
+    /// A carried connection opened (`+1`) or closed (`-1`).
+    pub(crate) fn forwarding(&self, delta: i64) {
+        self.forwarder_open.inc_by(delta);
+    }
+
+    /// `n` bytes carried towards the workspace (`to_workspace`) or back.
+    pub(crate) fn forwarded_bytes(&self, to_workspace: bool, n: usize) {
+        let direction = if to_workspace { "to_workspace" } else { "from_workspace" };
+        self.forwarder_bytes.get_or_create(&vec![("direction", direction.to_string())]).inc_by(n as u64);
     }
 
     /// A create was accepted for `id`: start its clocks.

@@ -602,6 +602,16 @@ async fn metrics_follow_what_happened_and_ready_waits_for_a_node() {
     alice.wait_status(&id, &["running"], T).await;
     let (code, _) = alice.call("GET", "/api/v1/workspaces/ws-nope/status", None).await;
     assert_eq!(code, 404);
+    // Something that is not SSH at the workspace's SSH port is counted, not tunnelled.
+    let port = body["ssh_port"].as_u64().unwrap() as u16;
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut probe = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        probe.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 16];
+        let closed = tokio::time::timeout(T, probe.read(&mut buf)).await;
+        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the forwarder closes a non-SSH connection");
+    }
 
     let (code, text) = c.api.call("GET", "/metrics", None).await;
     assert_eq!(code, 200);
@@ -620,6 +630,8 @@ async fn metrics_follow_what_happened_and_ready_waits_for_a_node() {
     assert_eq!(m.value("nexus_node_up", &[("node", "n1"), ("status", "ok")]), 1.0);
     assert_eq!(m.value("nexus_node_workspaces", &[("node", "n1")]), 1.0);
     assert_eq!(m.value("nexus_node_queued_starts", &[("node", "n1")]), 0.0, "{text}");
+    assert_eq!(m.value("nexus_forwarder_connections_total", &[("outcome", "not_ssh")]), 1.0, "{text}");
+    assert_eq!(m.value("nexus_forwarder_open_connections", &[]), 0.0);
     assert_eq!((m.value("nexus_ssh_ports", &[]), m.value("nexus_ssh_ports_used", &[])), (4.0, 1.0));
     assert!(!text.contains("alice") && !text.contains(&id), "no user data in metrics");
 }
