@@ -77,6 +77,8 @@ pub struct AgentConfig {
     /// Run when the container provider stops answering, to bring it back (`systemctl restart
     /// lxd`, say); `None`: only report it. At most once per [`PROVIDER_RESTART_EVERY`].
     pub provider_restart: Option<Vec<String>>,
+    /// Most workspaces this node runs at once (told to the server in the hello); `None`: no bound.
+    pub max_workspaces: Option<u32>,
 }
 
 impl AgentConfig {
@@ -92,6 +94,7 @@ impl AgentConfig {
             base_image: nexus_types::defaults::BASE_IMAGE_ALIAS.into(),
             heartbeat: DEFAULT_HEARTBEAT,
             provider_restart: None,
+            max_workspaces: None,
         }
     }
 }
@@ -402,6 +405,7 @@ async fn session<P: Provider, S: Future<Output = ()> + Unpin>(
             lxd_project: shared.config.lxd_project.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             inventory,
+            max_workspaces: shared.config.max_workspaces,
         };
         send(&mut ws, &hello).await?;
         let heartbeat_secs =

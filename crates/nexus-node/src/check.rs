@@ -74,6 +74,11 @@ fn mem_total(sys: &dyn System) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// How many idle workspaces this host's memory holds, if `/proc/meminfo` says.
+pub fn memory_holds(sys: &dyn System) -> Option<u64> {
+    mem_total(sys).map(|bytes| bytes / IDLE_WORKSPACE_BYTES)
+}
+
 const FIX_KERNEL: &str = "run `sudo nexus node init` (it sets LXD's production values, live and in /etc/sysctl.d)";
 
 /// Checks the node for `planned` running workspaces.

@@ -33,7 +33,7 @@ pub(crate) async fn run(app: Arc<App>, mut socket: WebSocket, node: String) {
         tracing::warn!(%node, "agent connected but sent no hello");
         return;
     };
-    let Ok(AgentMessage::Hello { node_name, lxd_project, version, inventory }) =
+    let Ok(AgentMessage::Hello { node_name, lxd_project, version, inventory, max_workspaces }) =
         serde_json::from_str::<AgentMessage>(&text)
     else {
         tracing::warn!(%node, "agent's first message was not a hello");
@@ -50,7 +50,8 @@ pub(crate) async fn run(app: Arc<App>, mut socket: WebSocket, node: String) {
         refuse(socket, &format!("node {node} is already connected")).await;
         return;
     };
-    tracing::info!(%node, %lxd_project, %version, workspaces = inventory.len(), "node joined");
+    app.node_capacity(&node, max_workspaces);
+    tracing::info!(%node, %lxd_project, %version, workspaces = inventory.len(), ?max_workspaces, "node joined");
     let (mut tx, mut rx) = socket.split();
     let mut writer = tokio::spawn(async move {
         while let Some(msg) = out_rx.recv().await {

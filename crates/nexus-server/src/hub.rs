@@ -24,6 +24,8 @@ struct NodeConn {
     kick: Arc<Notify>,
     /// What the agent last said of its container provider: why it cannot run operations now.
     degraded: Option<String>,
+    /// Most workspaces it runs at once, as its hello said.
+    capacity: Option<u32>,
 }
 
 /// A tunnel the server asked a node for, waiting for that node to dial back.
@@ -91,7 +93,14 @@ impl Hub {
         let kick = Arc::new(Notify::new());
         if let Some(old) = inner.nodes.insert(
             node.to_string(),
-            NodeConn { conn_id, tx, last_heartbeat: Instant::now(), kick: kick.clone(), degraded: None },
+            NodeConn {
+                conn_id,
+                tx,
+                last_heartbeat: Instant::now(),
+                kick: kick.clone(),
+                degraded: None,
+                capacity: None,
+            },
         ) {
             // The silent connection it replaces ends too, so it cannot deliver stale reports later.
             old.kick.notify_one();
@@ -153,6 +162,18 @@ impl Hub {
         if let Some(c) = self.lock().nodes.get_mut(node) {
             c.degraded = degraded;
         }
+    }
+
+    /// What `node`'s hello said it holds at most.
+    pub(crate) fn set_capacity(&self, node: &str, capacity: Option<u32>) {
+        if let Some(c) = self.lock().nodes.get_mut(node) {
+            c.capacity = capacity;
+        }
+    }
+
+    /// Most workspaces `node` runs at once, if it said.
+    pub(crate) fn capacity(&self, node: &str) -> Option<u32> {
+        self.lock().nodes.get(node).and_then(|c| c.capacity)
     }
 
     /// Why `node` is degraded, if it is.

@@ -26,6 +26,10 @@ pub enum AgentMessage {
         version: String,
         /// Workspaces the node has, so the server can reconcile after either side restarts.
         inventory: Vec<InventoryItem>,
+        /// Most workspaces the node runs at once (its operator's `--max-workspaces`, else what its
+        /// memory holds); the server places no more there. `None`: no bound.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_workspaces: Option<u32>,
     },
     /// Sent every heartbeat interval.
     Heartbeat,

@@ -538,6 +538,10 @@ pub(crate) struct AgentArgs {
     /// runs the host, else `none`.
     #[arg(long, env = "NEXUS_LXD_RESTART_COMMAND")]
     pub(crate) lxd_restart_command: Option<String>,
+    /// Most workspaces this node runs at once; the server places no more here [default: what the
+    /// memory holds at ~50 MB per idle workspace, as `nexus node check` counts].
+    #[arg(long, env = "NEXUS_MAX_WORKSPACES")]
+    pub(crate) max_workspaces: Option<u32>,
 }
 
 #[derive(Subcommand)]

@@ -301,6 +301,8 @@ async fn another_node_cannot_answer_a_tunnel_meant_for_the_workspaces_node() {
     let port = alice.status(&id).await["ssh"]["port"].as_u64().unwrap() as u16;
     // A user's SSH connection makes the server ask n1 for a tunnel.
     let mut user = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    // The forwarder opens a tunnel only once the client has said it speaks SSH.
+    tokio::io::AsyncWriteExt::write_all(&mut user, b"SSH-2.0-victim\r\n").await.unwrap();
     let tunnel_id = loop {
         send(&mut n1, json!({"type": "heartbeat"})).await;
         match next_json(&mut n1, T).await {
@@ -312,7 +314,7 @@ async fn another_node_cannot_answer_a_tunnel_meant_for_the_workspaces_node() {
     // n2 learnt the id (a leak, a log) and dials it with its own credential.
     let path = format!("/api/v1/agent/tunnel/{tunnel_id}");
     if let Ok(mut stolen) = c.dial(&path, &t2).await {
-        tokio::io::AsyncWriteExt::write_all(&mut user, b"SSH-2.0-victim\r\n").await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut user, b"key exchange bytes").await.unwrap();
         let got = tokio::time::timeout(Duration::from_secs(2), stolen.next()).await;
         assert!(!matches!(got, Ok(Some(Ok(Message::Binary(_))))), "the user's SSH bytes went to another node: {got:?}");
     }

@@ -108,6 +108,7 @@ async fn recv_report(ws: &mut ServerWs) -> Report {
 fn config(url: &str) -> AgentConfig {
     AgentConfig {
         provider_restart: None,
+        max_workspaces: None,
         heartbeat: Duration::from_millis(50),
         credential: Some("join-secret".into()),
         ..AgentConfig::new(url, "", "node-1")
@@ -182,7 +183,7 @@ async fn hello_heartbeat_commands_and_clean_shutdown() {
     let (stop, agent) = start_agent(&server.url, &fake);
 
     let (mut ws, hello) = server.accept_agent().await;
-    let AgentMessage::Hello { node_name, lxd_project, version, inventory } = hello else { unreachable!() };
+    let AgentMessage::Hello { node_name, lxd_project, version, inventory, .. } = hello else { unreachable!() };
     assert_eq!((node_name.as_str(), lxd_project.as_str()), ("node-1", "nexus"));
     assert_eq!(version, env!("CARGO_PKG_VERSION"));
     assert_eq!(inventory, vec![InventoryItem { workspace_id: "ws-old".into(), running: true }]);

@@ -56,6 +56,11 @@ impl App {
         }
     }
 
+    /// A node said in its hello how many workspaces it runs at most.
+    pub(crate) fn node_capacity(&self, node: &str, max_workspaces: Option<u32>) {
+        self.hub.set_capacity(node, max_workspaces);
+    }
+
     /// A node said whether its container provider answers; `Some(why)` when it does not.
     pub(crate) fn on_health(&self, node: &str, degraded: Option<String>) {
         match &degraded {

@@ -593,3 +593,31 @@ async fn an_idle_workspace_stops_a_used_one_does_not_and_ssh_wakes_it() {
     assert_eq!(actions, ["workspace.create", "workspace.idle_stop", "workspace.wake"]);
     drop(session);
 }
+
+/// Issue 12 item 3: placement counts what runs and each node's capacity from its hello; a full
+/// node takes no more, and when every node is full the create says so with the numbers.
+#[tokio::test]
+async fn placement_respects_each_nodes_capacity_and_says_when_all_are_full() {
+    let f = fixture(Duration::from_secs(60)).await;
+    let rx = join(&f.app, "n1").await;
+    obedient_node(&f.app, "n1", rx);
+    f.app.node_capacity("n1", Some(1));
+    let first = f.app.create(&f.alice, create_req("a", "acme/hello")).await.unwrap();
+    assert_eq!(f.app.store.workspace(&first.workspace_id).await.unwrap().unwrap().node, "n1");
+    let err = f.app.create(&f.alice, create_req("b", "acme/hello")).await.unwrap_err();
+    match err {
+        ServerError::Unavailable { code, message, .. } => {
+            assert_eq!(code, "nodes_full");
+            assert!(message.contains("n1: 1 of 1"), "{message}");
+        }
+        other => panic!("expected nodes_full, got {other:?}"),
+    }
+    // A stopped workspace uses no room; a node with room takes the next one.
+    f.app.stop(&f.alice, &first.workspace_id).await.unwrap();
+    let again = f.app.create(&f.alice, create_req("c", "acme/hello")).await.unwrap();
+    assert_eq!(f.app.store.workspace(&again.workspace_id).await.unwrap().unwrap().node, "n1");
+    let rx2 = join(&f.app, "n2").await;
+    obedient_node(&f.app, "n2", rx2);
+    let next = f.app.create(&f.alice, create_req("d", "acme/hello")).await.unwrap();
+    assert_eq!(f.app.store.workspace(&next.workspace_id).await.unwrap().unwrap().node, "n2");
+}

@@ -189,10 +189,23 @@ impl App {
     /// The least-loaded responsive node.
     pub(super) async fn pick_node(&self) -> Result<String> {
         let nodes = self.store.list_nodes().await?;
-        if let Some(n) =
-            nodes.iter().filter(|n| self.hub.is_responsive(&n.name)).min_by_key(|n| (n.workspaces, &n.name))
-        {
+        // Least loaded by what runs (queued and starting work included: those rows are pending or
+        // creating), among nodes with room left.
+        let has_room = |n: &crate::store::nodes::NodeRow| self.hub.capacity(&n.name).is_none_or(|max| n.active < max);
+        let responsive: Vec<_> = nodes.iter().filter(|n| self.hub.is_responsive(&n.name)).collect();
+        if let Some(n) = responsive.iter().filter(|n| has_room(n)).min_by_key(|n| (n.active, n.workspaces, &n.name)) {
             return Ok(n.name.clone());
+        }
+        if !responsive.is_empty() {
+            let full: Vec<String> = responsive
+                .iter()
+                .map(|n| format!("{}: {} of {}", n.name, n.active, self.hub.capacity(&n.name).unwrap_or(0)))
+                .collect();
+            return Err(ServerError::unavailable(
+                "nodes_full",
+                format!("every node runs as many workspaces as it can ({})", full.join(", ")),
+                "stop or delete a workspace you no longer use (`nexus workspace list`), or ask the operator to add a node",
+            ));
         }
         // Say why by the real cause: connected nodes whose LXD is down are not "no node".
         let degraded: Vec<String> = nodes

@@ -16,6 +16,8 @@ pub(crate) struct NodeRow {
     pub last_heartbeat: Option<String>,
     /// Workspaces placed on it.
     pub workspaces: u32,
+    /// Of those, the ones pending, creating or running (what uses its memory and LXD).
+    pub active: u32,
     /// RFC 3339; `None` for a node from before enrolment existed.
     pub enrolled_at: Option<String>,
     /// RFC 3339; set once the operator revoked its credential.
@@ -176,7 +178,9 @@ impl Store {
         self.run(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT n.name, n.lxd_project, n.last_heartbeat, (SELECT COUNT(*) FROM workspaces w WHERE w.node_name = n.name),
-                        n.enrolled_at, n.revoked_at
+                        n.enrolled_at, n.revoked_at,
+                        (SELECT COUNT(*) FROM workspaces w WHERE w.node_name = n.name
+                            AND w.status IN ('pending', 'creating', 'running'))
                  FROM nodes n ORDER BY n.name",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -187,6 +191,7 @@ impl Store {
                     workspaces: r.get(3)?,
                     enrolled_at: r.get(4)?,
                     revoked_at: r.get(5)?,
+                    active: r.get(6)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)

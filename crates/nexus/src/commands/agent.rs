@@ -66,6 +66,10 @@ pub(crate) async fn run(args: AgentArgs) -> Result<ExitCode, Failure> {
         base_image: args.base_image,
         heartbeat: Duration::from_secs(args.heartbeat.max(1)),
         provider_restart: lxd_restart(args.lxd_restart_command.as_deref()),
+        max_workspaces: args.max_workspaces.or_else(|| {
+            let holds = nexus_node::check::memory_holds(&nexus_cli::system::HostSystem)?;
+            Some(u32::try_from(holds).unwrap_or(u32::MAX))
+        }),
     };
     match nexus_agent::run_with_settings(config, settings, Arc::new(provider), shutdown_signal()).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
