@@ -80,10 +80,12 @@ async fn serve_tls(
         },
     ));
     use axum::serve::ListenerExt as _;
-    let listener = tls::TlsListener::new(listener, acceptor)
-        .map_err(|source| ServerError::Io { path: "HTTPS listener".into(), source })?
-        // No-op tap: axum hands the peer address to handlers (for the audit log) through it.
-        .tap_io(|_| {});
+    let tls = tls::TlsListener::new(listener, acceptor)
+        .map_err(|source| ServerError::Io { path: "HTTPS listener".into(), source })?;
+    // The same connection limits as plain HTTP, on the decrypted side: the header-read timeout
+    // reads requests, not TLS records (the handshake has its own timeout and cap in `tls`).
+    // No-op tap: axum hands the peer address to handlers (for the audit log) through it.
+    let listener = conn_limits::limited(tls).tap_io(|_| {});
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await

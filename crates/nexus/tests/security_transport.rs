@@ -191,6 +191,37 @@ async fn the_server_serves_https_and_clients_trust_the_ca_they_are_given() {
     assert!(plain.is_err() || plain.unwrap().status() != 200, "the server answered plain HTTP");
     assert!(reqwest::get(format!("{url}/health")).await.is_err(), "a certificate from an unknown CA was accepted");
 
+    // Issue 11 item 2 over TLS: a request whose headers never finish is cut off, as on plain HTTP
+    // (before: the HTTPS listener had no header-read timeout, so the connection stayed open).
+    let mut slow = Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect", &format!("127.0.0.1:{port}"), "-CAfile"])
+        .arg(certs.path().join("ca.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = slow.stdin.take().unwrap();
+        stdin.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+        stdin.flush().unwrap();
+        let started = Instant::now();
+        let closed = loop {
+            if let Some(status) = slow.try_wait().unwrap() {
+                break Some(status);
+            }
+            if started.elapsed() > Duration::from_secs(25) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let _ = slow.kill();
+        drop(stdin);
+        assert!(closed.is_some(), "a half-sent request over TLS was still open after 25 s");
+        eprintln!("half-sent request over TLS cut off after {:?}", started.elapsed());
+    }
+
     // The CLI: with `--ca-cert`, the server answers (401 for a made-up token); without, TLS fails.
     let home = tempfile::tempdir().unwrap();
     let ca_path = certs.path().join("ca.pem").display().to_string();
