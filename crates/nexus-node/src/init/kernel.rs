@@ -17,7 +17,7 @@ pub(crate) const SYSCTL_FILE: &str = "/etc/sysctl.d/90-nexus-lxd.conf";
 /// Open-file limits for login sessions (pam_limits reads it after `limits.conf`).
 pub(crate) const LIMITS_FILE: &str = "/etc/security/limits.d/90-nexus-lxd.conf";
 
-/// (sysctl, value) from LXD's production setup. `net.core.bpf_jit_limit` is left out: it only
+/// (sysctl, value) from LXD's production setup, plus `kernel.pid_max`. `net.core.bpf_jit_limit` is left out: it only
 /// matters on kernels before 5.15, and its default there depends on the machine.
 pub(crate) const SYSCTLS: &[(&str, u64)] = &[
     // One inotify instance per systemd in each container, and watches for LXD's device monitor.
@@ -34,6 +34,9 @@ pub(crate) const SYSCTLS: &[(&str, u64)] = &[
     // One neighbour entry per container on the bridge.
     ("net.ipv4.neigh.default.gc_thresh3", 8_192),
     ("net.ipv6.neigh.default.gc_thresh3", 8_192),
+    // Not in LXD's list, ours: every container's processes share the host's PID space, and at the
+    // stock 32768 sixteen workspaces at their `limits.processes` (2000) would exhaust it.
+    ("kernel.pid_max", 4_194_304),
 ];
 /// `nofile` for every user and root; never above the kernel's `fs.nr_open`, or pam_limits fails logins.
 const NOFILE: u64 = 1_048_576;

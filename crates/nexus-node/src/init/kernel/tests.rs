@@ -46,6 +46,7 @@ const STOCK: &[(&str, u64)] = &[
     ("kernel.keys.maxbytes", 20_000),
     ("net.ipv4.neigh.default.gc_thresh3", 1_024),
     ("net.ipv6.neigh.default.gc_thresh3", 1_024),
+    ("kernel.pid_max", 32_768),
 ];
 
 /// A host whose sysctls read `values` (first match wins, so earlier rules override these).
