@@ -154,6 +154,18 @@ fn daemon_ready(sys: &dyn System, seconds: u32) -> bool {
     sys.run(&["lxd", "waitready", &format!("--timeout={seconds}")], None).is_ok_and(|o| o.ok())
 }
 
+/// Starts the LXD daemon in its own session, the way a host without systemd runs it.
+pub(crate) fn spawn_daemon(sys: &dyn System) -> Result<()> {
+    let what = "LXD daemon";
+    let hint = "check that the `lxd` package is installed (`apt-get install lxd`)";
+    let argv = ["lxd", "--group", "root", "--logfile", LXD_LOG];
+    match sys.spawn_detached(&argv, LXD_DAEMON_OUTPUT) {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(fail(what, format!("`setsid -f lxd` exited with {code}"), hint)),
+        Err(e) => Err(fail(what, format!("could not start `lxd`: {e}"), hint)),
+    }
+}
+
 fn ensure_daemon(sys: &dyn System, progress: &dyn Progress) -> Result<()> {
     let what = "LXD daemon";
     progress.step(what);
@@ -161,18 +173,14 @@ fn ensure_daemon(sys: &dyn System, progress: &dyn Progress) -> Result<()> {
         progress.skipped(what);
         return Ok(());
     }
+    // A daemon that died leaves its bridge's ACL chain behind, which LXD 5.0 then cannot clear.
+    crate::lxd_restart::clear_stale_acl_chains(sys, BRIDGE);
     // Prefer the service manager when there is one; containers and CI machines often have none.
     let has_systemd = sys.run(&["test", "-d", "/run/systemd/system"], None).is_ok_and(|o| o.ok());
     if has_systemd {
         let _ = sys.run(&["systemctl", "start", "lxd.socket", "lxd.service"], None);
     } else {
-        let hint = "check that the `lxd` package is installed (`apt-get install lxd`)";
-        let argv = ["lxd", "--group", "root", "--logfile", LXD_LOG];
-        match sys.spawn_detached(&argv, LXD_DAEMON_OUTPUT) {
-            Ok(0) => {}
-            Ok(code) => return Err(fail(what, format!("`setsid -f lxd` exited with {code}"), hint)),
-            Err(e) => return Err(fail(what, format!("could not start `lxd`: {e}"), hint)),
-        }
+        spawn_daemon(sys)?;
     }
     if !daemon_ready(sys, 60) {
         return Err(fail(

@@ -8,6 +8,7 @@ pub mod check;
 pub mod commands;
 pub mod error;
 pub mod init;
+pub mod lxd_restart;
 pub mod service;
 pub mod staging;
 

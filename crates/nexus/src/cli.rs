@@ -534,8 +534,7 @@ pub(crate) struct AgentArgs {
     #[arg(long, env = "NEXUS_WORKSPACE_EGRESS", default_value = nexus_agent::limits::DEFAULT_BANDWIDTH)]
     pub(crate) workspace_egress: String,
     /// Shell command that restarts LXD when it stops answering (run at most every 30 s while the
-    /// node is degraded); `none` only reports it. Default: `systemctl restart lxd` where systemd
-    /// runs the host, else `none`.
+    /// node is degraded); `none` only reports it. Default: `nexus node restart-lxd` (this binary).
     #[arg(long, env = "NEXUS_LXD_RESTART_COMMAND")]
     pub(crate) lxd_restart_command: Option<String>,
     /// Most workspaces this node runs at once; the server places no more here [default: what the
@@ -590,6 +589,15 @@ pub(crate) enum NodeCommand {
         /// Running workspaces planned for this node.
         #[arg(long, default_value_t = 200)]
         workspaces: u64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring a dead or hung LXD daemon back: stop it (under systemd), clear the firewall chains
+    /// LXD 5.0 fails to clear after a crash, start it, wait until it answers. The agent's default
+    /// `--lxd-restart-command` (run as root).
+    #[command(after_help = "Examples:\n  sudo nexus node restart-lxd")]
+    RestartLxd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

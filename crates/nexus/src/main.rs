@@ -43,6 +43,9 @@ fn main() -> ExitCode {
                 nexus_node::init::NodeInitOptions { image, bridge_cidr, pool_size, dir_pool, ..Default::default() };
             report(&Ui::new(false), host::node::init::run(&opts, &HostSystem))
         }
+        Command::Node(NodeCommand::RestartLxd { json }) => {
+            report(&Ui::new(json), nexus_node::lxd_restart::restart(&HostSystem))
+        }
         Command::Node(NodeCommand::Check { workspaces, json }) => {
             let check = nexus_node::check::check(&HostSystem, workspaces);
             Ui::new(json).report(&check);
@@ -113,7 +116,10 @@ fn operator_options(args: cli::OperatorArgs) -> (designer::node::OperatorOptions
 async fn node(cmd: NodeCommand) -> Result<ExitCode, Failure> {
     use designer::node;
     match cmd {
-        NodeCommand::Init { .. } | NodeCommand::Service(_) | NodeCommand::Check { .. } => {
+        NodeCommand::Init { .. }
+        | NodeCommand::Service(_)
+        | NodeCommand::Check { .. }
+        | NodeCommand::RestartLxd { .. } => {
             unreachable!("dispatched without a runtime")
         }
         NodeCommand::List { operator } => {

@@ -69,8 +69,8 @@ async fn lxd_killed_marks_the_node_degraded_keeps_ssh_and_comes_back() {
     let _ = Command::new("lxc")
         .args(["project", "create", &project, "-c", "features.images=false", "-c", "features.profiles=false"])
         .output();
-    // The restart waits a little, so the outage can be looked at.
-    let restart = format!("sleep 12; {START_LXD}");
+    // The agent's own restart (`nexus node restart-lxd`), a little later so the outage can be looked at.
+    let restart = format!("sleep 12; {} node restart-lxd", bin.display());
     let agent = AgentProcess::start(&bin, &server, "node-outage", &project, &["--lxd-restart-command", &restart]);
     let key = TestKey::generate("outage");
     let op = Api::new(&server.url).with_token(&server.operator_token());
@@ -122,6 +122,14 @@ async fn lxd_killed_marks_the_node_degraded_keeps_ssh_and_comes_back() {
     assert_eq!(after.stdout, "hello from nexus\n", "SSH after the outage: {}", after.stderr);
     let log = agent.log();
     assert!(log.contains("running the restart command"), "{log}");
+    // The bridge works again (LXD 5.0 left its ACL chain behind; the restart clears it): a new
+    // workspace starts.
+    let (code, body) = api.create("after", "acme/hello").await;
+    assert_eq!(code, 201, "{body}");
+    let after_id = body["workspace_id"].as_str().unwrap().to_string();
+    api.wait_status(&after_id, &["running"], Duration::from_secs(180)).await;
+    let (code, body) = api.call("DELETE", &format!("/api/v1/workspaces/{after_id}"), None).await;
+    assert_eq!(code, 200, "{body}");
 
     let (code, body) = api.call("DELETE", &format!("/api/v1/workspaces/{id}"), None).await;
     assert_eq!(code, 200, "{body}");

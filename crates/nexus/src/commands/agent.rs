@@ -86,19 +86,16 @@ pub(crate) async fn run(args: AgentArgs) -> Result<ExitCode, Failure> {
     }
 }
 
-/// The command that brings LXD back, as argv: the operator's (run by `sh -c`); else systemd's unit
-/// where systemd runs the host; else the daemon started the way `nexus node init` starts it.
+/// The command that brings LXD back, as argv: the operator's (run by `sh -c`), else this
+/// binary's `nexus node restart-lxd` (systemd's unit where systemd runs the host, else the daemon
+/// as node init starts it, after clearing the firewall state LXD 5.0 leaves behind).
 fn lxd_restart(flag: Option<&str>) -> Option<Vec<String>> {
     match flag.map(str::trim) {
         Some("none") | Some("") => None,
         Some(cmd) => Some(vec!["sh".into(), "-c".into(), cmd.into()]),
-        None if std::path::Path::new("/run/systemd/system").is_dir() => {
-            Some(vec!["systemctl".into(), "restart".into(), "lxd".into()])
+        None => {
+            let me = std::env::current_exe().ok()?;
+            Some(vec![me.display().to_string(), "node".into(), "restart-lxd".into()])
         }
-        None => Some(vec![
-            "sh".into(),
-            "-c".into(),
-            "setsid -f lxd --group root --logfile /var/log/lxd/lxd.log >>/var/log/lxd/daemon.out 2>&1".into(),
-        ]),
     }
 }

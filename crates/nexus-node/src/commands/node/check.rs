@@ -24,3 +24,12 @@ impl Report for NodeCheck {
         }
     }
 }
+
+impl Report for crate::lxd_restart::Restarted {
+    fn text(&self, ui: &Ui) {
+        for c in &self.cleared {
+            ui.info(&format!("cleared stale firewall state: {c}"));
+        }
+        ui.ok(&format!("LXD answers (started with {})", self.started_with));
+    }
+}
