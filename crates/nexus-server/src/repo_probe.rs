@@ -121,7 +121,7 @@ fn git_failed(url: &str, out: &Output) -> ServerError {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let cause = classify(&stderr);
     // The whole message for the operator; the user gets the cause.
-    tracing::info!(%url, ?cause, stderr = %stderr.trim(), "git could not read a repository");
+    tracing::info!(%url, ?cause, status = %out.status, stderr = %stderr.trim(), "git could not read a repository");
     unreadable(url, cause, None)
 }
 
@@ -364,7 +364,14 @@ impl RepoProbe for GitLsRemote {
             let wanted = branch.map(|b| format!("refs/heads/{b}"));
             let mut args = vec!["ls-remote", "--symref", "--", run.git_url.as_str(), "HEAD"];
             args.extend(wanted.as_deref());
-            let out = self.git(&run, &args, None).await?;
+            let mut out = self.git(&run, &args, None).await?;
+            if !out.status.success() && out.stderr.iter().all(u8::is_ascii_whitespace) {
+                // Failed without a word (a connection the host dropped under load): once more
+                // before telling the user their repository cannot be read.
+                tracing::info!(url = %target.url, status = %out.status, "git ls-remote failed silently; retrying once");
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                out = self.git(&run, &args, None).await?;
+            }
             if !out.status.success() {
                 return Err(git_failed(&target.url, &out));
             }
