@@ -232,6 +232,13 @@ async fn create_from_a_git_url_needs_no_github_sign_in() {
     }));
     // Registered by the operator, as `nexus up` registers its demo user: never signed in to GitHub.
     let api = nexus_testkit::api::Api::new(&server.url);
+    // The create needs the node connected (under a loaded CI machine it may take a moment).
+    let operator = api.with_token(&server.operator_token());
+    nexus_testkit::eventually(std::time::Duration::from_secs(30), "the node joined", || async {
+        let (_, nodes) = operator.call("GET", "/api/v1/nodes", None).await;
+        (nodes["nodes"][0]["status"] == "ok").then_some(())
+    })
+    .await;
     let key = nexus_testkit::ssh::TestKey::generate("bob");
     let bob = api.register_as_operator(&server.operator_token(), "bob", 3001, &key.public).await;
     std::fs::create_dir_all(d.home.path().join(".nexus")).unwrap();
