@@ -7,6 +7,7 @@ pub mod git_dumb_http;
 pub mod git_http;
 pub mod github;
 pub mod github_openapi;
+pub mod lxd;
 pub mod openmetrics;
 pub mod process;
 pub mod ssh;

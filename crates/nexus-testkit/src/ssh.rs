@@ -39,30 +39,37 @@ pub struct SshOutput {
     pub stderr: String,
 }
 
+/// `ssh` to `dev@host -p port` with `key`, non-interactively, running `command`; `options`
+/// (`-o` values such as `ConnectTimeout=120`) come first, so they win over the defaults here.
+pub fn command(host: &str, port: u16, key: &TestKey, options: &[&str], command: &str) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.args(["-F", "/dev/null"]);
+    for o in options {
+        cmd.args(["-o", o]);
+    }
+    cmd.args([
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-i",
+    ])
+    .arg(&key.path)
+    .args(["-p", &port.to_string(), &format!("dev@{host}"), command]);
+    cmd
+}
+
 /// Runs `command` as `dev@host -p port` with `key`, non-interactively.
 pub fn run(host: &str, port: u16, key: &TestKey, command: &str) -> SshOutput {
-    let out = Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-i",
-        ])
-        .arg(&key.path)
-        .args(["-p", &port.to_string(), &format!("dev@{host}"), command])
-        .output()
-        .expect("ssh is installed");
+    let out = self::command(host, port, key, &[], command).output().expect("ssh is installed");
     SshOutput {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

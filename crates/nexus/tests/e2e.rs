@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use nexus_testkit::api::Api;
 use nexus_testkit::git::GitServer;
 use nexus_testkit::github::FakeGithub;
+use nexus_testkit::lxd::{host_ip as lxd_host_ip, ProjectGuard};
 use nexus_testkit::process::{AgentProcess, ServerOpts, ServerProcess};
 use nexus_testkit::ssh::{self, TestKey};
 use serde_json::json;
@@ -19,65 +20,6 @@ const READY: Duration = Duration::from_secs(180);
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nexus"))
-}
-
-/// The LXD bridge address containers reach the host on, or a panic saying how to get LXD.
-fn lxd_host_ip() -> Option<String> {
-    if std::env::var_os("NEXUS_SKIP_E2E").is_some() {
-        eprintln!("NEXUS_SKIP_E2E is set: SKIPPING an end-to-end test (this run proves nothing about LXD)");
-        return None;
-    }
-    let out = Command::new("lxc").args(["network", "get", "nexusbr0", "ipv4.address"]).output();
-    let addr = match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        _ => panic!(
-            "LXD with the nexusbr0 bridge is not available, so the end-to-end tests cannot run.\n\
-             hint: prepare this host with `sudo nexus node init` (or run `.ci/run`), or set NEXUS_SKIP_E2E=1 to skip explicitly"
-        ),
-    };
-    let image = Command::new("lxc").args(["image", "info", "nexus-base"]).output().unwrap();
-    assert!(image.status.success(), "LXD has no `nexus-base` image.\nhint: run `sudo nexus node init`");
-    Some(addr.split('/').next().unwrap().to_string())
-}
-
-/// Deletes an LXD project and everything in it when dropped.
-struct ProjectGuard(String);
-
-impl ProjectGuard {
-    fn new(tag: &str) -> ProjectGuard {
-        ProjectGuard(format!("e2e-{tag}-{}", std::process::id()))
-    }
-
-    /// Every instance in the project, the agent's image templates included.
-    fn all_instances(&self) -> Vec<String> {
-        let out =
-            Command::new("lxc").args(["list", "--project", &self.0, "--format", "csv", "-c", "n"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
-    }
-
-    /// The workspace containers in the project.
-    fn instances(&self) -> Vec<String> {
-        self.all_instances().into_iter().filter(|n| n.starts_with("ws-")).collect()
-    }
-}
-
-impl Drop for ProjectGuard {
-    fn drop(&mut self) {
-        // The agent may still be finishing its background image template when the test ends, so a
-        // container can appear after the first sweep: sweep until the project itself is gone.
-        for _ in 0..10 {
-            for name in self.all_instances() {
-                let _ = Command::new("lxc").args(["delete", "--force", "--project", &self.0, &name]).output();
-            }
-            let gone =
-                Command::new("lxc").args(["project", "delete", &self.0]).output().is_ok_and(|o| o.status.success());
-            if gone {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        eprintln!("warning: LXD project {} could not be removed", self.0);
-    }
 }
 
 struct Env {
@@ -1205,22 +1147,7 @@ async fn an_idle_workspace_stops_and_the_next_ssh_connection_wakes_it_and_gets_i
     api.wait_status(&id, &["running"], READY).await;
 
     // A session held open keeps it running past the allowance.
-    let mut held = Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args(["-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes", "-i"])
-        .arg(&key.path)
-        .args(["-p", &port.to_string(), "dev@127.0.0.1", "echo kept > ~/kept && sleep 20"])
-        .spawn()
-        .unwrap();
+    let mut held = ssh::command("127.0.0.1", port, &key, &[], "echo kept > ~/kept && sleep 20").spawn().unwrap();
     tokio::time::sleep(Duration::from_secs(16)).await;
     assert_eq!(api.status(&id).await["status"], "running", "an open SSH session keeps the workspace running");
     let _ = held.wait();
@@ -1236,22 +1163,8 @@ async fn an_idle_workspace_stops_and_the_next_ssh_connection_wakes_it_and_gets_i
 
     // A plain ssh starts it; the same connection gets in and finds the file it left.
     let t = Instant::now();
-    let out = Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args(["-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=120", "-i"])
-        .arg(&key.path)
-        .args(["-p", &port.to_string(), "dev@127.0.0.1", "cat ~/kept"])
-        .output()
-        .unwrap();
+    // The connection waits while the workspace starts.
+    let out = ssh::command("127.0.0.1", port, &key, &["ConnectTimeout=120"], "cat ~/kept").output().unwrap();
     assert!(out.status.success(), "ssh to the idle-stopped workspace: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "kept\n");
     eprintln!("ssh to an idle-stopped workspace got in after {:?}", t.elapsed());

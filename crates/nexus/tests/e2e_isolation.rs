@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use nexus_testkit::api::Api;
 use nexus_testkit::git::GitServer;
 use nexus_testkit::github::FakeGithub;
+use nexus_testkit::lxd::{host_ip as lxd_host_ip, ProjectGuard};
 use nexus_testkit::process::{AgentProcess, ServerOpts, ServerProcess};
 use nexus_testkit::ssh::{self, TestKey};
 use serde_json::json;
@@ -24,71 +25,6 @@ const DISK_BYTES: u64 = 2_000_000_000;
 
 fn bin() -> PathBuf {
     std::env::var_os("NEXUS_E2E_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nexus")))
-}
-
-/// The LXD bridge address containers reach the host on, or a panic saying how to get LXD.
-fn lxd_host_ip() -> Option<String> {
-    if std::env::var_os("NEXUS_SKIP_E2E").is_some() {
-        eprintln!("NEXUS_SKIP_E2E is set: SKIPPING an end-to-end test (this run proves nothing about LXD)");
-        return None;
-    }
-    let out = Command::new("lxc").args(["network", "get", "nexusbr0", "ipv4.address"]).output();
-    let addr = match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        _ => panic!(
-            "LXD with the nexusbr0 bridge is not available, so the end-to-end tests cannot run.\n\
-             hint: prepare this host with `sudo nexus node init` (or run `.ci/run`), or set NEXUS_SKIP_E2E=1 to skip explicitly"
-        ),
-    };
-    let image = Command::new("lxc").args(["image", "info", "nexus-base"]).output().unwrap();
-    assert!(image.status.success(), "LXD has no `nexus-base` image.\nhint: run `sudo nexus node init`");
-    Some(addr.split('/').next().unwrap().to_string())
-}
-
-/// Deletes an LXD project and everything in it when dropped.
-struct ProjectGuard(String);
-
-impl ProjectGuard {
-    fn new(tag: &str) -> ProjectGuard {
-        ProjectGuard(format!("e2e-{tag}-{}", std::process::id()))
-    }
-
-    fn all_instances(&self) -> Vec<String> {
-        let out =
-            Command::new("lxc").args(["list", "--project", &self.0, "--format", "csv", "-c", "n"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
-    }
-
-    /// `lxc` with `--project` of this test.
-    fn lxc(&self, args: &[&str]) -> std::process::Output {
-        Command::new("lxc").args(["--project", &self.0]).args(args).output().unwrap()
-    }
-
-    /// The instance's cgroup (v1 or v2) file `file` under the pids controller, read on the node.
-    fn pids_file(&self, instance: &str, file: &str) -> Option<String> {
-        let cgroup = format!("lxc.payload.{}_{instance}", self.0);
-        [format!("/sys/fs/cgroup/pids/{cgroup}/{file}"), format!("/sys/fs/cgroup/{cgroup}/{file}")]
-            .iter()
-            .find_map(|p| std::fs::read_to_string(p).ok())
-            .map(|s| s.trim().to_string())
-    }
-}
-
-impl Drop for ProjectGuard {
-    fn drop(&mut self) {
-        for _ in 0..10 {
-            for name in self.all_instances() {
-                let _ = Command::new("lxc").args(["delete", "--force", "--project", &self.0, &name]).output();
-            }
-            let gone =
-                Command::new("lxc").args(["project", "delete", &self.0]).output().is_ok_and(|o| o.status.success());
-            if gone {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        eprintln!("warning: LXD project {} could not be removed", self.0);
-    }
 }
 
 struct Env {
